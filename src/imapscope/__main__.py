@@ -1,0 +1,5 @@
+"""Allow ``python -m imapscope``."""
+
+from imapscope.cli import main
+
+main()

@@ -1,0 +1,70 @@
+"""Fixtures shared by the whole suite: the test CA and the real IMAP servers of the rig.
+
+Servers are started here, never assumed to be running. A server that cannot start fails the tests
+that asked for it with the rig's explanation (no silent skips).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.servers.courier import start_courier
+from tests.servers.cyrus import start_cyrus
+from tests.servers.dovecot import start_dovecot as _start_dovecot
+from tests.servers.rig import RunningServer, TestCA
+
+# Seeded INBOX sizes of the session-wide servers (first user).
+DOVECOT_MESSAGES = 200
+COURIER_MESSAGES = 50
+CYRUS_MESSAGES = 20
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
+    return TestCA(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="session")
+def dovecot(test_ca: TestCA) -> Iterator[RunningServer]:
+    server = _start_dovecot(test_ca, messages=DOVECOT_MESSAGES)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def courier(test_ca: TestCA) -> Iterator[RunningServer]:
+    server = start_courier(test_ca, messages=COURIER_MESSAGES)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def cyrus(test_ca: TestCA) -> Iterator[RunningServer]:
+    server = start_cyrus(test_ca, messages=CYRUS_MESSAGES)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_dovecot(test_ca: TestCA) -> Iterator[Callable[..., RunningServer]]:
+    """Start a Dovecot variant for one test: ``start_dovecot(disable_plaintext_auth=True)``."""
+    started: list[RunningServer] = []
+
+    def start(**options: Any) -> RunningServer:
+        server = _start_dovecot(test_ca, **options)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(params=["dovecot", "courier", "cyrus"])
+def any_server(request: pytest.FixtureRequest) -> RunningServer:
+    """Each of the three real servers in turn."""
+    server: RunningServer = request.getfixturevalue(request.param)
+    return server
