@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests import imap_driver
 from tests.servers.courier import start_courier
 from tests.servers.cyrus import start_cyrus
 from tests.servers.dovecot import start_dovecot as _start_dovecot
@@ -68,3 +69,11 @@ def any_server(request: pytest.FixtureRequest) -> RunningServer:
     """Each of the three real servers in turn."""
     server: RunningServer = request.getfixturevalue(request.param)
     return server
+
+
+@pytest.fixture(autouse=True)
+def close_drivers() -> Iterator[None]:
+    """Close every test driver a test opened, even when the test failed half-way."""
+    yield
+    while imap_driver.OPEN:
+        imap_driver.OPEN.pop().close()

@@ -41,7 +41,7 @@ def test_messages_parse_and_vary() -> None:
     assert any("\\Flagged" in f for f in flags)
 
 
-def test_maildir_names_carry_size_and_flags(tmp_path: Path) -> None:
+def test_maildir_files_are_lf_and_names_carry_sizes_and_flags(tmp_path: Path) -> None:
     messages = list(seed.generate(20))
     assert seed.write_maildir(tmp_path, messages) == 20
     files = sorted(
@@ -52,6 +52,6 @@ def test_maildir_names_carry_size_and_flags(tmp_path: Path) -> None:
         info = path.name.split(":2,")[1]
         assert info == "".join(sorted(info))
         assert ("S" in info) == ("\\Seen" in message.flags)
-        assert f",S={len(message.raw)}:" in path.name
-        assert path.read_bytes() == message.raw
+        assert path.read_bytes() == message.raw.replace(b"\r\n", b"\n")
+        assert f",S={path.stat().st_size},W={len(message.raw)}:" in path.name
         assert int(path.stat().st_mtime) == int(message.date.timestamp())

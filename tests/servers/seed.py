@@ -162,10 +162,17 @@ _MAILDIR_FLAGS = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen":
 
 
 def maildir_name(index: int, message: SeedMessage) -> str:
-    """A unique maildir file name carrying size and flags (Dovecot and Courier both read them)."""
+    """A unique maildir file name carrying sizes and flags.
+
+    ``S=`` is the file's size (LF line endings, as maildir stores them) and ``W=`` the message's
+    size with CRLF, which is what RFC822.SIZE reports; Dovecot reads both from the name instead of
+    opening the file.
+    """
     letters = "".join(sorted(_MAILDIR_FLAGS[f] for f in message.flags if f in _MAILDIR_FLAGS))
     stamp = int(message.date.timestamp())
-    return f"{stamp}.M{index}P1.imapscope,S={len(message.raw)}:2,{letters}"
+    lines = message.raw.count(b"\r\n")
+    size = len(message.raw)
+    return f"{stamp}.M{index}P1.imapscope,S={size - lines},W={size}:2,{letters}"
 
 
 def make_maildir(path: Path) -> None:
@@ -177,14 +184,15 @@ def make_maildir(path: Path) -> None:
 def write_maildir(path: Path, messages: Iterator[SeedMessage] | list[SeedMessage]) -> int:
     """Write messages into ``path/cur`` with their flags and dates; return how many were written.
 
-    The file's mtime is the message date, which Dovecot and Courier report as INTERNALDATE.
+    Files hold LF line endings (the maildir convention; servers add the CR back). The file's
+    mtime is the message date, which Dovecot and Courier report as INTERNALDATE.
     """
     make_maildir(path)
     cur = path / "cur"
     count = 0
     for index, message in enumerate(messages):
         target = cur / maildir_name(index, message)
-        target.write_bytes(message.raw)
+        target.write_bytes(message.raw.replace(b"\r\n", b"\n"))
         stamp = message.date.timestamp()
         os.utime(target, (stamp, stamp))
         count += 1

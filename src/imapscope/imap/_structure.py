@@ -1,0 +1,150 @@
+"""ENVELOPE and BODYSTRUCTURE: from parsed values to typed objects (RFC 9051 7.5.2, 9)::
+
+    envelope   = "(" env-date SP env-subject SP env-from SP env-sender SP env-reply-to SP env-to
+                 SP env-cc SP env-bcc SP env-in-reply-to SP env-message-id ")"
+    address    = "(" addr-name SP addr-adl SP addr-mailbox SP addr-host ")"
+    body       = "(" (body-type-1part / body-type-mpart) ")"
+    body-type-mpart = 1*body SP media-subtype [SP body-ext-mpart]
+    body-type-1part = (body-type-basic / body-type-msg / body-type-text) [SP body-ext-1part]
+
+Servers differ in how much extension data they send; everything past the basic fields is
+optional here, and extension data we do not know is kept in ``extension``.
+"""
+
+from __future__ import annotations
+
+from imapscope.imap._errors import RemoteProtocolError
+from imapscope.imap._events import (
+    Address,
+    BodyPart,
+    BodyStructure,
+    Envelope,
+    Multipart,
+    decode_words,
+)
+from imapscope.imap._values import Value, as_int, as_list, as_str
+
+
+def _bytes(value: Value) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    raise RemoteProtocolError(f"expected a string, got a list {value!r}")
+
+
+def _addresses(value: Value) -> tuple[Address, ...]:
+    found = []
+    for entry in as_list(value):
+        fields = as_list(entry)
+        if len(fields) != 4:
+            raise RemoteProtocolError(f"address needs 4 fields, got {entry!r}")
+        name, adl, mailbox, host = fields
+        found.append(
+            Address(decode_words(_bytes(name)), as_str(adl), as_str(mailbox), as_str(host))
+        )
+    return tuple(found)
+
+
+def envelope_from_value(value: Value) -> Envelope:
+    fields = as_list(value)
+    if len(fields) != 10:
+        raise RemoteProtocolError(f"ENVELOPE needs 10 fields, got {len(fields)}")
+    date, subject, from_, sender, reply_to, to, cc, bcc, in_reply_to, message_id = fields
+    return Envelope(
+        date=as_str(date),
+        subject=decode_words(_bytes(subject)),
+        from_=_addresses(from_),
+        sender=_addresses(sender),
+        reply_to=_addresses(reply_to),
+        to=_addresses(to),
+        cc=_addresses(cc),
+        bcc=_addresses(bcc),
+        in_reply_to=as_str(in_reply_to),
+        message_id=as_str(message_id),
+    )
+
+
+def _params(value: Value) -> dict[str, str]:
+    items = as_list(value)
+    if len(items) % 2:
+        raise RemoteProtocolError(f"body parameters come in pairs, got {value!r}")
+    return {
+        (as_str(k) or "").lower(): as_str(v) or ""
+        for k, v in zip(items[::2], items[1::2], strict=True)
+    }
+
+
+def _disposition(value: Value) -> tuple[str, dict[str, str]] | None:
+    if value is None:
+        return None
+    items = as_list(value)
+    if not items:
+        return None
+    return (as_str(items[0]) or "").lower(), _params(items[1] if len(items) > 1 else None)
+
+
+def _language(value: Value) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return tuple(as_str(v) or "" for v in value)
+    return (as_str(value) or "",)
+
+
+def body_from_value(value: Value) -> BodyStructure:
+    fields = as_list(value)
+    if not fields:
+        raise RemoteProtocolError("empty body structure")
+    if isinstance(fields[0], list):
+        parts = []
+        index = 0
+        while index < len(fields) and isinstance(fields[index], list):
+            parts.append(body_from_value(fields[index]))
+            index += 1
+        if index >= len(fields):
+            raise RemoteProtocolError("multipart body without a subtype")
+        subtype = (as_str(fields[index]) or "").lower()
+        ext = fields[index + 1 :]
+        return Multipart(
+            subtype=subtype,
+            parts=tuple(parts),
+            params=_params(ext[0]) if ext else {},
+            disposition=_disposition(ext[1]) if len(ext) > 1 else None,
+            language=_language(ext[2]) if len(ext) > 2 else None,
+            location=as_str(ext[3]) if len(ext) > 3 else None,
+            extension=tuple(ext[4:]),
+        )
+    if len(fields) < 7:
+        raise RemoteProtocolError(f"body part needs at least 7 fields, got {len(fields)}")
+    type_ = (as_str(fields[0]) or "").lower()
+    subtype = (as_str(fields[1]) or "").lower()
+    rest = fields[7:]
+    lines = envelope = body = None
+    if type_ == "message" and subtype in ("rfc822", "global") and len(rest) >= 3:
+        envelope = envelope_from_value(rest[0])
+        body = body_from_value(rest[1])
+        lines = as_int(rest[2])
+        rest = rest[3:]
+    elif type_ == "text" and rest:
+        lines = as_int(rest[0])
+        rest = rest[1:]
+    return BodyPart(
+        type=type_,
+        subtype=subtype,
+        params=_params(fields[2]),
+        id=as_str(fields[3]),
+        description=as_str(fields[4]),
+        encoding=as_str(fields[5]),
+        size=as_int(fields[6]),
+        lines=lines,
+        envelope=envelope,
+        body=body,
+        md5=as_str(rest[0]) if rest else None,
+        disposition=_disposition(rest[1]) if len(rest) > 1 else None,
+        language=_language(rest[2]) if len(rest) > 2 else None,
+        location=as_str(rest[3]) if len(rest) > 3 else None,
+        extension=tuple(rest[4:]),
+    )
