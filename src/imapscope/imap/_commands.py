@@ -31,7 +31,9 @@ from imapscope.imap._errors import LocalProtocolError
 from imapscope.imap._sequence import validate
 
 # ASTRING-CHAR = ATOM-CHAR / resp-specials; ATOM-CHAR excludes ( ) { SP CTL % * " \ ]
-_ASTRING = re.compile(rb'[^\x00-\x20\x7f(){%*"\\]+\Z')
+# "[" is an ATOM-CHAR, but strings holding one are quoted anyway: servers' own parsers treat it
+# as the start of a section.
+_ASTRING = re.compile(rb'[^\x00-\x20\x7f(){%*"\\\[]+\Z')
 _ATOM = re.compile(rb'[^\x00-\x20\x7f(){%*"\\\]]+\Z')
 _FLAG = re.compile(rb'\\?[^\x00-\x20\x7f(){%*"\\\]]+\Z')
 _UNQUOTABLE = re.compile(rb"[\x00\r\n]")

@@ -1,0 +1,116 @@
+"""Properties of the codec, checked with hypothesis."""
+
+from __future__ import annotations
+
+import contextlib
+import tracemalloc
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from imapscope.imap import (
+    NEED_DATA,
+    ClientConnection,
+    Frame,
+    Login,
+    ProtocolError,
+    ReceiveBuffer,
+    compact_sequence,
+    decode_mailbox,
+    encode,
+    encode_mailbox,
+    parse_response,
+    split_sequence,
+)
+from imapscope.imap._sequence import expand
+from imapscope.imap._values import Scanner
+
+RECORDED = [
+    b"* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+] ready.\r\n",
+    b'* 1 FETCH (UID 1 FLAGS (\\Seen) RFC822.SIZE 1331 INTERNALDATE "01-Jan-2024 09:02:00 +0000" '
+    b'ENVELOPE ("Mon, 01 Jan 2024" "Lunch" (("=?utf-8?b?Sm9zw6k=?=" NIL "jose" "example.test")) '
+    b'NIL NIL NIL NIL NIL NIL "<1@x>") BODYSTRUCTURE ("text" "plain" ("charset" "utf-8") NIL NIL '
+    b'"8bit" 987 7 NIL NIL NIL))\r\n',
+    b'* NAMESPACE (("INBOX." ".")) NIL (("#shared." ".")("shared." "."))\r\n',
+    b'* LIST (\\HasNoChildren) "." "INBOX.Projects"\r\n',
+    b"* 2 FETCH (BODY[] {5}\r\nhello)\r\n",
+    b"A0003 OK [APPENDUID 1700000000 12] Append completed.\r\n",
+    b"* STATUS INBOX (MESSAGES 3 UIDNEXT 4)\r\n",
+    b"+ \r\n",
+]
+
+
+def drive(data: bytes, chunk: int) -> None:
+    conn = ClientConnection(max_line=4096, max_literal=4096)
+    for start in range(0, len(data), chunk):
+        conn.receive_data(data[start : start + chunk])
+        while conn.next_event() is not NEED_DATA:
+            pass
+    conn.receive_data(b"")
+    while conn.next_event() is not NEED_DATA:
+        pass
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=600), st.integers(min_value=1, max_value=64))
+def test_random_bytes_only_raise_protocol_errors(data: bytes, chunk: int) -> None:
+    with contextlib.suppress(ProtocolError):
+        drive(data, chunk)
+
+
+@settings(max_examples=400)
+@given(
+    st.sampled_from(RECORDED),
+    st.lists(st.tuples(st.integers(0, 400), st.binary(max_size=3)), max_size=4),
+)
+def test_mutated_responses_only_raise_protocol_errors(
+    line: bytes, mutations: list[tuple[int, bytes]]
+) -> None:
+    data = bytearray(line)
+    for offset, replacement in mutations:
+        position = offset % (len(data) + 1)
+        data[position : position + len(replacement)] = replacement
+    with contextlib.suppress(ProtocolError):
+        parse_response(Frame(bytes(data)))
+    with contextlib.suppress(ProtocolError):
+        drive(b"* OK hi\r\n" + bytes(data), 7)
+
+
+def test_memory_stays_bounded_for_a_flood_without_crlf() -> None:
+    tracemalloc.start()
+    buffer = ReceiveBuffer(max_line=64 * 1024)
+    with contextlib.suppress(ProtocolError):
+        for _ in range(1000):
+            buffer.feed(b"x" * 1024)
+            buffer.next_frame()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 2 * 1024 * 1024
+
+
+@given(st.text(max_size=40))
+def test_mailbox_names_round_trip(name: str) -> None:
+    encoded = encode_mailbox(name)
+    assert encoded.isascii()
+    assert decode_mailbox(encoded) == name
+
+
+@given(st.sets(st.integers(min_value=1, max_value=5000), min_size=1, max_size=300))
+def test_sequence_sets_round_trip(ids: set[int]) -> None:
+    assert expand(compact_sequence(ids), 5000) == sorted(ids)
+    pieces = split_sequence(ids, max_bytes=40)
+    assert sorted(n for piece in pieces for n in expand(piece, 5000)) == sorted(ids)
+
+
+@given(st.text(max_size=30), st.text(max_size=30))
+def test_strings_round_trip_through_atom_quoted_or_literal(user: str, password: str) -> None:
+    for mode in ("sync", "plus"):
+        segments = encode("t", Login(user, password), literal_mode=mode)  # type: ignore[arg-type]
+        buffer = ReceiveBuffer()
+        buffer.feed(b"".join(s.data for s in segments))
+        frame = buffer.next_frame()
+        assert isinstance(frame, Frame)
+        scanner = Scanner(frame.text, len(b"t LOGIN "), frame.literals)
+        values = scanner.values_to_end()
+        decoded = [v.encode() if isinstance(v, str) else bytes(v) for v in values]  # type: ignore[arg-type]
+        assert decoded == [user.encode(), password.encode()]

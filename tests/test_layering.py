@@ -1,0 +1,34 @@
+"""The layering the design depends on: the codec does no IO and knows nothing above it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import imapscope.imap
+
+CODEC = Path(imapscope.imap.__file__).parent
+FORBIDDEN = {"asyncio", "socket", "ssl", "selectors", "threading", "time", "trio", "anyio"}
+
+
+def imports_of(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_codec_modules_exist() -> None:
+    assert len(list(CODEC.glob("*.py"))) > 5
+
+
+def test_codec_does_no_io_and_imports_nothing_above_it() -> None:
+    for path in CODEC.glob("*.py"):
+        for module in imports_of(path):
+            top = module.split(".")[0]
+            assert top not in FORBIDDEN, f"{path.name} imports {module}: the codec must do no IO"
+            if top == "imapscope":
+                assert module.startswith("imapscope.imap"), f"{path.name} imports {module}"
