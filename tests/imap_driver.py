@@ -31,7 +31,11 @@ class Driver:
         OPEN.append(self)
         if context is not None:
             self.sock = context.wrap_socket(self.sock, server_hostname="localhost")
-        self.conn = ClientConnection(**options)  # type: ignore[arg-type]
+        self.log: list[tuple[str, bytes]] = []
+        self.conn = ClientConnection(
+            log=lambda direction, line: self.log.append((direction, line)),
+            **options,  # type: ignore[arg-type]
+        )
         greeting = self.next()
         assert isinstance(greeting, Greeting), greeting
         self.greeting = greeting

@@ -99,7 +99,7 @@ def test_sasl_plain_with_and_without_initial_response(
     driver.conn.capabilities = driver.conn.capabilities - {"SASL-IR"}
     done, _ = driver.login_sasl(mechanism)
     assert done.status == "OK", (done, sasl_ir)
-    log = b"".join(line for _, line in driver.conn.log)
+    log = b"".join(line for _, line in driver.log)
     assert any_server.users[user].encode() not in log
     assert b"<redacted>" in log
     driver.close()
@@ -131,7 +131,7 @@ def test_starttls_forgets_capabilities_and_redacts_login(
     assert "STARTTLS" not in driver.conn.capabilities
     user = next(iter(any_server.users))
     driver.run(Login(user, any_server.users[user]))
-    sent = [line for direction, line in driver.conn.log if direction == "C"]
+    sent = [line for direction, line in driver.log if direction == "C"]
     assert any(b"LOGIN" in line and b"<redacted>" in line for line in sent)
     assert not any(any_server.users[user].encode() in line for line in sent)
     driver.close()
@@ -182,7 +182,7 @@ def test_synchronizing_literal_waits_for_continuation(
     message = b"Subject: sync\r\n\r\nx\r\n"
     done, _ = driver.run(Append("INBOX", message))
     assert done.status == "OK"
-    sent = b"".join(line for d, line in driver.conn.log if d == "C")
+    sent = b"".join(line for d, line in driver.log if d == "C")
     assert b"{%d}\r\n" % len(message) in sent
     driver.close()
 

@@ -14,14 +14,19 @@ same goes for SASL challenges during :meth:`authenticate`, answered by the mecha
 
 The connection keeps the IMAP state (:mod:`._state`) and refuses commands the state does not
 allow, tracks capabilities (greeting, CAPABILITY responses and codes; forgotten after STARTTLS, as
-RFC 9051 6.2.1 requires), picks LITERAL+/LITERAL- when offered, and keeps ``log``: the outgoing
-bytes with every secret replaced by ``<redacted>``, produced together with the real bytes.
+RFC 9051 6.2.1 requires), and picks LITERAL+/LITERAL- when offered.
+
+Logging is a callback, ``log(direction, line)`` with direction "C" (sent) or "S" (received): the
+sent lines have every secret replaced by ``<redacted>``, produced together with the real bytes, so
+no consumer ever sees a secret. Without a callback nothing is kept: a 100,000-message FETCH must
+not be held twice.
 """
 
 from __future__ import annotations
 
 import base64
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -50,6 +55,9 @@ from imapscope.imap._events import (
     ResponseCode,
     TaggedResponse,
     UntaggedStatus,
+)
+from imapscope.imap._events import (
+    Fetch as FetchResponse,
 )
 from imapscope.imap._responses import parse_response
 from imapscope.imap._sasl import Exchange, Mechanism
@@ -81,7 +89,9 @@ class ClientConnection:
         tag_prefix: str = "A",
         max_line: int = DEFAULT_MAX_LINE,
         max_literal: int = DEFAULT_MAX_LITERAL,
+        log: Callable[[str, bytes], None] | None = None,
     ) -> None:
+        self._log = log
         self._buffer = ReceiveBuffer(max_line=max_line, max_literal=max_literal)
         self._tag_prefix = tag_prefix
         self._counter = 0
@@ -97,7 +107,6 @@ class ClientConnection:
         self._send_state = State.NOT_AUTHENTICATED  # state if everything in flight succeeds
         self.capabilities: frozenset[str] = frozenset()
         self.enabled: frozenset[str] = frozenset()
-        self.log: list[tuple[str, bytes]] = []  # ("C" | "S", line), secrets redacted
         self.starttls_pending = False
 
     # -- properties ---------------------------------------------------------------------------
@@ -209,7 +218,8 @@ class ClientConnection:
         while self._queue and not self._blocked:
             segment = self._queue.popleft()
             self._out += segment.data
-            self.log.append(("C", segment.log))
+            if self._log is not None:
+                self._log("C", segment.log)
             if segment.wait:
                 self._blocked = True
 
@@ -221,7 +231,8 @@ class ClientConnection:
 
     def _send_line(self, data: bytes, log: bytes) -> None:
         self._out += data
-        self.log.append(("C", log))
+        if self._log is not None:
+            self._log("C", log)
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -252,10 +263,11 @@ class ClientConnection:
                 return event
 
     def _handle(self, frame: Frame) -> Response | None:
-        if len(frame.text) < 4096 or not frame.text.startswith(b"* "):
-            self.log.append(("S", frame.text))
-        else:
-            self.log.append(("S", frame.text[:200] + b"... <%d bytes>\r\n" % len(frame.text)))
+        if self._log is not None:
+            text = frame.text
+            if len(text) > 4096:
+                text = text[:200] + b"... <%d bytes>\r\n" % len(text)
+            self._log("S", text)
         if not self.greeted:
             greeting = parse_response(frame, greeting=True)
             assert isinstance(greeting, Greeting)
@@ -267,6 +279,8 @@ class ClientConnection:
             self._note_code(greeting.code)
             return greeting
         event = parse_response(frame, utf8=self.utf8)
+        if type(event) is FetchResponse:  # the hot path: nothing to track
+            return event
         if isinstance(event, ContinuationRequest):
             return self._continuation(event)
         if isinstance(event, TaggedResponse):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from email.header import decode_header, make_header
@@ -344,8 +345,8 @@ class Fetch:
     size: int | None = None
     internaldate_raw: str | None = None
     modseq: int | None = None
-    sections: dict[str, bytes | bytearray | None] = field(default_factory=dict)
-    items: dict[str, RawValue] = field(default_factory=dict)
+    sections: Mapping[str, bytes | bytearray | None] = field(default_factory=dict)
+    items: Mapping[str, RawValue] = field(default_factory=dict)
 
     @property
     def internaldate(self) -> datetime | None:

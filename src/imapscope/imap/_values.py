@@ -42,6 +42,23 @@ _TOKEN = re.compile(
 _QUOTED_ESCAPE = re.compile(rb'\\(["\\])')
 
 
+def _balanced(depth: int) -> bytes:
+    """A pattern for a parenthesized value nested at most ``depth`` deep, with quoted strings as
+    units and no literals. Alternatives start with distinct characters and are atomic, so the
+    regex never backtracks: one C-level match skips a whole ENVELOPE or BODYSTRUCTURE."""
+    quoted = rb'"[^"\\\r\n]*+(?:\\["\\][^"\\\r\n]*+)*+"'  # unrolled: runs, not characters
+    plain = rb'[^()"{\r\n]++'
+    group = rb"\((?>" + quoted + rb"|" + plain + rb")*+\)"
+    for _ in range(depth - 1):
+        group = rb"\((?>" + quoted + rb"|" + plain + rb"|" + group + rb")*+\)"
+    return group
+
+
+# Deep enough for ENVELOPE (3) and for BODYSTRUCTUREs of a few nested multiparts; deeper values
+# and values holding literals take the token-by-token path.
+_BALANCED = re.compile(_balanced(8))
+
+
 @dataclass(slots=True)
 class Scanner:
     """Walks a frame's text; ``literals`` are taken in order at each literal marker."""
@@ -140,6 +157,9 @@ class Scanner:
         """Skip one value without building it; return it as a :class:`RawValue`."""
         start, first_literal = self.pos, self.literal_index
         text = self.text
+        if text[start : start + 1] == b"(" and (fast := _BALANCED.match(text, start)):
+            self.pos = fast.end()
+            return RawValue(text[start : self.pos])
         depth = 0
         while True:
             match = _TOKEN.match(text, self.pos)
