@@ -24,9 +24,11 @@ from dataclasses import dataclass
 
 from imapscope.imap._errors import RemoteProtocolError
 
-#: Longest line (excluding literal data) accepted from a peer. Generous: a FETCH line with a large
-#: ENVELOPE or BODYSTRUCTURE can run to tens of KiB.
-DEFAULT_MAX_LINE = 1024 * 1024
+#: Longest line (excluding literal data) accepted from a peer. Generous on purpose: a SEARCH of a
+#: mailbox with a million messages is one ~7 MB line (bench/parse_micro.py), and a FETCH line with
+#: a large ENVELOPE or BODYSTRUCTURE can run to tens of KiB. Servers limit their own input far
+#: lower (Dovecot: 64 KiB command lines).
+DEFAULT_MAX_LINE = 16 * 1024 * 1024
 #: Largest literal accepted from a peer; a BODY[] of a big message is a literal.
 DEFAULT_MAX_LITERAL = 256 * 1024 * 1024
 #: Literals larger than this are collected in a buffer of their own as they arrive.
