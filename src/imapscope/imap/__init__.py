@@ -1,4 +1,4 @@
-"""The sans-IO IMAP codec: bytes in, typed events out; commands in, bytes out.
+"""The sans-IO IMAP codec: bytes in, typed events out; commands in, bytes out; both roles.
 
 No sockets, no TLS, no asyncio, no clock: the IO layer (:mod:`imapscope.net`) and the sandbox
 server drive it. See docs/codec.md for the public API and a worked example.
@@ -97,22 +97,140 @@ from imapscope.imap._responses import parse_response
 from imapscope.imap._sasl import SUPPORTED as SASL_MECHANISMS
 from imapscope.imap._sasl import Mechanism
 from imapscope.imap._sequence import compact as compact_sequence
+from imapscope.imap._sequence import expand as expand_sequence
 from imapscope.imap._sequence import split as split_sequence
+from imapscope.imap._serialize import serialize_response, to_raw
+from imapscope.imap._server import (
+    SERVER_MAX_LINE,
+    SERVER_MAX_LITERAL,
+    BadCommand,
+    CommandReceived,
+    IdleDone,
+    SaslResponse,
+    ServerConnection,
+    ServerEvent,
+    parse_command,
+)
 from imapscope.imap._state import State, state_diagram
+from imapscope.imap._values import RawValue, Value
+
+
+def raw_envelope(envelope: Envelope) -> RawValue:
+    """An ENVELOPE as the raw value a server puts in ``FetchResponse.items["ENVELOPE"]``."""
+    from imapscope.imap._serialize import envelope as serialize  # noqa: PLC0415
+
+    return to_raw(serialize(envelope))
+
+
+def raw_body(structure: BodyStructure, *, extensions: bool = True) -> RawValue:
+    """A BODYSTRUCTURE (or, without extensions, BODY) as a raw FETCH item value."""
+    from imapscope.imap._serialize import body as serialize  # noqa: PLC0415
+
+    return to_raw(serialize(structure, extensions))
+
 
 __all__ = [
-    "DEFAULT_MAX_LINE", "DEFAULT_MAX_LITERAL", "NEED_DATA", "SASL_MECHANISMS",
-    "Acl", "Address", "Append", "AppendUid", "Authenticate", "BodyPart", "BodyStructure", "Bye",
-    "Capability", "CapabilityCommand", "Check", "ClientConnection", "Close", "Command",
-    "ContinuationRequest", "Copy", "CopyUid", "Create", "Delete", "ESearch", "Enable", "Enabled",
-    "Envelope", "Exists", "Expunge", "ExpungeResponse", "Fetch", "FetchResponse", "Flags", "Frame",
-    "GetAcl", "GetQuotaRoot", "Greeting", "Id", "IdResponse", "Idle", "List", "ListResponse",
-    "LocalProtocolError", "Login", "Logout", "Mechanism", "Move", "Multipart", "MyRights",
-    "MyRightsResponse", "Namespace", "NamespaceResponse", "Noop", "ProtocolError", "Quota",
-    "QuotaResource", "QuotaRoot", "ReceiveBuffer", "Recent", "RemoteProtocolError", "Rename",
-    "Response", "ResponseCode", "Search", "SearchResponse", "Segment", "Select", "StartTLS",
-    "State", "Status", "StatusResponse", "Store", "Subscribe", "TaggedResponse",
-    "UnknownResponse", "Unselect", "Unsubscribe", "UntaggedStatus", "Vanished",
-    "compact_sequence", "decode_mailbox", "decode_words", "encode", "encode_mailbox",
-    "parse_internaldate", "parse_response", "split_sequence", "state_diagram",
+    "DEFAULT_MAX_LINE",
+    "DEFAULT_MAX_LITERAL",
+    "NEED_DATA",
+    "SASL_MECHANISMS",
+    "SERVER_MAX_LINE",
+    "SERVER_MAX_LITERAL",
+    "Acl",
+    "Address",
+    "Append",
+    "AppendUid",
+    "Authenticate",
+    "BadCommand",
+    "BodyPart",
+    "BodyStructure",
+    "Bye",
+    "Capability",
+    "CapabilityCommand",
+    "Check",
+    "ClientConnection",
+    "Close",
+    "Command",
+    "CommandReceived",
+    "ContinuationRequest",
+    "Copy",
+    "CopyUid",
+    "Create",
+    "Delete",
+    "ESearch",
+    "Enable",
+    "Enabled",
+    "Envelope",
+    "Exists",
+    "Expunge",
+    "ExpungeResponse",
+    "Fetch",
+    "FetchResponse",
+    "Flags",
+    "Frame",
+    "GetAcl",
+    "GetQuotaRoot",
+    "Greeting",
+    "Id",
+    "IdResponse",
+    "Idle",
+    "IdleDone",
+    "List",
+    "ListResponse",
+    "LocalProtocolError",
+    "Login",
+    "Logout",
+    "Mechanism",
+    "Move",
+    "Multipart",
+    "MyRights",
+    "MyRightsResponse",
+    "Namespace",
+    "NamespaceResponse",
+    "Noop",
+    "ProtocolError",
+    "Quota",
+    "QuotaResource",
+    "QuotaRoot",
+    "RawValue",
+    "ReceiveBuffer",
+    "Recent",
+    "RemoteProtocolError",
+    "Rename",
+    "Response",
+    "ResponseCode",
+    "SaslResponse",
+    "Search",
+    "SearchResponse",
+    "Segment",
+    "Select",
+    "ServerConnection",
+    "ServerEvent",
+    "StartTLS",
+    "State",
+    "Status",
+    "StatusResponse",
+    "Store",
+    "Subscribe",
+    "TaggedResponse",
+    "UnknownResponse",
+    "Unselect",
+    "Unsubscribe",
+    "UntaggedStatus",
+    "Value",
+    "Vanished",
+    "compact_sequence",
+    "decode_mailbox",
+    "decode_words",
+    "encode",
+    "encode_mailbox",
+    "expand_sequence",
+    "parse_command",
+    "parse_internaldate",
+    "parse_response",
+    "serialize_body",
+    "serialize_envelope",
+    "serialize_response",
+    "split_sequence",
+    "state_diagram",
 ]  # fmt: skip

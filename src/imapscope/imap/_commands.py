@@ -152,7 +152,13 @@ def _emit(arg: Arg, out: _Writer, literal_mode: LiteralMode) -> None:
     elif isinstance(arg, StringArg):
         data = arg.data
         shown = REDACTED if arg.secret else None
-        if not arg.force_literal and arg.allow_atom and _ASTRING.match(data):
+        # A string spelled NIL must be quoted: the bare atom NIL means "no value".
+        if (
+            not arg.force_literal
+            and arg.allow_atom
+            and _ASTRING.match(data)
+            and data.upper() != b"NIL"
+        ):
             out.add(data, shown)
         elif (
             not arg.force_literal
@@ -320,7 +326,9 @@ class Select(Command):
 
 
 @dataclass(frozen=True, slots=True)
-class _MailboxCommand(Command):
+class MailboxCommand(Command):
+    """A command whose only argument is a mailbox name."""
+
     mailbox: str
 
     def args(self, *, utf8: bool = False) -> list[Arg]:
@@ -328,7 +336,7 @@ class _MailboxCommand(Command):
 
 
 @dataclass(frozen=True, slots=True)
-class Create(_MailboxCommand):
+class Create(MailboxCommand):
     name: ClassVar[str] = "CREATE"
     special_use: str | None = None  # RFC 6154 CREATE-SPECIAL-USE, e.g. "\\Archive"
 
@@ -340,32 +348,32 @@ class Create(_MailboxCommand):
 
 
 @dataclass(frozen=True, slots=True)
-class Delete(_MailboxCommand):
+class Delete(MailboxCommand):
     name: ClassVar[str] = "DELETE"
 
 
 @dataclass(frozen=True, slots=True)
-class Subscribe(_MailboxCommand):
+class Subscribe(MailboxCommand):
     name: ClassVar[str] = "SUBSCRIBE"
 
 
 @dataclass(frozen=True, slots=True)
-class Unsubscribe(_MailboxCommand):
+class Unsubscribe(MailboxCommand):
     name: ClassVar[str] = "UNSUBSCRIBE"
 
 
 @dataclass(frozen=True, slots=True)
-class GetQuotaRoot(_MailboxCommand):
+class GetQuotaRoot(MailboxCommand):
     name: ClassVar[str] = "GETQUOTAROOT"
 
 
 @dataclass(frozen=True, slots=True)
-class GetAcl(_MailboxCommand):
+class GetAcl(MailboxCommand):
     name: ClassVar[str] = "GETACL"
 
 
 @dataclass(frozen=True, slots=True)
-class MyRights(_MailboxCommand):
+class MyRights(MailboxCommand):
     name: ClassVar[str] = "MYRIGHTS"
 
 
@@ -498,15 +506,40 @@ class Search(Command):
             found += [AtomArg(b"RETURN"), ListArg(tuple(atom(r) for r in self.returns))]
         if self.charset:
             found += [AtomArg(b"CHARSET"), atom(self.charset)]
-        pieces = self.criteria.split("?")
-        if len(pieces) != len(self.strings) + 1:
-            raise LocalProtocolError("SEARCH: one string per '?' placeholder in the criteria")
-        for index, piece in enumerate(pieces):
-            if piece.strip():
-                found.append(raw(piece.strip()))
-            if index < len(self.strings):
-                found.append(StringArg(self.strings[index].encode(), allow_atom=False))
-        return found
+        return found + _criteria(self.criteria, self.strings)
+
+
+_CRITERIA_TOKEN = re.compile(r"\(|\)|\?|[^\s()?]+")
+
+
+def _criteria(criteria: str, strings: tuple[str, ...]) -> list[Arg]:
+    """SEARCH criteria text to arguments: parentheses become lists (so no stray spaces appear
+    inside them) and each ``?`` takes the next string, quoted or sent as a literal."""
+    if _UNQUOTABLE.search(criteria.encode()):
+        raise LocalProtocolError(
+            f"CR, LF or NUL in SEARCH criteria {criteria!r}", hint="put text in the strings"
+        )
+    stack: list[list[Arg]] = [[]]
+    remaining = list(strings)
+    for piece in _CRITERIA_TOKEN.findall(criteria):
+        if piece == "(":
+            stack.append([])
+        elif piece == ")":
+            if len(stack) == 1:
+                raise LocalProtocolError(f"unbalanced ')' in SEARCH criteria {criteria!r}")
+            group = stack.pop()
+            stack[-1].append(ListArg(tuple(group)))
+        elif piece == "?":
+            if not remaining:
+                raise LocalProtocolError("SEARCH: one string per '?' placeholder in the criteria")
+            stack[-1].append(StringArg(remaining.pop(0).encode(), allow_atom=False))
+        else:
+            stack[-1].append(raw(piece))
+    if len(stack) != 1:
+        raise LocalProtocolError(f"unbalanced '(' in SEARCH criteria {criteria!r}")
+    if remaining:
+        raise LocalProtocolError("SEARCH: one string per '?' placeholder in the criteria")
+    return stack[0]
 
 
 @dataclass(frozen=True, slots=True)

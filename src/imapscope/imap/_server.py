@@ -1,0 +1,449 @@
+"""The server role: command lines in, typed commands out; responses in, bytes out. No IO.
+
+Theory of operation
+-------------------
+The sandbox server drives a :class:`ServerConnection` the way a client drives a
+``ClientConnection``: ``receive_data``, ``next_event`` until :data:`NEED_DATA`, ``send`` for each
+response, ``data_to_send`` to write. Events are :class:`CommandReceived` (a typed command from
+:mod:`._commands`, the same classes the client sends, so ``parse(encode(c)) == c``),
+:class:`IdleDone`, :class:`SaslResponse` during AUTHENTICATE, and :class:`BadCommand` for a line
+that is not a valid command in the current state (answer it with ``tag BAD``; the connection goes
+on).
+
+The connection answers synchronizing literals with ``+`` by itself, so a client's ``{N}`` never
+stalls. It follows the state table of :mod:`._state` from the tagged responses the server sends,
+which assumes what every server does: handle one command fully (send its tagged response) before
+asking for the next event. After a tagged OK to STARTTLS it drops anything the client pipelined
+in plaintext (the CVE-2011-0411 class of injection) and waits for :meth:`tls_established`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from imapscope.imap import _mutf7
+from imapscope.imap import _sequence as sequence
+from imapscope.imap._buffer import Frame, LiteralAnnounced, ReceiveBuffer
+from imapscope.imap._commands import (
+    Append,
+    Authenticate,
+    Capability,
+    Check,
+    Close,
+    Command,
+    Copy,
+    Create,
+    Delete,
+    Enable,
+    Expunge,
+    Fetch,
+    GetAcl,
+    GetQuotaRoot,
+    Id,
+    Idle,
+    List,
+    Login,
+    Logout,
+    MailboxCommand,
+    Move,
+    MyRights,
+    Namespace,
+    Noop,
+    Rename,
+    Search,
+    Select,
+    StartTLS,
+    Status,
+    Store,
+    Subscribe,
+    Unselect,
+    Unsubscribe,
+)
+from imapscope.imap._connection import NEED_DATA, _Sentinel
+from imapscope.imap._errors import LocalProtocolError, RemoteProtocolError
+from imapscope.imap._events import Response, TaggedResponse, parse_internaldate
+from imapscope.imap._serialize import serialize_response
+from imapscope.imap._state import ALLOWED, ON_NO, ON_OK, State
+from imapscope.imap._values import Scanner, Value, as_list
+
+#: Longest command line a server accepts (excluding literals), as Dovecot does (RFC 7162 3.2.1
+#: asks servers to accept at least 8192 octets).
+SERVER_MAX_LINE = 64 * 1024
+#: Largest literal a server accepts: a message for APPEND.
+SERVER_MAX_LITERAL = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReceived:
+    tag: str
+    command: Command
+
+
+@dataclass(frozen=True, slots=True)
+class IdleDone:
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class SaslResponse:
+    """A client line during AUTHENTICATE: decoded bytes, or None when the client cancelled."""
+
+    tag: str
+    data: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class BadCommand:
+    """Not a valid command here: answer ``tag BAD message`` (tag is ``*`` if there was none)."""
+
+    tag: str
+    message: str
+
+
+ServerEvent = CommandReceived | IdleDone | SaslResponse | BadCommand
+
+
+# --- parsing commands -------------------------------------------------------------------------
+
+
+def _text(item: Value) -> str:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, bytes | bytearray):
+        return bytes(item).decode("utf-8", "replace")
+    raise RemoteProtocolError(f"expected a string, got {item!r}")
+
+
+def _bytes(item: Value) -> bytes:
+    if isinstance(item, str):
+        return item.encode()
+    if isinstance(item, bytes | bytearray):
+        return bytes(item)
+    raise RemoteProtocolError(f"expected a string, got {item!r}")
+
+
+def _mailbox(item: Value, utf8: bool) -> str:
+    raw = _bytes(item)
+    if raw.upper() == b"INBOX":
+        return "INBOX"
+    return raw.decode("utf-8", "replace") if utf8 else _mutf7.decode(raw)
+
+
+def _syntax(item: Value, strings: list[str]) -> str:
+    """Search criteria back to text, with each string replaced by a ``?`` placeholder."""
+    if isinstance(item, list):
+        return "(" + " ".join(_syntax(v, strings) for v in item) + ")"
+    if isinstance(item, bytes | bytearray):
+        strings.append(bytes(item).decode("utf-8", "replace"))
+        return "?"
+    if item is None:
+        return "NIL"
+    return item
+
+
+def _arity(values: list[Value], low: int, high: int | None = None) -> None:
+    high = low if high is None else high
+    if not low <= len(values) <= high:
+        expected = str(low) if low == high else f"{low} to {high}"
+        raise RemoteProtocolError(f"expected {expected} arguments, got {len(values)}")
+
+
+def parse_command(frame: Frame, *, utf8: bool = False) -> tuple[str, Command]:
+    """``tag SP command CRLF`` to (tag, typed command); RemoteProtocolError if malformed."""
+    text = frame.text
+    tag, _, rest = text.partition(b" ")
+    if not tag or not rest or not tag.isascii() or b"+" in tag or b"*" in tag:
+        raise RemoteProtocolError(f"not a tagged command: {text[:60]!r}")
+    verb_bytes, _, _ = rest.partition(b" ")
+    verb = verb_bytes.rstrip(b"\r\n").decode("ascii", "replace").upper()
+    uid = verb == "UID"
+    start = len(tag) + 1 + len(verb_bytes) + 1
+    if uid:
+        sub, _, _ = text[start:].partition(b" ")
+        verb = sub.rstrip(b"\r\n").decode("ascii", "replace").upper()
+        start += len(sub) + 1
+    scanner = Scanner(text, min(start, len(text) - 2), frame.literals)
+    values = scanner.values_to_end() if start < len(text) - 1 else []
+    return tag.decode("ascii"), _build(verb, uid, values, utf8)
+
+
+def _build(verb: str, uid: bool, values: list[Value], utf8: bool) -> Command:
+    simple: dict[str, type[Command]] = {
+        "CAPABILITY": Capability, "NOOP": Noop, "LOGOUT": Logout, "STARTTLS": StartTLS,
+        "NAMESPACE": Namespace, "CHECK": Check, "CLOSE": Close, "UNSELECT": Unselect,
+        "IDLE": Idle,
+    }  # fmt: skip
+    if uid and verb not in ("FETCH", "SEARCH", "STORE", "COPY", "MOVE", "EXPUNGE"):
+        raise RemoteProtocolError(f"UID {verb} is not a command")
+    if verb in simple:
+        _arity(values, 0)
+        return simple[verb]()
+    one_mailbox: dict[str, type[MailboxCommand]] = {
+        "DELETE": Delete, "SUBSCRIBE": Subscribe, "UNSUBSCRIBE": Unsubscribe,
+        "GETQUOTAROOT": GetQuotaRoot, "GETACL": GetAcl, "MYRIGHTS": MyRights,
+    }  # fmt: skip
+    if verb in one_mailbox:
+        _arity(values, 1)
+        return one_mailbox[verb](_mailbox(values[0], utf8))
+    if verb == "LOGIN":
+        _arity(values, 2)
+        return Login(_text(values[0]), _text(values[1]))
+    if verb == "AUTHENTICATE":
+        _arity(values, 1, 2)
+        initial = _text(values[1]) if len(values) == 2 else None
+        return Authenticate(_text(values[0]).upper(), initial)
+    if verb == "ENABLE":
+        return Enable(tuple(_text(v).upper() for v in values))
+    if verb == "ID":
+        _arity(values, 1)
+        if values[0] is None:
+            return Id(None)
+        pairs = as_list(values[0])
+        return Id({_text(k): _text(v) for k, v in zip(pairs[::2], pairs[1::2], strict=True)})
+    if verb in ("SELECT", "EXAMINE"):
+        _arity(values, 1, 2)
+        condstore, qresync = False, None
+        for param_index, param in enumerate(as_list(values[1]) if len(values) == 2 else []):
+            if isinstance(param, str) and param.upper() == "CONDSTORE":
+                condstore = True
+            elif isinstance(param, str) and param.upper() == "QRESYNC":
+                known = as_list(as_list(values[1])[param_index + 1])
+                qresync = (int(_text(known[0])), int(_text(known[1])))
+        return Select(_mailbox(values[0], utf8), verb == "EXAMINE", condstore, qresync)
+    if verb == "CREATE":
+        _arity(values, 1, 2)
+        special = None
+        if len(values) == 2:
+            option = as_list(values[1])
+            if len(option) == 2 and _text(option[0]).upper() == "USE":
+                special = _text(as_list(option[1])[0])
+        return Create(_mailbox(values[0], utf8), special)
+    if verb == "RENAME":
+        _arity(values, 2)
+        return Rename(_mailbox(values[0], utf8), _mailbox(values[1], utf8))
+    if verb in ("LIST", "LSUB"):
+        select: tuple[str, ...] = ()
+        if values and isinstance(values[0], list):
+            select = tuple(_text(v).upper() for v in as_list(values.pop(0)))
+        returns: tuple[str, ...] = ()
+        if len(values) == 4 and _text(values[2]).upper() == "RETURN":
+            returns = tuple(_text(v) for v in as_list(values[3]))
+            values = values[:2]
+        _arity(values, 2)
+        reference, pattern = _bytes(values[0]), _bytes(values[1])
+        decode = (lambda b: b.decode("utf-8", "replace")) if utf8 else _mutf7.decode
+        return List(decode(reference), decode(pattern), select, returns, verb == "LSUB")
+    if verb == "STATUS":
+        _arity(values, 2)
+        return Status(
+            _mailbox(values[0], utf8), tuple(_text(v).upper() for v in as_list(values[1]))
+        )
+    if verb == "APPEND":
+        _arity(values, 2, 4)
+        name, message = _mailbox(values[0], utf8), values[-1]
+        if not isinstance(message, bytes | bytearray):
+            raise RemoteProtocolError("APPEND needs the message as a literal")
+        flags: tuple[str, ...] = ()
+        date = None
+        for argument in values[1:-1]:
+            if isinstance(argument, list):
+                flags = tuple(_text(f) for f in argument)
+            else:
+                date = parse_internaldate(_text(argument))
+        return Append(name, bytes(message), flags, date)
+    if verb == "EXPUNGE":
+        if uid:
+            _arity(values, 1)
+            return Expunge(sequence.validate(_text(values[0])))
+        _arity(values, 0)
+        return Expunge()
+    if verb == "SEARCH":
+        return _search(values, uid)
+    if verb == "FETCH":
+        _arity(values, 2, 3)
+        changed_since, vanished = None, False
+        if len(values) == 3:
+            modifiers = as_list(values[2])
+            for index, modifier in enumerate(modifiers):
+                word = _text(modifier).upper()
+                if word == "CHANGEDSINCE":
+                    changed_since = int(_text(modifiers[index + 1]))
+                elif word == "VANISHED":
+                    vanished = True
+        items = _fetch_items(values[1])
+        return Fetch(sequence.validate(_text(values[0])), items, uid, changed_since, vanished)
+    if verb == "STORE":
+        _arity(values, 3, 4)
+        unchanged_since = None
+        if len(values) == 4:
+            modifier = as_list(values.pop(1))
+            unchanged_since = int(_text(modifier[1]))
+        item = _text(values[1]).upper()
+        action = item[0] if item[0] in "+-" else ""
+        if item.lstrip("+-") not in ("FLAGS", "FLAGS.SILENT"):
+            raise RemoteProtocolError(f"STORE cannot change {item}")
+        flags_value = values[2]
+        store_flags = (
+            tuple(_text(f) for f in as_list(flags_value))
+            if isinstance(flags_value, list)
+            else (_text(flags_value),)
+        )
+        return Store(
+            sequence.validate(_text(values[0])),
+            store_flags,
+            action,  # type: ignore[arg-type]
+            item.endswith(".SILENT"),
+            uid,
+            unchanged_since,
+        )
+    if verb in ("COPY", "MOVE"):
+        _arity(values, 2)
+        command_class = Copy if verb == "COPY" else Move
+        return command_class(sequence.validate(_text(values[0])), _mailbox(values[1], utf8), uid)
+    raise RemoteProtocolError(f"unknown command {verb}")
+
+
+def _fetch_items(item: Value) -> str:
+    if isinstance(item, list):
+        return "(" + " ".join(_fetch_items(v) for v in item) + ")"
+    return _text(item)
+
+
+def _search(values: list[Value], uid: bool) -> Search:
+    returns = None
+    if len(values) >= 2 and _text_or_none(values[0]) == "RETURN":
+        returns = tuple(_text(v).upper() for v in as_list(values[1]))
+        values = values[2:]
+    charset = None
+    if len(values) >= 2 and _text_or_none(values[0]) == "CHARSET":
+        charset = _text(values[1])
+        values = values[2:]
+    if not values:
+        raise RemoteProtocolError("SEARCH needs criteria")
+    strings: list[str] = []
+    criteria = " ".join(_syntax(v, strings) for v in values)
+    return Search(criteria, tuple(strings), charset, returns, uid)
+
+
+def _text_or_none(item: Value) -> str | None:
+    return item.upper() if isinstance(item, str) else None
+
+
+# --- the connection ---------------------------------------------------------------------------
+
+
+class ServerConnection:
+    """One IMAP server connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        max_line: int = SERVER_MAX_LINE,
+        max_literal: int = SERVER_MAX_LITERAL,
+    ) -> None:
+        self._buffer = ReceiveBuffer(
+            max_line=max_line, max_literal=max_literal, announce_literals=True
+        )
+        self._out = bytearray()
+        self._pending: dict[str, Command] = {}
+        self._idle_tag: str | None = None
+        self._sasl_tag: str | None = None
+        self.state = State.NOT_AUTHENTICATED
+        self.starttls_pending = False
+        self.utf8 = False
+
+    def receive_data(self, data: bytes) -> None:
+        if self.starttls_pending:
+            raise LocalProtocolError("data before the TLS handshake finished")
+        self._buffer.feed(data)
+
+    def next_event(self) -> ServerEvent | _Sentinel:
+        while True:
+            frame = self._buffer.next_frame()
+            if frame is None:
+                return NEED_DATA
+            if isinstance(frame, LiteralAnnounced):
+                if frame.synchronizing:
+                    self._out += b"+ Ready for literal data\r\n"
+                continue
+            return self._handle(frame)
+
+    def _handle(self, frame: Frame) -> ServerEvent:
+        if self._idle_tag is not None:
+            if frame.text.upper() != b"DONE\r\n":
+                return BadCommand(self._idle_tag, "expected DONE to end IDLE")
+            tag, self._idle_tag = self._idle_tag, None
+            return IdleDone(tag)
+        if self._sasl_tag is not None:
+            line = frame.text[:-2]
+            if line == b"*":
+                return SaslResponse(self._sasl_tag, None)
+            try:
+                return SaslResponse(self._sasl_tag, base64.b64decode(line, validate=True))
+            except (binascii.Error, ValueError):
+                return BadCommand(self._sasl_tag, "SASL response is not base64")
+        try:
+            tag, command = parse_command(frame, utf8=self.utf8)
+        except RemoteProtocolError as exc:
+            tag = frame.text[:-2].partition(b" ")[0].decode("ascii", "replace")
+            if not tag or not tag.isprintable() or " " in tag or "\r" in tag:
+                tag = "*"
+            return BadCommand(tag[:64], str(exc).split(" (hint:")[0])
+        verb = command.verb().split()[-1] if command.verb().startswith("UID ") else command.verb()
+        allowed = ALLOWED.get("UID" if command.verb().startswith("UID ") else verb)
+        if allowed is not None and self.state not in allowed:
+            return BadCommand(
+                tag, f"{command.verb()} is not allowed in the {self.state.value} state"
+            )
+        self._pending[tag] = command
+        if isinstance(command, Idle):
+            self._idle_tag = tag
+        elif isinstance(command, Authenticate):
+            self._sasl_tag = tag
+        return CommandReceived(tag, command)
+
+    def send(self, response: Response) -> None:
+        """Queue a response; a tagged one completes its command and may move the state."""
+        self._out += serialize_response(response, utf8=self.utf8)
+        if not isinstance(response, TaggedResponse):
+            return
+        command = self._pending.pop(response.tag, None)
+        if response.tag == self._sasl_tag:
+            self._sasl_tag = None
+        if response.tag == self._idle_tag:
+            self._idle_tag = None
+        if command is None:
+            return
+        verb = command.verb().split()[-1]
+        if response.status == "OK":
+            target = ON_OK.get(verb)
+            if target is not None:
+                self.state = target
+            if isinstance(command, StartTLS):
+                # Whatever the client pipelined in plaintext must not be executed after TLS.
+                self._buffer = ReceiveBuffer(
+                    max_line=self._buffer.max_line,
+                    max_literal=self._buffer.max_literal,
+                    announce_literals=True,
+                )
+                self.starttls_pending = True
+            if isinstance(command, Enable) and "UTF8=ACCEPT" in command.capabilities:
+                self.utf8 = True
+        else:
+            target = ON_NO.get(verb)
+            if target is not None:
+                self.state = target
+
+    def preauthenticate(self) -> None:
+        """The server greets with PREAUTH: start authenticated."""
+        self.state = State.AUTHENTICATED
+
+    def tls_established(self) -> None:
+        self.starttls_pending = False
+
+    def data_to_send(self) -> bytes:
+        data = bytes(self._out)
+        self._out.clear()
+        return data
