@@ -33,9 +33,9 @@ from imapscope.imap._sequence import validate
 # ASTRING-CHAR = ATOM-CHAR / resp-specials; ATOM-CHAR excludes ( ) { SP CTL % * " \ ]
 # "[" is an ATOM-CHAR, but strings holding one are quoted anyway: servers' own parsers treat it
 # as the start of a section.
-_ASTRING = re.compile(rb'[^\x00-\x20\x7f(){%*"\\\[]+\Z')
-_ATOM = re.compile(rb'[^\x00-\x20\x7f(){%*"\\\]]+\Z')
-_FLAG = re.compile(rb'\\?[^\x00-\x20\x7f(){%*"\\\]]+\Z')
+_ASTRING = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\\[]+\Z')  # atoms are 7-bit, always
+_ATOM = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\\]]+\Z')
+_FLAG = re.compile(rb'\\?[^\x00-\x20\x7f-\xff(){%*"\\\]]+\Z')
 _UNQUOTABLE = re.compile(rb"[\x00\r\n]")
 LITERAL_MINUS_MAX = 4096
 

@@ -166,6 +166,8 @@ def parse_command(frame: Frame, *, utf8: bool = False) -> tuple[str, Command]:
         start += len(sub) + 1
     scanner = Scanner(text, min(start, len(text) - 2), frame.literals)
     values = scanner.values_to_end() if start < len(text) - 1 else []
+    if verb == "APPEND" and (not frame.literals or values[-1] is not frame.literals[-1]):
+        raise RemoteProtocolError("APPEND needs the message as a literal")
     return tag.decode("ascii"), _build(verb, uid, values, utf8)
 
 
