@@ -507,3 +507,15 @@ def test_search_and_esearch_and_list_extended() -> None:
     event = parse_response(Frame(b"* NAMESPACE NIL NIL NIL\r\n"))
     assert event == NamespaceResponse((), (), ())
     assert isinstance(parse_response(Frame(b"* 0 EXISTS\r\n")), Exists)
+
+
+def test_literal_refused_with_no_instead_of_continuation_does_not_stall() -> None:
+    # Courier does this for APPEND to an invalid mailbox: a tagged NO where "+" would be.
+    conn = ClientConnection()
+    feed(conn, b"* PREAUTH hi\r\n")
+    append = conn.send(Append("bad name", b"message data"))
+    noop = conn.send(Noop())
+    assert conn.data_to_send() == b'A0001 APPEND "bad name" {12}\r\n'
+    events = feed(conn, f"{append} NO Invalid mailbox name.\r\n".encode())
+    assert [e.status for e in events] == ["NO"]  # type: ignore[attr-defined]
+    assert conn.data_to_send() == f"{noop} NOOP\r\n".encode()  # the literal is never sent

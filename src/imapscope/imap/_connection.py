@@ -61,7 +61,9 @@ from imapscope.imap._events import (
 )
 from imapscope.imap._responses import parse_response
 from imapscope.imap._sasl import Exchange, Mechanism
+from imapscope.imap._serialize import raw_value
 from imapscope.imap._state import ALLOWED, ON_NO, ON_OK, State, first_word
+from imapscope.imap._values import RawValue
 
 
 class _Sentinel(Enum):
@@ -80,6 +82,18 @@ class _InFlight:
     sasl_initial: bytes | None = None  # to send on the first "+" when SASL-IR was not used
 
 
+#: Received lines longer than this (literals included) are logged shortened.
+LOG_LINE_LIMIT = 4096
+
+
+def _as_logged(frame: Frame) -> bytes:
+    """The line as it was on the wire (literal data in place), shortened when long."""
+    size = len(frame.text) + sum(len(literal) for literal in frame.literals)
+    if size <= LOG_LINE_LIMIT:
+        return raw_value(RawValue(frame.text, frame.literals))
+    return frame.text[:200] + b"... <%d bytes>\r\n" % size
+
+
 class ClientConnection:
     """One IMAP client connection (see the module docstring)."""
 
@@ -96,8 +110,8 @@ class ClientConnection:
         self._tag_prefix = tag_prefix
         self._counter = 0
         self._out = bytearray()
-        self._queue: deque[Segment] = deque()
-        self._blocked = False  # waiting for "+" before sending the next segment
+        self._queue: deque[tuple[str, Segment]] = deque()  # (tag, segment)
+        self._blocked: str | None = None  # tag whose literal waits for "+"
         self._in_flight: dict[str, _InFlight] = {}
         self._completed: dict[str, Command] = {}
         self._idle_tag: str | None = None
@@ -157,7 +171,7 @@ class ClientConnection:
         # "UID FETCH" moves state like FETCH; the tables key on the verb after UID.
         flight = _InFlight(command, verb.split()[-1] if verb.startswith("UID ") else verb)
         self._in_flight[tag] = flight
-        self._enqueue(encode(tag, command, literal_mode=self.literal_mode, utf8=self.utf8))
+        self._enqueue(tag, encode(tag, command, literal_mode=self.literal_mode, utf8=self.utf8))
         self._after_send(tag, flight)
         return tag
 
@@ -185,7 +199,7 @@ class ClientConnection:
         tag = self._next_tag()
         flight = _InFlight(command, "AUTHENTICATE", exchange, pending_initial)
         self._in_flight[tag] = flight
-        self._enqueue(encode(tag, command, literal_mode=self.literal_mode))
+        self._enqueue(tag, encode(tag, command, literal_mode=self.literal_mode))
         self._after_send(tag, flight)
         return tag
 
@@ -193,7 +207,7 @@ class ClientConnection:
         """End IDLE (sends the DONE line)."""
         if self._idle_tag is None:
             raise LocalProtocolError("done() without IDLE", hint="send(Idle()) first")
-        self._enqueue([Segment(b"DONE\r\n", log=b"DONE\r\n")])
+        self._enqueue("", [Segment(b"DONE\r\n", log=b"DONE\r\n")])
         self._idling = False
         self._idle_tag = None
 
@@ -210,18 +224,18 @@ class ClientConnection:
         if target is not None:
             self._send_state = target
 
-    def _enqueue(self, segments: list[Segment]) -> None:
-        self._queue.extend(segments)
+    def _enqueue(self, tag: str, segments: list[Segment]) -> None:
+        self._queue.extend((tag, segment) for segment in segments)
         self._pump()
 
     def _pump(self) -> None:
-        while self._queue and not self._blocked:
-            segment = self._queue.popleft()
+        while self._queue and self._blocked is None:
+            tag, segment = self._queue.popleft()
             self._out += segment.data
             if self._log is not None:
                 self._log("C", segment.log)
             if segment.wait:
-                self._blocked = True
+                self._blocked = tag
 
     def data_to_send(self) -> bytes:
         """Bytes queued for the peer (and forget them)."""
@@ -264,10 +278,7 @@ class ClientConnection:
 
     def _handle(self, frame: Frame) -> Response | None:
         if self._log is not None:
-            text = frame.text
-            if len(text) > 4096:
-                text = text[:200] + b"... <%d bytes>\r\n" % len(text)
-            self._log("S", text)
+            self._log("S", _as_logged(frame))
         if not self.greeted:
             greeting = parse_response(frame, greeting=True)
             assert isinstance(greeting, Greeting)
@@ -300,8 +311,8 @@ class ClientConnection:
             self.capabilities = frozenset(str(c).upper() for c in code.value)
 
     def _continuation(self, event: ContinuationRequest) -> Response | None:
-        if self._blocked:
-            self._blocked = False
+        if self._blocked is not None:
+            self._blocked = None
             self._pump()
             return None
         for flight in self._in_flight.values():
@@ -332,6 +343,12 @@ class ClientConnection:
                 f"tagged response for unknown tag {event.tag!r}",
                 hint="the server answered a command we never sent",
             )
+        if self._blocked == event.tag:
+            # The server refused the command instead of sending "+" for its literal (allowed by
+            # RFC 9051 7.5): the rest of that command must never be sent.
+            self._queue = deque(item for item in self._queue if item[0] != event.tag)
+            self._blocked = None
+            self._pump()
         self._completed[event.tag] = flight.command
         if len(self._completed) > 1000:
             self._completed.pop(next(iter(self._completed)))
