@@ -68,7 +68,7 @@ def test_recorded_fetches_decode(server: str) -> None:
 
 
 def test_server_specific_shapes() -> None:
-    courier = [e for e in responses("courier") if isinstance(e, NamespaceResponse)][0]
+    courier = next(e for e in responses("courier") if isinstance(e, NamespaceResponse))
     assert ("#shared.", ".") in courier.shared
     cyrus = responses("cyrus")
     assert Enabled(("CONDSTORE",)) in cyrus
