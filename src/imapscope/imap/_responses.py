@@ -61,7 +61,15 @@ from imapscope.imap._events import (
     UntaggedStatus,
     Vanished,
 )
-from imapscope.imap._values import RawValue, Scanner, Value, as_int, as_list, as_str
+from imapscope.imap._values import (
+    BALANCED_PATTERN,
+    RawValue,
+    Scanner,
+    Value,
+    as_int,
+    as_list,
+    as_str,
+)
 
 # --- response codes ---------------------------------------------------------------------------
 
@@ -169,7 +177,10 @@ _COMMON_RUN = re.compile(
     rb"|FLAGS \((?P<flags>[^()\r\n]*)\)"
     rb"|RFC822\.SIZE (?P<size>\d+)"
     rb'|INTERNALDATE "(?P<date>[^"\\\r\n]*)"'
-    rb"|MODSEQ \((?P<modseq>\d+)\))(?: |(?=\))))+"
+    rb"|MODSEQ \((?P<modseq>\d+)\)"
+    # ENVELOPE and BODYSTRUCTURE without literals: their whole span, kept raw.
+    rb"|ENVELOPE (?P<envelope>" + BALANCED_PATTERN + rb")"
+    rb"|BODYSTRUCTURE (?P<bodystructure>" + BALANCED_PATTERN + rb"))(?: |(?=\))))+"
 )
 # Items whose value is a string (or NIL): body sections and the old RFC822 forms.
 _SECTION_ITEMS = frozenset(
@@ -197,21 +208,31 @@ def parse_fetch(frame: Frame, seq: int, pos: int) -> Fetch:
         if run is not None:
             # One match consumed a run of common items, in whatever order the server sent them;
             # each named group holds its item's value (an item appears once per FETCH).
-            number = run.group("uid")
-            if number is not None:
-                uid = int(number)
-            listed = run.group("flags")
-            if listed is not None:
-                flags = tuple(listed.decode("utf-8", "replace").split())
-            number = run.group("size")
-            if number is not None:
-                size = int(number)
-            quoted = run.group("date")
-            if quoted is not None:
-                internaldate = quoted.decode("ascii", "replace")
-            number = run.group("modseq")
-            if number is not None:
-                modseq = int(number)
+            (
+                uid_text,
+                flag_text,
+                size_text,
+                date_text,
+                modseq_text,
+                envelope_span,
+                structure_span,
+            ) = run.groups()
+            if uid_text is not None:
+                uid = int(uid_text)
+            if flag_text is not None:
+                flags = tuple(flag_text.decode("utf-8", "replace").split())
+            if size_text is not None:
+                size = int(size_text)
+            if date_text is not None:
+                internaldate = date_text.decode("ascii", "replace")
+            if modseq_text is not None:
+                modseq = int(modseq_text)
+            if envelope_span is not None:
+                items = {"ENVELOPE": RawValue(envelope_span)}
+            if structure_span is not None:
+                if items is None:
+                    items = {}
+                items["BODYSTRUCTURE"] = RawValue(structure_span)
             pos = run.end()
             if text[pos - 1 : pos] == b" ":
                 continue

@@ -56,7 +56,8 @@ def _balanced(depth: int) -> bytes:
 
 # Deep enough for ENVELOPE (3) and for BODYSTRUCTUREs of a few nested multiparts; deeper values
 # and values holding literals take the token-by-token path.
-_BALANCED = re.compile(_balanced(8))
+BALANCED_PATTERN = _balanced(8)
+_BALANCED = re.compile(BALANCED_PATTERN)
 
 
 @dataclass(slots=True)
