@@ -6,7 +6,7 @@ Contenders, each run in its own subprocess (so its peak RSS is its own) against 
 for ``UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)``:
 
 1. raw: a plain socket reads until the tagged OK. The floor: the server's own speed.
-2. imapscope: the sans-IO codec over an asyncio stream, keeping one typed record per message
+2. imapscope: the sans-IO codec behind an asyncio Protocol, keeping one typed record per message
    (uid, flags, size, internal date, envelope kept raw for later decoding).
 3. imapclient: imaplib + imapclient's ``parse_fetch_response`` (what most Python tools use).
 4. aioimaplib: at 10,000 messages only (its FETCH handling is quadratic), reported separately.
@@ -78,44 +78,80 @@ def run_raw(port: int, password: str, folder: str) -> int:
     return count
 
 
-def run_imapscope(port: int, password: str, folder: str) -> int:
-    records: list[tuple[int | None, tuple[str, ...] | None, int | None, str | None, object]] = []
+class _CodecProtocol(asyncio.Protocol):
+    """The codec behind an asyncio Protocol: each chunk goes from the transport straight into
+    the codec (no StreamReader buffer in between), events are handled as they come."""
+
+    def __init__(self, records: list[tuple[object, ...]], keep: bool = True) -> None:
+        self.conn = ClientConnection()
+        self.records = records
+        self.keep = keep
+        self.count = 0
+        self.transport: asyncio.Transport | None = None
+        self.waiting: tuple[str | None, asyncio.Future[None]] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        conn.receive_data(data)
+        records = self.records
+        while (event := conn.next_event()) is not NEED_DATA:
+            if type(event) is FetchResponse:
+                self.count += 1
+                if not self.keep:
+                    continue
+                records.append(
+                    (
+                        event.uid,
+                        event.flags,
+                        event.size,
+                        event.internaldate_raw,
+                        event.items.get("ENVELOPE"),
+                    )
+                )
+            elif self.waiting is not None:
+                tag, done = self.waiting
+                if tag is None or (isinstance(event, TaggedResponse) and event.tag == tag):
+                    self.waiting = None
+                    done.set_result(None)
+        pending = conn.data_to_send()
+        if pending and self.transport is not None:
+            self.transport.write(pending)
+
+    async def run(self, command: object | None) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        tag = None if command is None else self.conn.send(command)  # type: ignore[arg-type]
+        self.waiting = (tag, done)
+        if self.transport is not None:
+            self.transport.write(self.conn.data_to_send())
+        await done
+
+
+def run_imapscope(port: int, password: str, folder: str, keep: bool = True) -> int:
+    records: list[tuple[object, ...]] = []
+    protocol = _CodecProtocol(records, keep)
 
     async def main() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
-        conn = ClientConnection()
-
-        async def until(tag: str | None) -> None:
-            while True:
-                event = conn.next_event()
-                if event is NEED_DATA:
-                    writer.write(conn.data_to_send())
-                    data = await reader.read(1 << 18)
-                    conn.receive_data(data)
-                    continue
-                if isinstance(event, FetchResponse):
-                    records.append(
-                        (
-                            event.uid,
-                            event.flags,
-                            event.size,
-                            event.internaldate_raw,
-                            event.items.get("ENVELOPE"),
-                        )
-                    )
-                elif tag is None or (isinstance(event, TaggedResponse) and event.tag == tag):
-                    return
-
-        await until(None)  # greeting
-        await until(conn.send(Login(USER, password)))
-        await until(conn.send(Select(folder, readonly=True)))
-        tag = conn.send(Fetch("1:*", ITEMS, uid=True))
-        writer.write(conn.data_to_send())
-        await until(tag)
-        writer.close()
+        loop = asyncio.get_running_loop()
+        waiting: asyncio.Future[None] = loop.create_future()
+        protocol.waiting = (None, waiting)  # the greeting
+        transport, _ = await loop.create_connection(lambda: protocol, "127.0.0.1", port)
+        await waiting
+        await protocol.run(Login(USER, password))
+        await protocol.run(Select(folder, readonly=True))
+        await protocol.run(Fetch("1:*", ITEMS, uid=True))
+        transport.close()
 
     asyncio.run(main())
-    return len(records)
+    return protocol.count
+
+
+def run_imapscope_streaming(port: int, password: str, folder: str) -> int:
+    """The same, keeping no records: its memory shows what the codec itself holds."""
+    return run_imapscope(port, password, folder, keep=False)
 
 
 def run_imapclient(port: int, password: str, folder: str) -> int:
@@ -147,6 +183,7 @@ def run_aioimaplib(port: int, password: str, folder: str) -> int:
 CONTENDERS = {
     "raw": run_raw,
     "imapscope": run_imapscope,
+    "imapscope-nokeep": run_imapscope_streaming,
     "imapclient": run_imapclient,
     "aioimaplib": run_aioimaplib,
 }
@@ -215,6 +252,9 @@ def main() -> int:
                 results.setdefault(name, []).append(
                     measure(name, server.port, password, "INBOX", args.messages)
                 )
+        results["imapscope-nokeep"] = [
+            measure("imapscope-nokeep", server.port, password, "INBOX", args.messages)
+        ]
         small_results = {
             name: measure(name, server.port, password, "Small", small)
             for name in ("raw", "imapscope", "imapclient", "aioimaplib")
@@ -222,18 +262,19 @@ def main() -> int:
     finally:
         server.stop()
 
-    print(f"\nUID FETCH 1:* {ITEMS}, {args.messages} messages, best of {args.repeat}:")
+    print(f"\nUID FETCH 1:* {ITEMS}, {args.messages} messages, best of {args.repeat}")
+    print("(imapscope-nokeep: once, keeping no records, to show the codec's own memory):")
     best = {name: min(runs, key=lambda r: r["seconds"]) for name, runs in results.items()}
     for name, result in best.items():
         spread = statistics.pstdev(r["seconds"] for r in results[name])
         print(
-            f"  {name:<11} {result['seconds']:8.2f} s  (sd {spread:.2f})  "
+            f"  {name:<16} {result['seconds']:8.2f} s  (sd {spread:.2f})  "
             f"{args.messages / result['seconds']:>9,.0f} msg/s  "
             f"peak RSS {result['peak_mib']:.0f} MiB"
         )
     print(f"\nsame, {small} messages (aioimaplib is quadratic, so it runs only here):")
     for name, result in small_results.items():
-        print(f"  {name:<11} {result['seconds']:8.2f} s  peak RSS {result['peak_mib']:.0f} MiB")
+        print(f"  {name:<16} {result['seconds']:8.2f} s  peak RSS {result['peak_mib']:.0f} MiB")
     ratio = best["imapscope"]["seconds"] / best["raw"]["seconds"]
     speedup = best["imapclient"]["seconds"] / best["imapscope"]["seconds"]
     print(f"ratio_vs_raw={ratio:.2f} speedup_vs_imapclient={speedup:.1f}")
