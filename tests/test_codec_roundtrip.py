@@ -28,6 +28,7 @@ from imapscope.imap import (
     Fetch,
     FetchResponse,
     Flags,
+    GetQuota,
     Id,
     IdResponse,
     List,
@@ -95,6 +96,7 @@ commands = st.one_of(
               st.booleans()),
     st.builds(lambda s: Search("FROM ? SUBJECT ?", (s, s + "x")), text),
     st.builds(Id, st.none() | st.dictionaries(printable, text, max_size=3)),
+    st.builds(GetQuota, text),
 )  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -312,12 +313,13 @@ def test_literal_split_at_every_byte_boundary() -> None:
         assert event.uid == 3
 
 
-def test_large_literal_is_collected_outside_the_receive_buffer() -> None:
-    size = 5 * 1024 * 1024
-    buffer = ReceiveBuffer(stream_threshold=64 * 1024)
+def test_a_50_mb_literal_is_held_once() -> None:
+    size = 50 * 1024 * 1024
+    chunk = b"x" * 65536
+    tracemalloc.start()
+    buffer = ReceiveBuffer()
     buffer.feed(b"* 1 FETCH (BODY[] {%d}\r\n" % size)
     assert buffer.next_frame() is None
-    chunk = b"x" * 65536
     for _ in range(size // len(chunk)):
         buffer.feed(chunk)
         assert buffer.next_frame() is None
@@ -325,7 +327,23 @@ def test_large_literal_is_collected_outside_the_receive_buffer() -> None:
     buffer.feed(b")\r\n")
     frame = buffer.next_frame()
     assert isinstance(frame, Frame)
-    assert len(frame.literals[0]) == size
+    event = parse_response(frame)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert isinstance(event, FetchResponse)
+    body = event.sections["BODY[]"]
+    assert body is not None
+    assert len(body) == size
+    assert peak < 1.2 * size  # once, not twice
+
+
+def test_binary_literal8() -> None:
+    buffer = ReceiveBuffer()
+    buffer.feed(b"* 2 FETCH (UID 9 BINARY[1] ~{4}\r\n\x00\x01\x02\x03)\r\n")
+    event = parse_response(buffer.next_frame())  # type: ignore[arg-type]
+    assert isinstance(event, FetchResponse)
+    assert event.sections == {"BINARY[1]": b"\x00\x01\x02\x03"}
+    assert event.uid == 9
 
 
 def test_limits() -> None:

@@ -368,6 +368,17 @@ class GetQuotaRoot(MailboxCommand):
 
 
 @dataclass(frozen=True, slots=True)
+class GetQuota(Command):
+    """GETQUOTA of a quota root (RFC 9208), which is not a mailbox name."""
+
+    name: ClassVar[str] = "GETQUOTA"
+    root: str
+
+    def args(self, *, utf8: bool = False) -> list[Arg]:
+        return [StringArg(self.root.encode())]
+
+
+@dataclass(frozen=True, slots=True)
 class GetAcl(MailboxCommand):
     name: ClassVar[str] = "GETACL"
 

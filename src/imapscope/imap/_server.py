@@ -40,6 +40,7 @@ from imapscope.imap._commands import (
     Expunge,
     Fetch,
     GetAcl,
+    GetQuota,
     GetQuotaRoot,
     Id,
     Idle,
@@ -189,6 +190,9 @@ def _build(verb: str, uid: bool, values: list[Value], utf8: bool) -> Command:
     if verb in one_mailbox:
         _arity(values, 1)
         return one_mailbox[verb](_mailbox(values[0], utf8))
+    if verb == "GETQUOTA":
+        _arity(values, 1)
+        return GetQuota(_text(values[0]))
     if verb == "LOGIN":
         _arity(values, 2)
         return Login(_text(values[0]), _text(values[1]))
