@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
+
 import typer
 from rich.console import Console
 
@@ -18,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
+err_console = Console(stderr=True)
 
 
 def _print_version(value: bool) -> None:
@@ -43,6 +50,144 @@ def _root(
 def version() -> None:
     """Print the version."""
     console.print(f"imapscope {__version__}")
+
+
+def _fail_unknown(message: str) -> NoReturn:
+    """A usage problem in ``check``: exit 3 (UNKNOWN, as Nagios plugins do), saying what to do."""
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(3)
+
+
+def _read_secret(env: str | None, path: Path | None, what: str, prompt: bool) -> str | None:
+    if env is not None:
+        value = os.environ.get(env)
+        if not value:
+            _fail_unknown(f"the environment variable {env} (from --{what}-env) is empty or unset")
+        return value
+    if path is not None:
+        try:
+            return path.read_text().rstrip("\r\n")
+        except OSError as exc:
+            _fail_unknown(f"cannot read --{what}-file {path}: {exc.strerror}")
+    if prompt:
+        if not sys.stdin.isatty():
+            _fail_unknown(
+                "no password: give --password-env VAR or --password-file PATH "
+                "(there is no terminal to ask on)"
+            )
+        return str(typer.prompt("Password", hide_input=True))
+    return None
+
+
+@app.command()
+def check(
+    target: str = typer.Argument(..., help="The IMAP server's host name or IP address."),
+    port: int | None = typer.Option(
+        None, "--port", "-p", help="Port (default 993 for tls, 143 otherwise)."
+    ),
+    security: str = typer.Option(
+        "auto", "--security", "-s", help="auto, tls (implicit, 993), starttls (143) or plain."
+    ),
+    user: str | None = typer.Option(
+        None, "--user", "-u", help="User name; without it the ladder stops before login."
+    ),
+    password: str | None = typer.Option(
+        None, "--password", hidden=True, help="Refused: it would show in ps and shell history."
+    ),
+    password_env: str | None = typer.Option(
+        None, "--password-env", help="Read the password from this environment variable."
+    ),
+    password_file: Path | None = typer.Option(
+        None, "--password-file", help="Read the password from this file."
+    ),
+    oauth2_token_env: str | None = typer.Option(
+        None,
+        "--oauth2-token-env",
+        help="Read an OAuth2 access token from this environment variable.",
+    ),
+    ca_file: Path | None = typer.Option(
+        None, "--ca-file", help="Trust this CA (PEM) in addition to nothing else."
+    ),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Do not verify the certificate (the report still shows it)."
+    ),
+    timeout: float = typer.Option(10.0, "--timeout", help="Seconds allowed per step."),
+    mailbox: str = typer.Option("INBOX", "--mailbox", help="Mailbox to EXAMINE."),
+    nameserver: str | None = typer.Option(
+        None, "--nameserver", help="Use this DNS server (IP[:PORT]) for every lookup."
+    ),
+    allow_plaintext: bool = typer.Option(
+        False, "--allow-plaintext", help="Allow unencrypted IMAP (never by default)."
+    ),
+    source_address: str | None = typer.Option(
+        None, "--source-address", help="Connect from this local address."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (docs/check.md)."),
+    nagios: bool = typer.Option(
+        False, "--nagios", help="Print one Nagios plugin line with perfdata."
+    ),
+    transcript: bool = typer.Option(
+        False, "--transcript", help="Also print the wire log (secrets redacted)."
+    ),
+) -> None:
+    """Run the IMAP troubleshooting ladder and name what is broken, with the fix.
+
+    Exit status follows Nagios plugins: 0 ok, 1 warning, 2 critical, 3 unknown.
+    """
+    import asyncio  # noqa: PLC0415 - keep `imapscope --help` fast
+
+    from imapscope.probe import (  # noqa: PLC0415
+        EXIT_CODES,
+        CheckOptions,
+        render_human,
+        render_nagios,
+        run_check,
+    )
+
+    if password is not None:
+        _fail_unknown(
+            "a password on the command line is visible to other users (ps) and lands in shell "
+            "history; use --password-env VAR or --password-file PATH, or leave both out to be "
+            "asked"
+        )
+    if security not in ("auto", "tls", "starttls", "plain"):
+        _fail_unknown(f"--security must be auto, tls, starttls or plain, not {security!r}")
+    if security == "plain" and not allow_plaintext:
+        _fail_unknown("--security plain sends the password unencrypted; add --allow-plaintext")
+    if "@" in target:
+        _fail_unknown(
+            f"{target} looks like an email address; automatic discovery is not built yet, so give "
+            "the IMAP server's host name (your provider's help pages list it)"
+        )
+    if ca_file is not None and not ca_file.is_file():
+        _fail_unknown(f"--ca-file {ca_file} does not exist")
+    if nameserver is not None:
+        from imapscope.net import parse_nameserver  # noqa: PLC0415
+
+        try:
+            parse_nameserver(nameserver)
+        except ValueError:
+            _fail_unknown(
+                f"--nameserver must be an IP address with an optional :PORT, not {nameserver!r}"
+            )
+    token = _read_secret(oauth2_token_env, None, "oauth2-token", prompt=False)
+    secret = None
+    if user is not None and token is None:
+        secret = _read_secret(password_env, password_file, "password", prompt=True)
+    options = CheckOptions(
+        host=target, port=port, security=security, user=user, password=secret,
+        oauth2_token=token, ca_file=str(ca_file) if ca_file else None, insecure=insecure,
+        timeout=timeout, mailbox=mailbox, nameserver=nameserver,
+        allow_plaintext=allow_plaintext, source_address=source_address,
+    )  # fmt: skip
+    report = asyncio.run(run_check(options))
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2, default=str))
+    elif nagios:
+        print(render_nagios(report))
+    else:
+        render_human(report, console, transcript=transcript)
+    raise typer.Exit(EXIT_CODES[report.status])
 
 
 def main() -> None:

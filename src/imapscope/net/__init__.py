@@ -1,6 +1,50 @@
-"""The connection layer: asyncio TCP, implicit TLS, STARTTLS and proxies.
+"""The connection layer: asyncio TCP, implicit TLS, STARTTLS; the only module that touches
+sockets and TLS. Everything it does is emitted as trace events (:mod:`._trace`)."""
 
-The only module that touches sockets and TLS; everything it does is emitted as trace events.
+from imapscope.net._connection import (
+    CertificateError,
+    ConnectionClosedError,
+    ImapConnection,
+    NetError,
+    NetTimeoutError,
+    Result,
+    Security,
+    WireLine,
+    read_banner,
+    speaks_tls,
+)
+from imapscope.net._resolve import Addresses, ResolveError, parse_nameserver, resolve
+from imapscope.net._tls import (
+    CertificateInfo,
+    TlsInfo,
+    certificate_info,
+    client_context,
+    fetch_certificate,
+)
+from imapscope.net._trace import TraceEvent, Tracer, ignore, span
 
-Not built yet: arrives with the check issue (#4).
-"""
+__all__ = [
+    "Addresses",
+    "CertificateError",
+    "CertificateInfo",
+    "ConnectionClosedError",
+    "ImapConnection",
+    "NetError",
+    "NetTimeoutError",
+    "ResolveError",
+    "Result",
+    "Security",
+    "TlsInfo",
+    "TraceEvent",
+    "Tracer",
+    "WireLine",
+    "certificate_info",
+    "client_context",
+    "fetch_certificate",
+    "ignore",
+    "parse_nameserver",
+    "read_banner",
+    "resolve",
+    "span",
+    "speaks_tls",
+]  # fmt: skip

@@ -1,6 +1,26 @@
 """The troubleshooting ladder and the findings catalogue.
 
-Findings are stable codes with severity, summary, fix and verbatim evidence.
-
-Not built yet: arrives with the check issue (#4).
+:func:`run_check` runs the ladder against a server and returns a :class:`Report`: steps, findings
+(stable codes from :data:`CATALOGUE`, with severity, summary, fix and evidence), timings, TLS and
+server facts, and a redacted transcript.
 """
+
+from imapscope.probe._findings import (
+    ALL_GOOD,
+    CATALOGUE,
+    LAYERS,
+    Finding,
+    Spec,
+    catalogue_markdown,
+    finding,
+    headline,
+)
+from imapscope.probe._ladder import CheckOptions, run_check
+from imapscope.probe._render import render_human, render_nagios
+from imapscope.probe._report import EXIT_CODES, Report, Step, Target
+
+__all__ = [
+    "ALL_GOOD", "CATALOGUE", "EXIT_CODES", "LAYERS", "CheckOptions", "Finding", "Report", "Spec",
+    "Step", "Target", "catalogue_markdown", "finding", "headline", "render_human",
+    "render_nagios", "run_check",
+]  # fmt: skip

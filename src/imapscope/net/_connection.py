@@ -1,0 +1,304 @@
+"""An IMAP connection over asyncio: the codec's ClientConnection plus a TCP/TLS stream.
+
+The only place that touches sockets and TLS. Every step is traced (see :mod:`._trace`); every
+line on the wire is kept, redacted by the codec where it is produced, in :attr:`transcript`.
+Foreign exceptions are translated here into :class:`NetError` subclasses that say which phase
+failed, so the probe can name the layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from imapscope.imap import (
+    NEED_DATA,
+    ClientConnection,
+    Command,
+    Greeting,
+    Mechanism,
+    ProtocolError,
+    Response,
+    StartTLS,
+    TaggedResponse,
+)
+from imapscope.net._tls import TlsInfo, tls_info
+from imapscope.net._trace import Tracer, ignore, span
+
+Security = Literal["tls", "starttls", "plain"]
+
+
+class NetError(Exception):
+    """A network-level failure; ``phase`` says where (tcp, tls, greeting, read, ...)."""
+
+    def __init__(self, phase: str, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.phase = phase
+        self.cause = cause
+
+
+class NetTimeoutError(NetError):
+    """A phase did not finish within its timeout."""
+
+
+class ConnectionClosedError(NetError):
+    """The peer closed the connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class WireLine:
+    """One line of the transcript: direction ("C" sent, "S" received), time, redacted text."""
+
+    direction: str
+    at_ms: float
+    text: str
+
+
+@dataclass(slots=True)
+class Result:
+    """A command's tagged completion and the untagged responses that came with it."""
+
+    tagged: TaggedResponse
+    untagged: list[Response] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.tagged.status == "OK"
+
+
+READ_SIZE = 64 * 1024
+
+
+class ImapConnection:
+    """Open with :meth:`open`; then :meth:`greeting`, :meth:`run`, :meth:`starttls`, ..."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        host: str,
+        address: str,
+        port: int,
+        tracer: Tracer,
+        timeout: float,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.host = host
+        self.address = address
+        self.port = port
+        self.timeout = timeout
+        self._tracer = tracer
+        self._started = time.perf_counter()
+        self.transcript: list[WireLine] = []
+        self.codec = ClientConnection(log=self._log)
+        self.tls: TlsInfo | None = None
+        self._closed = False
+
+    def _log(self, direction: str, line: bytes) -> None:
+        at = (time.perf_counter() - self._started) * 1000
+        text = line.decode("utf-8", "replace").rstrip("\r\n")
+        self.transcript.append(WireLine(direction, at, text))
+
+    # -- opening ------------------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        host: str,
+        address: str,
+        port: int,
+        *,
+        security: Security,
+        context: ssl.SSLContext | None,
+        timeout: float = 10.0,
+        tracer: Tracer = ignore,
+        source_address: tuple[str, int] | None = None,
+    ) -> ImapConnection:
+        """Connect to ``address`` (an IP) for ``host`` (the name TLS verifies), implicit TLS when
+        ``security`` is "tls". STARTTLS happens later, through :meth:`starttls`."""
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with span(tracer, "connect_tcp", host=host, address=address, port=port) as tcp:
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(
+                        address, port, family=family, local_addr=source_address, limit=1 << 20
+                    ),
+                    timeout,
+                )
+            except TimeoutError as exc:
+                raise NetTimeoutError(
+                    "tcp", f"no TCP answer from {address} port {port} in {timeout:g}s", exc
+                ) from exc
+            except OSError as exc:
+                raise NetError("tcp", f"{address} port {port}: {exc.strerror or exc}", exc) from exc
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                tcp.details["local"] = sock.getsockname()[0]
+        connection = cls(
+            reader, writer, host=host, address=address, port=port, tracer=tracer, timeout=timeout
+        )
+        if security == "tls":
+            if context is None:
+                raise ValueError("implicit TLS needs an SSL context")
+            await connection._start_tls(context)
+        return connection
+
+    async def _start_tls(self, context: ssl.SSLContext) -> None:
+        with span(self._tracer, "start_tls", host=self.host) as tls:
+            try:
+                await asyncio.wait_for(
+                    self._writer.start_tls(context, server_hostname=self.host), self.timeout
+                )
+            except TimeoutError as exc:
+                raise NetTimeoutError(
+                    "tls", f"TLS handshake with {self.address} timed out", exc
+                ) from exc
+            except ssl.SSLCertVerificationError as exc:
+                raise CertificateError(exc) from exc
+            except (ssl.SSLError, OSError) as exc:
+                raise NetError("tls", f"TLS handshake failed: {_ssl_reason(exc)}", exc) from exc
+            ssl_object = self._writer.get_extra_info("ssl_object")
+            self.tls = tls_info(ssl_object)
+            tls.details.update(version=self.tls.version, cipher=self.tls.cipher)
+
+    # -- talking ------------------------------------------------------------------------------
+
+    async def _fill(self, phase: str, timeout: float) -> None:
+        data = self.codec.data_to_send()
+        if data:
+            self._writer.write(data)
+            await self._writer.drain()
+        try:
+            chunk = await asyncio.wait_for(self._reader.read(READ_SIZE), timeout)
+        except TimeoutError as exc:
+            raise NetTimeoutError(phase, f"no answer within {timeout:g}s", exc) from exc
+        except (ssl.SSLError, OSError) as exc:
+            raise NetError(phase, f"connection failed: {_ssl_reason(exc)}", exc) from exc
+        self.codec.receive_data(chunk)
+
+    async def next_response(self, phase: str = "read", timeout: float | None = None) -> Response:
+        limit = self.timeout if timeout is None else timeout
+        while True:
+            try:
+                event = self.codec.next_event()
+            except ProtocolError as exc:
+                if not self.codec.greeted or "closed" in str(exc):
+                    raise ConnectionClosedError(phase, str(exc), exc) from exc
+                raise
+            data = self.codec.data_to_send()
+            if data:
+                self._writer.write(data)
+                await self._writer.drain()
+            if event is not NEED_DATA:
+                assert not isinstance(event, type(NEED_DATA))
+                return event
+            await self._fill(phase, limit)
+
+    async def greeting(self, timeout: float | None = None) -> Greeting:
+        with span(self._tracer, "greeting") as greeting_span:
+            event = await self.next_response("greeting", timeout)
+            assert isinstance(event, Greeting)
+            greeting_span.details.update(status=event.status, text=event.text)
+            return event
+
+    async def wait(self, tag: str, phase: str) -> Result:
+        result = Result(TaggedResponse(tag, "BAD", None, ""), [])
+        while True:
+            event = await self.next_response(phase)
+            if isinstance(event, TaggedResponse) and event.tag == tag:
+                result.tagged = event
+                return result
+            result.untagged.append(event)
+
+    async def run(self, command: Command, phase: str | None = None) -> Result:
+        """Send ``command``, return its completion with the untagged responses."""
+        name = phase or command.verb().lower().replace(" ", "_")
+        with span(self._tracer, "command", verb=command.verb()) as command_span:
+            tag = self.codec.send(command)
+            result = await self.wait(tag, name)
+            command_span.details["status"] = result.tagged.status
+            return result
+
+    async def authenticate(self, mechanism: Mechanism) -> Result:
+        with span(self._tracer, "authenticate", mechanism=mechanism.name) as auth:
+            tag = self.codec.authenticate(mechanism)
+            result = await self.wait(tag, "authenticate")
+            auth.details["status"] = result.tagged.status
+            return result
+
+    async def starttls(self, context: ssl.SSLContext) -> Result:
+        """STARTTLS, and the handshake when the server agrees."""
+        result = await self.run(StartTLS())
+        if result.ok:
+            await self._start_tls(context)
+            self.codec.tls_established()
+        return result
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.close()
+        with contextlib.suppress(TimeoutError, OSError, ssl.SSLError):
+            await asyncio.wait_for(self._writer.wait_closed(), 2)
+
+
+class CertificateError(NetError):
+    """The server's certificate failed verification; ``code`` is OpenSSL's verify code."""
+
+    def __init__(self, cause: ssl.SSLCertVerificationError) -> None:
+        super().__init__("tls", cause.verify_message or str(cause), cause)
+        self.code = cause.verify_code
+        self.verify_message = cause.verify_message or str(cause)
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return exc.reason.replace("_", " ").lower()
+    return str(exc) or type(exc).__name__
+
+
+async def read_banner(
+    address: str, port: int, timeout: float, source_address: tuple[str, int] | None = None
+) -> bytes | None:
+    """The first line a port sends without being asked (None if it says nothing in time)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(address, port, family=family, local_addr=source_address),
+            timeout,
+        )
+    except (TimeoutError, OSError):
+        return None
+    try:
+        return await asyncio.wait_for(reader.readline(), timeout)
+    except (TimeoutError, OSError, ValueError):
+        return None
+    finally:
+        writer.close()
+
+
+async def speaks_tls(host: str, address: str, port: int, timeout: float) -> bool:
+    """Whether a TLS handshake (not verified: no credentials follow) succeeds on this port."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                address, port, family=family, ssl=context, server_hostname=host
+            ),
+            timeout,
+        )
+    except (TimeoutError, OSError, ssl.SSLError):
+        return False
+    writer.close()
+    return True

@@ -1,0 +1,105 @@
+"""Name resolution: A and AAAA, separately, with the system resolver or a chosen DNS server.
+
+Without ``nameserver`` the system resolver answers (so /etc/hosts and local overrides apply, as
+for every other program); with it, every lookup goes to that server (dnspython), which is also how
+the tests exercise DNS on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass
+
+import dns.asyncresolver
+import dns.exception
+import dns.resolver
+
+
+class ResolveError(Exception):
+    """``kind`` is "nxdomain" (the name does not exist) or "failure" (no usable answer)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True, slots=True)
+class Addresses:
+    ipv4: tuple[str, ...]
+    ipv6: tuple[str, ...]
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return self.ipv4 + self.ipv6
+
+
+def parse_nameserver(text: str) -> tuple[str, int]:
+    """``IP`` or ``IP:PORT`` (``[v6]:PORT`` for IPv6) to (ip, port)."""
+    host, port = text, 53
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") else 53
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        port = int(port_text)
+    ipaddress.ip_address(host)  # raises ValueError with a clear message
+    return host, port
+
+
+def make_resolver(nameserver: str | None, timeout: float) -> dns.asyncresolver.Resolver:
+    if nameserver is None:
+        resolver = dns.asyncresolver.Resolver()
+    else:
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        address, port = parse_nameserver(nameserver)
+        resolver.nameservers = [address]
+        resolver.port = port
+    resolver.lifetime = timeout
+    return resolver
+
+
+async def resolve(host: str, *, nameserver: str | None, timeout: float) -> Addresses:
+    """The host's IPv4 and IPv6 addresses; an IP literal resolves to itself."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return Addresses((str(ip),), ()) if ip.version == 4 else Addresses((), (str(ip),))
+    if nameserver is None:
+        return await _system(host, timeout)
+    resolver = make_resolver(nameserver, timeout)
+    found: dict[str, tuple[str, ...]] = {}
+    missing = 0
+    for rdtype in ("A", "AAAA"):
+        try:
+            answer = await resolver.resolve(host, rdtype)
+            found[rdtype] = tuple(sorted(r.to_text() for r in answer))
+        except dns.resolver.NXDOMAIN as exc:
+            raise ResolveError("nxdomain", f"{host} does not exist in DNS") from exc
+        except dns.resolver.NoAnswer:
+            found[rdtype] = ()
+            missing += 1
+        except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
+            raise ResolveError("failure", f"DNS lookup of {host} failed: {exc}") from exc
+    if missing == 2:
+        raise ResolveError("failure", f"{host} has no A or AAAA record")
+    return Addresses(found["A"], found["AAAA"])
+
+
+async def _system(host: str, timeout: float) -> Addresses:
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), timeout
+        )
+    except TimeoutError as exc:
+        raise ResolveError("failure", f"DNS lookup of {host} timed out") from exc
+    except socket.gaierror as exc:
+        kind = "nxdomain" if exc.errno in (socket.EAI_NONAME, socket.EAI_NODATA) else "failure"
+        raise ResolveError(kind, f"{host}: {exc.strerror}") from exc
+    ipv4 = sorted({str(info[4][0]) for info in infos if info[0] == socket.AF_INET})
+    ipv6 = sorted({str(info[4][0]) for info in infos if info[0] == socket.AF_INET6})
+    return Addresses(tuple(ipv4), tuple(ipv6))

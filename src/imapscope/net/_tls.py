@@ -1,0 +1,123 @@
+"""TLS: one client context per configuration, and what the handshake and certificate say."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+# Issuers of certificates minted by TLS-inspecting middleboxes and antivirus products. A server
+# certificate issued by one of these means something between the client and the server decrypts
+# the traffic.
+INTERCEPTION_ISSUERS = (
+    "fortinet", "fortigate", "zscaler", "blue coat", "bluecoat", "palo alto", "sophos",
+    "kaspersky", "avast", "avg technologies", "eset", "bitdefender", "cisco umbrella",
+    "netskope", "forcepoint", "websense", "barracuda", "mcafee web gateway", "checkpoint",
+    "check point", "untangle", "smoothwall", "lightspeed", "securly", "mitmproxy",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateInfo:
+    subject: str
+    issuer: str
+    issuer_organization: str
+    names: tuple[str, ...]  # DNS and IP subject alternative names
+    not_before: datetime
+    not_after: datetime
+    serial: str
+    self_signed: bool
+
+    def days_left(self, now: datetime | None = None) -> int:
+        return (self.not_after - (now or datetime.now(UTC))).days
+
+    @property
+    def intercepted_by(self) -> str | None:
+        issuer = f"{self.issuer_organization} {self.issuer}".lower()
+        return next((name for name in INTERCEPTION_ISSUERS if name in issuer), None)
+
+
+@dataclass(frozen=True, slots=True)
+class TlsInfo:
+    version: str
+    cipher: str
+    certificate: CertificateInfo | None
+
+
+@cache
+def client_context(ca_file: str | None = None, insecure: bool = False) -> ssl.SSLContext:
+    """A shared client context per configuration (TLS 1.2+, system CAs or ``ca_file``)."""
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def certificate_info(der: bytes) -> CertificateInfo:
+    cert = x509.load_der_x509_certificate(der)
+    names: list[str] = []
+    try:
+        alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names += alt.get_values_for_type(x509.DNSName)
+        names += [str(ip) for ip in alt.get_values_for_type(x509.IPAddress)]
+    except x509.ExtensionNotFound:
+        pass
+    organizations = cert.issuer.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return CertificateInfo(
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        issuer_organization=str(organizations[0].value) if organizations else "",
+        names=tuple(names),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        serial=format(cert.serial_number, "x"),
+        self_signed=cert.issuer == cert.subject,
+    )
+
+
+def tls_info(ssl_object: ssl.SSLObject | None) -> TlsInfo:
+    if ssl_object is None:
+        return TlsInfo("", "", None)
+    der = ssl_object.getpeercert(binary_form=True)
+    cipher = ssl_object.cipher()
+    return TlsInfo(
+        version=ssl_object.version() or "",
+        cipher=cipher[0] if cipher else "",
+        certificate=certificate_info(der) if der else None,
+    )
+
+
+async def fetch_certificate(
+    host: str, address: str, port: int, *, starttls: bool, timeout: float
+) -> TlsInfo | None:
+    """Handshake without verifying, only to read the certificate (no credentials follow)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(address, port, family=family), timeout
+        )
+    except (TimeoutError, OSError):
+        return None
+    try:
+        if starttls:
+            await asyncio.wait_for(reader.readline(), timeout)
+            writer.write(b"S1 STARTTLS\r\n")
+            while not (await asyncio.wait_for(reader.readline(), timeout)).startswith(b"S1 "):
+                pass
+        await asyncio.wait_for(writer.start_tls(context, server_hostname=host), timeout)
+        return tls_info(writer.get_extra_info("ssl_object"))
+    except (TimeoutError, OSError, ssl.SSLError, ValueError):
+        return None
+    finally:
+        writer.close()
