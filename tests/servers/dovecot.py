@@ -40,6 +40,7 @@ def start_dovecot(
     max_userip_connections: int | None = None,
     capability: str | None = None,
     login_greeting: str | None = None,
+    first_valid_uid: int = 1,
     extra_config: str = "",
     parent: Path | None = None,
 ) -> RunningServer:
@@ -77,7 +78,9 @@ def start_dovecot(
         f"ssl_key = <{cert.key}",
         f"disable_plaintext_auth = {'yes' if disable_plaintext_auth else 'no'}",
         "auth_mechanisms = plain login",
-        "first_valid_uid = 1",
+        # Mail processes run as the dovecot user (uid ~100): a higher first_valid_uid makes
+        # Dovecot refuse the mail store after login ("Logged in, but initialization failed").
+        f"first_valid_uid = {first_valid_uid}",
         "mail_location = maildir:~/Maildir",
         f"default_internal_user = {MAIL_USER}",
         "default_login_user = dovenull",

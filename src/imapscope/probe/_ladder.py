@@ -234,15 +234,18 @@ class Ladder:
     # -- one session --------------------------------------------------------------------------
 
     async def session(self, address: str, security: str, port: int, *, exploring: bool) -> None:
-        connection = await self.connect(address, security, port, exploring=exploring)
-        self.connection = connection
+        self.connection = None
         try:
+            connection = await self.connect(address, security, port, exploring=exploring)
             await self.after_greeting(connection, security, address, port)
         finally:
-            self.report.transcript = [
-                f"{line.direction}: {line.text}" for line in connection.transcript
-            ]
-            await connection.close()
+            # connect() records the connection as soon as it exists, so a failure at any step
+            # (a BYE greeting included) still closes it and keeps its transcript.
+            if self.connection is not None:
+                self.report.transcript = [
+                    f"{line.direction}: {line.text}" for line in self.connection.transcript
+                ]
+                await self.connection.close()
 
     async def connect(
         self, address: str, security: str, port: int, *, exploring: bool
@@ -265,6 +268,7 @@ class Ladder:
                         self.report.steps.pop()
                         raise _TryNext from exc
                     raise self.fail(record, await self.tls_failure(exc, address, port)) from exc
+                self.connection = connection
                 assert connection.tls is not None
                 record.detail = f"{connection.tls.version} {connection.tls.cipher}"
             self.certificate(connection.tls)
@@ -284,7 +288,6 @@ class Ladder:
                 self.greeting(greeting, record)
             return connection
         async with self.step("greeting") as record:
-            self.connection = connection
             greeting = await self.read_greeting(connection, record, address, port, exploring)
             self.greeting(greeting, record)
         return connection

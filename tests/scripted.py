@@ -1,0 +1,289 @@
+"""Small scripted servers for failures no real server in the rig can produce on demand: provider
+wording (Gmail, Microsoft), dropped IDLE, a slow server, a TLS-1.1-only port, a DNS zone.
+
+The IMAP one runs on the codec's server role (so what it writes is real IMAP), in a thread with
+its own event loop, on a free loopback port. By default it behaves like a small healthy server;
+``replies`` overrides any verb with a function returning the responses to send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rrset
+
+from imapscope.imap import (
+    NEED_DATA,
+    Bye,
+    Capability,
+    CommandReceived,
+    ContinuationRequest,
+    Exists,
+    Greeting,
+    IdleDone,
+    ListResponse,
+    NamespaceResponse,
+    Response,
+    ResponseCode,
+    SaslResponse,
+    ServerConnection,
+    TaggedResponse,
+    UntaggedStatus,
+)
+
+CAPABILITIES = ("IMAP4rev1", "STARTTLS", "AUTH=PLAIN", "ID", "NAMESPACE", "IDLE")
+Reply = Callable[[str, object], list[Response] | None]  # (tag, command) -> responses; None: drop
+
+
+def ok(tag: str, text: str = "done", code: ResponseCode | None = None) -> TaggedResponse:
+    return TaggedResponse(tag, "OK", code, text)
+
+
+def no(tag: str, text: str, code: ResponseCode | None = None) -> TaggedResponse:
+    return TaggedResponse(tag, "NO", code, text)
+
+
+@dataclass
+class ScriptedImap:
+    greeting: Greeting = field(
+        default_factory=lambda: Greeting("OK", ResponseCode("CAPABILITY", CAPABILITIES), "ready")
+    )
+    capabilities: tuple[str, ...] = CAPABILITIES
+    replies: dict[str, Reply] = field(default_factory=dict)
+    tls: ssl.SSLContext | None = None  # for STARTTLS
+    implicit_tls: bool = False
+    delay: dict[str, float] = field(default_factory=dict)
+    port: int = 0
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def default(self, verb: str, tag: str) -> list[Response]:
+        if verb == "CAPABILITY":
+            return [Capability(self.capabilities), ok(tag)]
+        if verb == "LOGOUT":
+            return [Bye(None, "bye"), ok(tag)]
+        if verb == "NAMESPACE":
+            return [NamespaceResponse((("", "/"),), (), ()), ok(tag)]
+        if verb == "LIST":
+            return [ListResponse("LIST", ("\\HasNoChildren",), "/", "INBOX", b"INBOX"), ok(tag)]
+        if verb in ("SELECT", "EXAMINE"):
+            return [Exists(0), UntaggedStatus("OK", ResponseCode("UIDVALIDITY", 1), "ok"),
+                    ok(tag, "selected", ResponseCode("READ-ONLY"))]  # fmt: skip
+        return [ok(tag)]
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        conn = ServerConnection()
+        conn.send(self.greeting)
+        writer.write(conn.data_to_send())
+        idle_tag = None
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    return
+                conn.receive_data(data)
+                while (event := conn.next_event()) is not NEED_DATA:
+                    if isinstance(event, IdleDone):
+                        replies = self.replies.get("DONE", lambda tag, c: [ok(tag)])(
+                            event.tag, None
+                        )
+                        idle_tag = None
+                    elif isinstance(event, SaslResponse):
+                        replies = self.replies.get("SASL", lambda tag, c: [ok(tag, "Logged in")])(
+                            event.tag, event.data
+                        )
+                    elif isinstance(event, CommandReceived):
+                        verb = event.command.verb().split()[-1]
+                        if verb in self.delay:
+                            await asyncio.sleep(self.delay[verb])
+                        reply = self.replies.get(verb)
+                        if reply is not None:
+                            replies = reply(event.tag, event.command)
+                        elif verb == "IDLE":
+                            replies = [ContinuationRequest("idling")]
+                            idle_tag = event.tag
+                        elif verb == "AUTHENTICATE" and not getattr(
+                            event.command, "initial_response", None
+                        ):
+                            replies = [ContinuationRequest("")]
+                        else:
+                            replies = self.default(verb, event.tag)
+                        if verb == "STARTTLS" and replies and self.tls is not None:
+                            for response in replies:
+                                conn.send(response)
+                            writer.write(conn.data_to_send())
+                            await writer.drain()
+                            await writer.start_tls(self.tls)
+                            conn.tls_established()
+                            continue
+                    else:
+                        replies = [TaggedResponse(event.tag, "BAD", None, event.message)]
+                    if replies is None:  # drop the connection
+                        writer.close()
+                        return
+                    for response in replies:
+                        conn.send(response)
+                writer.write(conn.data_to_send())
+                await writer.drain()
+        except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
+            return
+        finally:
+            del idle_tag
+            writer.close()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await writer.wait_closed()
+
+
+@contextmanager
+def serve(server: ScriptedImap) -> Iterator[ScriptedImap]:
+    """Run ``server`` on a free loopback port in a thread until the block ends."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    holder: dict[str, asyncio.Server] = {}
+
+    async def start() -> None:
+        context = server.tls if server.implicit_tls else None
+        holder["server"] = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=context)
+        server.port = holder["server"].sockets[0].getsockname()[1]
+        started.set()
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    started.wait(10)
+    try:
+        yield server
+    finally:
+
+        async def stop() -> None:
+            holder["server"].close()
+            for task in list(server.tasks):
+                task.cancel()
+            await asyncio.gather(*server.tasks, return_exceptions=True)
+            await holder["server"].wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@contextmanager
+def raw_listener(banner: bytes | None, *, backlog: int = 8) -> Iterator[int]:
+    """A TCP port that sends ``banner`` (or nothing) to every connection and then waits."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(backlog)
+    stop = threading.Event()
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        sock.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                client, _ = sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            held.append(client)
+            if banner is not None:
+                client.sendall(banner)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        for client in held:
+            client.close()
+        sock.close()
+
+
+@contextmanager
+def full_listener() -> Iterator[int]:
+    """A port whose accept queue is full and never drained: new connections time out, as behind
+    a firewall that drops packets (Linux drops the SYN when the queue is full)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(0)
+    port = sock.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port), timeout=2)
+    try:
+        yield port
+    finally:
+        filler.close()
+        sock.close()
+
+
+@dataclass
+class DnsZone:
+    """Answers A/AAAA/SRV/MX/TXT from ``records``; names in ``nxdomain`` do not exist; names in
+    ``servfail`` fail."""
+
+    records: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    nxdomain: set[str] = field(default_factory=set)
+    servfail: set[str] = field(default_factory=set)
+    port: int = 0
+
+    def answer(self, data: bytes) -> bytes:
+        query = dns.message.from_wire(data)
+        response = dns.message.make_response(query)
+        question = query.question[0]
+        name = question.name.to_text().rstrip(".").lower()
+        rdtype = dns.rdatatype.to_text(question.rdtype)
+        if name in self.servfail:
+            response.set_rcode(dns.rcode.SERVFAIL)
+        elif name in self.nxdomain or not any(key[0] == name for key in self.records):
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        else:
+            values = self.records.get((name, rdtype), [])
+            if values:
+                response.answer.append(
+                    dns.rrset.from_text_list(question.name, 60, "IN", rdtype, values)
+                )
+        response.flags |= dns.flags.AA
+        return response.to_wire()
+
+
+@contextmanager
+def dns_server(zone: DnsZone) -> Iterator[DnsZone]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.1)
+    zone.port = sock.getsockname()[1]
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                data, peer = sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            sock.sendto(zone.answer(data), peer)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield zone
+    finally:
+        stop.set()
+        thread.join(5)
+        sock.close()
