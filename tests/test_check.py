@@ -439,3 +439,53 @@ def test_no_secret_reaches_any_output(dovecot: RunningServer, test_ca: TestCA) -
         for text in outputs:
             assert password not in text
         assert any("<redacted>" in line for line in report.transcript)
+
+
+# --- opt-in write tests -----------------------------------------------------------------------
+
+
+def test_write_tests_pass_and_leave_the_account_as_it_was(
+    any_server: RunningServer, test_ca: TestCA
+) -> None:
+    user = next(iter(any_server.users))
+
+    def folders() -> list[bytes]:
+        client = imaplib.IMAP4(any_server.host, any_server.port)
+        client.login(user, any_server.users[user])
+        _, listed = client.list()
+        _, count = client.select("INBOX", readonly=True)
+        client.logout()
+        return [*sorted(line for line in listed if isinstance(line, bytes)), count[0] or b""]
+
+    before = folders()
+    report = check(**login_options(any_server, test_ca, write_tests=True))
+    assert report.status == "ok", report.findings
+    pushes = report.server["write_tests"]
+    assert set(pushes) == {"flag_roundtrip", "append_push"}
+    assert all(p["via"] == "IDLE push" and p["latency_ms"] < 5000 for p in pushes.values())
+    assert folders() == before
+
+
+def test_flag_sync_broken() -> None:
+    server = ScriptedImap(capabilities=(*CAPABILITIES, "UNSELECT"))
+    with serve(server):
+        report = check(host="127.0.0.1", port=server.port, security="plain", allow_plaintext=True,
+                       user="u", password="p", write_tests=True, timeout=1.0)  # fmt: skip
+    assert codes(report) == ["FLAG_SYNC_BROKEN"]
+    # The ladder ends at the failing step, and the scratch folder is still removed.
+    assert [(s.name, s.status) for s in report.steps][-2:] == [
+        ("flag_roundtrip", "fail"),
+        ("write_cleanup", "pass"),
+    ]
+
+
+def test_idle_push_missing() -> None:
+    from imapscope.imap import Exists, FetchResponse  # noqa: PLC0415
+
+    server = ScriptedImap(replies={"NOOP": lambda tag, c: [
+        FetchResponse(1, flags=("\\Flagged",)), Exists(2), ok(tag)]})  # fmt: skip
+    with serve(server):
+        report = check(host="127.0.0.1", port=server.port, security="plain", allow_plaintext=True,
+                       user="u", password="p", write_tests=True, timeout=1.0)  # fmt: skip
+    assert codes(report) == ["IDLE_PUSH_MISSING", "IDLE_PUSH_MISSING"]
+    assert report.status == "warning"

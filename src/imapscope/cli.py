@@ -129,6 +129,11 @@ def check(
     transcript: bool = typer.Option(
         False, "--transcript", help="Also print the wire log (secrets redacted)."
     ),
+    write_tests: bool = typer.Option(
+        False,
+        "--write-tests",
+        help="Opt-in: flag round trip and push latency in a scratch folder, deleted after.",
+    ),
 ) -> None:
     """Run the IMAP troubleshooting ladder and name what is broken, with the fix.
 
@@ -178,7 +183,7 @@ def check(
         host=target, port=port, security=security, user=user, password=secret,
         oauth2_token=token, ca_file=str(ca_file) if ca_file else None, insecure=insecure,
         timeout=timeout, mailbox=mailbox, nameserver=nameserver,
-        allow_plaintext=allow_plaintext, source_address=source_address,
+        allow_plaintext=allow_plaintext, source_address=source_address, write_tests=write_tests,
     )  # fmt: skip
     report = asyncio.run(run_check(options))
     if as_json:

@@ -125,7 +125,9 @@ def start_courier(
         "IMAP_IDLE_TIMEOUT": "60",
         "IMAP_UMASK": "022",
         "IMAP_USELOCKS": "1",
-        "IMAP_ENHANCEDIDLE": "0",
+        # Enhanced IDLE (FAM/gamin) pushes other sessions' changes at once; without it IDLE
+        # polls every IMAP_IDLE_TIMEOUT seconds.
+        "IMAP_ENHANCEDIDLE": "1",
         "IMAP_SHAREDINDEXFILE": "/etc/courier/shared/index",
         "IMAP_TRASHFOLDERNAME": "Trash",
         "MAILDIRPATH": "Maildir",

@@ -50,11 +50,13 @@ def start_cyrus(
     master = require_program("master", "cyrus-common")
     saslpasswd2 = require_program("saslpasswd2", "sasl2-bin")
     imapd = find_binary("cyrus-imapd", "usr/lib/cyrus/bin/imapd")
+    idled = find_binary("cyrus-imapd", "usr/lib/cyrus/bin/idled")
     directory = make_directory("cyrus", parent)
     cert = cert or ca.server
     port, tls_port = free_port(), free_port()
     conf, spool, run = directory / "conf", directory / "spool", directory / "run"
-    for path in (conf / "lib", spool, run):
+    # lib/socket holds the per-process sockets imapd and idled talk through (IDLE push).
+    for path in (conf / "lib" / "socket", conf / "lib" / "proc", spool, run):
         path.mkdir(parents=True)
     (conf / "cert.pem").write_bytes(cert.chain.read_bytes())
     (conf / "key.pem").write_bytes(cert.key.read_bytes())
@@ -74,7 +76,6 @@ def start_cyrus(
         "altnamespace: yes\n"
         f"tls_server_cert: {conf}/cert.pem\n"
         f"tls_server_key: {conf}/key.pem\n"
-        f"idlesocket: {run}/idle\n"
         f"notifysocket: {run}/notify\n"
         f"lmtpsocket: {run}/lmtp\n"
         "syslog_prefix: imapscope-cyrus\n"
@@ -87,7 +88,9 @@ def start_cyrus(
         f'  imap cmd="{imapd} -C {imapd_conf}" listen="{HOST}:{port}" prefork=0\n'
         f'  imaps cmd="{imapd} -s -C {imapd_conf}" listen="{HOST}:{tls_port}" prefork=0\n'
         "}\n"
-        "EVENTS {\n}\nDAEMON {\n}\n"
+        "EVENTS {\n}\n"
+        # idled tells IDLE sessions about changes at once (without it they poll every minute).
+        f'DAEMON {{\n  idled cmd="{idled} -C {imapd_conf}"\n}}\n'
     )
     for name, password in {ADMIN: ADMIN_PASSWORD, **users}.items():
         subprocess.run(

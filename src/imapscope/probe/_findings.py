@@ -183,6 +183,11 @@ CATALOGUE: dict[str, Spec] = _specs(
     ("IDLE_UNSUPPORTED", "push", "warning",
      "The server does not support IDLE: new mail is not pushed.",
      "Clients must poll; set a polling interval, or enable IDLE on the server."),
+    ("IDLE_PUSH_MISSING", "push", "warning",
+     "IDLE does not push changes made by other sessions; only polling (NOOP) shows them.",
+     "Clients relying on IDLE see new mail and flag changes late: enable the server's change "
+     "notification (Dovecot: inotify; Courier: FAM/gamin with IMAP_ENHANCEDIDLE=1; Cyrus: "
+     "idled)."),
     ("IDLE_DROPPED", "push", "error",
      "The connection dropped while waiting for pushed mail (IDLE).",
      "A firewall or NAT drops idle connections: lower the client's IDLE refresh interval or fix "

@@ -22,15 +22,20 @@ import asyncio
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from imapscope import __version__
 from imapscope.imap import (
+    Append,
     Bye,
     CapabilityCommand,
+    Close,
+    Command,
     ContinuationRequest,
+    Create,
+    Delete,
     Exists,
     Fetch,
     FetchResponse,
@@ -48,11 +53,15 @@ from imapscope.imap import (
     MyRightsResponse,
     Namespace,
     NamespaceResponse,
+    Noop,
     Recent,
     RemoteProtocolError,
+    Response,
     ResponseCode,
     Select,
+    Store,
     TaggedResponse,
+    Unselect,
     UntaggedStatus,
 )
 from imapscope.net import (
@@ -96,6 +105,7 @@ class CheckOptions:
     nameserver: str | None = None
     allow_plaintext: bool = False
     source_address: str | None = None
+    write_tests: bool = False
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -493,6 +503,10 @@ class Ladder:
         exists = await self.examine(connection)
         await self.recent(connection, exists)
         await self.idle(connection)
+        if self.options.write_tests:
+            await self.write_tests(connection, security, address, port)
+        else:
+            self.skip("write_tests", "opt-in (--write-tests)")
         await self.logout(connection)
 
     async def starttls(self, connection: ImapConnection, address: str, port: int) -> None:
@@ -790,6 +804,131 @@ class Ladder:
                 )
             record.detail = "entered IDLE, got the continuation, left with DONE"
 
+    # -- opt-in write tests ---------------------------------------------------------------------
+
+    async def second_session(self, security: str, address: str, port: int) -> ImapConnection:
+        """Another logged-in connection, the way the first one was made (no steps recorded)."""
+        connection = await ImapConnection.open(
+            self.options.host, address, port, security="tls" if security == "tls" else "plain",
+            context=self.context if security == "tls" else None, timeout=self.options.timeout,
+            source_address=self.source,
+        )  # fmt: skip
+        await connection.greeting()
+        if security == "starttls":
+            await connection.starttls(self.context)
+        mechanism = self.mechanism()
+        if mechanism is not None:
+            result = await connection.authenticate(mechanism)
+        else:
+            result = await connection.run(
+                Login(self.options.user or "", self.options.password or "")
+            )
+        if not result.ok:
+            await connection.close()
+            raise NetError("authenticate", f"second login failed: {_said(result.tagged)}")
+        return connection
+
+    async def write_tests(
+        self, connection: ImapConnection, security: str, address: str, port: int
+    ) -> None:
+        """Create a scratch folder, APPEND, watch a flag change and an APPEND arrive on a second
+        connection, then delete the folder: the account is left as it was."""
+        prefix = ""
+        personal = self.report.namespaces.get("personal") or []
+        if personal:
+            prefix = personal[0]["prefix"] or ""
+        scratch = f"{prefix}imapscope-check-{int(time.time() * 1000) % 10**9}"
+        async with self.step("write_setup") as record:
+            created = await connection.run(Create(scratch))
+            if not created.ok:
+                raise self.fail(record, self.classify_mailbox(created, "write_setup"))
+            appended = await connection.run(Append(scratch, _PROBE_MESSAGE))
+            if not appended.ok:
+                await connection.run(Delete(scratch))
+                raise self.fail(record, self.classify_mailbox(appended, "write_setup"))
+            record.detail = f"created {scratch!r} and appended a message"
+        watcher: ImapConnection | None = None
+        try:
+            await connection.run(Select(scratch))
+            watcher = await self.second_session(security, address, port)
+            await watcher.run(Select(scratch))
+            await self.watch(
+                "flag_roundtrip", connection, watcher,
+                Store("1", (r"\Flagged",)), _saw_flag, "FLAG_SYNC_BROKEN",
+            )  # fmt: skip
+            await self.watch(
+                "append_push", connection, watcher,
+                Append(scratch, _PROBE_MESSAGE), _saw_new_message, None,
+            )  # fmt: skip
+        finally:
+            if watcher is not None:
+                await watcher.close()
+            async with self.step("write_cleanup") as record:
+                await connection.run(Unselect() if "UNSELECT" in self.capabilities else Close())
+                deleted = await connection.run(Delete(scratch))
+                record.detail = f"deleted {scratch!r}: {_said(deleted.tagged)}"
+                if not deleted.ok:
+                    record.status = "warn"
+
+    async def watch(  # noqa: PLR0917 - one call site per write test, each argument named there
+        self,
+        name: str,
+        actor: ImapConnection,
+        watcher: ImapConnection,
+        action: Command,
+        seen: Callable[[Response], bool],
+        code: str | None,
+    ) -> None:
+        """Do ``action`` on one connection; time until the other sees it (IDLE push, or NOOP
+        polling every 100 ms when IDLE is not offered)."""
+        async with self.step(name) as record:
+            push = "IDLE" in self.capabilities
+            tag = None
+            if push:
+                tag = watcher.codec.send(Idle())
+                while not isinstance(await watcher.next_response(name), ContinuationRequest):
+                    pass
+            started = time.perf_counter()
+            await actor.run(action)
+            deadline = started + self.options.timeout
+            noticed = False
+            while time.perf_counter() < deadline and not noticed:
+                left = max(0.05, deadline - time.perf_counter())
+                try:
+                    if push:
+                        noticed = seen(await watcher.next_response(name, timeout=left))
+                    else:
+                        result = await watcher.run(Noop())
+                        noticed = any(seen(e) for e in result.untagged)
+                        if not noticed:
+                            await asyncio.sleep(0.1)
+                except NetTimeoutError:
+                    break
+            latency = (time.perf_counter() - started) * 1000
+            how = "IDLE push" if push else "NOOP polling"
+            if push and tag is not None:
+                watcher.codec.done()
+                done = await watcher.wait(tag, name)
+                if not noticed:
+                    # Did the change reach the other session at all? Ask once more by polling.
+                    polled = await watcher.run(Noop())
+                    if any(seen(e) for e in done.untagged + polled.untagged):
+                        record.status = "warn"
+                        missed = f"IDLE pushed nothing within {self.options.timeout:g}s"
+                        record.detail = f"{missed}; a NOOP then saw the change"
+                        self.add(finding("IDLE_PUSH_MISSING", name, evidence=[missed]))
+                        return
+            if noticed:
+                record.detail = f"seen by the other connection after {latency:.0f} ms ({how})"
+                self.report.server.setdefault("write_tests", {})[name] = {
+                    "latency_ms": round(latency, 1), "via": how}  # fmt: skip
+            elif code is not None:
+                missed = f"not seen by another connection within {self.options.timeout:g}s ({how})"
+                raise self.fail(record, finding(code, name, evidence=[missed]))
+            else:
+                record.status = "warn"
+                record.detail = f"not seen within {self.options.timeout:g}s ({how})"
+
     async def logout(self, connection: ImapConnection) -> None:
         async with self.step("logout") as record:
             try:
@@ -803,6 +942,20 @@ class Ladder:
 
 class _TryNext(Exception):  # noqa: N818 - control flow in auto mode
     """This mode does not connect; try the next one."""
+
+
+_PROBE_MESSAGE = (
+    b"From: imapscope <imapscope@localhost>\r\nSubject: imapscope write test\r\n"
+    b"Message-ID: <write-test@imapscope>\r\n\r\nThis message is deleted by the check.\r\n"
+)
+
+
+def _saw_flag(event: Response) -> bool:
+    return isinstance(event, FetchResponse) and "\\Flagged" in (event.flags or ())
+
+
+def _saw_new_message(event: Response) -> bool:
+    return isinstance(event, Exists) and event.count >= 2
 
 
 # Provider wording, matched on the lowered text of the failed login (evidence keeps the original).
