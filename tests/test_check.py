@@ -244,7 +244,8 @@ def test_tls_interception(start_dovecot: Callable[..., RunningServer], tmp_path:
 
 
 def test_wrong_password(any_server: RunningServer, test_ca: TestCA) -> None:
-    report = check(**login_options(any_server, test_ca, password="not-the-password"))
+    # Courier answers a failed login after a deliberate 5 s delay.
+    report = check(**login_options(any_server, test_ca, password="not-the-password", timeout=10.0))
     assert codes(report) == ["AUTH_FAILED"]
 
 
@@ -275,6 +276,15 @@ def test_mailstore_unavailable(
     report = check(**login_options(server, test_ca))
     assert codes(report) == ["MAILSTORE_UNAVAILABLE"]
     assert "initialization failed" in " ".join(report.findings[0].evidence)
+
+
+def test_a_login_without_answer_says_so() -> None:
+    server = ScriptedImap(delay={"LOGIN": 2.0, "AUTHENTICATE": 2.0})
+    with serve(server):
+        report = check(host="127.0.0.1", port=server.port, security="plain", allow_plaintext=True,
+                       user="u", password="p", timeout=0.5)  # fmt: skip
+    assert codes(report) == ["SERVER_TEMPORARY_ERROR"]
+    assert "did not answer the login" in report.findings[0].summary
 
 
 def test_mailbox_not_found(dovecot: RunningServer, test_ca: TestCA) -> None:

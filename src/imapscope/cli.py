@@ -81,7 +81,9 @@ def _read_secret(env: str | None, path: Path | None, what: str, prompt: bool) ->
 
 @app.command()
 def check(
-    target: str = typer.Argument(..., help="The IMAP server's host name or IP address."),
+    target: str = typer.Argument(
+        ..., help="The IMAP server's host name or IP address, or an email address to discover."
+    ),
     port: int | None = typer.Option(
         None, "--port", "-p", help="Port (default 993 for tls, 143 otherwise)."
     ),
@@ -160,10 +162,13 @@ def check(
     if security == "plain" and not allow_plaintext:
         _fail_unknown("--security plain sends the password unencrypted; add --allow-plaintext")
     if "@" in target:
-        _fail_unknown(
-            f"{target} looks like an email address; automatic discovery is not built yet, so give "
-            "the IMAP server's host name (your provider's help pages list it)"
-        )
+        from imapscope.probe import split_address  # noqa: PLC0415
+
+        try:
+            split_address(target)
+        except ValueError as exc:
+            _fail_unknown(f"{exc}; give an email address or the IMAP server's host name")
+        user = user or target  # discovery may refine it from the autoconfig username
     if ca_file is not None and not ca_file.is_file():
         _fail_unknown(f"--ca-file {ca_file} does not exist")
     if nameserver is not None:
@@ -193,6 +198,43 @@ def check(
     else:
         render_human(report, console, transcript=transcript)
     raise typer.Exit(EXIT_CODES[report.status])
+
+
+@app.command()
+def discover(
+    address: str = typer.Argument(..., help="An email address (or a mail domain)."),
+    nameserver: str | None = typer.Option(
+        None, "--nameserver", help="Use this DNS server (IP[:PORT]) for every lookup."
+    ),
+    timeout: float = typer.Option(5.0, "--timeout", help="Seconds allowed per lookup."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Find the IMAP servers for an address: autoconfig, SRV records, MX and host guesses."""
+    import asyncio  # noqa: PLC0415
+
+    from imapscope.probe import discover as run_discovery  # noqa: PLC0415
+    from imapscope.probe import split_address  # noqa: PLC0415
+
+    try:
+        split_address(address)
+    except ValueError as exc:
+        _fail_unknown(str(exc))
+    found = asyncio.run(run_discovery(address, nameserver=nameserver, timeout=timeout))
+    if as_json:
+        print(json.dumps(found.to_json(), indent=2))
+    else:
+        for candidate in found.candidates:
+            console.print(
+                f"[bold]{candidate.host}[/]:{candidate.port} {candidate.security}"
+                f"  (from {candidate.source}"
+                + (f", user {candidate.username}" if candidate.username else "")
+                + ")"
+            )
+        if not found.candidates:
+            console.print(f"[bold red]DISCOVERY_NONE[/]: no IMAP server found for {address}")
+        for source, said in found.tried:
+            console.print(f"[dim]{source}: {said}[/]")
+    raise typer.Exit(0 if found.candidates else 2)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@
 server facts, and a redacted transcript.
 """
 
+from imapscope.probe._discover import Candidate, Discovery, discover, split_address
 from imapscope.probe._findings import (
     ALL_GOOD,
     CATALOGUE,
@@ -20,7 +21,24 @@ from imapscope.probe._render import render_human, render_nagios
 from imapscope.probe._report import EXIT_CODES, Report, Step, Target
 
 __all__ = [
-    "ALL_GOOD", "CATALOGUE", "EXIT_CODES", "LAYERS", "CheckOptions", "Finding", "Report", "Spec",
-    "Step", "Target", "catalogue_markdown", "finding", "headline", "render_human",
-    "render_nagios", "run_check",
+    "ALL_GOOD",
+    "CATALOGUE",
+    "EXIT_CODES",
+    "LAYERS",
+    "Candidate",
+    "CheckOptions",
+    "Discovery",
+    "Finding",
+    "Report",
+    "Spec",
+    "Step",
+    "Target",
+    "catalogue_markdown",
+    "discover",
+    "finding",
+    "headline",
+    "render_human",
+    "render_nagios",
+    "run_check",
+    "split_address",
 ]  # fmt: skip

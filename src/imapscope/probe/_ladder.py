@@ -79,6 +79,7 @@ from imapscope.net import (
     resolve,
     speaks_tls,
 )
+from imapscope.probe._discover import discover
 from imapscope.probe._findings import Finding, finding
 from imapscope.probe._report import Report, Step, Target
 
@@ -165,6 +166,8 @@ class Ladder:
     # -- the ladder ---------------------------------------------------------------------------
 
     async def run(self) -> None:
+        if "@" in self.options.host:
+            await self.discovery()
         addresses = await self.dns()
         modes = self.modes()
         for index, (security, port) in enumerate(modes):
@@ -182,6 +185,49 @@ class Ladder:
             if len(modes) > 1:
                 self.report.working.append(f"{security} on port {port}")
             return
+
+    async def discovery(self) -> None:
+        """From an email address to a server: the first candidate whose port answers."""
+        async with self.step("discovery") as record:
+            address = self.options.host
+            try:
+                found = await discover(
+                    address, nameserver=self.options.nameserver, timeout=self.options.timeout
+                )
+            except ValueError as exc:
+                raise self.fail(
+                    record, finding("DISCOVERY_NONE", "discovery", evidence=[str(exc)])
+                ) from exc
+            self.report.discovery = found.to_json()
+            evidence = [f"{source}: {said}" for source, said in found.tried]
+            if not found.candidates:
+                raise self.fail(record, finding("DISCOVERY_NONE", "discovery", evidence=evidence))
+            chosen = found.candidates[0]
+            for candidate in found.candidates:
+                try:
+                    addresses = await resolve(candidate.host, nameserver=self.options.nameserver,
+                                              timeout=self.options.timeout)  # fmt: skip
+                    _, writer = await asyncio.wait_for(
+                        asyncio.open_connection(addresses.all[0], candidate.port), 2.0
+                    )
+                    writer.close()
+                except (ResolveError, OSError, TimeoutError):
+                    continue
+                chosen = candidate
+                break
+            record.detail = (
+                f"{chosen.source}: {chosen.host}:{chosen.port} {chosen.security} "
+                f"({len(found.candidates)} candidate(s))"
+            )
+            self.options.host = chosen.host
+            self.options.port = chosen.port
+            self.options.security = chosen.security
+            if self.options.user is None and self.options.password is not None:
+                self.options.user = chosen.username or address
+            self.report.target.host = chosen.host
+            self.report.target.port = chosen.port
+            self.report.target.security = chosen.security
+            self.report.target.user = self.options.user
 
     async def dns(self) -> list[str]:
         async with self.step("dns") as record:
@@ -586,6 +632,19 @@ class Ladder:
     async def guarded(self, pending: Awaitable[Result], record: Step) -> Result:
         try:
             return await pending
+        except NetTimeoutError as exc:
+            raise self.fail(
+                record,
+                finding(
+                    "SERVER_TEMPORARY_ERROR", record.name,
+                    summary=f"The server did not answer the login within "
+                    f"{self.options.timeout:g} s.",
+                    fix="Servers delay failed logins on purpose (Courier waits 5 s): rerun with "
+                    "a longer --timeout; if there is still no answer, the server's "
+                    "authentication backend is hung.",
+                    evidence=[str(exc)],
+                ),
+            ) from exc  # fmt: skip
         except (ConnectionClosedError, NetError) as exc:
             transcript = self.connection.transcript if self.connection else []
             last = [w.text for w in transcript if w.direction == "S"][-2:]

@@ -44,6 +44,7 @@ class Report:
     transcript: list[str] = field(default_factory=list)
     total_ms: float = 0.0
     working: list[str] = field(default_factory=list)  # combinations found to work
+    discovery: dict[str, Any] | None = None
 
     @property
     def status(self) -> Status:
@@ -92,4 +93,5 @@ class Report:
             "selected": self.selected,
             "recent": self.recent,
             "working": self.working,
+            "discovery": self.discovery,
         }

@@ -1,0 +1,197 @@
+"""Discovery: from an email address (or domain) to the IMAP servers that serve it.
+
+Sources, in the order tried (every one is reported, with what it answered):
+
+1. autoconfig XML (Thunderbird's format): ``autoconfig.<domain>/mail/config-v1.1.xml`` and
+   ``<domain>/.well-known/autoconfig/mail/config-v1.1.xml``, HTTPS first, then HTTP;
+2. RFC 6186 SRV records ``_imaps._tcp.<domain>`` (implicit TLS) and ``_imap._tcp.<domain>``
+   (STARTTLS); a target of "." means the service is deliberately not offered;
+3. an MX-based guess: ``imap.`` + the MX host's parent domain (a domain hosted elsewhere);
+4. host guesses: ``imap.<domain>``, ``mail.<domain>``, ``<domain>``, kept only when they resolve.
+
+With ``nameserver`` every lookup, including the name in an autoconfig URL, goes to that server:
+the HTTP request is made to the address it returns.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+import dns.exception
+import dns.resolver
+import httpx
+
+from imapscope.net import ResolveError, resolve
+from imapscope.net._resolve import make_resolver
+
+SOCKET_TYPES = {"SSL": "tls", "STARTTLS": "starttls", "plain": "plain"}
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    source: str  # autoconfig, srv, mx-guess, host-guess
+    host: str
+    port: int
+    security: str  # tls, starttls, plain
+    username: str | None = None
+
+
+@dataclass(slots=True)
+class Discovery:
+    domain: str
+    candidates: list[Candidate] = field(default_factory=list)
+    tried: list[tuple[str, str]] = field(default_factory=list)  # (source, what it said)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "domain": self.domain,
+            "candidates": [
+                {
+                    "source": c.source,
+                    "host": c.host,
+                    "port": c.port,
+                    "security": c.security,
+                    "username": c.username,
+                }
+                for c in self.candidates
+            ],
+            "tried": [{"source": s, "result": r} for s, r in self.tried],
+        }
+
+
+def split_address(address: str) -> tuple[str | None, str]:
+    """``alice@example.com`` to (the address, "example.com"); a bare domain to (None, domain)."""
+    if "@" in address:
+        local, _, domain = address.rpartition("@")
+        if not local or not domain or "." not in domain:
+            raise ValueError(f"{address!r} is not an email address")
+        return address, domain.lower().rstrip(".")
+    if "." not in address:
+        raise ValueError(f"{address!r} is neither an email address nor a domain")
+    return None, address.lower().rstrip(".")
+
+
+def parse_autoconfig(xml: bytes, email: str | None) -> list[Candidate]:
+    """The IMAP incoming servers of a Thunderbird autoconfig document."""
+    if b"<!DOCTYPE" in xml or b"<!ENTITY" in xml:
+        raise ValueError("autoconfig documents must not declare entities")  # billion laughs
+    root = ET.fromstring(xml)  # noqa: S314 - entities refused above
+    found = []
+    local = email.split("@")[0] if email else ""
+    for server in root.iter("incomingServer"):
+        if server.get("type") != "imap":
+            continue
+        host = (server.findtext("hostname") or "").strip()
+        port = int((server.findtext("port") or "0").strip() or 0)
+        security = SOCKET_TYPES.get((server.findtext("socketType") or "").strip(), "tls")
+        username = (server.findtext("username") or "").strip() or None
+        if username and email:
+            username = username.replace("%EMAILADDRESS%", email).replace("%EMAILLOCALPART%", local)
+        if host and port:
+            found.append(Candidate("autoconfig", host, port, security, username))
+    return found
+
+
+async def _fetch_autoconfig(
+    domain: str, email: str | None, nameserver: str | None, timeout: float
+) -> tuple[list[Candidate], str]:
+    tried = []
+    for host, path in (
+        (f"autoconfig.{domain}", "/mail/config-v1.1.xml"),
+        (domain, "/.well-known/autoconfig/mail/config-v1.1.xml"),
+    ):
+        try:
+            addresses = await resolve(host, nameserver=nameserver, timeout=timeout)
+        except ResolveError as exc:
+            tried.append(f"{host}: {exc}")
+            continue
+        address = addresses.all[0]
+        literal = f"[{address}]" if ":" in address else address
+        query = f"?emailaddress={email}" if email else ""
+        for scheme in ("https", "http"):
+            url = f"{scheme}://{literal}{path}{query}"
+            try:
+                async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+                    response = await client.get(
+                        url, headers={"Host": host}, extensions={"sni_hostname": host}
+                    )
+            except httpx.HTTPError as exc:
+                tried.append(f"{scheme}://{host}{path}: {type(exc).__name__}")
+                continue
+            if response.status_code != 200:
+                tried.append(f"{scheme}://{host}{path}: HTTP {response.status_code}")
+                continue
+            try:
+                candidates = parse_autoconfig(response.content, email)
+            except (ET.ParseError, ValueError) as exc:
+                tried.append(f"{scheme}://{host}{path}: unusable XML ({exc})")
+                continue
+            return candidates, f"{scheme}://{host}{path}: {len(candidates)} IMAP server(s)"
+    return [], "; ".join(tried) or "no answer"
+
+
+async def discover(
+    address: str, *, nameserver: str | None = None, timeout: float = 5.0
+) -> Discovery:
+    email, domain = split_address(address)
+    result = Discovery(domain)
+    candidates, said = await _fetch_autoconfig(domain, email, nameserver, timeout)
+    result.tried.append(("autoconfig", said))
+    result.candidates += candidates
+
+    resolver = make_resolver(nameserver, timeout)
+    for service, security in (("_imaps._tcp", "tls"), ("_imap._tcp", "starttls")):
+        name = f"{service}.{domain}"
+        try:
+            answer = await resolver.resolve(name, "SRV")
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            result.tried.append(("srv", f"{name}: no record"))
+            continue
+        except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
+            result.tried.append(("srv", f"{name}: lookup failed ({exc})"))
+            continue
+        records = sorted(answer, key=lambda r: (r.priority, -r.weight))
+        for record in records:
+            target = record.target.to_text().rstrip(".")
+            if not target:  # "." : deliberately not offered (RFC 6186 section 3.4)
+                result.tried.append(("srv", f"{name}: not offered (target '.')"))
+                continue
+            result.candidates.append(Candidate("srv", target, record.port, security, email))
+            result.tried.append(("srv", f"{name}: {target}:{record.port}"))
+
+    try:
+        answer = await resolver.resolve(domain, "MX")
+        exchanges = sorted(answer, key=lambda r: r.preference)
+        for record in exchanges[:1]:
+            labels = record.exchange.to_text().rstrip(".").split(".")
+            parent = ".".join(labels[-2:]) if len(labels) >= 2 else ""
+            if parent and parent != domain:
+                guess = f"imap.{parent}"
+                if await _resolves(guess, nameserver, timeout):
+                    result.candidates.append(Candidate("mx-guess", guess, 993, "tls", email))
+                    result.tried.append(("mx-guess", f"MX {'.'.join(labels)} -> {guess}"))
+                else:
+                    result.tried.append(
+                        ("mx-guess", f"MX {'.'.join(labels)}: {guess} does not resolve")
+                    )
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        result.tried.append(("mx-guess", f"{domain}: no MX"))
+    except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
+        result.tried.append(("mx-guess", f"MX lookup failed ({exc})"))
+
+    for guess in (f"imap.{domain}", f"mail.{domain}", domain):
+        if await _resolves(guess, nameserver, timeout):
+            result.candidates.append(Candidate("host-guess", guess, 993, "tls", email))
+            result.tried.append(("host-guess", f"{guess} resolves"))
+        else:
+            result.tried.append(("host-guess", f"{guess} does not resolve"))
+    return result
+
+
+async def _resolves(host: str, nameserver: str | None, timeout: float) -> bool:
+    try:
+        await resolve(host, nameserver=nameserver, timeout=timeout)
+    except ResolveError:
+        return False
+    return True
