@@ -287,3 +287,100 @@ def dns_server(zone: DnsZone) -> Iterator[DnsZone]:
         stop.set()
         thread.join(5)
         sock.close()
+
+
+@dataclass
+class TunnelProxy:
+    """A SOCKS5 (no authentication) and HTTP CONNECT proxy in one: the first byte decides.
+    ``tunnels`` records every destination it connected to."""
+
+    port: int = 0
+    tunnels: list[tuple[str, int]] = field(default_factory=list)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        try:
+            first = await reader.readexactly(1)
+            if first == b"\x05":
+                host, port = await self._socks5(first, reader, writer)
+            else:
+                host, port = await self._http(first, reader, writer)
+            upstream_reader, upstream_writer = await asyncio.open_connection(host, port)
+            self.tunnels.append((host, port))
+            if first == b"\x05":
+                writer.write(b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00")
+            else:
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError, OSError):
+            return
+        finally:
+            writer.close()
+
+    async def _socks5(
+        self, first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[str, int]:
+        methods = await reader.readexactly((await reader.readexactly(1))[0])
+        assert 0 in methods
+        writer.write(b"\x05\x00")
+        _, command, _, kind = await reader.readexactly(4)
+        assert command == 1  # CONNECT
+        if kind == 1:
+            host = socket.inet_ntoa(await reader.readexactly(4))
+        elif kind == 3:
+            host = (await reader.readexactly((await reader.readexactly(1))[0])).decode()
+        else:
+            host = socket.inet_ntop(socket.AF_INET6, await reader.readexactly(16))
+        port = int.from_bytes(await reader.readexactly(2), "big")
+        return host, port
+
+    async def _http(
+        self, first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[str, int]:
+        request = first + await reader.readuntil(b"\r\n\r\n")
+        target = request.split(b" ")[1].decode()
+        host, _, port = target.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    try:
+        while data := await source.read(65536):
+            sink.write(data)
+            await sink.drain()
+    finally:
+        sink.close()
+
+
+@contextmanager
+def tunnel_proxy() -> Iterator[TunnelProxy]:
+    proxy = TunnelProxy()
+    loop = asyncio.new_event_loop()
+    holder: dict[str, asyncio.Server] = {}
+
+    async def start() -> None:
+        holder["server"] = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
+        proxy.port = holder["server"].sockets[0].getsockname()[1]
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    try:
+        yield proxy
+    finally:
+
+        async def stop() -> None:
+            holder["server"].close()
+            for task in list(proxy.tasks):
+                task.cancel()
+            await asyncio.gather(*proxy.tasks, return_exceptions=True)
+            await holder["server"].wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

@@ -30,6 +30,7 @@ from tests.scripted import (
     ok,
     raw_listener,
     serve,
+    tunnel_proxy,
 )
 from tests.servers.rig import INSECURE_SOURCE_ADDRESS, RunningServer, TestCA, free_port
 
@@ -499,3 +500,23 @@ def test_idle_push_missing() -> None:
                        user="u", password="p", write_tests=True, timeout=1.0)  # fmt: skip
     assert codes(report) == ["IDLE_PUSH_MISSING", "IDLE_PUSH_MISSING"]
     assert report.status == "warning"
+
+
+# --- proxies ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["socks5", "http"])
+def test_check_through_a_proxy(dovecot: RunningServer, test_ca: TestCA, scheme: str) -> None:
+    with tunnel_proxy() as proxy:
+        report = check(**login_options(dovecot, test_ca, security="starttls", port=dovecot.port,
+                                       proxy=f"{scheme}://127.0.0.1:{proxy.port}"))  # fmt: skip
+    assert report.status == "ok", report.findings
+    assert ("127.0.0.1", dovecot.port) in proxy.tunnels
+    assert len(proxy.tunnels) >= 2  # the TCP probe and the session both went through it
+
+
+def test_a_proxy_that_is_not_there() -> None:
+    report = check(host="127.0.0.1", port=993, security="tls",
+                   proxy=f"socks5://127.0.0.1:{free_port()}")  # fmt: skip
+    assert codes(report) == ["TCP_REFUSED"]
+    assert "proxy" in report.findings[0].evidence[0]

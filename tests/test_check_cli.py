@@ -39,6 +39,7 @@ def test_password_on_the_command_line_is_refused(dovecot: RunningServer, test_ca
         (["localhost", "--security", "plain"], "--allow-plaintext"),
         (["localhost", "--ca-file", "/no/such/ca.pem"], "does not exist"),
         (["localhost", "--nameserver", "dns.example"], "--nameserver must be"),
+        (["localhost", "--proxy", "ftp://proxy:21"], "proxy URL must start with"),
         (["localhost", "--user", "alice", "--password-env", "NOT_SET_ANYWHERE"], "empty or unset"),
         (["localhost", "--user", "alice"], "no password"),
     ],
@@ -69,6 +70,10 @@ def test_json_report(dovecot: RunningServer, test_ca: TestCA) -> None:
     assert report["mailboxes"][0]["name"] == "INBOX"
     assert report["namespaces"]["personal"] == [{"prefix": "", "delimiter": "."}]
     assert report["tls"]["certificate"]["names"] == ["localhost", "127.0.0.1", "::1"]
+    events = [t["event"] for t in report["trace"]]
+    assert events[:3] == ["connect_tcp.complete", "start_tls.complete", "greeting.complete"]
+    assert "authenticate.complete" in events
+    assert report["trace"][1]["version"].startswith("TLSv1")
     assert dovecot.users["alice"] not in output
 
 

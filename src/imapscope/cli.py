@@ -131,6 +131,9 @@ def check(
     transcript: bool = typer.Option(
         False, "--transcript", help="Also print the wire log (secrets redacted)."
     ),
+    proxy: str | None = typer.Option(
+        None, "--proxy", help="Connect through this proxy: socks5://, socks4:// or http:// URL."
+    ),
     write_tests: bool = typer.Option(
         False,
         "--write-tests",
@@ -180,6 +183,13 @@ def check(
             _fail_unknown(
                 f"--nameserver must be an IP address with an optional :PORT, not {nameserver!r}"
             )
+    if proxy is not None:
+        from imapscope.net import validate_proxy  # noqa: PLC0415
+
+        try:
+            validate_proxy(proxy)
+        except ValueError as exc:
+            _fail_unknown(f"--proxy {proxy!r}: {exc}")
     token = _read_secret(oauth2_token_env, None, "oauth2-token", prompt=False)
     secret = None
     if user is not None and token is None:
@@ -189,6 +199,7 @@ def check(
         oauth2_token=token, ca_file=str(ca_file) if ca_file else None, insecure=insecure,
         timeout=timeout, mailbox=mailbox, nameserver=nameserver,
         allow_plaintext=allow_plaintext, source_address=source_address, write_tests=write_tests,
+        proxy=proxy,
     )  # fmt: skip
     report = asyncio.run(run_check(options))
     if as_json:

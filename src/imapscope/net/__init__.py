@@ -14,6 +14,7 @@ from imapscope.net._connection import (
     speaks_tls,
 )
 from imapscope.net._resolve import Addresses, ResolveError, parse_nameserver, resolve
+from imapscope.net._stream import ProxyFailedError, open_stream, validate_proxy
 from imapscope.net._tls import (
     CertificateInfo,
     TlsInfo,
@@ -31,6 +32,7 @@ __all__ = [
     "ImapConnection",
     "NetError",
     "NetTimeoutError",
+    "ProxyFailedError",
     "ResolveError",
     "Result",
     "Security",
@@ -42,9 +44,11 @@ __all__ = [
     "client_context",
     "fetch_certificate",
     "ignore",
+    "open_stream",
     "parse_nameserver",
     "read_banner",
     "resolve",
     "span",
     "speaks_tls",
+    "validate_proxy",
 ]  # fmt: skip

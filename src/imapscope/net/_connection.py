@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from imapscope.imap import (
     StartTLS,
     TaggedResponse,
 )
+from imapscope.net._stream import open_stream
 from imapscope.net._tls import TlsInfo, tls_info
 from imapscope.net._trace import Tracer, ignore, span
 
@@ -120,17 +120,14 @@ class ImapConnection:
         timeout: float = 10.0,
         tracer: Tracer = ignore,
         source_address: tuple[str, int] | None = None,
+        proxy: str | None = None,
     ) -> ImapConnection:
         """Connect to ``address`` (an IP) for ``host`` (the name TLS verifies), implicit TLS when
         ``security`` is "tls". STARTTLS happens later, through :meth:`starttls`."""
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
         with span(tracer, "connect_tcp", host=host, address=address, port=port) as tcp:
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(
-                        address, port, family=family, local_addr=source_address, limit=1 << 20
-                    ),
-                    timeout,
+                reader, writer = await open_stream(
+                    address, port, timeout=timeout, proxy=proxy, source_address=source_address
                 )
             except TimeoutError as exc:
                 raise NetTimeoutError(
@@ -266,14 +263,16 @@ def _ssl_reason(exc: BaseException) -> str:
 
 
 async def read_banner(
-    address: str, port: int, timeout: float, source_address: tuple[str, int] | None = None
+    address: str,
+    port: int,
+    timeout: float,
+    source_address: tuple[str, int] | None = None,
+    proxy: str | None = None,
 ) -> bytes | None:
     """The first line a port sends without being asked (None if it says nothing in time)."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(address, port, family=family, local_addr=source_address),
-            timeout,
+        reader, writer = await open_stream(
+            address, port, timeout=timeout, proxy=proxy, source_address=source_address
         )
     except (TimeoutError, OSError):
         return None
@@ -285,18 +284,16 @@ async def read_banner(
         writer.close()
 
 
-async def speaks_tls(host: str, address: str, port: int, timeout: float) -> bool:
+async def speaks_tls(
+    host: str, address: str, port: int, timeout: float, proxy: str | None = None
+) -> bool:
     """Whether a TLS handshake (not verified: no credentials follow) succeeds on this port."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
     try:
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(
-                address, port, family=family, ssl=context, server_hostname=host
-            ),
-            timeout,
+        _, writer = await open_stream(
+            address, port, timeout=timeout, proxy=proxy, ssl_context=context, server_hostname=host
         )
     except (TimeoutError, OSError, ssl.SSLError):
         return False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,6 +10,8 @@ from functools import cache
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+
+from imapscope.net._stream import open_stream
 
 # Issuers of certificates minted by TLS-inspecting middleboxes and antivirus products. A server
 # certificate issued by one of these means something between the client and the server decrypts
@@ -96,17 +97,20 @@ def tls_info(ssl_object: ssl.SSLObject | None) -> TlsInfo:
 
 
 async def fetch_certificate(
-    host: str, address: str, port: int, *, starttls: bool, timeout: float
+    host: str,
+    address: str,
+    port: int,
+    *,
+    starttls: bool,
+    timeout: float,
+    proxy: str | None = None,
 ) -> TlsInfo | None:
     """Handshake without verifying, only to read the certificate (no credentials follow)."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(address, port, family=family), timeout
-        )
+        reader, writer = await open_stream(address, port, timeout=timeout, proxy=proxy)
     except (TimeoutError, OSError):
         return None
     try:

@@ -73,8 +73,10 @@ from imapscope.net import (
     ResolveError,
     Result,
     TlsInfo,
+    TraceEvent,
     client_context,
     fetch_certificate,
+    open_stream,
     read_banner,
     resolve,
     speaks_tls,
@@ -107,6 +109,7 @@ class CheckOptions:
     allow_plaintext: bool = False
     source_address: str | None = None
     write_tests: bool = False
+    proxy: str | None = None
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -207,8 +210,8 @@ class Ladder:
                 try:
                     addresses = await resolve(candidate.host, nameserver=self.options.nameserver,
                                               timeout=self.options.timeout)  # fmt: skip
-                    _, writer = await asyncio.wait_for(
-                        asyncio.open_connection(addresses.all[0], candidate.port), 2.0
+                    _, writer = await open_stream(
+                        addresses.all[0], candidate.port, timeout=2.0, proxy=self.options.proxy
                     )
                     writer.close()
                 except (ResolveError, OSError, TimeoutError):
@@ -259,10 +262,10 @@ class Ladder:
             for address in addresses:
                 started = time.perf_counter()
                 try:
-                    _, writer = await asyncio.wait_for(
-                        asyncio.open_connection(address, port, local_addr=self.source),
-                        self.options.timeout,
-                    )
+                    _, writer = await open_stream(
+                        address, port, timeout=self.options.timeout, proxy=self.options.proxy,
+                        source_address=self.source,
+                    )  # fmt: skip
                     writer.close()
                     results[address] = f"ok {(time.perf_counter() - started) * 1000:.1f} ms"
                 except TimeoutError:
@@ -282,6 +285,14 @@ class Ladder:
                 return None
             code = "TCP_TIMEOUT" if all(r == "timeout" for r in results.values()) else "TCP_REFUSED"
             raise self.fail(record, finding(code, "tcp", evidence=[record.detail]))
+
+    def trace(self, event: TraceEvent) -> None:
+        """Keep the connection layer's trace events (completed and failed ones) in the report."""
+        if event.phase != "started":
+            elapsed = None if event.elapsed_ms is None else round(event.elapsed_ms, 2)
+            self.report.trace.append(
+                {"event": event.full_name, "elapsed_ms": elapsed, **dict(event.details)}
+            )
 
     @property
     def source(self) -> tuple[str, int] | None:
@@ -312,7 +323,8 @@ class Ladder:
                 try:
                     connection = await ImapConnection.open(
                         host, address, port, security="tls", context=self.context,
-                        timeout=timeout, source_address=self.source,
+                        timeout=timeout, source_address=self.source, proxy=self.options.proxy,
+                        tracer=self.trace,
                     )  # fmt: skip
                 except CertificateError as exc:
                     record.status = "fail"
@@ -333,7 +345,7 @@ class Ladder:
                 try:
                     connection = await ImapConnection.open(
                         host, address, port, security="plain", context=None, timeout=timeout,
-                        source_address=self.source,
+                        source_address=self.source, proxy=self.options.proxy, tracer=self.trace,
                     )  # fmt: skip
                 except NetError as exc:
                     raise self.fail(
@@ -365,7 +377,7 @@ class Ladder:
                 self.report.steps.pop()
                 raise _TryNext from exc
             if connection.tls is None and await speaks_tls(
-                self.options.host, address, port, self.options.timeout
+                self.options.host, address, port, self.options.timeout, self.options.proxy
             ):
                 raise self.fail(
                     record,
@@ -403,14 +415,14 @@ class Ladder:
     async def tls_failure(self, exc: NetError, address: str, port: int) -> Finding:
         reason = str(exc)
         if isinstance(exc, NetTimeoutError):
-            banner = await read_banner(address, port, 2.0, self.source)
+            banner = await read_banner(address, port, 2.0, self.source, self.options.proxy)
             if banner is None:
                 return finding("SERVER_SILENT", "tls", evidence=[reason])
         if any(word in reason for word in ("unsupported protocol", "no protocols available",
                                             "protocol version", "no shared cipher",
                                             "handshake failure")):  # fmt: skip
             return finding("TLS_PROTOCOL_MISMATCH", "tls", evidence=[reason])
-        banner = await read_banner(address, port, 2.0, self.source)
+        banner = await read_banner(address, port, 2.0, self.source, self.options.proxy)
         if banner is not None and banner.startswith(b"* "):
             return finding(
                 "TLS_ON_PLAINTEXT_PORT",
@@ -431,9 +443,11 @@ class Ladder:
             if label in found:
                 continue
             if security == "tls":
-                works = await speaks_tls(self.options.host, address, candidate, 2.0)
+                works = await speaks_tls(
+                    self.options.host, address, candidate, 2.0, self.options.proxy
+                )
             else:
-                banner = await read_banner(address, candidate, 2.0, self.source)
+                banner = await read_banner(address, candidate, 2.0, self.source, self.options.proxy)
                 works = banner is not None and banner.startswith(b"* OK")
             if works:
                 found.append(label)
@@ -482,8 +496,9 @@ class Ladder:
         self, exc: CertificateError, address: str, port: int, *, starttls: bool
     ) -> None:
         info = await fetch_certificate(
-            self.options.host, address, port, starttls=starttls, timeout=self.options.timeout
-        )
+            self.options.host, address, port, starttls=starttls, timeout=self.options.timeout,
+            proxy=self.options.proxy,
+        )  # fmt: skip
         evidence = [exc.verify_message]
         if info is not None and info.certificate is not None:
             cert = info.certificate
@@ -870,7 +885,7 @@ class Ladder:
         connection = await ImapConnection.open(
             self.options.host, address, port, security="tls" if security == "tls" else "plain",
             context=self.context if security == "tls" else None, timeout=self.options.timeout,
-            source_address=self.source,
+            source_address=self.source, proxy=self.options.proxy,
         )  # fmt: skip
         await connection.greeting()
         if security == "starttls":

@@ -45,6 +45,7 @@ class Report:
     total_ms: float = 0.0
     working: list[str] = field(default_factory=list)  # combinations found to work
     discovery: dict[str, Any] | None = None
+    trace: list[dict[str, Any]] = field(default_factory=list)  # the net layer's trace events
 
     @property
     def status(self) -> Status:
@@ -94,4 +95,5 @@ class Report:
             "recent": self.recent,
             "working": self.working,
             "discovery": self.discovery,
+            "trace": self.trace,
         }
