@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from typing import Protocol
 
 from imapscope.imap import (
     NEED_DATA,
@@ -19,6 +20,21 @@ from imapscope.imap import (
     StartTLS,
     TaggedResponse,
 )
+
+
+class _Connection(Protocol):
+    def receive_data(self, data: bytes) -> None: ...
+    def next_event(self) -> object: ...
+
+
+def drain(conn: _Connection, data: bytes) -> list[object]:
+    """Feed ``data`` to a client or server connection; return every event it then yields."""
+    conn.receive_data(data)
+    found = []
+    while (event := conn.next_event()) is not NEED_DATA:
+        found.append(event)
+    return found
+
 
 OPEN: list[Driver] = []  # closed after every test by the close_drivers fixture (conftest.py)
 

@@ -13,7 +13,7 @@ import contextlib
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -81,10 +81,7 @@ class ScriptedImap:
         return [ok(tag)]
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+        register(self.tasks)
         conn = ServerConnection()
         conn.send(self.greeting)
         writer.write(conn.data_to_send())
@@ -147,38 +144,55 @@ class ScriptedImap:
                 await writer.wait_closed()
 
 
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
 @contextmanager
-def serve(server: ScriptedImap) -> Iterator[ScriptedImap]:
-    """Run ``server`` on a free loopback port in a thread until the block ends."""
+def threaded_server(
+    handle: Handler, tasks: set[asyncio.Task[None]], ssl_context: ssl.SSLContext | None = None
+) -> Iterator[int]:
+    """Serve ``handle`` on a free loopback port, in a thread with its own event loop, until the
+    block ends; then cancel the handlers still running (``tasks``, which they register)."""
     loop = asyncio.new_event_loop()
-    started = threading.Event()
     holder: dict[str, asyncio.Server] = {}
 
-    async def start() -> None:
-        context = server.tls if server.implicit_tls else None
-        holder["server"] = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=context)
-        server.port = holder["server"].sockets[0].getsockname()[1]
-        started.set()
+    async def start() -> int:
+        holder["server"] = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ssl_context)
+        return int(holder["server"].sockets[0].getsockname()[1])
+
+    async def stop() -> None:
+        holder["server"].close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await holder["server"].wait_closed()
 
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    asyncio.run_coroutine_threadsafe(start(), loop).result(10)
-    started.wait(10)
     try:
-        yield server
+        yield asyncio.run_coroutine_threadsafe(start(), loop).result(10)
     finally:
-
-        async def stop() -> None:
-            holder["server"].close()
-            for task in list(server.tasks):
-                task.cancel()
-            await asyncio.gather(*server.tasks, return_exceptions=True)
-            await holder["server"].wait_closed()
-
         asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+def register(tasks: set[asyncio.Task[None]]) -> None:
+    """Called first by a handler: lets threaded_server cancel it at shutdown."""
+    task = asyncio.current_task()
+    if task is not None:
+        tasks.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(tasks.discard)  # type: ignore[arg-type]
+
+
+@contextmanager
+def serve(server: ScriptedImap) -> Iterator[ScriptedImap]:
+    """Run ``server`` on a free loopback port in a thread until the block ends."""
+    context = server.tls if server.implicit_tls else None
+    with threaded_server(server.handle, server.tasks, context) as port:
+        server.port = port
+        yield server
 
 
 @contextmanager
@@ -299,10 +313,7 @@ class TunnelProxy:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+        register(self.tasks)
         try:
             first = await reader.readexactly(1)
             if first == b"\x05":
@@ -359,28 +370,6 @@ async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> Non
 @contextmanager
 def tunnel_proxy() -> Iterator[TunnelProxy]:
     proxy = TunnelProxy()
-    loop = asyncio.new_event_loop()
-    holder: dict[str, asyncio.Server] = {}
-
-    async def start() -> None:
-        holder["server"] = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
-        proxy.port = holder["server"].sockets[0].getsockname()[1]
-
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(start(), loop).result(10)
-    try:
+    with threaded_server(proxy.handle, proxy.tasks) as port:
+        proxy.port = port
         yield proxy
-    finally:
-
-        async def stop() -> None:
-            holder["server"].close()
-            for task in list(proxy.tasks):
-                task.cancel()
-            await asyncio.gather(*proxy.tasks, return_exceptions=True)
-            await holder["server"].wait_closed()
-
-        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()

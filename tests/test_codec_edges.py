@@ -8,7 +8,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from imapscope.imap import (
-    NEED_DATA,
     Address,
     Append,
     Authenticate,
@@ -54,6 +53,7 @@ from imapscope.imap._commands import atom, flag, format_internaldate, raw
 from imapscope.imap._serialize import code, string, to_raw, value
 from imapscope.imap._structure import body_from_value, envelope_from_value
 from imapscope.imap._values import Scanner, as_int, as_list, as_str
+from tests.imap_driver import drain
 
 
 def wire(command: object, **options: object) -> bytes:
@@ -261,17 +261,9 @@ def test_oauth_mechanisms_and_their_failure_replies() -> None:
 # --- the client connection --------------------------------------------------------------------
 
 
-def feed(conn: ClientConnection, data: bytes) -> list[object]:
-    conn.receive_data(data)
-    found = []
-    while (event := conn.next_event()) is not NEED_DATA:
-        found.append(event)
-    return found
-
-
 def test_client_refusals() -> None:
     conn = ClientConnection()
-    feed(conn, b"* PREAUTH hi\r\n")
+    drain(conn, b"* PREAUTH hi\r\n")
     with pytest.raises(LocalProtocolError, match="authenticate"):
         conn.send(Authenticate("PLAIN"))
     with pytest.raises(LocalProtocolError, match="not allowed"):
@@ -284,42 +276,42 @@ def test_client_refusals() -> None:
 
 def test_greeting_bye_ends_the_connection() -> None:
     conn = ClientConnection()
-    events = feed(conn, b"* BYE [UNAVAILABLE] maintenance\r\n")
+    events = drain(conn, b"* BYE [UNAVAILABLE] maintenance\r\n")
     assert events == [Greeting("BYE", ResponseCode("UNAVAILABLE"), "maintenance")]
     assert conn.state is State.LOGOUT
 
 
 def test_enable_utf8_switches_mailbox_names_to_utf8() -> None:
     conn = ClientConnection()
-    feed(conn, b"* PREAUTH hi\r\n")
+    drain(conn, b"* PREAUTH hi\r\n")
     conn.send(Enable(("UTF8=ACCEPT",)))
-    feed(conn, b"* ENABLED UTF8=ACCEPT\r\nA0001 OK enabled\r\n")
+    drain(conn, b"* ENABLED UTF8=ACCEPT\r\nA0001 OK enabled\r\n")
     assert conn.utf8
-    events = feed(conn, '* LIST () "/" "Entwürfe"\r\n'.encode())
+    events = drain(conn, '* LIST () "/" "Entwürfe"\r\n'.encode())
     assert isinstance(events[0], ListResponse)
     assert events[0].name == "Entwürfe"
 
 
 def test_capabilities_reset_after_login_unless_sent_with_it() -> None:
     conn = ClientConnection()
-    feed(conn, b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n")
+    drain(conn, b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n")
     conn.send(Login("u", "p"))
-    feed(conn, b"A0001 OK [CAPABILITY IMAP4rev1 IDLE MOVE] in\r\n")
+    drain(conn, b"A0001 OK [CAPABILITY IMAP4rev1 IDLE MOVE] in\r\n")
     assert conn.capabilities == {"IMAP4REV1", "IDLE", "MOVE"}
     conn = ClientConnection()
-    feed(conn, b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n")
+    drain(conn, b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n")
     conn.send(Login("u", "p"))
-    feed(conn, b"A0001 OK in\r\n")
+    drain(conn, b"A0001 OK in\r\n")
     assert conn.capabilities == frozenset()
 
 
 def test_sasl_exchange_that_runs_out_is_cancelled() -> None:
     lines = []
     conn = ClientConnection(log=lambda d, line: lines.append((d, line)))
-    feed(conn, b"* OK [CAPABILITY IMAP4rev1 SASL-IR] hi\r\n")
+    drain(conn, b"* OK [CAPABILITY IMAP4rev1 SASL-IR] hi\r\n")
     conn.authenticate(Mechanism("PLAIN", "u", "secret"))
     conn.data_to_send()
-    feed(conn, b"+ \r\n")  # PLAIN has nothing more to say: cancel
+    drain(conn, b"+ \r\n")  # PLAIN has nothing more to say: cancel
     assert conn.data_to_send() == b"*\r\n"
     assert all(b"secret" not in line for _, line in lines)
     assert all(base64.b64encode(b"\0u\0secret") not in line for _, line in lines)
@@ -328,7 +320,7 @@ def test_sasl_exchange_that_runs_out_is_cancelled() -> None:
 def test_long_received_lines_are_shortened_in_the_log() -> None:
     lines: list[tuple[str, bytes]] = []
     conn = ClientConnection(log=lambda d, line: lines.append((d, line)))
-    feed(
+    drain(
         conn, b"* PREAUTH hi\r\n* SEARCH " + b" ".join(b"%d" % n for n in range(1, 3000)) + b"\r\n"
     )
     assert len(lines[-1][1]) < 300
@@ -338,38 +330,30 @@ def test_long_received_lines_are_shortened_in_the_log() -> None:
 # --- the server connection --------------------------------------------------------------------
 
 
-def server_events(conn: ServerConnection, data: bytes) -> list[object]:
-    conn.receive_data(data)
-    found = []
-    while (event := conn.next_event()) is not NEED_DATA:
-        found.append(event)
-    return found
-
-
 def test_server_sasl_and_idle_refusals() -> None:
     conn = ServerConnection()
-    (received,) = server_events(conn, b"a AUTHENTICATE PLAIN\r\n")
+    (received,) = drain(conn, b"a AUTHENTICATE PLAIN\r\n")
     assert isinstance(received, CommandReceived)
     conn.send(ContinuationRequest(""))
-    assert server_events(conn, b"!!!\r\n") == [BadCommand("a", "SASL response is not base64")]
-    assert server_events(conn, b"*\r\n") == [SaslResponse("a", None)]
+    assert drain(conn, b"!!!\r\n") == [BadCommand("a", "SASL response is not base64")]
+    assert drain(conn, b"*\r\n") == [SaslResponse("a", None)]
     conn.send(TaggedResponse("a", "BAD", None, "cancelled"))
     conn.preauthenticate()
-    (idle,) = server_events(conn, b"b IDLE\r\n")
+    (idle,) = drain(conn, b"b IDLE\r\n")
     assert isinstance(idle, CommandReceived)
     assert isinstance(idle.command, Idle)
-    assert server_events(conn, b"c NOOP\r\n") == [BadCommand("b", "expected DONE to end IDLE")]
-    assert server_events(conn, b"done\r\n") == [IdleDone("b")]
+    assert drain(conn, b"c NOOP\r\n") == [BadCommand("b", "expected DONE to end IDLE")]
+    assert drain(conn, b"done\r\n") == [IdleDone("b")]
 
 
 def test_server_select_failure_and_data_before_tls() -> None:
     conn = ServerConnection()
     conn.preauthenticate()
-    server_events(conn, b"a SELECT nope\r\n")
+    drain(conn, b"a SELECT nope\r\n")
     conn.send(TaggedResponse("a", "NO", ResponseCode("NONEXISTENT"), "no"))
     assert conn.state is State.AUTHENTICATED
     conn = ServerConnection()
-    server_events(conn, b"s STARTTLS\r\n")
+    drain(conn, b"s STARTTLS\r\n")
     conn.send(TaggedResponse("s", "OK", None, "go"))
     with pytest.raises(LocalProtocolError, match="TLS"):
         conn.receive_data(b"x LOGIN a b\r\n")
@@ -378,13 +362,13 @@ def test_server_select_failure_and_data_before_tls() -> None:
 def test_server_enable_utf8_and_literal_continuation() -> None:
     conn = ServerConnection()
     conn.preauthenticate()
-    server_events(conn, b"e ENABLE UTF8=ACCEPT\r\n")
+    drain(conn, b"e ENABLE UTF8=ACCEPT\r\n")
     conn.send(TaggedResponse("e", "OK", None, "enabled"))
     assert conn.utf8
-    events = server_events(conn, b"a APPEND INBOX {5}\r\n")
+    events = drain(conn, b"a APPEND INBOX {5}\r\n")
     assert events == []
     assert conn.data_to_send() == b"e OK enabled\r\n+ Ready for literal data\r\n"
-    (append,) = server_events(conn, b"hello\r\n")
+    (append,) = drain(conn, b"hello\r\n")
     assert append == CommandReceived("a", Append("INBOX", b"hello"))
 
 

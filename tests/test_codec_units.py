@@ -46,6 +46,7 @@ from imapscope.imap import (
     state_diagram,
 )
 from imapscope.imap._sequence import expand
+from tests.imap_driver import drain
 
 # --- responses: bytes -> events (RFC 9051 examples, and lines recorded from the rig) -----------
 
@@ -360,19 +361,11 @@ def test_limits() -> None:
 # --- the connection state machine, with no socket ---------------------------------------------
 
 
-def feed(conn: ClientConnection, data: bytes) -> list[object]:
-    conn.receive_data(data)
-    events = []
-    while (event := conn.next_event()) is not NEED_DATA:
-        events.append(event)
-    return events
-
-
 def test_state_machine_and_tag_attribution() -> None:
     conn = ClientConnection()
     with pytest.raises(LocalProtocolError, match="not allowed"):
         conn.send(Select("INBOX"))
-    assert feed(conn, b"* OK [CAPABILITY IMAP4rev1 LITERAL+] hi\r\n")[0] == Greeting(
+    assert drain(conn, b"* OK [CAPABILITY IMAP4rev1 LITERAL+] hi\r\n")[0] == Greeting(
         "OK",
         conn_code := parse_response(Frame(b"a OK [CAPABILITY IMAP4rev1 LITERAL+] x\r\n")).code,
         "hi",  # type: ignore[union-attr]
@@ -382,24 +375,24 @@ def test_state_machine_and_tag_attribution() -> None:
     login = conn.send(Login("u", "p"))
     select = conn.send(Select("INBOX"))  # pipelined: allowed because LOGIN would succeed
     assert conn.data_to_send() == b"A0001 LOGIN u p\r\nA0002 SELECT INBOX\r\n"
-    events = feed(conn, b"A0001 OK done\r\n* 3 EXISTS\r\nA0002 OK [READ-WRITE] ok\r\n")
+    events = drain(conn, b"A0001 OK done\r\n* 3 EXISTS\r\nA0002 OK [READ-WRITE] ok\r\n")
     assert [type(e).__name__ for e in events] == ["TaggedResponse", "Exists", "TaggedResponse"]
     assert conn.state is State.SELECTED
     assert isinstance(conn.command_for(login), Login)
     assert isinstance(conn.command_for(select), Select)
     with pytest.raises(RemoteProtocolError, match="unknown tag"):
-        feed(conn, b"Z999 OK what\r\n")
+        drain(conn, b"Z999 OK what\r\n")
 
 
 def test_failed_select_leaves_authenticated_and_bye_ends() -> None:
     conn = ClientConnection()
-    feed(conn, b"* PREAUTH welcome\r\n")
+    drain(conn, b"* PREAUTH welcome\r\n")
     assert conn.state is State.AUTHENTICATED
     conn.send(Select("Nope"))
-    feed(conn, b"A0001 NO [NONEXISTENT] no such mailbox\r\n")
+    drain(conn, b"A0001 NO [NONEXISTENT] no such mailbox\r\n")
     assert conn.state is State.AUTHENTICATED
     conn.send(Logout())
-    events = feed(conn, b"* BYE bye\r\nA0002 OK done\r\n")
+    events = drain(conn, b"* BYE bye\r\nA0002 OK done\r\n")
     assert isinstance(events[0], Bye)
     assert conn.state is State.LOGOUT
     conn.receive_data(b"")
@@ -408,13 +401,13 @@ def test_failed_select_leaves_authenticated_and_bye_ends() -> None:
 
 def test_eof_mid_response_and_without_bye() -> None:
     conn = ClientConnection()
-    feed(conn, b"* OK hi\r\n")
+    drain(conn, b"* OK hi\r\n")
     conn.receive_data(b"* 1 FETCH (UID")
     conn.receive_data(b"")
     with pytest.raises(RemoteProtocolError, match="middle"):
         conn.next_event()
     conn = ClientConnection()
-    feed(conn, b"* OK hi\r\n")
+    drain(conn, b"* OK hi\r\n")
     conn.receive_data(b"")
     with pytest.raises(RemoteProtocolError, match="without BYE"):
         conn.next_event()
@@ -422,27 +415,27 @@ def test_eof_mid_response_and_without_bye() -> None:
 
 def test_sync_literal_blocks_the_queue_until_continuation() -> None:
     conn = ClientConnection()
-    feed(conn, b"* PREAUTH hi\r\n")
+    drain(conn, b"* PREAUTH hi\r\n")
     conn.send(Append("INBOX", b"abc"))
     conn.send(Noop())
     assert conn.data_to_send() == b"A0001 APPEND INBOX {3}\r\n"
-    assert feed(conn, b"+ go ahead\r\n") == []  # consumed by the connection
+    assert drain(conn, b"+ go ahead\r\n") == []  # consumed by the connection
     assert conn.data_to_send() == b"abc\r\nA0002 NOOP\r\n"
 
 
 def test_starttls_injection_is_refused() -> None:
     conn = ClientConnection()
-    feed(conn, b"* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n")
+    drain(conn, b"* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n")
     conn.send(StartTLS())
     with pytest.raises(RemoteProtocolError, match="injection"):
-        feed(conn, b"A0001 OK begin TLS\r\n* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake\r\n")
+        drain(conn, b"A0001 OK begin TLS\r\n* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake\r\n")
 
 
 def test_starttls_then_commands_wait_for_handshake() -> None:
     conn = ClientConnection()
-    feed(conn, b"* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n")
+    drain(conn, b"* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n")
     conn.send(StartTLS())
-    feed(conn, b"A0001 OK begin TLS\r\n")
+    drain(conn, b"A0001 OK begin TLS\r\n")
     assert conn.capabilities == frozenset()
     with pytest.raises(LocalProtocolError, match="TLS handshake"):
         conn.send(Noop())
@@ -452,15 +445,15 @@ def test_starttls_then_commands_wait_for_handshake() -> None:
 
 def test_idle_and_done() -> None:
     conn = ClientConnection()
-    feed(conn, b"* PREAUTH hi\r\n")
+    drain(conn, b"* PREAUTH hi\r\n")
     tag = conn.send(Idle())
-    assert isinstance(feed(conn, b"+ idling\r\n")[0], ContinuationRequest)
+    assert isinstance(drain(conn, b"+ idling\r\n")[0], ContinuationRequest)
     with pytest.raises(LocalProtocolError, match="IDLE"):
         conn.send(Noop())
-    assert isinstance(feed(conn, b"* 4 EXISTS\r\n")[0], Exists)
+    assert isinstance(drain(conn, b"* 4 EXISTS\r\n")[0], Exists)
     conn.done()
     assert conn.data_to_send().endswith(b"DONE\r\n")
-    done = feed(conn, f"{tag} OK idle done\r\n".encode())[0]
+    done = drain(conn, f"{tag} OK idle done\r\n".encode())[0]
     assert isinstance(done, TaggedResponse)
     conn.send(Noop())
 
@@ -508,8 +501,8 @@ def test_state_diagram_is_generated_from_the_table() -> None:
 
 def test_unknown_untagged_response_is_kept() -> None:
     conn = ClientConnection()
-    feed(conn, b"* PREAUTH hi\r\n")
-    events = feed(conn, b"* XAPPLEPUSHSERVICE aps-version 2\r\n")
+    drain(conn, b"* PREAUTH hi\r\n")
+    events = drain(conn, b"* XAPPLEPUSHSERVICE aps-version 2\r\n")
     assert events == [UnknownResponse("XAPPLEPUSHSERVICE", b"aps-version 2")]
 
 
@@ -530,10 +523,10 @@ def test_search_and_esearch_and_list_extended() -> None:
 def test_literal_refused_with_no_instead_of_continuation_does_not_stall() -> None:
     # Courier does this for APPEND to an invalid mailbox: a tagged NO where "+" would be.
     conn = ClientConnection()
-    feed(conn, b"* PREAUTH hi\r\n")
+    drain(conn, b"* PREAUTH hi\r\n")
     append = conn.send(Append("bad name", b"message data"))
     noop = conn.send(Noop())
     assert conn.data_to_send() == b'A0001 APPEND "bad name" {12}\r\n'
-    events = feed(conn, f"{append} NO Invalid mailbox name.\r\n".encode())
+    events = drain(conn, f"{append} NO Invalid mailbox name.\r\n".encode())
     assert [e.status for e in events] == ["NO"]  # type: ignore[attr-defined]
     assert conn.data_to_send() == f"{noop} NOOP\r\n".encode()  # the literal is never sent

@@ -67,7 +67,7 @@ from imapscope.imap._errors import LocalProtocolError, RemoteProtocolError
 from imapscope.imap._events import Response, TaggedResponse, parse_internaldate
 from imapscope.imap._serialize import serialize_response
 from imapscope.imap._state import ALLOWED, ON_NO, ON_OK, State
-from imapscope.imap._values import Scanner, Value, as_list
+from imapscope.imap._values import Scanner, Value, as_list, as_text
 
 #: Longest command line a server accepts (excluding literals), as Dovecot does (RFC 7162 3.2.1
 #: asks servers to accept at least 8192 octets).
@@ -107,14 +107,6 @@ ServerEvent = CommandReceived | IdleDone | SaslResponse | BadCommand
 
 
 # --- parsing commands -------------------------------------------------------------------------
-
-
-def _text(item: Value) -> str:
-    if isinstance(item, str):
-        return item
-    if isinstance(item, bytes | bytearray):
-        return bytes(item).decode("utf-8", "replace")
-    raise RemoteProtocolError(f"expected a string, got {item!r}")
 
 
 def _bytes(item: Value) -> bytes:
@@ -192,22 +184,22 @@ def _build(verb: str, uid: bool, values: list[Value], utf8: bool) -> Command:
         return one_mailbox[verb](_mailbox(values[0], utf8))
     if verb == "GETQUOTA":
         _arity(values, 1)
-        return GetQuota(_text(values[0]))
+        return GetQuota(as_text(values[0]))
     if verb == "LOGIN":
         _arity(values, 2)
-        return Login(_text(values[0]), _text(values[1]))
+        return Login(as_text(values[0]), as_text(values[1]))
     if verb == "AUTHENTICATE":
         _arity(values, 1, 2)
-        initial = _text(values[1]) if len(values) == 2 else None
-        return Authenticate(_text(values[0]).upper(), initial)
+        initial = as_text(values[1]) if len(values) == 2 else None
+        return Authenticate(as_text(values[0]).upper(), initial)
     if verb == "ENABLE":
-        return Enable(tuple(_text(v).upper() for v in values))
+        return Enable(tuple(as_text(v).upper() for v in values))
     if verb == "ID":
         _arity(values, 1)
         if values[0] is None:
             return Id(None)
         pairs = as_list(values[0])
-        return Id({_text(k): _text(v) for k, v in zip(pairs[::2], pairs[1::2], strict=True)})
+        return Id({as_text(k): as_text(v) for k, v in zip(pairs[::2], pairs[1::2], strict=True)})
     if verb in ("SELECT", "EXAMINE"):
         _arity(values, 1, 2)
         condstore, qresync = False, None
@@ -216,15 +208,15 @@ def _build(verb: str, uid: bool, values: list[Value], utf8: bool) -> Command:
                 condstore = True
             elif isinstance(param, str) and param.upper() == "QRESYNC":
                 known = as_list(as_list(values[1])[param_index + 1])
-                qresync = (int(_text(known[0])), int(_text(known[1])))
+                qresync = (int(as_text(known[0])), int(as_text(known[1])))
         return Select(_mailbox(values[0], utf8), verb == "EXAMINE", condstore, qresync)
     if verb == "CREATE":
         _arity(values, 1, 2)
         special = None
         if len(values) == 2:
             option = as_list(values[1])
-            if len(option) == 2 and _text(option[0]).upper() == "USE":
-                special = _text(as_list(option[1])[0])
+            if len(option) == 2 and as_text(option[0]).upper() == "USE":
+                special = as_text(as_list(option[1])[0])
         return Create(_mailbox(values[0], utf8), special)
     if verb == "RENAME":
         _arity(values, 2)
@@ -232,10 +224,10 @@ def _build(verb: str, uid: bool, values: list[Value], utf8: bool) -> Command:
     if verb in ("LIST", "LSUB"):
         select: tuple[str, ...] = ()
         if values and isinstance(values[0], list):
-            select = tuple(_text(v).upper() for v in as_list(values.pop(0)))
+            select = tuple(as_text(v).upper() for v in as_list(values.pop(0)))
         returns: tuple[str, ...] = ()
-        if len(values) == 4 and _text(values[2]).upper() == "RETURN":
-            returns = tuple(_text(v) for v in as_list(values[3]))
+        if len(values) == 4 and as_text(values[2]).upper() == "RETURN":
+            returns = tuple(as_text(v) for v in as_list(values[3]))
             values = values[:2]
         _arity(values, 2)
         reference, pattern = _bytes(values[0]), _bytes(values[1])
@@ -244,7 +236,7 @@ def _build(verb: str, uid: bool, values: list[Value], utf8: bool) -> Command:
     if verb == "STATUS":
         _arity(values, 2)
         return Status(
-            _mailbox(values[0], utf8), tuple(_text(v).upper() for v in as_list(values[1]))
+            _mailbox(values[0], utf8), tuple(as_text(v).upper() for v in as_list(values[1]))
         )
     if verb == "APPEND":
         _arity(values, 2, 4)
@@ -255,14 +247,14 @@ def _build(verb: str, uid: bool, values: list[Value], utf8: bool) -> Command:
         date = None
         for argument in values[1:-1]:
             if isinstance(argument, list):
-                flags = tuple(_text(f) for f in argument)
+                flags = tuple(as_text(f) for f in argument)
             else:
-                date = parse_internaldate(_text(argument))
+                date = parse_internaldate(as_text(argument))
         return Append(name, bytes(message), flags, date)
     if verb == "EXPUNGE":
         if uid:
             _arity(values, 1)
-            return Expunge(sequence.validate(_text(values[0])))
+            return Expunge(sequence.validate(as_text(values[0])))
         _arity(values, 0)
         return Expunge()
     if verb == "SEARCH":
@@ -273,31 +265,31 @@ def _build(verb: str, uid: bool, values: list[Value], utf8: bool) -> Command:
         if len(values) == 3:
             modifiers = as_list(values[2])
             for index, modifier in enumerate(modifiers):
-                word = _text(modifier).upper()
+                word = as_text(modifier).upper()
                 if word == "CHANGEDSINCE":
-                    changed_since = int(_text(modifiers[index + 1]))
+                    changed_since = int(as_text(modifiers[index + 1]))
                 elif word == "VANISHED":
                     vanished = True
         items = _fetch_items(values[1])
-        return Fetch(sequence.validate(_text(values[0])), items, uid, changed_since, vanished)
+        return Fetch(sequence.validate(as_text(values[0])), items, uid, changed_since, vanished)
     if verb == "STORE":
         _arity(values, 3, 4)
         unchanged_since = None
         if len(values) == 4:
             modifier = as_list(values.pop(1))
-            unchanged_since = int(_text(modifier[1]))
-        item = _text(values[1]).upper()
+            unchanged_since = int(as_text(modifier[1]))
+        item = as_text(values[1]).upper()
         action = item[0] if item[0] in "+-" else ""
         if item.lstrip("+-") not in ("FLAGS", "FLAGS.SILENT"):
             raise RemoteProtocolError(f"STORE cannot change {item}")
         flags_value = values[2]
         store_flags = (
-            tuple(_text(f) for f in as_list(flags_value))
+            tuple(as_text(f) for f in as_list(flags_value))
             if isinstance(flags_value, list)
-            else (_text(flags_value),)
+            else (as_text(flags_value),)
         )
         return Store(
-            sequence.validate(_text(values[0])),
+            sequence.validate(as_text(values[0])),
             store_flags,
             action,  # type: ignore[arg-type]
             item.endswith(".SILENT"),
@@ -307,24 +299,24 @@ def _build(verb: str, uid: bool, values: list[Value], utf8: bool) -> Command:
     if verb in ("COPY", "MOVE"):
         _arity(values, 2)
         command_class = Copy if verb == "COPY" else Move
-        return command_class(sequence.validate(_text(values[0])), _mailbox(values[1], utf8), uid)
+        return command_class(sequence.validate(as_text(values[0])), _mailbox(values[1], utf8), uid)
     raise RemoteProtocolError(f"unknown command {verb}")
 
 
 def _fetch_items(item: Value) -> str:
     if isinstance(item, list):
         return "(" + " ".join(_fetch_items(v) for v in item) + ")"
-    return _text(item)
+    return as_text(item)
 
 
 def _search(values: list[Value], uid: bool) -> Search:
     returns = None
     if len(values) >= 2 and _text_or_none(values[0]) == "RETURN":
-        returns = tuple(_text(v).upper() for v in as_list(values[1]))
+        returns = tuple(as_text(v).upper() for v in as_list(values[1]))
         values = values[2:]
     charset = None
     if len(values) >= 2 and _text_or_none(values[0]) == "CHARSET":
-        charset = _text(values[1])
+        charset = as_text(values[1])
         values = values[2:]
     if not values:
         raise RemoteProtocolError("SEARCH needs criteria")

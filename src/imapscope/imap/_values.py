@@ -207,6 +207,14 @@ def as_str(value: Value) -> str | None:
     raise RemoteProtocolError(f"expected a string, got a list {value!r}")
 
 
+def as_text(value: Value) -> str:
+    """A string value that must be there (not NIL)."""
+    text = as_str(value)
+    if text is None:
+        raise RemoteProtocolError("expected a string, got NIL")
+    return text
+
+
 def as_int(value: Value) -> int:
     text = as_str(value)
     if text is None or not text.isdigit():

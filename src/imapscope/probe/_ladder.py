@@ -327,10 +327,9 @@ class Ladder:
                         tracer=self.trace,
                     )  # fmt: skip
                 except CertificateError as exc:
-                    record.status = "fail"
-                    record.detail = exc.verify_message
-                    await self.certificate_failure(exc, address, port, starttls=False)
-                    raise Stop("certificate") from exc
+                    raise await self.certificate_failure(
+                        record, exc, address, port, starttls=False
+                    ) from exc
                 except NetError as exc:
                     if exploring:
                         self.report.steps.pop()
@@ -493,8 +492,12 @@ class Ladder:
             self.add(finding("TLS_INTERCEPTED", "certificate", evidence=[f"issuer: {cert.issuer}"]))
 
     async def certificate_failure(
-        self, exc: CertificateError, address: str, port: int, *, starttls: bool
-    ) -> None:
+        self, record: Step, exc: CertificateError, address: str, port: int, *, starttls: bool
+    ) -> Stop:
+        """Fail the handshake's step, name the certificate problem (with the certificate's
+        details, fetched again without verifying); return the Stop to raise."""
+        record.status = "fail"
+        record.detail = exc.verify_message
         info = await fetch_certificate(
             self.options.host, address, port, starttls=starttls, timeout=self.options.timeout,
             proxy=self.options.proxy,
@@ -521,6 +524,7 @@ class Ladder:
             self.add(finding("TLS_INTERCEPTED", "certificate", evidence=evidence[1:]))
         self.report.steps.append(Step("certificate", "fail", 0.0, exc.verify_message))
         self.add(finding(code, "certificate", evidence=evidence))
+        return Stop(code)
 
     # -- after the greeting -------------------------------------------------------------------
 
@@ -582,10 +586,9 @@ class Ladder:
             try:
                 result = await connection.starttls(self.context)
             except CertificateError as exc:
-                record.status = "fail"
-                record.detail = exc.verify_message
-                await self.certificate_failure(exc, address, port, starttls=True)
-                raise Stop("certificate") from exc
+                raise await self.certificate_failure(
+                    record, exc, address, port, starttls=True
+                ) from exc
             except NetError as exc:
                 raise self.fail(
                     record, finding("STARTTLS_FAILED", "starttls", evidence=[str(exc)])
