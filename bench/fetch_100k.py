@@ -34,7 +34,6 @@ from pathlib import Path
 
 import aioimaplib
 from imapclient.response_parser import parse_fetch_response
-from tests.servers import seed
 from tests.servers.dovecot import start_dovecot
 from tests.servers.rig import TestCA
 
@@ -47,6 +46,7 @@ from imapscope.imap import (
     Select,
     TaggedResponse,
 )
+from imapscope.sandbox import demo as seed
 
 COMMAND = "UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)"
 ITEMS = "(UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)"

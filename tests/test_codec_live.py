@@ -31,8 +31,8 @@ from imapscope.imap import (
     State,
     Store,
 )
+from imapscope.sandbox import demo as seed
 from tests.imap_driver import Driver
-from tests.servers import seed
 from tests.servers.rig import RunningServer, TestCA
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import seed
+from imapscope.sandbox import demo as seed
 from tests.servers.courier import SHARED_FOLDER
 from tests.servers.rig import INSECURE_SOURCE_ADDRESS, RunningServer, TestCA
 

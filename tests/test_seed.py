@@ -6,7 +6,7 @@ import email
 import email.policy
 from pathlib import Path
 
-from tests.servers import seed
+from imapscope.sandbox import demo as seed
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -246,6 +247,68 @@ def discover(
         for source, said in found.tried:
             console.print(f"[dim]{source}: {said}[/]")
     raise typer.Exit(0 if found.candidates else 2)
+
+
+@app.command()
+def sandbox(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(
+        1143, "--port", help="Plaintext port (STARTTLS offered); 0 picks one."
+    ),
+    tls_port: int = typer.Option(1993, "--tls-port", help="Implicit-TLS port; 0 picks one."),
+    user: list[str] = typer.Option(
+        [], "--user", help="NAME:PASSWORD, repeatable (default: alice:alice and bob:bob)."
+    ),
+    open_mode: bool = typer.Option(False, "--open", help="Accept any user and password."),
+    demo_messages: int = typer.Option(
+        0, "--demo", help="Seed each INBOX with this many realistic messages."
+    ),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Where the CA and certificate live (made on first start)."
+    ),
+) -> None:
+    """Run a real IMAP server (in memory) for tests and demos, until Ctrl-C."""
+    import asyncio  # noqa: PLC0415
+
+    from imapscope.sandbox import (  # noqa: PLC0415
+        SandboxServer,
+        build_store,
+        default_data_dir,
+        ensure_certificates,
+    )
+
+    users = []
+    for entry in user or ["alice:alice", "bob:bob"]:
+        name, sep, secret = entry.partition(":")
+        if not sep or not name:
+            _fail_unknown(f"--user takes NAME:PASSWORD, not {entry!r}")
+        users.append((name, secret))
+    certificates = ensure_certificates(data_dir or default_data_dir())
+    store = build_store(users, open_mode=open_mode, demo_messages=demo_messages)
+    server = SandboxServer(
+        store, host=host, port=port, tls_port=tls_port,
+        tls_context=certificates.server_context(),
+    )  # fmt: skip
+
+    async def run() -> None:
+        try:
+            await server.start()
+        except OSError as exc:
+            _fail_unknown(f"cannot listen on {host}: {exc.strerror}; choose other ports")
+        console.print(f"imapscope sandbox on {host}")
+        console.print(f"  plaintext+STARTTLS port: {server.port}")
+        console.print(f"  implicit TLS port:       {server.tls_port}")
+        users_text = "any (open mode)" if open_mode else ", ".join(f"{n}:{p}" for n, p in users)
+        console.print(f"  users (name:password):   {users_text}")
+        console.print(f"  CA file:                 {certificates.ca_file}")
+        console.print("  Ctrl-C stops", style="dim")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
 
 
 def main() -> None:

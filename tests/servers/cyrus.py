@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.servers import seed
+from imapscope.sandbox import demo as seed
 from tests.servers.rig import (
     DEFAULT_USERS,
     HOST,

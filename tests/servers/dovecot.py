@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.servers import seed
+from imapscope.sandbox import demo as seed
 from tests.servers.rig import (
     DEFAULT_USERS,
     HOST,

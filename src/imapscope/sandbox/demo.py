@@ -86,7 +86,7 @@ def _paragraphs(rng: random.Random, count: int) -> str:
 
 def generate(count: int, seed: int = 1, domain: str = "example.test") -> Iterator[SeedMessage]:
     """Yield ``count`` messages, oldest first; identical for identical arguments."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - demo data, not secrets
     thread_roots: list[tuple[str, str]] = []  # (message-id, subject)
     for i in range(count):
         sender = PEOPLE[rng.randrange(len(PEOPLE))]

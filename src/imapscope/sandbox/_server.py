@@ -1,0 +1,767 @@
+"""The sandbox IMAP server: asyncio sessions on the codec's server role, one ``do_<VERB>`` per
+command, over the in-memory :mod:`._store`.
+
+Theory of operation
+-------------------
+A :class:`Session` keeps session state (user, TLS) apart from selected-mailbox state (the mailbox,
+read-only or not, and its *view*: the UIDs in sequence-number order as this client knows them).
+Other sessions' changes arrive as :class:`~._store.Change` notes; they are turned into EXISTS,
+EXPUNGE and FETCH FLAGS responses against the view before each tagged completion, or at once
+while the client is in IDLE. The view only changes when those responses are sent, so sequence
+numbers always mean what the client last heard (RFC 9051 7.5.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import re
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import Message as EmailMessage
+from typing import Literal
+
+from imapscope import __version__
+from imapscope.imap import (
+    NEED_DATA,
+    AppendUid,
+    BadCommand,
+    Bye,
+    Capability,
+    CommandReceived,
+    ContinuationRequest,
+    CopyUid,
+    Enabled,
+    Exists,
+    ExpungeResponse,
+    FetchResponse,
+    Flags,
+    Greeting,
+    IdleDone,
+    IdResponse,
+    ListResponse,
+    NamespaceResponse,
+    RawValue,
+    Recent,
+    Response,
+    ResponseCode,
+    SaslResponse,
+    SearchResponse,
+    ServerConnection,
+    StatusResponse,
+    TaggedResponse,
+    UntaggedStatus,
+    compact_sequence,
+    encode_mailbox,
+    expand_sequence,
+)
+from imapscope.imap import Command as ImapCommand
+from imapscope.imap._commands import (
+    Append,
+    Authenticate,
+    Copy,
+    Create,
+    Enable,
+    Expunge,
+    Fetch,
+    List,
+    Login,
+    MailboxCommand,
+    Rename,
+    Search,
+    Select,
+    Status,
+)
+from imapscope.imap._commands import Store as StoreCommand
+from imapscope.sandbox import _mime
+from imapscope.sandbox._search import SearchError, compile_search
+from imapscope.sandbox._store import (
+    DELIMITER,
+    SYSTEM_FLAGS,
+    Change,
+    Mailbox,
+    Message,
+    Store,
+    StoreError,
+    User,
+)
+
+BASE_CAPABILITIES = (
+    "IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS",
+    "UNSELECT", "MOVE", "SPECIAL-USE", "CHILDREN", "CONDSTORE",
+)  # fmt: skip
+_MACROS = {
+    "ALL": "FLAGS INTERNALDATE RFC822.SIZE ENVELOPE",
+    "FAST": "FLAGS INTERNALDATE RFC822.SIZE",
+    "FULL": "FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODY",
+}
+_ITEM = re.compile(r"([A-Za-z0-9.]+)(?:\[([^\]]*)\])?(?:<(\d+)(?:\.(\d+))?>)?")
+FetchItem = tuple[str, str | None, int | None, int | None]  # name, section, origin, count
+_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+def ok(tag: str, text: str, code: ResponseCode | None = None) -> TaggedResponse:
+    return TaggedResponse(tag, "OK", code, text)
+
+
+def no(tag: str, text: str, code: str | None = None) -> TaggedResponse:
+    return TaggedResponse(tag, "NO", ResponseCode(code) if code else None, text)
+
+
+def bad(tag: str, text: str) -> TaggedResponse:
+    return TaggedResponse(tag, "BAD", None, text)
+
+
+def internaldate(message: Message) -> str:
+    when = message.internaldate
+    return f"{when.day:02d}-{_MONTHS[when.month - 1]}-{when.year} {when:%H:%M:%S} +0000"
+
+
+@dataclass
+class Session:
+    server: SandboxServer
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    tls: bool
+    conn: ServerConnection = field(default_factory=ServerConnection)
+    user: User | None = None
+    mailbox: Mailbox | None = None
+    readonly: bool = False
+    view: list[int] = field(default_factory=list)
+    pending: list[Change] = field(default_factory=list)
+    idle_tag: str | None = None
+    condstore: bool = False
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        caps = list(BASE_CAPABILITIES)
+        if self.server.tls_context is not None and not self.tls:
+            caps.append("STARTTLS")
+        if self.user is None:
+            caps.append("AUTH=PLAIN")
+        return tuple(caps)
+
+    def send(self, *responses: Response) -> None:
+        for response in responses:
+            self.conn.send(response)
+
+    async def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            self.writer.write(data)
+            await self.writer.drain()
+
+    def on_change(self, change: Change) -> None:
+        self.pending.append(change)
+        if self.idle_tag is not None:
+            self.send(*self.updates())
+            data = self.conn.data_to_send()
+            if data:
+                self.writer.write(data)
+
+    def updates(self) -> list[Response]:
+        """Pending changes as responses against this session's view; the view follows."""
+        found: list[Response] = []
+        mailbox = self.mailbox
+        if mailbox is None:
+            self.pending.clear()
+            return found
+        grew = False
+        for change in self.pending:
+            if change.kind == "expunge" and change.uid in self.view:
+                seq = self.view.index(change.uid) + 1
+                self.view.pop(seq - 1)
+                found.append(ExpungeResponse(seq))
+            elif change.kind == "exists" and change.uid not in self.view:
+                self.view.append(change.uid)
+                grew = True
+            elif change.kind == "flags" and change.uid in self.view:
+                message = mailbox.by_uid(change.uid)
+                if message is not None:
+                    found.append(self.fetch_flags(message, with_uid=True))
+        self.pending.clear()
+        if grew:
+            found.append(Exists(len(self.view)))
+        return found
+
+    def fetch_flags(self, message: Message, *, with_uid: bool) -> FetchResponse:
+        return FetchResponse(
+            seq=self.view.index(message.uid) + 1,
+            uid=message.uid if with_uid else None,
+            flags=tuple(sorted(message.flags)),
+            modseq=message.modseq if self.condstore else None,
+        )
+
+    def messages(self, text: str, uid: bool) -> list[tuple[int, Message]]:
+        """(sequence number, message) for a sequence or UID set, in view order."""
+        assert self.mailbox is not None
+        if uid:
+            wanted = set(expand_sequence(text, max(self.view, default=0))) if self.view else set()
+        else:
+            numbers = set(expand_sequence(text, len(self.view))) if self.view else set()
+            wanted = {self.view[n - 1] for n in numbers if 1 <= n <= len(self.view)}
+        found = []
+        for seq, message_uid in enumerate(self.view, 1):
+            if message_uid in wanted:
+                message = self.mailbox.by_uid(message_uid)
+                if message is not None:
+                    found.append((seq, message))
+        return found
+
+    def deselect(self) -> None:
+        if self.mailbox is not None:
+            self.mailbox.listeners.discard(self.on_change)
+        self.mailbox, self.view, self.pending = None, [], []
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.send(Greeting("OK", ResponseCode("CAPABILITY", self.capabilities),
+                           "imapscope sandbox ready"))  # fmt: skip
+        await self.flush()
+        try:
+            while True:
+                data = await self.reader.read(65536)
+                if not data:
+                    return
+                self.conn.receive_data(data)
+                while (event := self.conn.next_event()) is not NEED_DATA:
+                    if await self.handle(event) is False:
+                        await self.flush()
+                        return
+                await self.flush()
+        except (ConnectionError, ssl.SSLError):
+            return
+        finally:
+            self.deselect()
+            self.writer.close()
+            with contextlib.suppress(Exception):
+                await self.writer.wait_closed()
+
+    async def handle(self, event: object) -> bool:
+        if isinstance(event, BadCommand):
+            self.send(bad(event.tag, event.message))
+        elif isinstance(event, IdleDone):
+            self.idle_tag = None
+            self.send(*self.updates(), ok(event.tag, "IDLE terminated"))
+        elif isinstance(event, SaslResponse):
+            self.finish_plain(event.tag, event.data)
+        elif isinstance(event, CommandReceived):
+            verb = event.command.verb().split()[-1]
+            handler: Callable[[str, ImapCommand], object] | None = getattr(self, f"do_{verb}", None)
+            if handler is None:
+                self.send(bad(event.tag, f"{verb} is not supported"))
+                return True
+            result = handler(event.tag, event.command)
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result is not False
+        return True
+
+    def complete(self, *responses: Response) -> None:
+        """Send responses, then the pending updates, before the tagged completion (last)."""
+        *data, tagged = responses
+        self.send(*data, *self.updates(), tagged)
+
+    # -- any state ----------------------------------------------------------------------------
+
+    def do_CAPABILITY(self, tag: str, command: ImapCommand) -> None:  # noqa: N802
+        self.complete(Capability(self.capabilities), ok(tag, "CAPABILITY completed"))
+
+    def do_NOOP(self, tag: str, command: ImapCommand) -> None:  # noqa: N802
+        self.complete(ok(tag, "NOOP completed"))
+
+    def do_CHECK(self, tag: str, command: ImapCommand) -> None:  # noqa: N802
+        self.complete(ok(tag, "CHECK completed"))
+
+    def do_LOGOUT(self, tag: str, command: ImapCommand) -> bool:  # noqa: N802
+        self.send(Bye(None, "imapscope sandbox logging out"), ok(tag, "LOGOUT completed"))
+        return False
+
+    def do_ID(self, tag: str, command: ImapCommand) -> None:  # noqa: N802
+        params: dict[str, str | None] = {"name": "imapscope-sandbox", "version": __version__}
+        self.complete(IdResponse(params), ok(tag, "ID completed"))
+
+    async def do_STARTTLS(self, tag: str, command: ImapCommand) -> None:  # noqa: N802
+        context = self.server.tls_context
+        if context is None or self.tls:
+            self.send(bad(tag, "STARTTLS is not available here"))
+            return
+        self.send(ok(tag, "Begin TLS negotiation now"))
+        await self.flush()
+        await self.writer.start_tls(context)
+        self.conn.tls_established()
+        self.tls = True
+
+    # -- not authenticated --------------------------------------------------------------------
+
+    def login(self, tag: str, name: str, password: str) -> None:
+        user = self.server.store.authenticate(name, password)
+        if user is None:
+            self.send(no(tag, "Authentication failed.", "AUTHENTICATIONFAILED"))
+            return
+        self.user = user
+        self.send(ok(tag, "Logged in", ResponseCode("CAPABILITY", self.capabilities)))
+
+    def do_LOGIN(self, tag: str, command: Login) -> None:  # noqa: N802
+        self.login(tag, command.user, command.password)
+
+    def do_AUTHENTICATE(self, tag: str, command: Authenticate) -> None:  # noqa: N802
+        mechanism = command.mechanism
+        if mechanism != "PLAIN":
+            self.send(no(tag, f"Unsupported mechanism {mechanism}", "CANNOT"))
+            return
+        initial = command.initial_response
+        if initial is None:
+            self.send(ContinuationRequest(""))
+            return
+        try:
+            data = b"" if initial == "=" else base64.b64decode(initial, validate=True)
+        except (binascii.Error, ValueError):
+            self.send(bad(tag, "Invalid base64"))
+            return
+        self.finish_plain(tag, data)
+
+    def finish_plain(self, tag: str, data: bytes | None) -> None:
+        if data is None:
+            self.send(bad(tag, "Authentication cancelled"))
+            return
+        parts = data.split(b"\0")
+        if len(parts) != 3:
+            self.send(bad(tag, "Malformed PLAIN response"))
+            return
+        self.login(tag, parts[1].decode("utf-8", "replace"), parts[2].decode("utf-8", "replace"))
+
+    # -- authenticated ------------------------------------------------------------------------
+
+    @property
+    def account(self) -> User:
+        assert self.user is not None
+        return self.user
+
+    def do_ENABLE(self, tag: str, command: Enable) -> None:  # noqa: N802
+        enabled = [c for c in command.capabilities if c.upper() == "CONDSTORE"]
+        if enabled:
+            self.condstore = True
+        self.complete(Enabled(tuple(enabled)), ok(tag, "ENABLE completed"))
+
+    def do_NAMESPACE(self, tag: str, command: ImapCommand) -> None:  # noqa: N802
+        self.complete(NamespaceResponse((("", DELIMITER),), (), ()), ok(tag, "NAMESPACE completed"))
+
+    def do_CREATE(self, tag: str, command: Create) -> None:  # noqa: N802
+        try:
+            self.account.create(command.mailbox, command.special_use)
+        except StoreError as exc:
+            self.complete(no(tag, exc.text, exc.code))
+            return
+        self.complete(ok(tag, "CREATE completed"))
+
+    def do_DELETE(self, tag: str, command: MailboxCommand) -> None:  # noqa: N802
+        try:
+            target = self.account.get(command.mailbox)
+            if target is self.mailbox:
+                self.deselect()
+            self.account.delete(command.mailbox)
+        except StoreError as exc:
+            self.complete(no(tag, exc.text, exc.code))
+            return
+        self.complete(ok(tag, "DELETE completed"))
+
+    def do_RENAME(self, tag: str, command: Rename) -> None:  # noqa: N802
+        try:
+            self.account.rename(command.old, command.new)
+        except StoreError as exc:
+            self.complete(no(tag, exc.text, exc.code))
+            return
+        self.complete(ok(tag, "RENAME completed"))
+
+    def do_SUBSCRIBE(self, tag: str, command: MailboxCommand, subscribe: bool = True) -> None:  # noqa: N802
+        try:
+            self.account.get(command.mailbox).subscribed = subscribe
+        except StoreError as exc:
+            self.complete(no(tag, exc.text, exc.code))
+            return
+        self.complete(ok(tag, "done"))
+
+    def do_UNSUBSCRIBE(self, tag: str, command: MailboxCommand) -> None:  # noqa: N802
+        self.do_SUBSCRIBE(tag, command, subscribe=False)
+
+    def do_LIST(self, tag: str, command: List) -> None:  # noqa: N802
+        reference, pattern = command.reference, command.pattern
+        lsub = command.lsub
+        kind: Literal["LIST", "LSUB"] = "LSUB" if lsub else "LIST"
+        if pattern == "":
+            self.complete(ListResponse(kind, ("\\Noselect",), DELIMITER, "", b""),
+                          ok(tag, f"{kind} completed"))  # fmt: skip
+            return
+        matcher = _pattern(reference + pattern)
+        names = sorted(self.account.mailboxes, key=lambda n: (n != "INBOX", n))
+        responses: list[Response] = []
+        for name in names:
+            mailbox = self.account.mailboxes[name]
+            if not matcher(name) or (lsub and not mailbox.subscribed):
+                continue
+            children = any(other.startswith(name + DELIMITER) for other in names)
+            attributes = ["\\HasChildren" if children else "\\HasNoChildren"]
+            if mailbox.special_use:
+                attributes.append(mailbox.special_use)
+            raw = b"INBOX" if name == "INBOX" else encode_mailbox(name)
+            responses.append(ListResponse(kind, tuple(attributes), DELIMITER, name, raw))
+        self.complete(*responses, ok(tag, f"{kind} completed"))
+
+    def do_LSUB(self, tag: str, command: List) -> None:  # noqa: N802
+        self.do_LIST(tag, command)  # the command says lsub=True
+
+    def do_STATUS(self, tag: str, command: Status) -> None:  # noqa: N802
+        try:
+            mailbox = self.account.get(command.mailbox)
+        except StoreError as exc:
+            self.complete(no(tag, exc.text, exc.code))
+            return
+        values = {
+            "MESSAGES": len(mailbox.messages), "UIDNEXT": mailbox.uidnext,
+            "UIDVALIDITY": mailbox.uidvalidity, "RECENT": 0,
+            "UNSEEN": sum(1 for m in mailbox.messages if "\\Seen" not in m.flags),
+            "HIGHESTMODSEQ": mailbox.highestmodseq,
+            "SIZE": sum(len(m.raw) for m in mailbox.messages),
+        }  # fmt: skip
+        items = {item: values[item] for item in command.items if item in values}
+        self.complete(StatusResponse(mailbox.name, items), ok(tag, "STATUS completed"))
+
+    def do_APPEND(self, tag: str, command: Append) -> None:  # noqa: N802
+        try:
+            mailbox = self.account.get(command.mailbox)
+        except StoreError:
+            self.complete(no(tag, "Mailbox doesn't exist", "TRYCREATE"))
+            return
+        message = mailbox.append(
+            command.message,
+            command.flags,
+            command.date,
+        )
+        code = ResponseCode("APPENDUID", AppendUid(mailbox.uidvalidity, str(message.uid)))
+        self.complete(ok(tag, "APPEND completed", code))
+
+    def do_SELECT(self, tag: str, command: Select) -> None:  # noqa: N802
+        self.deselect()
+        try:
+            mailbox = self.account.get(command.mailbox)
+        except StoreError as exc:
+            self.send(no(tag, exc.text, exc.code))
+            return
+        if command.condstore:
+            self.condstore = True
+        self.mailbox, self.readonly = mailbox, command.readonly
+        self.view = [m.uid for m in mailbox.messages]
+        mailbox.listeners.add(self.on_change)
+        unseen = [i for i, m in enumerate(mailbox.messages, 1) if "\\Seen" not in m.flags]
+        permanent = () if self.readonly else (*SYSTEM_FLAGS, "\\*")
+        responses: list[Response] = [
+            Flags(SYSTEM_FLAGS),
+            Exists(len(self.view)),
+            Recent(0),
+            UntaggedStatus("OK", ResponseCode("PERMANENTFLAGS", permanent), "Flags permitted"),
+            UntaggedStatus("OK", ResponseCode("UIDVALIDITY", mailbox.uidvalidity), "UIDs valid"),
+            UntaggedStatus("OK", ResponseCode("UIDNEXT", mailbox.uidnext), "Predicted next UID"),
+            UntaggedStatus("OK", ResponseCode("HIGHESTMODSEQ", mailbox.highestmodseq), "Highest"),
+        ]
+        if unseen:
+            responses.append(
+                UntaggedStatus("OK", ResponseCode("UNSEEN", unseen[0]), "First unseen")
+            )
+        mode = "READ-ONLY" if self.readonly else "READ-WRITE"
+        self.send(*responses, ok(tag, f"{command.verb()} completed", ResponseCode(mode)))
+
+    def do_EXAMINE(self, tag: str, command: Select) -> None:  # noqa: N802
+        self.do_SELECT(tag, command)
+
+    async def do_IDLE(self, tag: str, command: ImapCommand) -> None:  # noqa: N802
+        self.idle_tag = tag
+        self.send(ContinuationRequest("idling"), *self.updates())
+
+    # -- selected -----------------------------------------------------------------------------
+
+    def do_CLOSE(self, tag: str, command: ImapCommand) -> None:  # noqa: N802
+        if self.mailbox is not None and not self.readonly:
+            self.mailbox.expunge(source=self.on_change)  # silently, as CLOSE does
+        self.deselect()
+        self.send(ok(tag, "CLOSE completed"))
+
+    def do_UNSELECT(self, tag: str, command: ImapCommand) -> None:  # noqa: N802
+        self.deselect()
+        self.send(ok(tag, "UNSELECT completed"))
+
+    def expunge(self, uids: set[int] | None) -> list[Response]:
+        assert self.mailbox is not None
+        responses: list[Response] = []
+        for uid in self.mailbox.expunge(uids, source=self.on_change):
+            if uid in self.view:
+                seq = self.view.index(uid) + 1
+                self.view.pop(seq - 1)
+                responses.append(ExpungeResponse(seq))
+        return responses
+
+    def do_EXPUNGE(self, tag: str, command: Expunge) -> None:  # noqa: N802
+        if self.readonly:
+            self.complete(no(tag, "Mailbox is read-only", "READ-ONLY"))
+            return
+        uids = command.uids
+        wanted = None if uids is None else {m.uid for _, m in self.messages(uids, uid=True)}
+        self.complete(*self.expunge(wanted), ok(tag, "EXPUNGE completed"))
+
+    def do_SEARCH(self, tag: str, command: Search) -> None:  # noqa: N802
+        assert self.mailbox is not None
+        try:
+            predicate = compile_search(
+                command.criteria,
+                command.strings,
+                len(self.view),
+                self.view,
+            )
+        except (SearchError, ValueError) as exc:
+            self.complete(bad(tag, str(exc)))
+            return
+        uid = command.uid
+        hits = [
+            (message.uid if uid else seq)
+            for seq, message in self.messages("1:*", uid=False)
+            if predicate(message, seq)
+        ]
+        self.complete(SearchResponse(tuple(hits)), ok(tag, "SEARCH completed"))
+
+    def do_FETCH(self, tag: str, command: Fetch) -> None:  # noqa: N802
+        uid = command.uid
+        items = _fetch_items(command.items)
+        if items is None:
+            self.complete(bad(tag, "Invalid FETCH items"))
+            return
+        since = command.changed_since
+        responses: list[Response] = []
+        for seq, message in self.messages(command.messages, uid):
+            if since is not None and message.modseq <= since:
+                continue
+            responses.append(self.fetch_one(seq, message, items, uid or since is not None))
+        self.complete(*responses, ok(tag, "FETCH completed"))
+
+    def fetch_one(
+        self, seq: int, message: Message, items: list[FetchItem],
+        with_uid: bool,
+    ) -> FetchResponse:  # fmt: skip
+        raw_items: dict[str, RawValue] = {}
+        sections: dict[str, bytes | bytearray | None] = {}
+        mark_seen = False
+        size = date = modseq = None
+        show_flags = with_uid_item = False
+        for name, section, origin, count in items:
+            if name == "UID":
+                with_uid_item = True
+            elif name == "FLAGS":
+                show_flags = True
+            elif name == "RFC822.SIZE":
+                size = len(message.raw)
+            elif name == "INTERNALDATE":
+                date = internaldate(message)
+            elif name == "MODSEQ":
+                modseq = message.modseq
+            elif name == "ENVELOPE":
+                raw_items["ENVELOPE"] = message.envelope
+            elif name in ("BODYSTRUCTURE", "BODY") and section is None:
+                raw_items[name] = message.body(extensions=name == "BODYSTRUCTURE")
+            elif name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
+                header, text = _mime.split(message.raw)
+                sections[name] = {"RFC822": message.raw, "RFC822.HEADER": header,
+                                  "RFC822.TEXT": text}[name]  # fmt: skip
+                mark_seen |= name != "RFC822.HEADER"
+            elif name in ("BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK") and section is not None:
+                data = _section(message, section)
+                label = f"{name.removesuffix('.PEEK')}[{section}]"
+                if origin is not None:
+                    data = data[origin : None if count is None else origin + count]
+                    label += f"<{origin}>"
+                sections[label] = data
+                mark_seen |= not name.endswith(".PEEK")
+        if mark_seen and not self.readonly and "\\Seen" not in message.flags:
+            assert self.mailbox is not None
+            self.mailbox.set_flags(message, message.flags | {"\\Seen"}, source=self.on_change)
+            show_flags = True
+        return FetchResponse(
+            seq=seq,
+            uid=message.uid if (with_uid or with_uid_item) else None,
+            flags=tuple(sorted(message.flags)) if show_flags else None,
+            size=size,
+            internaldate_raw=date,
+            modseq=modseq
+            if modseq is not None
+            else (message.modseq if self.condstore and show_flags else None),
+            sections=sections,
+            items=raw_items,
+        )
+
+    def do_STORE(self, tag: str, command: StoreCommand) -> None:  # noqa: N802
+        assert self.mailbox is not None
+        if self.readonly:
+            self.complete(no(tag, "Mailbox is read-only", "READ-ONLY"))
+            return
+        uid = command.uid
+        action, flags = command.action, set(command.flags)
+        since = command.unchanged_since
+        responses: list[Response] = []
+        modified: list[int] = []
+        for _, message in self.messages(command.messages, uid):
+            if since is not None and message.modseq > since:
+                modified.append(message.uid if uid else self.view.index(message.uid) + 1)
+                continue
+            new = (message.flags | flags if action == "+" else
+                   message.flags - flags if action == "-" else flags)  # fmt: skip
+            self.mailbox.set_flags(message, set(new), source=self.on_change)
+            if not command.silent:
+                responses.append(self.fetch_flags(message, with_uid=uid))
+        code = ResponseCode("MODIFIED", compact_sequence(modified)) if modified else None
+        self.complete(*responses, ok(tag, "STORE completed", code))
+
+    def do_COPY(self, tag: str, command: Copy, move: bool = False) -> None:  # noqa: N802
+        assert self.mailbox is not None
+        try:
+            target = self.account.get(command.mailbox)
+        except StoreError:
+            self.complete(no(tag, "Mailbox doesn't exist", "TRYCREATE"))
+            return
+        chosen = self.messages(command.messages, command.uid)
+        pairs = [(m.uid, target.append(m.raw, m.flags, m.internaldate).uid) for _, m in chosen]
+        responses: list[Response] = []
+        code = None
+        if pairs:
+            code = ResponseCode("COPYUID", CopyUid(
+                target.uidvalidity, compact_sequence(p[0] for p in pairs),
+                compact_sequence(p[1] for p in pairs)))  # fmt: skip
+        if move and pairs:
+            moved = {p[0] for p in pairs}
+            for _, message in chosen:
+                message.flags.add("\\Deleted")
+            responses = [UntaggedStatus("OK", code, "Moved"), *self.expunge(moved)]
+            code = None
+        verb = "MOVE" if move else "COPY"
+        self.complete(*responses, ok(tag, f"{verb} completed", code))
+
+    def do_MOVE(self, tag: str, command: Copy) -> None:  # noqa: N802
+        self.do_COPY(tag, command, move=True)
+
+
+def _pattern(pattern: str) -> Callable[[str], bool]:
+    """LIST wildcards: * matches anything, % anything but the hierarchy delimiter."""
+    regex = "".join(
+        ".*" if char == "*" else f"[^{re.escape(DELIMITER)}]*" if char == "%" else re.escape(char)
+        for char in pattern
+    )
+    compiled = re.compile(
+        regex + r"\Z", re.IGNORECASE if pattern.upper().startswith("INBOX") else 0
+    )
+    return lambda name: bool(compiled.match(name))
+
+
+def _fetch_items(text: str) -> list[FetchItem] | None:
+    body = text.strip()
+    if body.startswith("(") and body.endswith(")"):
+        body = body[1:-1]
+    body = _MACROS.get(body.upper(), body)
+    found = []
+    pos = 0
+    while pos < len(body):
+        if body[pos] == " ":
+            pos += 1
+            continue
+        match = _ITEM.match(body, pos)
+        if match is None:
+            return None
+        name, section, origin, count = match.groups()
+        found.append((name.upper(), None if section is None else section.upper(),
+                      None if origin is None else int(origin),
+                      None if count is None else int(count)))  # fmt: skip
+        pos = match.end()
+    return found
+
+
+def _section(message: Message, section: str) -> bytes:
+    """BODY[section] of a message (RFC 9051 6.4.5): whole, HEADER, TEXT, HEADER.FIELDS[.NOT],
+    or a part number, optionally with .HEADER, .TEXT or .MIME."""
+    header, text = _mime.split(message.raw)
+    if section == "":
+        return message.raw
+    if section == "HEADER":
+        return header
+    if section == "TEXT":
+        return text
+    fields = re.fullmatch(r"HEADER\.FIELDS(\.NOT)? \(([^)]*)\)", section)
+    if fields:
+        names = {n.strip('"').upper() for n in fields.group(2).split()}
+        return _mime.header_fields(header, names, exclude=bool(fields.group(1)))
+    path = re.fullmatch(r"([\d.]+?)(?:\.(HEADER|TEXT|MIME))?", section)
+    if not path:
+        return b""
+    part: EmailMessage = message.parsed
+    for number in (int(n) for n in path.group(1).split(".")):
+        if part.is_multipart():
+            children = part.get_payload()
+            assert isinstance(children, list)
+            if not 1 <= number <= len(children):
+                return b""
+            child = children[number - 1]
+            assert isinstance(child, EmailMessage)
+            part = child
+        elif number != 1:
+            return b""
+    part_header, part_text = _mime.split(
+        part.as_bytes().replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
+    )
+    suffix = path.group(2)
+    if suffix in ("HEADER", "MIME"):
+        return part_header
+    return part_text
+
+
+@dataclass
+class SandboxServer:
+    store: Store
+    host: str = "127.0.0.1"
+    port: int = 0
+    tls_port: int | None = None
+    tls_context: ssl.SSLContext | None = None
+    servers: list[asyncio.Server] = field(default_factory=list)
+    sessions: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: bool
+    ) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.sessions.add(task)
+            task.add_done_callback(self.sessions.discard)
+        await Session(self, reader, writer, tls).run()
+
+    async def start(self) -> None:
+        plain = await asyncio.start_server(
+            lambda r, w: self._serve(r, w, tls=False), self.host, self.port
+        )
+        self.port = plain.sockets[0].getsockname()[1]
+        self.servers.append(plain)
+        if self.tls_context is not None and self.tls_port is not None:
+            secure = await asyncio.start_server(
+                lambda r, w: self._serve(r, w, tls=True), self.host, self.tls_port,
+                ssl=self.tls_context,
+            )  # fmt: skip
+            self.tls_port = secure.sockets[0].getsockname()[1]
+            self.servers.append(secure)
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            server.close()
+        for task in list(self.sessions):
+            task.cancel()
+        await asyncio.gather(*self.sessions, return_exceptions=True)
+        for server in self.servers:
+            await server.wait_closed()

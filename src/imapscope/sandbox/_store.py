@@ -1,0 +1,230 @@
+"""The sandbox's mailboxes, in memory: users, folders, messages, and who is watching.
+
+Real-server behaviour the tests rely on: UIDs only grow and are never reused within a
+UIDVALIDITY; \\Deleted messages stay until EXPUNGE; every change raises the mailbox's MODSEQ; and
+every change is announced at once to every session that has the mailbox selected (IDLE push).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import Message as EmailMessage
+
+from imapscope.imap import RawValue, raw_body, raw_envelope
+from imapscope.sandbox import _mime
+
+DELIMITER = "/"
+SPECIAL_FOLDERS = {
+    "Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk",
+    "Archive": "\\Archive",
+}  # fmt: skip
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
+
+class StoreError(Exception):
+    """A refused operation; ``code`` is the response code to send (NONEXISTENT, ...)."""
+
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
+@dataclass(eq=False)
+class Message:
+    uid: int
+    raw: bytes
+    flags: set[str]
+    internaldate: datetime
+    modseq: int
+    _parsed: EmailMessage | None = None
+    _envelope: RawValue | None = None
+    _body: RawValue | None = None
+
+    @property
+    def parsed(self) -> EmailMessage:
+        if self._parsed is None:
+            self._parsed = _mime.parse(self.raw)
+        return self._parsed
+
+    @property
+    def envelope(self) -> RawValue:
+        if self._envelope is None:
+            self._envelope = raw_envelope(_mime.envelope(self.parsed))
+        return self._envelope
+
+    def body(self, extensions: bool) -> RawValue:
+        if extensions:
+            if self._body is None:
+                self._body = raw_body(_mime.structure(self.parsed))
+            return self._body
+        return raw_body(_mime.structure(self.parsed), extensions=False)
+
+
+Listener = Callable[["Change"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What happened in a mailbox: ``kind`` is "exists", "expunge" or "flags"."""
+
+    kind: str
+    uid: int
+
+
+@dataclass(eq=False)
+class Mailbox:
+    name: str
+    uidvalidity: int
+    special_use: str | None = None
+    subscribed: bool = True
+    uidnext: int = 1
+    highestmodseq: int = 1
+    messages: list[Message] = field(default_factory=list)
+    listeners: set[Listener] = field(default_factory=set)
+
+    def announce(self, change: Change, source: Listener | None = None) -> None:
+        for listener in list(self.listeners):
+            # Bound methods are new objects at each access: compare by equality, not identity.
+            if listener != source:
+                listener(change)
+
+    def bump(self) -> int:
+        self.highestmodseq += 1
+        return self.highestmodseq
+
+    def append(self, raw: bytes, flags: Iterable[str], when: datetime | None) -> Message:
+        message = Message(
+            uid=self.uidnext,
+            raw=raw,
+            flags=set(flags),
+            internaldate=when or datetime.now(UTC).replace(microsecond=0),
+            modseq=self.bump(),
+        )
+        self.uidnext += 1
+        self.messages.append(message)
+        self.announce(Change("exists", message.uid))
+        return message
+
+    def set_flags(self, message: Message, flags: set[str], source: Listener | None = None) -> bool:
+        if flags == message.flags:
+            return False
+        message.flags = flags
+        message.modseq = self.bump()
+        self.announce(Change("flags", message.uid), source)
+        return True
+
+    def expunge(self, uids: set[int] | None = None, source: Listener | None = None) -> list[int]:
+        """Remove \\Deleted messages (only those in ``uids`` when given); return their UIDs."""
+        gone = [
+            m.uid for m in self.messages
+            if "\\Deleted" in m.flags and (uids is None or m.uid in uids)
+        ]  # fmt: skip
+        if gone:
+            removed = set(gone)
+            self.messages = [m for m in self.messages if m.uid not in removed]
+            self.bump()
+            for uid in gone:
+                self.announce(Change("expunge", uid), source)
+        return gone
+
+    def by_uid(self, uid: int) -> Message | None:
+        for message in self.messages:
+            if message.uid == uid:
+                return message
+        return None
+
+
+_uidvalidity = itertools.count(int(time.time()))
+
+
+@dataclass(eq=False)
+class User:
+    name: str
+    password: str = field(repr=False)
+    mailboxes: dict[str, Mailbox] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.mailboxes:
+            self.create("INBOX")
+            for name, role in SPECIAL_FOLDERS.items():
+                self.create(name, role)
+
+    def key(self, name: str) -> str:
+        return "INBOX" if name.upper() == "INBOX" else name
+
+    def get(self, name: str) -> Mailbox:
+        mailbox = self.mailboxes.get(self.key(name))
+        if mailbox is None:
+            raise StoreError("NONEXISTENT", f"Mailbox doesn't exist: {name}")
+        return mailbox
+
+    def create(self, name: str, special_use: str | None = None) -> Mailbox:
+        key = self.key(name.rstrip(DELIMITER))
+        if not key or key in self.mailboxes:
+            raise StoreError("ALREADYEXISTS", f"Mailbox already exists: {name}")
+        mailbox = Mailbox(key, next(_uidvalidity), special_use)
+        self.mailboxes[key] = mailbox
+        return mailbox
+
+    def delete(self, name: str) -> None:
+        key = self.key(name)
+        if key == "INBOX":
+            raise StoreError("CANNOT", "INBOX cannot be deleted")
+        if key not in self.mailboxes:
+            raise StoreError("NONEXISTENT", f"Mailbox doesn't exist: {name}")
+        del self.mailboxes[key]
+
+    def rename(self, old: str, new: str) -> None:
+        source = self.get(old)
+        target = self.key(new)
+        if target in self.mailboxes:
+            raise StoreError("ALREADYEXISTS", f"Mailbox already exists: {new}")
+        if source.name == "INBOX":
+            # RFC 9051 6.3.6: renaming INBOX moves its messages and leaves INBOX empty.
+            moved = self.create(target)
+            for message in source.messages:
+                moved.append(message.raw, message.flags, message.internaldate)
+            source.messages = []
+            return
+        del self.mailboxes[source.name]
+        source.name = target
+        source.uidvalidity = next(_uidvalidity)
+        self.mailboxes[target] = source
+
+
+@dataclass
+class Store:
+    """All users' mail. ``open_mode`` creates unknown users on first LOGIN or delivery."""
+
+    users: dict[str, User] = field(default_factory=dict)
+    open_mode: bool = False
+
+    def add_user(self, name: str, password: str) -> User:
+        user = User(name, password)
+        self.users[name.lower()] = user
+        return user
+
+    def authenticate(self, name: str, password: str) -> User | None:
+        user = self.users.get(name.lower())
+        if user is None and self.open_mode:
+            return self.add_user(name, password)
+        if user is None or (not self.open_mode and user.password != password):
+            return None
+        return user
+
+    def deliver(self, recipient: str, raw: bytes) -> bool:
+        """SMTP delivery to ``recipient``'s INBOX (a user name or an address's local part)."""
+        user = self.users.get(recipient.lower()) or self.users.get(
+            recipient.split("@", maxsplit=1)[0].lower()
+        )
+        if user is None:
+            if not self.open_mode:
+                return False
+            user = self.add_user(recipient.lower(), "")
+        user.get("INBOX").append(raw, (), None)
+        return True

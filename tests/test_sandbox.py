@@ -1,0 +1,345 @@
+"""The sandbox behaves like a real server for real clients: imaplib, imapclient, our own codec
+client, and imapscope check."""
+
+from __future__ import annotations
+
+import asyncio
+import imaplib
+import os
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import imapclient
+import pytest
+
+from imapscope.imap import Append, Exists, ExpungeResponse, FetchResponse, Idle, Login, Select
+from imapscope.probe import CheckOptions, run_check
+from imapscope.sandbox import SandboxServer, build_store, ensure_certificates
+from tests.imap_driver import Driver
+
+PASSWORD = "alice-sandbox-pw"
+
+
+@dataclass
+class Running:
+    server: SandboxServer
+    ca_file: Path
+
+    def client(self, mode: str = "plain") -> imaplib.IMAP4:
+        if mode == "tls":
+            context = ssl.create_default_context(cafile=str(self.ca_file))
+            client: imaplib.IMAP4 = imaplib.IMAP4_SSL(
+                "localhost", self.server.tls_port or 0, ssl_context=context
+            )
+        else:
+            client = imaplib.IMAP4("127.0.0.1", self.server.port)
+            if mode == "starttls":
+                client.starttls(ssl.create_default_context(cafile=str(self.ca_file)))
+        client.login("alice", PASSWORD)
+        return client
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Running]:
+    certificates = ensure_certificates(tmp_path / "certs")
+    store = build_store([("alice", PASSWORD), ("bob", "bob-pw")], demo_messages=12)
+    server = SandboxServer(store, port=0, tls_port=0, tls_context=certificates.server_context())
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+    try:
+        yield Running(server, certificates.ca_file)
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.mark.parametrize("mode", ["plain", "starttls", "tls"])
+def test_login_in_every_mode_and_wrong_password(sandbox: Running, mode: str) -> None:
+    client = sandbox.client(mode)
+    status, count = client.select("INBOX", readonly=True)
+    assert (status, count) == ("OK", [b"12"])
+    client.logout()
+    refused = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+        refused.login("alice", "wrong")
+    refused.shutdown()
+
+
+def test_special_use_folders_and_status(sandbox: Running) -> None:
+    client = sandbox.client()
+    _, folders = client.list()
+    listed = b" ".join(f for f in folders if isinstance(f, bytes))
+    for role in (b"\\Sent", b"\\Drafts", b"\\Trash", b"\\Junk", b"\\Archive"):
+        assert role in listed
+    _, status = client.status("Sent", "(MESSAGES UIDNEXT)")
+    assert status == [b"Sent (MESSAGES 5 UIDNEXT 6)"]
+    client.logout()
+
+
+def test_fetch_items_and_seen_semantics(sandbox: Running) -> None:
+    client = sandbox.client()
+    client.select("INBOX")
+    _, unseen = client.search(None, "UNSEEN")
+    first = (unseen[0] or b"").split()[0]
+    _, data = client.fetch(first, "(BODY.PEEK[HEADER.FIELDS (SUBJECT)] FLAGS)")
+    assert b"\\Seen" not in data[-1]  # PEEK leaves \Seen alone
+    _, data = client.fetch(first, "(BODY[TEXT]<0.10> FLAGS)")
+    flat = b"".join(p if isinstance(p, bytes) else b"".join(p) for p in data)
+    # Ten bytes of text come as a quoted string or a literal, as the server likes.
+    partial = re.search(rb'BODY\[TEXT\]<0> (?:"([^"]*)"|\{10\}\r?\n?(.{10}))', flat, re.S)
+    assert partial is not None
+    assert len(partial.group(1) or partial.group(2)) == 10
+    assert b"\\Seen" in flat  # a non-PEEK body fetch sets \Seen
+    _, data = client.fetch("1:3", "(UID RFC822.SIZE INTERNALDATE ENVELOPE BODYSTRUCTURE)")
+    assert len([d for d in data if isinstance(d, bytes)]) == 3
+    client.logout()
+
+
+def test_search_keys(sandbox: Running) -> None:
+    client = sandbox.client()
+    client.select("INBOX", readonly=True)
+    everything = client.search(None, "ALL")[1][0].split()  # type: ignore[union-attr]
+    assert len(everything) == 12
+    seen = client.search(None, "SEEN")[1][0].split()  # type: ignore[union-attr]
+    unseen = client.search(None, "NOT SEEN")[1][0].split()  # type: ignore[union-attr]
+    assert sorted(seen + unseen, key=int) == everything
+    assert client.search(None, "OR SEEN UNSEEN")[1][0].split() == everything  # type: ignore[union-attr]
+    assert client.search(None, "LARGER 1")[1][0].split() == everything  # type: ignore[union-attr]
+    assert client.search(None, "SINCE 1-Jan-2024")[1][0].split() == everything  # type: ignore[union-attr]
+    assert client.search(None, "BEFORE 1-Jan-2024")[1] == [b""]
+    hits = client.search(None, "SUBJECT", '"#3"')[1][0].split()  # type: ignore[union-attr]
+    assert hits == [b"4"]
+    assert client.uid("SEARCH", "UID 2:3")[1] == [b"2 3"]
+    with pytest.raises(imaplib.IMAP4.error, match="unknown search key"):
+        client.search(None, "FROBNICATE")
+    client.logout()
+
+
+def test_deleted_stays_until_expunge_and_uids_are_never_reused(sandbox: Running) -> None:
+    client = sandbox.client()
+    client.select("INBOX")
+    client.store("1", "+FLAGS", "(\\Deleted)")
+    assert client.select("INBOX")[1] == [b"12"]  # still there
+    _, appended = client.append("INBOX", None, None, b"Subject: new\r\n\r\nbody\r\n")
+    assert b"[APPENDUID" in appended[0]  # type: ignore[operator]
+    new_uid = int(appended[0].split()[2].rstrip(b"]"))  # type: ignore[union-attr]
+    assert new_uid == 13
+    client.select("INBOX")
+    _, expunged = client.expunge()
+    assert expunged == [b"1"]
+    _, appended = client.append("INBOX", None, None, b"Subject: newer\r\n\r\nbody\r\n")
+    assert int(appended[0].split()[2].rstrip(b"]")) == 14  # type: ignore[union-attr]
+    client.logout()
+
+
+def test_copy_move_and_uid_expunge(sandbox: Running) -> None:
+    client = sandbox.client()
+    client.select("INBOX")
+    _, copied = client.copy("1:2", "Archive")
+    assert b"[COPYUID" in copied[0]  # type: ignore[operator]
+    typ, _ = client.uid("MOVE", "3", "Trash")
+    assert typ == "OK"
+    assert client.select("INBOX")[1] == [b"11"]
+    client.uid("STORE", "4,5", "+FLAGS", "(\\Deleted)")
+    client.uid("EXPUNGE", "4")
+    assert client.select("INBOX")[1] == [b"10"]  # only UID 4 went; UID 5 stays \Deleted
+    assert client.select("Trash")[1] == [b"1"]
+    client.logout()
+
+
+def test_idle_pushes_every_change_to_other_sessions(sandbox: Running) -> None:
+    watcher = Driver("127.0.0.1", sandbox.server.port)
+    watcher.run(Login("alice", PASSWORD))
+    watcher.run(Select("INBOX"))
+    tag = watcher.conn.send(Idle())
+    watcher.next()  # "+ idling"
+    writer = sandbox.client()
+    writer.select("INBOX")
+
+    def expect(kind: type) -> object:
+        event = watcher.next()
+        while not isinstance(event, kind):
+            event = watcher.next()
+        return event
+
+    writer.append("INBOX", None, None, b"Subject: pushed\r\n\r\nhi\r\n")
+    assert expect(Exists) == Exists(13)
+    writer.store("2", "+FLAGS", "(\\Flagged)")
+    flagged = expect(FetchResponse)
+    assert "\\Flagged" in (flagged.flags or ())  # type: ignore[attr-defined]
+    writer.store("1", "+FLAGS", "(\\Deleted)")
+    writer.expunge()
+    expect(FetchResponse)  # the \Deleted flag change
+    assert expect(ExpungeResponse) == ExpungeResponse(1)
+    watcher.conn.done()
+    done, _ = watcher.wait(tag)
+    assert done.status == "OK"
+    writer.logout()
+
+
+def test_imapclient(sandbox: Running) -> None:
+    client = imapclient.IMAPClient("127.0.0.1", port=sandbox.server.port, ssl=False)
+    client.login("alice", PASSWORD)
+    client.select_folder("INBOX")
+    ids = client.search(["ALL"])
+    fetched = client.fetch(ids[:3], ["ENVELOPE", "FLAGS", "BODYSTRUCTURE"])
+    assert len(fetched) == 3
+    assert all(item[b"ENVELOPE"].subject for item in fetched.values())
+    client.add_flags(ids[:1], [imapclient.SEEN])
+    client.move(ids[-1:], "Archive")
+    assert len(client.search(["ALL"])) == 11
+    client.logout()
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_check_with_write_tests_is_ok(sandbox: Running, security: str) -> None:
+    port = sandbox.server.port if security == "starttls" else sandbox.server.tls_port
+    report = asyncio.run(run_check(CheckOptions(
+        host="localhost", port=port, security=security, user="alice", password=PASSWORD,
+        ca_file=str(sandbox.ca_file), write_tests=True, timeout=5.0)))  # fmt: skip
+    assert report.status == "ok", report.findings
+    assert set(report.server["write_tests"]) == {"flag_roundtrip", "append_push"}
+
+
+def test_append_with_a_synchronizing_literal_from_our_client(sandbox: Running) -> None:
+    driver = Driver("127.0.0.1", sandbox.server.port)
+    driver.run(Login("alice", PASSWORD))
+    done, _ = driver.run(Append("Drafts", b"Subject: draft\r\n\r\n" + b"x" * 5000, ("\\Draft",)))
+    assert done.status == "OK"
+    assert done.code is not None
+    assert done.code.name == "APPENDUID"
+
+
+def test_sandbox_command(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imapscope", "sandbox", "--port", "0", "--tls-port", "0",
+         "--demo", "7", "--user", "carol:c-pw", "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "Ctrl-C" in line:
+            break
+    text = "".join(lines)
+    tls_port = int(text.split("implicit TLS port:")[1].split()[0])
+    ca_file = text.split("CA file:")[1].split()[0]
+    context = ssl.create_default_context(cafile=ca_file)
+    client = imaplib.IMAP4_SSL("localhost", tls_port, ssl_context=context)
+    client.login("carol", "c-pw")
+    assert client.select("INBOX")[1] == [b"7"]
+    client.logout()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) == 0
+    proc.stdout.close()
+    assert (tmp_path / "server.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_mailbox_management_and_subscriptions(sandbox: Running) -> None:
+    client = sandbox.client()
+    assert client.create("Projects/2024")[0] == "OK"
+    assert client.create("Projects/2024")[0] == "NO"  # already exists
+    _, listed = client.list('""', "Projects/%")
+    assert listed == [b'(\\HasNoChildren) "/" Projects/2024']
+    assert client.rename("Projects/2024", "Projects/Old")[0] == "OK"
+    assert client.unsubscribe("Projects/Old")[0] == "OK"
+    _, subscribed = client.lsub('""', "Projects/*")
+    assert subscribed == [None]
+    assert client.delete("Projects/Old")[0] == "OK"
+    assert client.delete("INBOX")[0] == "NO"
+    assert client.select("No/Such")[0] == "NO"
+    assert client.append("No/Such", None, None, b"x")[0] == "NO"  # [TRYCREATE]
+    client.logout()
+
+
+def test_body_parts_by_number(sandbox: Running) -> None:
+    client = sandbox.client()
+    client.select("INBOX", readonly=True)
+    _, found = client.search(None, "HEADER", "Content-Type", "multipart")
+    number = (found[0] or b"").split()[0]
+    _, data = client.fetch(number, "(BODY.PEEK[1] BODY.PEEK[1.MIME] BODY.PEEK[2.TEXT])")
+    flat = b"".join(p if isinstance(p, bytes) else b"".join(p) for p in data)
+    assert b"BODY[1]" in flat
+    assert b"Content-Type: text/plain" in flat
+    client.logout()
+
+
+def test_condstore_and_read_only(sandbox: Running) -> None:
+    from imapscope.imap import Enable, Fetch, Store, UntaggedStatus  # noqa: PLC0415
+
+    driver = Driver("127.0.0.1", sandbox.server.port)
+    driver.run(Login("alice", PASSWORD))
+    driver.run(Enable(("CONDSTORE",)))
+    _, selected = driver.run(Select("INBOX"))
+    highest = next(
+        e.code.value for e in selected
+        if isinstance(e, UntaggedStatus) and e.code and e.code.name == "HIGHESTMODSEQ"
+    )  # fmt: skip
+    _, untagged = driver.run(Fetch("1", "(MODSEQ FLAGS)"))
+    before = next(e for e in untagged if isinstance(e, FetchResponse)).modseq
+    assert before is not None
+    done, untagged = driver.run(Store("1", ("\\Flagged",), unchanged_since=before))
+    after = next(e for e in untagged if isinstance(e, FetchResponse)).modseq
+    assert after is not None
+    assert after > before
+    done, _ = driver.run(Store("1", ("\\Seen",), unchanged_since=before))
+    assert done.code is not None
+    assert (done.code.name, done.code.value) == ("MODIFIED", "1")
+    # Only the message changed since the mailbox's HIGHESTMODSEQ at SELECT comes back.
+    _, untagged = driver.run(Fetch("1:*", "(FLAGS)", changed_since=highest))  # type: ignore[arg-type]
+    assert [e.seq for e in untagged if isinstance(e, FetchResponse)] == [1]
+    driver.run(Select("INBOX", readonly=True))
+    done, _ = driver.run(Store("1", ("\\Deleted",)))
+    assert (done.status, done.code.name if done.code else None) == ("NO", "READ-ONLY")
+
+
+def test_authenticate_plain_and_open_mode(tmp_path: Path) -> None:
+    from imapscope.imap import Mechanism  # noqa: PLC0415
+
+    store = build_store([("alice", PASSWORD)])
+    store.open_mode = True
+    server = SandboxServer(store, port=0)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+    try:
+        for sasl_ir in (True, False):
+            driver = Driver("127.0.0.1", server.port)
+            if not sasl_ir:
+                driver.conn.capabilities -= {"SASL-IR"}
+            done, _ = driver.login_sasl(Mechanism("PLAIN", "newcomer", "anything"))
+            assert done.status == "OK"
+        assert "newcomer" in store.users
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_more_search_keys(sandbox: Running) -> None:
+    client = sandbox.client()
+    client.select("INBOX")
+    client.store("2", "+FLAGS", "($Important)")
+    assert client.search(None, "KEYWORD", "$Important")[1] == [b"2"]
+    assert client.search(None, "TEXT", "mailbox")[1][0]  # the demo text uses the word
+    assert client.search(None, "BODY", "no-such-word-anywhere")[1] == [b""]
+    assert client.search(None, "SENTSINCE", "1-Jan-2020")[1][0]
+    assert client.search(None, "2:3 UNDELETED")[1] == [b"2 3"]
+    client.store("3", "+FLAGS", "(\\Deleted)")
+    client.close()  # CLOSE expunges \Deleted silently
+    assert client.select("INBOX")[1] == [b"11"]
+    client.logout()
