@@ -8,6 +8,7 @@ import imaplib
 import os
 import re
 import signal
+import smtplib
 import ssl
 import subprocess
 import sys
@@ -50,7 +51,9 @@ class Running:
 def sandbox(tmp_path: Path) -> Iterator[Running]:
     certificates = ensure_certificates(tmp_path / "certs")
     store = build_store([("alice", PASSWORD), ("bob", "bob-pw")], demo_messages=12)
-    server = SandboxServer(store, port=0, tls_port=0, tls_context=certificates.server_context())
+    server = SandboxServer(
+        store, port=0, tls_port=0, smtp_port=0, tls_context=certificates.server_context()
+    )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -224,6 +227,7 @@ def test_append_with_a_synchronizing_literal_from_our_client(sandbox: Running) -
 def test_sandbox_command(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "imapscope", "sandbox", "--port", "0", "--tls-port", "0",
+         "--smtp-port", "0",
          "--demo", "7", "--user", "carol:c-pw", "--data-dir", str(tmp_path)],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip
@@ -343,3 +347,48 @@ def test_more_search_keys(sandbox: Running) -> None:
     client.close()  # CLOSE expunges \Deleted silently
     assert client.select("INBOX")[1] == [b"11"]
     client.logout()
+
+
+def test_smtp_delivery_is_pushed_to_idle(sandbox: Running) -> None:
+    watcher = Driver("127.0.0.1", sandbox.server.port)
+    watcher.run(Login("alice", PASSWORD))
+    watcher.run(Select("INBOX"))
+    tag = watcher.conn.send(Idle())
+    watcher.next()  # "+ idling"
+    with smtplib.SMTP("127.0.0.1", sandbox.server.smtp_port or 0) as smtp:
+        refused = smtp.sendmail(
+            "sender@example.test",
+            ["alice@example.test"],
+            b"From: sender@example.test\r\nSubject: over SMTP\r\n\r\nhello\r\n",
+        )
+        assert refused == {}
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            smtp.sendmail("sender@example.test", ["nobody@example.test"], b"Subject: x\r\n\r\n")
+    event = watcher.next()
+    while not isinstance(event, Exists):
+        event = watcher.next()
+    assert event == Exists(13)
+    watcher.conn.done()
+    watcher.wait(tag)
+    client = sandbox.client()
+    client.select("INBOX", readonly=True)
+    _, data = client.fetch("13", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert b"Subject: over SMTP" in data[0][1]  # type: ignore[index]
+    client.logout()
+
+
+def test_demo_command_checks_its_own_sandbox(tmp_path: Path) -> None:
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from imapscope.cli import app  # noqa: PLC0415
+
+    result = CliRunner().invoke(
+        app,
+        ["demo", "--once", "--port", "0", "--tls-port", "0", "--smtp-port", "0",
+         "--data-dir", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Every step passed" in " ".join(result.output.split())
+    assert "flag_roundtrip" in result.output
+    assert "CA file:" in result.output
+    assert str(tmp_path / "ca.pem") in result.output

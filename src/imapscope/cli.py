@@ -256,6 +256,7 @@ def sandbox(
         1143, "--port", help="Plaintext port (STARTTLS offered); 0 picks one."
     ),
     tls_port: int = typer.Option(1993, "--tls-port", help="Implicit-TLS port; 0 picks one."),
+    smtp_port: int = typer.Option(1025, "--smtp-port", help="SMTP port for delivery; 0 picks one."),
     user: list[str] = typer.Option(
         [], "--user", help="NAME:PASSWORD, repeatable (default: alice:alice and bob:bob)."
     ),
@@ -267,9 +268,39 @@ def sandbox(
         None, "--data-dir", help="Where the CA and certificate live (made on first start)."
     ),
 ) -> None:
-    """Run a real IMAP server (in memory) for tests and demos, until Ctrl-C."""
+    """Run a real IMAP server (in memory) with SMTP delivery, for tests and demos, until Ctrl-C."""
+    _run_sandbox(host, port, tls_port, smtp_port, user, open_mode, demo_messages, data_dir)
+
+
+@app.command()
+def demo(
+    port: int = typer.Option(1143, "--port", help="Plaintext port; 0 picks one."),
+    tls_port: int = typer.Option(1993, "--tls-port", help="Implicit-TLS port; 0 picks one."),
+    smtp_port: int = typer.Option(1025, "--smtp-port", help="SMTP port; 0 picks one."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Where the sandbox CA lives."),
+    once: bool = typer.Option(False, "--once", help="Exit after the check instead of serving."),
+) -> None:
+    """Start a sandbox with demo mail, run `imapscope check` against it, then keep serving."""
+    _run_sandbox("127.0.0.1", port, tls_port, smtp_port, [], False, 50, data_dir, demo=True,
+                 once=once)  # fmt: skip
+
+
+def _run_sandbox(
+    host: str,
+    port: int,
+    tls_port: int,
+    smtp_port: int,
+    user: list[str],
+    open_mode: bool,
+    demo_messages: int,
+    data_dir: Path | None,
+    *,
+    demo: bool = False,
+    once: bool = False,
+) -> None:
     import asyncio  # noqa: PLC0415
 
+    from imapscope.probe import CheckOptions, render_human, run_check  # noqa: PLC0415
     from imapscope.sandbox import (  # noqa: PLC0415
         SandboxServer,
         build_store,
@@ -286,29 +317,46 @@ def sandbox(
     certificates = ensure_certificates(data_dir or default_data_dir())
     store = build_store(users, open_mode=open_mode, demo_messages=demo_messages)
     server = SandboxServer(
-        store, host=host, port=port, tls_port=tls_port,
+        store, host=host, port=port, tls_port=tls_port, smtp_port=smtp_port,
         tls_context=certificates.server_context(),
     )  # fmt: skip
 
-    async def run() -> None:
+    async def run() -> int:
         try:
             await server.start()
         except OSError as exc:
-            _fail_unknown(f"cannot listen on {host}: {exc.strerror}; choose other ports")
-        console.print(f"imapscope sandbox on {host}")
-        console.print(f"  plaintext+STARTTLS port: {server.port}")
-        console.print(f"  implicit TLS port:       {server.tls_port}")
-        users_text = "any (open mode)" if open_mode else ", ".join(f"{n}:{p}" for n, p in users)
-        console.print(f"  users (name:password):   {users_text}")
-        console.print(f"  CA file:                 {certificates.ca_file}")
-        console.print("  Ctrl-C stops", style="dim")
+            _fail_unknown(f"cannot listen on {host}: {exc.strerror}; choose other ports (0 picks)")
+        status = 0
         try:
+            if demo:
+                name, secret = users[0]
+                options = CheckOptions(
+                    host="localhost", port=server.tls_port, security="tls", user=name,
+                    password=secret, ca_file=str(certificates.ca_file), write_tests=True,
+                )  # fmt: skip
+                report = await run_check(options)
+                render_human(report, console)
+                console.print()
+                status = 0 if report.status == "ok" else 2
+            console.print(f"imapscope sandbox on {host}")
+            console.print(f"  plaintext+STARTTLS port: {server.port}")
+            console.print(f"  implicit TLS port:       {server.tls_port}")
+            console.print(f"  SMTP port (delivery):    {server.smtp_port}")
+            shown = "any (open mode)" if open_mode else ", ".join(f"{n}:{p}" for n, p in users)
+            console.print(f"  users (name:password):   {shown}")
+            console.print(f"  CA file:                 {certificates.ca_file}")
+            if once:
+                return status
+            console.print("  Ctrl-C stops", style="dim")
             await asyncio.Event().wait()
         finally:
             await server.stop()
+        return status
 
+    status = 0
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+        status = asyncio.run(run())
+    raise typer.Exit(status)
 
 
 def main() -> None:

@@ -1,9 +1,8 @@
 """A real IMAP server for controlled test environments, on the codec's server role.
 
-In memory, with STARTTLS and implicit TLS (a CA made on first start), users from flags or open
-mode, demo data. Not built yet (issue #5 stays open for them): SMTP delivery, persistence with
---data-dir, fault injection and its admin API, provider personas, QRESYNC, a shared namespace,
-``imapscope demo``.
+In memory, with STARTTLS and implicit TLS (a CA made on first start), SMTP delivery, users from
+flags or open mode, demo data. Not built yet (issue #5 stays open for them): persistence with
+--data-dir, fault injection and its admin API, provider personas, QRESYNC, a shared namespace.
 """
 
 from __future__ import annotations

@@ -78,6 +78,7 @@ from imapscope.imap._commands import (
 from imapscope.imap._commands import Store as StoreCommand
 from imapscope.sandbox import _mime
 from imapscope.sandbox._search import SearchError, compile_search
+from imapscope.sandbox._smtp import smtp_factory
 from imapscope.sandbox._store import (
     DELIMITER,
     SYSTEM_FLAGS,
@@ -731,6 +732,7 @@ class SandboxServer:
     port: int = 0
     tls_port: int | None = None
     tls_context: ssl.SSLContext | None = None
+    smtp_port: int | None = None
     servers: list[asyncio.Server] = field(default_factory=list)
     sessions: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -756,6 +758,13 @@ class SandboxServer:
             )  # fmt: skip
             self.tls_port = secure.sockets[0].getsockname()[1]
             self.servers.append(secure)
+        if self.smtp_port is not None:
+            loop = asyncio.get_running_loop()
+            smtp = await loop.create_server(
+                lambda: smtp_factory(self.store), self.host, self.smtp_port
+            )
+            self.smtp_port = smtp.sockets[0].getsockname()[1]
+            self.servers.append(smtp)
 
     async def stop(self) -> None:
         for server in self.servers:
