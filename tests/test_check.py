@@ -520,3 +520,13 @@ def test_a_proxy_that_is_not_there() -> None:
                    proxy=f"socks5://127.0.0.1:{free_port()}")  # fmt: skip
     assert codes(report) == ["TCP_REFUSED"]
     assert "proxy" in report.findings[0].evidence[0]
+
+
+def test_a_connection_dropped_in_a_step_is_a_finding_not_a_crash() -> None:
+    server = ScriptedImap(replies={"LIST": lambda tag, c: None})  # hang up on LIST
+    with serve(server):
+        report = check(host="127.0.0.1", port=server.port, security="plain", allow_plaintext=True,
+                       user="u", password="p")  # fmt: skip
+    assert codes(report) == ["SERVER_TEMPORARY_ERROR"]
+    assert report.findings[0].step == "list"
+    assert "connection failed during the list step" in report.findings[0].summary

@@ -530,3 +530,13 @@ def test_literal_refused_with_no_instead_of_continuation_does_not_stall() -> Non
     events = drain(conn, f"{append} NO Invalid mailbox name.\r\n".encode())
     assert [e.status for e in events] == ["NO"]  # type: ignore[attr-defined]
     assert conn.data_to_send() == f"{noop} NOOP\r\n".encode()  # the literal is never sent
+
+
+def test_eof_after_bye_with_a_command_in_flight_is_an_error() -> None:
+    conn = ClientConnection()
+    drain(conn, b"* PREAUTH hi\r\n")
+    conn.send(List("", "*"))
+    assert isinstance(drain(conn, b"* BYE shutting down\r\n")[0], Bye)
+    conn.receive_data(b"")
+    with pytest.raises(RemoteProtocolError, match="before the server completed LIST"):
+        conn.next_event()

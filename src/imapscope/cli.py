@@ -6,13 +6,17 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
 
 from imapscope import __version__
+
+if TYPE_CHECKING:  # the sandbox is imported only by the commands that use it
+    from imapscope.sandbox import FaultRule
 
 app = typer.Typer(
     name="imapscope",
@@ -267,9 +271,31 @@ def sandbox(
     data_dir: Path | None = typer.Option(
         None, "--data-dir", help="Where the CA and certificate live (made on first start)."
     ),
+    fault: list[str] = typer.Option(
+        [], "--fault", help="COMMAND:ACTION[:key=value,...], repeatable (docs/sandbox.md)."
+    ),
+    persona: list[str] = typer.Option(
+        [],
+        "--persona",
+        help="Fail like a provider: gmail-app-password, gmail-web-login, "
+        "microsoft-basic-auth-disabled, too-many-connections.",
+    ),
 ) -> None:
     """Run a real IMAP server (in memory) with SMTP delivery, for tests and demos, until Ctrl-C."""
-    _run_sandbox(host, port, tls_port, smtp_port, user, open_mode, demo_messages, data_dir)
+    from imapscope.sandbox import FaultError, parse_rule  # noqa: PLC0415
+    from imapscope.sandbox import persona as persona_rules  # noqa: PLC0415
+
+    rules = []
+    try:
+        for spec in fault:
+            rules.append(parse_rule(spec))
+        for name in persona:
+            rules.extend(persona_rules(name))
+    except (FaultError, ValueError) as exc:
+        _fail_unknown(str(exc))
+    _run_sandbox(
+        host, port, tls_port, smtp_port, user, open_mode, demo_messages, data_dir, rules=rules
+    )
 
 
 @app.command()
@@ -297,11 +323,13 @@ def _run_sandbox(
     *,
     demo: bool = False,
     once: bool = False,
+    rules: Sequence[FaultRule] = (),
 ) -> None:
     import asyncio  # noqa: PLC0415
 
     from imapscope.probe import CheckOptions, render_human, run_check  # noqa: PLC0415
     from imapscope.sandbox import (  # noqa: PLC0415
+        Faults,
         SandboxServer,
         build_store,
         default_data_dir,
@@ -318,7 +346,7 @@ def _run_sandbox(
     store = build_store(users, open_mode=open_mode, demo_messages=demo_messages)
     server = SandboxServer(
         store, host=host, port=port, tls_port=tls_port, smtp_port=smtp_port,
-        tls_context=certificates.server_context(),
+        tls_context=certificates.server_context(), faults=Faults(list(rules)),
     )  # fmt: skip
 
     async def run() -> int:

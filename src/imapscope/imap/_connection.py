@@ -265,6 +265,13 @@ class ClientConnection:
                             "connection closed in the middle of a response",
                             hint="the server dropped the connection; retry",
                         )
+                    unanswered = [f.verb for f in self._in_flight.values() if f.verb != "LOGOUT"]
+                    if unanswered:
+                        # Even after BYE: a command that never completed must not look done.
+                        raise RemoteProtocolError(
+                            f"connection closed before the server completed {unanswered[0]}",
+                            hint="the server dropped the connection; see its last words",
+                        )
                     if self.state is not State.LOGOUT:
                         raise RemoteProtocolError(
                             "connection closed without BYE",

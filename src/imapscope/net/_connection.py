@@ -17,6 +17,7 @@ from typing import Literal
 
 from imapscope.imap import (
     NEED_DATA,
+    Bye,
     ClientConnection,
     Command,
     Greeting,
@@ -208,7 +209,14 @@ class ImapConnection:
     async def wait(self, tag: str, phase: str) -> Result:
         result = Result(TaggedResponse(tag, "BAD", None, ""), [])
         while True:
-            event = await self.next_response(phase)
+            try:
+                event = await self.next_response(phase)
+            except ConnectionClosedError:
+                if any(isinstance(e, Bye) for e in result.untagged):
+                    # The server said BYE and hung up: report that as the command's outcome.
+                    result.tagged = TaggedResponse(tag, "NO", None, "connection closed after BYE")
+                    return result
+                raise
             if isinstance(event, TaggedResponse) and event.tag == tag:
                 result.tagged = event
                 return result

@@ -54,6 +54,7 @@ from imapscope.imap import (
     Namespace,
     NamespaceResponse,
     Noop,
+    ProtocolError,
     Recent,
     RemoteProtocolError,
     Response,
@@ -139,6 +140,16 @@ class Ladder:
         started = time.perf_counter()
         try:
             yield record
+        except (NetError, ProtocolError) as exc:
+            # Anything a step did not expect (the connection dropped, the server broke the
+            # protocol) still ends as a finding, never as a crash of the check.
+            transcript = self.connection.transcript if self.connection else []
+            last = [w.text for w in transcript if w.direction == "S"][-2:]
+            raise self.fail(record, finding(
+                "SERVER_TEMPORARY_ERROR", name,
+                summary=f"The connection failed during the {name} step.",
+                evidence=[str(exc), *last],
+            )) from exc  # fmt: skip
         finally:
             record.elapsed_ms = (time.perf_counter() - started) * 1000
             limit = SLOW_MS.get(name)

@@ -1,8 +1,9 @@
 """A real IMAP server for controlled test environments, on the codec's server role.
 
 In memory, with STARTTLS and implicit TLS (a CA made on first start), SMTP delivery, users from
-flags or open mode, demo data. Not built yet (issue #5 stays open for them): persistence with
---data-dir, fault injection and its admin API, provider personas, QRESYNC, a shared namespace.
+flags or open mode, demo data, fault injection (rules set at start) and provider personas. Not
+built yet (issue #5 stays open for them): persistence with --data-dir, the runtime admin API for
+faults, TLS certificate variants, QRESYNC, a shared namespace.
 """
 
 from __future__ import annotations
@@ -11,13 +12,36 @@ from pathlib import Path
 
 from imapscope.sandbox import demo
 from imapscope.sandbox._certs import Certificates, ensure_certificates
+from imapscope.sandbox._faults import (
+    PERSONAS,
+    FaultError,
+    FaultRule,
+    Faults,
+    parse_rule,
+    persona,
+)
 from imapscope.sandbox._server import SandboxServer, Session
 from imapscope.sandbox._store import Mailbox, Message, Store, StoreError, User
 
 __all__ = [
-    "Certificates", "Mailbox", "Message", "SandboxServer", "Session", "Store", "StoreError",
-    "User", "build_store", "demo", "ensure_certificates",
-]  # fmt: skip
+    "PERSONAS",
+    "Certificates",
+    "FaultError",
+    "FaultRule",
+    "Faults",
+    "Mailbox",
+    "Message",
+    "SandboxServer",
+    "Session",
+    "Store",
+    "StoreError",
+    "User",
+    "build_store",
+    "demo",
+    "ensure_certificates",
+    "parse_rule",
+    "persona",
+]
 
 
 def build_store(

@@ -77,6 +77,7 @@ from imapscope.imap._commands import (
 )
 from imapscope.imap._commands import Store as StoreCommand
 from imapscope.sandbox import _mime
+from imapscope.sandbox._faults import FaultRule, Faults
 from imapscope.sandbox._search import SearchError, compile_search
 from imapscope.sandbox._smtp import smtp_factory
 from imapscope.sandbox._store import (
@@ -135,17 +136,22 @@ class Session:
     pending: list[Change] = field(default_factory=list)
     idle_tag: str | None = None
     condstore: bool = False
+    throttle: int = 0  # bytes per second, 0 = no limit (a fault)
 
     # -- plumbing -----------------------------------------------------------------------------
 
     @property
     def capabilities(self) -> tuple[str, ...]:
         caps = list(BASE_CAPABILITIES)
+        faults = self.server.faults
         if self.server.tls_context is not None and not self.tls:
             caps.append("STARTTLS")
         if self.user is None:
             caps.append("AUTH=PLAIN")
-        return tuple(caps)
+            if faults.login_disabled and not self.tls:
+                caps.append("LOGINDISABLED")
+        hidden = faults.hidden_capabilities()
+        return tuple(c for c in caps if c.upper() not in hidden)
 
     def send(self, *responses: Response) -> None:
         for response in responses:
@@ -153,9 +159,17 @@ class Session:
 
     async def flush(self) -> None:
         data = self.conn.data_to_send()
-        if data:
+        if not data:
+            return
+        if not self.throttle:
             self.writer.write(data)
             await self.writer.drain()
+            return
+        chunk = max(1, self.throttle // 10)  # ten writes a second at the allowed rate
+        for start in range(0, len(data), chunk):
+            self.writer.write(data[start : start + chunk])
+            await self.writer.drain()
+            await asyncio.sleep(chunk / self.throttle)
 
     def on_change(self, change: Change) -> None:
         self.pending.append(change)
@@ -222,10 +236,9 @@ class Session:
     # -- the loop -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        self.send(Greeting("OK", ResponseCode("CAPABILITY", self.capabilities),
-                           "imapscope sandbox ready"))  # fmt: skip
-        await self.flush()
         try:
+            if not await self.greet():
+                return
             while True:
                 data = await self.reader.read(65536)
                 if not data:
@@ -236,13 +249,32 @@ class Session:
                         await self.flush()
                         return
                 await self.flush()
-        except (ConnectionError, ssl.SSLError):
+        except (ConnectionError, ssl.SSLError, _Disconnect):
             return
         finally:
             self.deselect()
             self.writer.close()
             with contextlib.suppress(Exception):
                 await self.writer.wait_closed()
+
+    async def greet(self) -> bool:
+        """Send the greeting, or the fault that replaces it; False ends the session."""
+        rule = self.server.faults.greeting()
+        if rule is None:
+            self.send(Greeting("OK", ResponseCode("CAPABILITY", self.capabilities),
+                               "imapscope sandbox ready"))  # fmt: skip
+            await self.flush()
+            return True
+        if rule.action == "bye":
+            self.send(Greeting("BYE", None, rule.text or "Server unavailable"))
+            await self.flush()
+            return False
+        if rule.action == "banner":
+            self.writer.write(rule.text.encode() + b"\r\n")
+        # silence (and after a banner): say nothing more until the client gives up.
+        while await self.reader.read(65536):
+            pass
+        return False
 
     async def handle(self, event: object) -> bool:
         if isinstance(event, BadCommand):
@@ -258,10 +290,46 @@ class Session:
             if handler is None:
                 self.send(bad(event.tag, f"{verb} is not supported"))
                 return True
+            mailbox = getattr(event.command, "mailbox", None) or (
+                self.mailbox.name if self.mailbox else None
+            )
+            rule = self.server.faults.for_command(
+                verb, self.user.name if self.user else _user_of(event.command), mailbox
+            )
+            if rule is not None:
+                if not await self.inject(rule, event.tag):
+                    return False
+                if rule.action in ("no", "bad"):
+                    return True
             result = handler(event.tag, event.command)
             if asyncio.iscoroutine(result):
                 result = await result
+            if rule is not None and rule.action == "disconnect":  # mid-reply
+                data = self.conn.data_to_send()
+                self.writer.write(data[: len(data) // 2])
+                raise _Disconnect
             return result is not False
+        return True
+
+    async def inject(self, rule: FaultRule, tag: str) -> bool:
+        """Apply a command fault before the command runs; False ends the session."""
+        if rule.action in ("no", "bad"):
+            code = ResponseCode(rule.code) if rule.code else None
+            status: Literal["NO", "BAD"] = "NO" if rule.action == "no" else "BAD"
+            self.send(TaggedResponse(tag, status, code, rule.text or "Injected failure"))
+            if rule.close:
+                self.send(Bye(None, "imapscope sandbox signing off"))
+                return False
+        elif rule.action == "bye":
+            self.send(Bye(None, rule.text or "Injected disconnect"))
+            return False
+        elif rule.action == "delay":
+            await asyncio.sleep(rule.delay_ms / 1000)
+        elif rule.action == "disconnect" and rule.when == "before":
+            self.conn.data_to_send()
+            raise _Disconnect
+        elif rule.action == "throttle":
+            self.throttle = rule.bytes_per_second
         return True
 
     def complete(self, *responses: Response) -> None:
@@ -290,7 +358,7 @@ class Session:
 
     async def do_STARTTLS(self, tag: str, command: ImapCommand) -> None:  # noqa: N802
         context = self.server.tls_context
-        if context is None or self.tls:
+        if context is None or self.tls or "STARTTLS" not in self.capabilities:
             self.send(bad(tag, "STARTTLS is not available here"))
             return
         self.send(ok(tag, "Begin TLS negotiation now"))
@@ -310,6 +378,9 @@ class Session:
         self.send(ok(tag, "Logged in", ResponseCode("CAPABILITY", self.capabilities)))
 
     def do_LOGIN(self, tag: str, command: Login) -> None:  # noqa: N802
+        if "LOGINDISABLED" in self.capabilities:
+            self.send(no(tag, "Plaintext authentication disallowed", "PRIVACYREQUIRED"))
+            return
         self.login(tag, command.user, command.password)
 
     def do_AUTHENTICATE(self, tag: str, command: Authenticate) -> None:  # noqa: N802
@@ -482,6 +553,9 @@ class Session:
         self.do_SELECT(tag, command)
 
     async def do_IDLE(self, tag: str, command: ImapCommand) -> None:  # noqa: N802
+        if "IDLE" not in self.capabilities:
+            self.send(bad(tag, "IDLE is not supported"))
+            return
         self.idle_tag = tag
         self.send(ContinuationRequest("idling"), *self.updates())
 
@@ -653,6 +727,15 @@ class Session:
         self.do_COPY(tag, command, move=True)
 
 
+class _Disconnect(Exception):  # noqa: N818 - control flow: an injected disconnect
+    """End the session now, without another byte."""
+
+
+def _user_of(command: ImapCommand) -> str | None:
+    """The user a LOGIN names (so user-specific faults match before authentication)."""
+    return command.user if isinstance(command, Login) else None
+
+
 def _pattern(pattern: str) -> Callable[[str], bool]:
     """LIST wildcards: * matches anything, % anything but the hierarchy delimiter."""
     regex = "".join(
@@ -733,6 +816,7 @@ class SandboxServer:
     tls_port: int | None = None
     tls_context: ssl.SSLContext | None = None
     smtp_port: int | None = None
+    faults: Faults = field(default_factory=Faults)
     servers: list[asyncio.Server] = field(default_factory=list)
     sessions: set[asyncio.Task[None]] = field(default_factory=set)
 

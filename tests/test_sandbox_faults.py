@@ -1,0 +1,157 @@
+"""Every fault the sandbox can inject, with the effect a client sees; most are read back by
+imapscope check, which must name them the way it names the real thing."""
+
+from __future__ import annotations
+
+import asyncio
+import imaplib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from imapscope.probe import CheckOptions, Report, run_check
+from imapscope.sandbox import FaultError, FaultRule, Faults, SandboxServer, build_store, parse_rule
+from imapscope.sandbox import persona as persona_rules
+from imapscope.sandbox._certs import ensure_certificates
+
+PASSWORD = "pw-for-faults"
+
+
+@contextmanager
+def faulty(
+    rules: list[FaultRule], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SandboxServer]:
+    certificates = ensure_certificates(tmp_path_factory.mktemp("certs"))
+    server = SandboxServer(
+        build_store([("alice", PASSWORD)], demo_messages=5), port=0, tls_port=0,
+        tls_context=certificates.server_context(), faults=Faults(rules),
+    )  # fmt: skip
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+    try:
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+Checker = Callable[..., Report]
+
+
+@pytest.fixture
+def check_with(tmp_path_factory: pytest.TempPathFactory) -> Checker:
+    def run(rules: list[FaultRule], **options: object) -> Report:
+        with faulty(rules, tmp_path_factory) as server:
+            settings: dict[str, object] = {
+                "host": "127.0.0.1", "port": server.port, "security": "plain",
+                "allow_plaintext": True, "user": "alice", "password": PASSWORD, "timeout": 2.0,
+            }  # fmt: skip
+            settings.update(options)
+            return asyncio.run(run_check(CheckOptions(**settings)))  # type: ignore[arg-type]
+
+    return run
+
+
+def codes(report: Report) -> list[str]:
+    return [f.code for f in report.findings if f.severity != "info"]
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [("gmail-app-password", "APP_PASSWORD_REQUIRED"), ("gmail-web-login", "WEB_LOGIN_REQUIRED"),
+     ("microsoft-basic-auth-disabled", "BASIC_AUTH_DISABLED"),
+     ("too-many-connections", "TOO_MANY_CONNECTIONS")],
+)  # fmt: skip
+def test_personas_are_named_by_check(check_with: Checker, name: str, code: str) -> None:
+    assert codes(check_with(persona_rules(name))) == [code]
+
+
+@pytest.mark.parametrize(
+    ("spec", "code"),
+    [("AUTHENTICATE:no:code=UNAVAILABLE,text=Try later", "SERVER_TEMPORARY_ERROR"),
+     ("EXAMINE:no:code=NONEXISTENT,text=No such mailbox", "MAILBOX_NOT_FOUND"),
+     ("EXAMINE:bad:text=Oops", "MAILSTORE_UNAVAILABLE"),
+     ("LIST:bye:text=Shutting down", "MAILSTORE_UNAVAILABLE"),
+     ("IDLE:disconnect", "IDLE_DROPPED"),
+     ("*:hide-capability:capability=IDLE", "IDLE_UNSUPPORTED"),
+     ("*:logindisabled", "PLAINTEXT_LOGIN_REFUSED"),
+     ("GREETING:bye:text=Too busy", "GREETING_BYE"),
+     ("GREETING:banner:text=220 mail.example.test ESMTP", "NOT_IMAP_SERVICE"),
+     ("GREETING:silence", "SERVER_SILENT")],
+)  # fmt: skip
+def test_faults_are_named_by_check(check_with: Checker, spec: str, code: str) -> None:
+    assert codes(check_with([parse_rule(spec)])) == [code]
+
+
+def test_hidden_starttls(check_with: Checker) -> None:
+    report = check_with([parse_rule("*:hide-capability:capability=STARTTLS")], security="starttls")
+    assert codes(report) == ["STARTTLS_NOT_OFFERED"]
+
+
+def test_count_and_user_limit_the_rule(tmp_path_factory: pytest.TempPathFactory) -> None:
+    rule = parse_rule("LOGIN:no:code=UNAVAILABLE,text=Once,count=1,user=alice")
+    with faulty([rule], tmp_path_factory) as server:
+        for expected in ("NO", "OK"):
+            client = imaplib.IMAP4("127.0.0.1", server.port)
+            try:
+                client.login("alice", PASSWORD)
+                outcome = "OK"
+            except imaplib.IMAP4.error:
+                outcome = "NO"
+            client.shutdown()
+            assert outcome == expected
+    assert rule.count == 0
+
+
+def test_probability_zero_never_fires(check_with: Checker) -> None:
+    assert codes(check_with([parse_rule("LOGIN:bye:probability=0")])) == []
+
+
+def test_delay_and_throttle_are_felt(tmp_path_factory: pytest.TempPathFactory) -> None:
+    rules = [parse_rule("SELECT:delay:delay_ms=400"),
+             parse_rule("FETCH:throttle:bytes_per_second=20000")]  # fmt: skip
+    with faulty(rules, tmp_path_factory) as server:
+        client = imaplib.IMAP4("127.0.0.1", server.port)
+        client.login("alice", PASSWORD)
+        started = time.perf_counter()
+        client.select("INBOX")
+        assert time.perf_counter() - started >= 0.4
+        started = time.perf_counter()
+        _, data = client.fetch("1:5", "(BODY.PEEK[])")
+        size = sum(len(part[1]) for part in data if isinstance(part, tuple))
+        assert time.perf_counter() - started >= size / 20000 * 0.8
+        client.logout()
+
+
+def test_disconnect_mid_reply_cuts_the_response(tmp_path_factory: pytest.TempPathFactory) -> None:
+    with faulty([parse_rule("FETCH:disconnect:when=mid-reply")], tmp_path_factory) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(f"a LOGIN alice {PASSWORD}\r\nb SELECT INBOX\r\n".encode())
+        while not reader.readline().startswith(b"b "):
+            pass
+        sock.sendall(b"c FETCH 1:5 (ENVELOPE)\r\n")
+        received = reader.read()  # until the server closes
+        sock.close()
+    assert received  # half a reply arrived...
+    assert b"c OK" not in received  # ...and never its completion
+
+
+def test_bad_rules_say_what_is_wrong() -> None:
+    for spec, message in [("LOGIN", "COMMAND:ACTION"), ("LOGIN:explode", "action must be"),
+                          ("LOGIN:no:colour=red", "unknown setting"),
+                          ("*:throttle", "bytes_per_second"),
+                          ("*:no:probability=2", "probability")]:  # fmt: skip
+        with pytest.raises(FaultError, match=message):
+            parse_rule(spec)
+    with pytest.raises(FaultError, match="unknown persona"):
+        persona_rules("yahoo")
