@@ -392,3 +392,66 @@ def test_demo_command_checks_its_own_sandbox(tmp_path: Path) -> None:
     assert "flag_roundtrip" in result.output
     assert "CA file:" in result.output
     assert str(tmp_path / "ca.pem") in result.output
+
+
+def test_mbsync_two_way_sync(sandbox: Running, tmp_path: Path) -> None:
+    local = tmp_path / "mail"
+    local.mkdir()
+    config = tmp_path / "mbsyncrc"
+    config.write_text(
+        f"IMAPAccount sandbox\nHost localhost\nPort {sandbox.server.tls_port}\nUser alice\n"
+        f"Pass {PASSWORD}\nSSLType IMAPS\nCertificateFile {sandbox.ca_file}\n\n"
+        "IMAPStore remote\nAccount sandbox\n\n"
+        f"MaildirStore local\nPath {local}/\nInbox {local}/INBOX\nSubFolders Verbatim\n\n"
+        "Channel all\nFar :remote:\nNear :local:\nPatterns *\nCreate Both\nExpunge Both\n"
+        "SyncState *\n"
+    )
+
+    def sync() -> str:
+        done = subprocess.run(
+            ["mbsync", "-c", str(config), "-V", "all"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout + done.stderr
+
+    def local_files(folder: str) -> list[Path]:
+        return sorted((local / folder / "cur").iterdir()) + sorted(
+            (local / folder / "new").iterdir()
+        )
+
+    sync()
+    assert len(local_files("INBOX")) == 12
+    assert len(local_files("Sent")) == 5
+    # A flag set on the server, and one set locally (maildir info ":2,S"), and a new local mail.
+    client = sandbox.client()
+    client.select("INBOX")
+    client.store("1", "+FLAGS", "(\\Flagged)")
+    unseen = int((client.search(None, "UNSEEN")[1][0] or b"0").split()[0])
+    _, uid_data = client.fetch(str(unseen), "(UID)")
+    client.logout()
+    unseen_uid = int(re.search(rb"UID (\d+)", uid_data[0]).group(1))  # type: ignore[union-attr, arg-type]
+    marked = next(p for p in local_files("INBOX") if f",U={unseen_uid}:" in p.name)
+    marked.rename(marked.parent.parent / "cur" / (marked.name.split(":")[0] + ":2,S"))
+    (local / "INBOX" / "new" / "local.1.host").write_bytes(
+        b"From: me@example.test\nSubject: written locally\n\nhello\n"
+    )
+    sync()
+    first = next(p for p in local_files("INBOX") if ",U=1:" in p.name)
+    assert "F" in first.name.split(":2,")[1]  # the server's \Flagged reached the maildir
+    client = sandbox.client()
+    client.select("INBOX", readonly=True)
+    assert client.select("INBOX", readonly=True)[1] == [b"13"]
+    flags = client.uid("FETCH", str(unseen_uid), "(FLAGS)")[1][0]
+    assert b"\\Seen" in flags  # type: ignore[operator]
+    assert client.search(None, "SUBJECT", '"written locally"')[1][0]
+    client.logout()
+    # Nothing changed since: the second sync moves nothing and both sides stay as they are.
+    sync()
+    assert len(local_files("INBOX")) == 13
+    client = sandbox.client()
+    assert client.select("INBOX", readonly=True)[1] == [b"13"]
+    client.logout()
