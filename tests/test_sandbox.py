@@ -227,7 +227,7 @@ def test_append_with_a_synchronizing_literal_from_our_client(sandbox: Running) -
 def test_sandbox_command(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "imapscope", "sandbox", "--port", "0", "--tls-port", "0",
-         "--smtp-port", "0",
+         "--smtp-port", "0", "--admin-port", "0",
          "--demo", "7", "--user", "carol:c-pw", "--data-dir", str(tmp_path)],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip

@@ -155,3 +155,65 @@ def test_bad_rules_say_what_is_wrong() -> None:
             parse_rule(spec)
     with pytest.raises(FaultError, match="unknown persona"):
         persona_rules("yahoo")
+
+
+def test_faults_change_at_runtime_through_the_admin_api(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    import os  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    data = tmp_path_factory.mktemp("admin")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imapscope", "sandbox", "--port", "0", "--tls-port", "0",
+         "--smtp-port", "0", "--admin-port", "0", "--user", f"alice:{PASSWORD}",
+         "--data-dir", str(data)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "Ctrl-C" in line:
+            break
+    text = "".join(lines)
+    port = int(text.split("plaintext+STARTTLS port:")[1].split()[0])
+    admin = text.split("admin API (faults):")[1].split()[0]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "imapscope", "sandbox", "fault", *args, "--admin", admin]
+        return subprocess.run(command, capture_output=True, text=True, check=False)
+
+    def login() -> str:
+        client = imaplib.IMAP4("127.0.0.1", port)
+        try:
+            client.login("alice", PASSWORD)
+        except imaplib.IMAP4.error as exc:
+            return str(exc)
+        finally:
+            client.shutdown()
+        return "OK"
+
+    try:
+        assert login() == "OK"
+        added = cli("add", "LOGIN:no:code=UNAVAILABLE,text=Come back later")
+        assert added.returncode == 0, added.stderr
+        assert "added rule" in added.stdout
+        assert "Come back later" in login()
+        listed = cli("list")
+        assert "LOGIN no" in listed.stdout
+        assert cli("add", "--persona", "gmail-web-login").returncode == 0
+        assert cli("clear").stdout.strip() == "removed 3 rule(s)"
+        assert login() == "OK"
+        refused = cli("add", "LOGIN:explode")
+        assert refused.returncode == 3
+        assert "action must be" in refused.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+        proc.stdout.close()
+    gone = cli("list")
+    assert gone.returncode == 3
+    assert "is `imapscope sandbox` running?" in " ".join(gone.stderr.split())

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -253,8 +253,20 @@ def discover(
     raise typer.Exit(0 if found.candidates else 2)
 
 
-@app.command()
+sandbox_app = typer.Typer(
+    help="Run a real IMAP server (in memory) with SMTP delivery; or change a running one's faults.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(sandbox_app, name="sandbox")
+fault_app = typer.Typer(help="Change a running sandbox's faults through its admin API.")
+sandbox_app.add_typer(fault_app, name="fault")
+DEFAULT_ADMIN = "http://127.0.0.1:1080"
+
+
+@sandbox_app.callback()
 def sandbox(
+    ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(
         1143, "--port", help="Plaintext port (STARTTLS offered); 0 picks one."
@@ -280,8 +292,13 @@ def sandbox(
         help="Fail like a provider: gmail-app-password, gmail-web-login, "
         "microsoft-basic-auth-disabled, too-many-connections.",
     ),
+    admin_port: int = typer.Option(
+        1080, "--admin-port", help="Admin HTTP API port (faults at runtime); 0 picks one."
+    ),
 ) -> None:
     """Run a real IMAP server (in memory) with SMTP delivery, for tests and demos, until Ctrl-C."""
+    if ctx.invoked_subcommand is not None:
+        return
     from imapscope.sandbox import FaultError, parse_rule  # noqa: PLC0415
     from imapscope.sandbox import persona as persona_rules  # noqa: PLC0415
 
@@ -294,8 +311,59 @@ def sandbox(
     except (FaultError, ValueError) as exc:
         _fail_unknown(str(exc))
     _run_sandbox(
-        host, port, tls_port, smtp_port, user, open_mode, demo_messages, data_dir, rules=rules
-    )
+        host, port, tls_port, smtp_port, user, open_mode, demo_messages, data_dir, rules=rules,
+        admin_port=admin_port,
+    )  # fmt: skip
+
+
+def _admin(method: str, url: str, **kwargs: Any) -> Any:
+    import httpx  # noqa: PLC0415
+
+    try:
+        response = httpx.request(method, url, timeout=5, **kwargs)
+    except httpx.HTTPError as exc:
+        _fail_unknown(f"no sandbox admin API at {url} ({exc}); is `imapscope sandbox` running?")
+    if response.status_code >= 400:
+        _fail_unknown(response.json().get("error", response.text))
+    return response.json()
+
+
+@fault_app.command("add")
+def fault_add(
+    spec: str | None = typer.Argument(None, help="COMMAND:ACTION[:key=value,...]"),
+    persona: str | None = typer.Option(None, "--persona", help="Add a provider persona instead."),
+    admin: str = typer.Option(DEFAULT_ADMIN, "--admin", help="The sandbox's admin API."),
+) -> None:
+    """Add a fault rule (or a persona's rules) to a running sandbox."""
+    if (spec is None) == (persona is None):
+        _fail_unknown("give either a rule SPEC or --persona NAME")
+    body = {"persona": persona} if persona else {"spec": spec}
+    for rule in _admin("POST", f"{admin}/faults", json=body):
+        console.print(f"added rule {rule['id']}: {rule['command']} {rule['action']}")
+
+
+@fault_app.command("list")
+def fault_list(
+    admin: str = typer.Option(DEFAULT_ADMIN, "--admin", help="The sandbox's admin API."),
+) -> None:
+    """List a running sandbox's fault rules."""
+    rules = _admin("GET", f"{admin}/faults")
+    if not rules:
+        console.print("no fault rules")
+    for rule in rules:
+        settings = {k: v for k, v in rule.items() if k not in ("id", "command", "action")
+                    and v not in (None, "", 0, 1.0, False, "before")}  # fmt: skip
+        console.print(f"{rule['id']}: {rule['command']} {rule['action']} {settings or ''}")
+
+
+@fault_app.command("clear")
+def fault_clear(
+    rule_id: int | None = typer.Argument(None, help="One rule's id; without it, every rule."),
+    admin: str = typer.Option(DEFAULT_ADMIN, "--admin", help="The sandbox's admin API."),
+) -> None:
+    """Remove one fault rule, or all of them, from a running sandbox."""
+    url = f"{admin}/faults" + ("" if rule_id is None else f"/{rule_id}")
+    console.print(f"removed {_admin('DELETE', url)['removed']} rule(s)")
 
 
 @app.command()
@@ -324,6 +392,7 @@ def _run_sandbox(
     demo: bool = False,
     once: bool = False,
     rules: Sequence[FaultRule] = (),
+    admin_port: int | None = None,
 ) -> None:
     import asyncio  # noqa: PLC0415
 
@@ -347,6 +416,7 @@ def _run_sandbox(
     server = SandboxServer(
         store, host=host, port=port, tls_port=tls_port, smtp_port=smtp_port,
         tls_context=certificates.server_context(), faults=Faults(list(rules)),
+        admin_port=admin_port,
     )  # fmt: skip
 
     async def run() -> int:
@@ -370,6 +440,8 @@ def _run_sandbox(
             console.print(f"  plaintext+STARTTLS port: {server.port}")
             console.print(f"  implicit TLS port:       {server.tls_port}")
             console.print(f"  SMTP port (delivery):    {server.smtp_port}")
+            if server.admin_port is not None:
+                console.print(f"  admin API (faults):      http://{host}:{server.admin_port}")
             shown = "any (open mode)" if open_mode else ", ".join(f"{n}:{p}" for n, p in users)
             console.print(f"  users (name:password):   {shown}")
             console.print(f"  CA file:                 {certificates.ca_file}")

@@ -1,9 +1,9 @@
 """A real IMAP server for controlled test environments, on the codec's server role.
 
 In memory, with STARTTLS and implicit TLS (a CA made on first start), SMTP delivery, users from
-flags or open mode, demo data, fault injection (rules set at start) and provider personas. Not
-built yet (issue #5 stays open for them): persistence with --data-dir, the runtime admin API for
-faults, TLS certificate variants, QRESYNC, a shared namespace.
+flags or open mode, demo data, fault injection (at start, or at runtime through the admin HTTP
+API) and provider personas. Not built yet (issue #5 stays open for them): persistence with
+--data-dir, TLS certificate variants, QRESYNC, a shared namespace.
 """
 
 from __future__ import annotations

@@ -77,6 +77,7 @@ from imapscope.imap._commands import (
 )
 from imapscope.imap._commands import Store as StoreCommand
 from imapscope.sandbox import _mime
+from imapscope.sandbox._admin import AdminServer
 from imapscope.sandbox._faults import FaultRule, Faults
 from imapscope.sandbox._search import SearchError, compile_search
 from imapscope.sandbox._smtp import smtp_factory
@@ -817,6 +818,8 @@ class SandboxServer:
     tls_context: ssl.SSLContext | None = None
     smtp_port: int | None = None
     faults: Faults = field(default_factory=Faults)
+    admin_port: int | None = None
+    admin: AdminServer | None = None
     servers: list[asyncio.Server] = field(default_factory=list)
     sessions: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -849,8 +852,14 @@ class SandboxServer:
             )
             self.smtp_port = smtp.sockets[0].getsockname()[1]
             self.servers.append(smtp)
+        if self.admin_port is not None:
+            self.admin = AdminServer(self.faults, self.host, self.admin_port)
+            await self.admin.start()
+            self.admin_port = self.admin.port
 
     async def stop(self) -> None:
+        if self.admin is not None:
+            await self.admin.stop()
         for server in self.servers:
             server.close()
         for task in list(self.sessions):
