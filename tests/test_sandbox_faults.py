@@ -217,3 +217,34 @@ def test_faults_change_at_runtime_through_the_admin_api(
     gone = cli("list")
     assert gone.returncode == 3
     assert "is `imapscope sandbox` running?" in " ".join(gone.stderr.split())
+
+
+@pytest.mark.parametrize(
+    ("variant", "code"),
+    [("expired", "CERT_EXPIRED"), ("wrong-host", "CERT_HOSTNAME_MISMATCH"),
+     ("self-signed", "CERT_UNTRUSTED")],
+)  # fmt: skip
+def test_tls_variants_are_named_by_check(
+    tmp_path_factory: pytest.TempPathFactory, variant: str, code: str
+) -> None:
+    certificates = ensure_certificates(tmp_path_factory.mktemp("variant"))
+    server = SandboxServer(
+        build_store([("alice", PASSWORD)]), port=0, tls_port=0,
+        tls_context=certificates.server_context(variant),
+    )  # fmt: skip
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+    try:
+        options = CheckOptions(host="localhost", port=server.tls_port, security="tls",
+                               ca_file=str(certificates.ca_file), timeout=3.0)  # fmt: skip
+        report = asyncio.run(run_check(options))
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+    assert codes(report) == [code]
+    with pytest.raises(ValueError, match="TLS variant must be"):
+        certificates.server_context("broken")

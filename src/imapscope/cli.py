@@ -295,6 +295,9 @@ def sandbox(
     admin_port: int = typer.Option(
         1080, "--admin-port", help="Admin HTTP API port (faults at runtime); 0 picks one."
     ),
+    tls_variant: str | None = typer.Option(
+        None, "--tls-variant", help="Serve a failing certificate: expired, self-signed, wrong-host."
+    ),
 ) -> None:
     """Run a real IMAP server (in memory) with SMTP delivery, for tests and demos, until Ctrl-C."""
     if ctx.invoked_subcommand is not None:
@@ -312,8 +315,15 @@ def sandbox(
         _fail_unknown(str(exc))
     _run_sandbox(
         host, port, tls_port, smtp_port, user, open_mode, demo_messages, data_dir, rules=rules,
-        admin_port=admin_port,
+        admin_port=admin_port, tls_variant=tls_variant,
     )  # fmt: skip
+
+
+def _server_context(certificates: Any, variant: str | None) -> Any:
+    try:
+        return certificates.server_context(variant)
+    except ValueError as exc:
+        _fail_unknown(f"--tls-variant: {exc}")
 
 
 def _admin(method: str, url: str, **kwargs: Any) -> Any:
@@ -393,6 +403,7 @@ def _run_sandbox(
     once: bool = False,
     rules: Sequence[FaultRule] = (),
     admin_port: int | None = None,
+    tls_variant: str | None = None,
 ) -> None:
     import asyncio  # noqa: PLC0415
 
@@ -415,7 +426,7 @@ def _run_sandbox(
     store = build_store(users, open_mode=open_mode, demo_messages=demo_messages)
     server = SandboxServer(
         store, host=host, port=port, tls_port=tls_port, smtp_port=smtp_port,
-        tls_context=certificates.server_context(), faults=Faults(list(rules)),
+        tls_context=_server_context(certificates, tls_variant), faults=Faults(list(rules)),
         admin_port=admin_port,
     )  # fmt: skip
 

@@ -14,7 +14,7 @@ from imapscope.net._connection import (
     speaks_tls,
 )
 from imapscope.net._resolve import Addresses, ResolveError, parse_nameserver, resolve
-from imapscope.net._stream import ProxyFailedError, open_stream, validate_proxy
+from imapscope.net._stream import ProxyFailedError, close_stream, open_stream, validate_proxy
 from imapscope.net._tls import (
     CertificateInfo,
     TlsInfo,
@@ -42,6 +42,7 @@ __all__ = [
     "WireLine",
     "certificate_info",
     "client_context",
+    "close_stream",
     "fetch_certificate",
     "ignore",
     "open_stream",

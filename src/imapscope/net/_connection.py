@@ -9,7 +9,6 @@ failed, so the probe can name the layer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from imapscope.imap import (
     StartTLS,
     TaggedResponse,
 )
-from imapscope.net._stream import open_stream
+from imapscope.net._stream import close_stream, open_stream
 from imapscope.net._tls import TlsInfo, tls_info
 from imapscope.net._trace import Tracer, ignore, span
 
@@ -145,7 +144,11 @@ class ImapConnection:
         if security == "tls":
             if context is None:
                 raise ValueError("implicit TLS needs an SSL context")
-            await connection._start_tls(context)
+            try:
+                await connection._start_tls(context)
+            except BaseException:
+                await connection.close()  # the TCP connection must not outlive a failed handshake
+                raise
         return connection
 
     async def _start_tls(self, context: ssl.SSLContext) -> None:
@@ -250,9 +253,7 @@ class ImapConnection:
         if self._closed:
             return
         self._closed = True
-        self._writer.close()
-        with contextlib.suppress(TimeoutError, OSError, ssl.SSLError):
-            await asyncio.wait_for(self._writer.wait_closed(), 2)
+        await close_stream(self._writer, 2.0)
 
 
 class CertificateError(NetError):
@@ -289,7 +290,7 @@ async def read_banner(
     except (TimeoutError, OSError, ValueError):
         return None
     finally:
-        writer.close()
+        await close_stream(writer)
 
 
 async def speaks_tls(
@@ -305,5 +306,5 @@ async def speaks_tls(
         )
     except (TimeoutError, OSError, ssl.SSLError):
         return False
-    writer.close()
+    await close_stream(writer)
     return True

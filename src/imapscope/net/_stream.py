@@ -7,6 +7,7 @@ applies to all of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 
@@ -61,3 +62,11 @@ async def open_stream(
         asyncio.open_connection(sock=sock, limit=limit, ssl=ssl_context, server_hostname=hostname),
         timeout,
     )
+
+
+async def close_stream(writer: asyncio.StreamWriter, timeout: float = 1.0) -> None:
+    """Close and wait (briefly) until closed: a TLS close needs a few loop turns, and a stream
+    dropped half-closed leaks its transport."""
+    writer.close()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(writer.wait_closed(), timeout)

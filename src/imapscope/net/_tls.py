@@ -11,7 +11,7 @@ from functools import cache
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from imapscope.net._stream import open_stream
+from imapscope.net._stream import close_stream, open_stream
 
 # Issuers of certificates minted by TLS-inspecting middleboxes and antivirus products. A server
 # certificate issued by one of these means something between the client and the server decrypts
@@ -124,4 +124,4 @@ async def fetch_certificate(
     except (TimeoutError, OSError, ssl.SSLError, ValueError):
         return None
     finally:
-        writer.close()
+        await close_stream(writer)

@@ -76,6 +76,7 @@ from imapscope.net import (
     TlsInfo,
     TraceEvent,
     client_context,
+    close_stream,
     fetch_certificate,
     open_stream,
     read_banner,
@@ -224,7 +225,7 @@ class Ladder:
                     _, writer = await open_stream(
                         addresses.all[0], candidate.port, timeout=2.0, proxy=self.options.proxy
                     )
-                    writer.close()
+                    await close_stream(writer)
                 except (ResolveError, OSError, TimeoutError):
                     continue
                 chosen = candidate
@@ -277,7 +278,7 @@ class Ladder:
                         address, port, timeout=self.options.timeout, proxy=self.options.proxy,
                         source_address=self.source,
                     )  # fmt: skip
-                    writer.close()
+                    await close_stream(writer)
                     results[address] = f"ok {(time.perf_counter() - started) * 1000:.1f} ms"
                 except TimeoutError:
                     results[address] = "timeout"
