@@ -2,8 +2,8 @@
 
 In memory, with STARTTLS and implicit TLS (a CA made on first start), SMTP delivery, users from
 flags or open mode, demo data, fault injection (at start, or at runtime through the admin HTTP
-API), provider personas and failing TLS certificates (--tls-variant). Not built yet (issue #5 stays open for them): persistence with
---data-dir, QRESYNC, a shared namespace.
+API), provider personas and failing TLS certificates (--tls-variant). Not built yet (issue #5
+stays open for them): persistence with --data-dir, QRESYNC, a shared namespace.
 """
 
 from __future__ import annotations
