@@ -455,3 +455,70 @@ def test_mbsync_two_way_sync(sandbox: Running, tmp_path: Path) -> None:
     client = sandbox.client()
     assert client.select("INBOX", readonly=True)[1] == [b"13"]
     client.logout()
+
+
+def test_data_dir_keeps_mail_across_restarts(tmp_path: Path) -> None:
+    from imapscope.sandbox import open_store  # noqa: PLC0415
+
+    database = tmp_path / "sandbox.sqlite3"
+
+    def serve(store: object) -> tuple[SandboxServer, asyncio.AbstractEventLoop, threading.Thread]:
+        server = SandboxServer(store, port=0)  # type: ignore[arg-type]
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, daemon=True)
+        thread.start()
+        asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+        return server, loop, thread
+
+    def stop(
+        server: SandboxServer, loop: asyncio.AbstractEventLoop, thread: threading.Thread
+    ) -> None:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+    running = serve(open_store([("alice", PASSWORD)], demo_messages=3, database=database))
+    client = imaplib.IMAP4("127.0.0.1", running[0].port)
+    client.login("alice", PASSWORD)
+    client.create("Kept")
+    client.append("Kept", "(\\Flagged)", None, b"Subject: keep me\r\n\r\nbody\r\n")
+    client.select("INBOX")
+    client.store("2", "+FLAGS", "(\\Deleted)")
+    client.expunge()
+    client.unsubscribe("Archive")
+    before = client.status("INBOX", "(MESSAGES UIDNEXT UIDVALIDITY)")[1]
+    client.logout()
+    stop(*running)
+
+    # A new process would do the same: open the same database.
+    running = serve(open_store([("alice", "ignored"), ("bob", "b-pw")], database=database))
+    client = imaplib.IMAP4("127.0.0.1", running[0].port)
+    client.login("alice", PASSWORD)  # alice kept her password; --user does not overwrite it
+    assert client.status("INBOX", "(MESSAGES UIDNEXT UIDVALIDITY)")[1] == before
+    client.select("Kept", readonly=True)
+    _, data = client.fetch("1", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert b"\\Flagged" in data[0][0]  # type: ignore[index]
+    assert b"keep me" in data[0][1]  # type: ignore[index]
+    assert client.lsub('""', "Archive")[1] == [None]
+    client.logout()
+    newcomer = imaplib.IMAP4("127.0.0.1", running[0].port)
+    newcomer.login("bob", "b-pw")  # a listed user the database lacked was added
+    newcomer.logout()
+    stop(*running)
+
+
+def test_a_handler_bug_answers_serverbug_and_the_session_goes_on(
+    sandbox: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imapscope.sandbox import Session  # noqa: PLC0415
+
+    def broken(self: object, tag: str, command: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Session, "do_NOOP", broken)
+    client = sandbox.client()
+    with pytest.raises(imaplib.IMAP4.error, match="SERVERBUG"):
+        client.noop()
+    assert client.select("INBOX")[0] == "OK"
+    client.logout()

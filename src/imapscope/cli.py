@@ -281,7 +281,10 @@ def sandbox(
         0, "--demo", help="Seed each INBOX with this many realistic messages."
     ),
     data_dir: Path | None = typer.Option(
-        None, "--data-dir", help="Where the CA and certificate live (made on first start)."
+        None,
+        "--data-dir",
+        help="Keep mail here (SQLite) so a restart loses nothing; the CA lives here too. "
+        "Without it, mail is in memory.",
     ),
     fault: list[str] = typer.Option(
         [], "--fault", help="COMMAND:ACTION[:key=value,...], repeatable (docs/sandbox.md)."
@@ -315,7 +318,7 @@ def sandbox(
         _fail_unknown(str(exc))
     _run_sandbox(
         host, port, tls_port, smtp_port, user, open_mode, demo_messages, data_dir, rules=rules,
-        admin_port=admin_port, tls_variant=tls_variant,
+        admin_port=admin_port, tls_variant=tls_variant, persist=data_dir is not None,
     )  # fmt: skip
 
 
@@ -404,6 +407,7 @@ def _run_sandbox(
     rules: Sequence[FaultRule] = (),
     admin_port: int | None = None,
     tls_variant: str | None = None,
+    persist: bool = False,
 ) -> None:
     import asyncio  # noqa: PLC0415
 
@@ -411,9 +415,9 @@ def _run_sandbox(
     from imapscope.sandbox import (  # noqa: PLC0415
         Faults,
         SandboxServer,
-        build_store,
         default_data_dir,
         ensure_certificates,
+        open_store,
     )
 
     users = []
@@ -422,8 +426,12 @@ def _run_sandbox(
         if not sep or not name:
             _fail_unknown(f"--user takes NAME:PASSWORD, not {entry!r}")
         users.append((name, secret))
-    certificates = ensure_certificates(data_dir or default_data_dir())
-    store = build_store(users, open_mode=open_mode, demo_messages=demo_messages)
+    directory = data_dir or default_data_dir()
+    certificates = ensure_certificates(directory)
+    store = open_store(
+        users, open_mode=open_mode, demo_messages=demo_messages,
+        database=directory / "sandbox.sqlite3" if persist else None,
+    )  # fmt: skip
     server = SandboxServer(
         store, host=host, port=port, tls_port=tls_port, smtp_port=smtp_port,
         tls_context=_server_context(certificates, tls_variant), faults=Faults(list(rules)),
@@ -456,6 +464,8 @@ def _run_sandbox(
             shown = "any (open mode)" if open_mode else ", ".join(f"{n}:{p}" for n, p in users)
             console.print(f"  users (name:password):   {shown}")
             console.print(f"  CA file:                 {certificates.ca_file}")
+            if persist:
+                console.print(f"  mail kept in:            {directory / 'sandbox.sqlite3'}")
             if once:
                 return status
             console.print("  Ctrl-C stops", style="dim")

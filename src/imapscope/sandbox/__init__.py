@@ -1,9 +1,11 @@
 """A real IMAP server for controlled test environments, on the codec's server role.
 
-In memory, with STARTTLS and implicit TLS (a CA made on first start), SMTP delivery, users from
-flags or open mode, demo data, fault injection (at start, or at runtime through the admin HTTP
-API), provider personas and failing TLS certificates (--tls-variant). Not built yet (issue #5
-stays open for them): persistence with --data-dir, QRESYNC, a shared namespace.
+STARTTLS and implicit TLS (a CA made on first start), SMTP delivery, users from flags or open
+mode, demo data, fault injection (at start, or at runtime through the admin HTTP API), provider
+personas and failing TLS certificates (--tls-variant). Mail is in memory, or with a data
+directory (``open_store(database=...)``, the CLI's --data-dir) written to SQLite at every change
+so a restart loses nothing. Not built yet (issue #5 stays open for them): QRESYNC, LIST-STATUS,
+MULTIAPPEND, a shared namespace.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from imapscope.sandbox._faults import (
     parse_rule,
     persona,
 )
+from imapscope.sandbox._persist import Persistence
 from imapscope.sandbox._server import SandboxServer, Session
 from imapscope.sandbox._store import Mailbox, Message, Store, StoreError, User
 
@@ -39,6 +42,7 @@ __all__ = [
     "build_store",
     "demo",
     "ensure_certificates",
+    "open_store",
     "parse_rule",
     "persona",
 ]
@@ -61,6 +65,31 @@ def build_store(
                 for message in chunk:
                     mailbox.append(message.raw, message.flags, message.date.replace(microsecond=0))
     return store
+
+
+def open_store(
+    users: list[tuple[str, str]],
+    *,
+    open_mode: bool = False,
+    demo_messages: int = 0,
+    database: Path | None = None,
+) -> Store:
+    """The store to serve: in memory, or kept in ``database`` (SQLite) so a restart loses
+    nothing. A database with users in it is loaded as it is; listed users it lacks are added."""
+    if database is None:
+        return build_store(users, open_mode=open_mode, demo_messages=demo_messages)
+    persistence = Persistence(database)
+    loaded = Store(open_mode=open_mode)
+    persistence.load(loaded)
+    if not loaded.users:
+        store = build_store(users, open_mode=open_mode, demo_messages=demo_messages)
+        store.attach(persistence, save=True)
+        return store
+    loaded.attach(persistence, save=False)
+    for name, password in users:
+        if name.lower() not in loaded.users:
+            loaded.add_user(name, password)
+    return loaded
 
 
 def default_data_dir() -> Path:

@@ -17,6 +17,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import logging
 import re
 import ssl
 from collections.abc import Callable
@@ -92,6 +93,7 @@ from imapscope.sandbox._store import (
     User,
 )
 
+logger = logging.getLogger(__name__)
 BASE_CAPABILITIES = (
     "IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS",
     "UNSELECT", "MOVE", "SPECIAL-USE", "CHILDREN", "CONDSTORE",
@@ -302,9 +304,17 @@ class Session:
                     return False
                 if rule.action in ("no", "bad"):
                     return True
-            result = handler(event.tag, event.command)
-            if asyncio.iscoroutine(result):
-                result = await result
+            try:
+                result = handler(event.tag, event.command)
+                if asyncio.iscoroutine(result):
+                    result = await result
+            except (ConnectionError, ssl.SSLError, _Disconnect):
+                raise
+            except Exception as exc:  # a bug here must not look like a network failure
+                logger.exception("sandbox: %s failed", verb)
+                self.send(TaggedResponse(event.tag, "BAD", ResponseCode("SERVERBUG"),
+                                         f"internal error: {type(exc).__name__}"))  # fmt: skip
+                return True
             if rule is not None and rule.action == "disconnect":  # mid-reply
                 data = self.conn.data_to_send()
                 self.writer.write(data[: len(data) // 2])
@@ -455,7 +465,7 @@ class Session:
 
     def do_SUBSCRIBE(self, tag: str, command: MailboxCommand, subscribe: bool = True) -> None:  # noqa: N802
         try:
-            self.account.get(command.mailbox).subscribed = subscribe
+            self.account.get(command.mailbox).set_subscribed(subscribe)
         except StoreError as exc:
             self.complete(no(tag, exc.text, exc.code))
             return

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message as EmailMessage
+from typing import Protocol
 
 from imapscope.imap import RawValue, raw_body, raw_envelope
 from imapscope.sandbox import _mime
@@ -68,6 +69,16 @@ class Message:
 Listener = Callable[["Change"], None]
 
 
+class Sink(Protocol):
+    """Where changes are written (the SQLite persistence of --data-dir)."""
+
+    def user_saved(self, user: User) -> None: ...
+    def mailbox_saved(self, user: str, mailbox: Mailbox) -> None: ...
+    def mailbox_deleted(self, user: str, name: str) -> None: ...
+    def message_saved(self, user: str, mailbox: Mailbox, message: Message) -> None: ...
+    def messages_removed(self, user: str, mailbox: Mailbox, uids: list[int]) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """What happened in a mailbox: ``kind`` is "exists", "expunge" or "flags"."""
@@ -86,6 +97,8 @@ class Mailbox:
     highestmodseq: int = 1
     messages: list[Message] = field(default_factory=list)
     listeners: set[Listener] = field(default_factory=set)
+    owner: str = ""
+    sink: Sink | None = None
 
     def announce(self, change: Change, source: Listener | None = None) -> None:
         for listener in list(self.listeners):
@@ -107,6 +120,8 @@ class Mailbox:
         )
         self.uidnext += 1
         self.messages.append(message)
+        if self.sink is not None:
+            self.sink.message_saved(self.owner, self, message)
         self.announce(Change("exists", message.uid))
         return message
 
@@ -115,6 +130,8 @@ class Mailbox:
             return False
         message.flags = flags
         message.modseq = self.bump()
+        if self.sink is not None:
+            self.sink.message_saved(self.owner, self, message)
         self.announce(Change("flags", message.uid), source)
         return True
 
@@ -128,9 +145,16 @@ class Mailbox:
             removed = set(gone)
             self.messages = [m for m in self.messages if m.uid not in removed]
             self.bump()
+            if self.sink is not None:
+                self.sink.messages_removed(self.owner, self, gone)
             for uid in gone:
                 self.announce(Change("expunge", uid), source)
         return gone
+
+    def set_subscribed(self, subscribed: bool) -> None:
+        self.subscribed = subscribed
+        if self.sink is not None:
+            self.sink.mailbox_saved(self.owner, self)
 
     def by_uid(self, uid: int) -> Message | None:
         for message in self.messages:
@@ -147,6 +171,7 @@ class User:
     name: str
     password: str = field(repr=False)
     mailboxes: dict[str, Mailbox] = field(default_factory=dict)
+    sink: Sink | None = None
 
     def __post_init__(self) -> None:
         if not self.mailboxes:
@@ -167,8 +192,10 @@ class User:
         key = self.key(name.rstrip(DELIMITER))
         if not key or key in self.mailboxes:
             raise StoreError("ALREADYEXISTS", f"Mailbox already exists: {name}")
-        mailbox = Mailbox(key, next(_uidvalidity), special_use)
+        mailbox = Mailbox(key, next(_uidvalidity), special_use, owner=self.name, sink=self.sink)
         self.mailboxes[key] = mailbox
+        if self.sink is not None:
+            self.sink.mailbox_saved(self.name, mailbox)
         return mailbox
 
     def delete(self, name: str) -> None:
@@ -178,6 +205,8 @@ class User:
         if key not in self.mailboxes:
             raise StoreError("NONEXISTENT", f"Mailbox doesn't exist: {name}")
         del self.mailboxes[key]
+        if self.sink is not None:
+            self.sink.mailbox_deleted(self.name, key)
 
     def rename(self, old: str, new: str) -> None:
         source = self.get(old)
@@ -192,9 +221,15 @@ class User:
             source.messages = []
             return
         del self.mailboxes[source.name]
+        if self.sink is not None:
+            self.sink.mailbox_deleted(self.name, source.name)
         source.name = target
         source.uidvalidity = next(_uidvalidity)
         self.mailboxes[target] = source
+        if self.sink is not None:
+            self.sink.mailbox_saved(self.name, source)
+            for message in source.messages:
+                self.sink.message_saved(self.name, source, message)
 
 
 @dataclass
@@ -203,11 +238,33 @@ class Store:
 
     users: dict[str, User] = field(default_factory=dict)
     open_mode: bool = False
+    sink: Sink | None = None
 
     def add_user(self, name: str, password: str) -> User:
         user = User(name, password)
         self.users[name.lower()] = user
+        if self.sink is not None:
+            self.attach_user(user)
         return user
+
+    def attach(self, sink: Sink, *, save: bool) -> None:
+        """From now on, write every change to ``sink``; ``save`` writes what is there first (a
+        new database), and is off for a store just loaded from the same sink."""
+        self.sink = sink
+        for user in self.users.values():
+            self.attach_user(user, save=save)
+
+    def attach_user(self, user: User, *, save: bool = True) -> None:
+        assert self.sink is not None
+        user.sink = self.sink
+        if save:
+            self.sink.user_saved(user)
+        for mailbox in user.mailboxes.values():
+            mailbox.owner, mailbox.sink = user.name, self.sink
+            if save:
+                self.sink.mailbox_saved(user.name, mailbox)
+                for message in mailbox.messages:
+                    self.sink.message_saved(user.name, mailbox, message)
 
     def authenticate(self, name: str, password: str) -> User | None:
         user = self.users.get(name.lower())
