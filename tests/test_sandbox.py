@@ -522,3 +522,34 @@ def test_a_handler_bug_answers_serverbug_and_the_session_goes_on(
         client.noop()
     assert client.select("INBOX")[0] == "OK"
     client.logout()
+
+
+def test_list_status(sandbox: Running) -> None:
+    from imapscope.imap import List as ListCommand  # noqa: PLC0415
+    from imapscope.imap import ListResponse, StatusResponse  # noqa: PLC0415
+
+    driver = Driver("127.0.0.1", sandbox.server.port)
+    driver.run(Login("alice", PASSWORD))
+    done, untagged = driver.run(ListCommand("", "*", returns=("STATUS (MESSAGES UNSEEN)",)))
+    assert done.status == "OK"
+    kinds = [type(e).__name__ for e in untagged]
+    assert kinds[:2] == ["ListResponse", "StatusResponse"]  # each STATUS right after its LIST
+    statuses = {e.mailbox: e.items for e in untagged if isinstance(e, StatusResponse)}
+    assert statuses["Sent"]["MESSAGES"] == 5
+    assert set(statuses["INBOX"]) == {"MESSAGES", "UNSEEN"}
+    assert len([e for e in untagged if isinstance(e, ListResponse)]) == len(statuses)
+
+
+def test_xoauth2_with_good_and_bad_tokens(sandbox: Running) -> None:
+    from imapscope.imap import Mechanism  # noqa: PLC0415
+
+    driver = Driver("127.0.0.1", sandbox.server.port)
+    done, _ = driver.login_sasl(Mechanism("XOAUTH2", "alice", PASSWORD))
+    assert done.status == "OK"
+    driver = Driver("127.0.0.1", sandbox.server.port)
+    done, _ = driver.login_sasl(Mechanism("XOAUTH2", "alice", "expired-token"))
+    assert (done.status, done.code.name if done.code else None) == ("NO", "AUTHENTICATIONFAILED")
+    report = asyncio.run(run_check(CheckOptions(
+        host="127.0.0.1", port=sandbox.server.port, security="plain", allow_plaintext=True,
+        user="alice", oauth2_token="expired-token", timeout=3.0)))  # fmt: skip
+    assert [f.code for f in report.findings if f.severity == "error"] == ["OAUTH_TOKEN_REJECTED"]

@@ -227,7 +227,7 @@ def _build(verb: str, uid: bool, values: list[Value], utf8: bool) -> Command:
             select = tuple(as_text(v).upper() for v in as_list(values.pop(0)))
         returns: tuple[str, ...] = ()
         if len(values) == 4 and as_text(values[2]).upper() == "RETURN":
-            returns = tuple(as_text(v) for v in as_list(values[3]))
+            returns = _return_options(as_list(values[3]))
             values = values[:2]
         _arity(values, 2)
         reference, pattern = _bytes(values[0]), _bytes(values[1])
@@ -301,6 +301,18 @@ def _build(verb: str, uid: bool, values: list[Value], utf8: bool) -> Command:
         command_class = Copy if verb == "COPY" else Move
         return command_class(sequence.validate(as_text(values[0])), _mailbox(values[1], utf8), uid)
     raise RemoteProtocolError(f"unknown command {verb}")
+
+
+def _return_options(items: list[Value]) -> tuple[str, ...]:
+    """LIST RETURN options as the client wrote them: an option followed by its parenthesized
+    argument stays one string, e.g. "STATUS (MESSAGES UNSEEN)" (RFC 5819)."""
+    options: list[str] = []
+    for item in items:
+        if isinstance(item, list) and options:
+            options[-1] += " " + _fetch_items(item)
+        else:
+            options.append(as_text(item))
+    return tuple(options)
 
 
 def _fetch_items(item: Value) -> str:

@@ -4,8 +4,8 @@ STARTTLS and implicit TLS (a CA made on first start), SMTP delivery, users from 
 mode, demo data, fault injection (at start, or at runtime through the admin HTTP API), provider
 personas and failing TLS certificates (--tls-variant). Mail is in memory, or with a data
 directory (``open_store(database=...)``, the CLI's --data-dir) written to SQLite at every change
-so a restart loses nothing. Not built yet (issue #5 stays open for them): QRESYNC, LIST-STATUS,
-MULTIAPPEND, a shared namespace.
+so a restart loses nothing. Not built yet (issue #5 stays open for them): QRESYNC, MULTIAPPEND,
+a shared namespace.
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ from imapscope.sandbox._store import (
 logger = logging.getLogger(__name__)
 BASE_CAPABILITIES = (
     "IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS",
-    "UNSELECT", "MOVE", "SPECIAL-USE", "CHILDREN", "CONDSTORE",
+    "UNSELECT", "MOVE", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "LIST-STATUS",
 )  # fmt: skip
 _MACROS = {
     "ALL": "FLAGS INTERNALDATE RFC822.SIZE ENVELOPE",
@@ -140,6 +140,8 @@ class Session:
     idle_tag: str | None = None
     condstore: bool = False
     throttle: int = 0  # bytes per second, 0 = no limit (a fault)
+    mechanism: str = "PLAIN"
+    oauth_failed: bool = False
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -150,7 +152,7 @@ class Session:
         if self.server.tls_context is not None and not self.tls:
             caps.append("STARTTLS")
         if self.user is None:
-            caps.append("AUTH=PLAIN")
+            caps += ["AUTH=PLAIN", "AUTH=XOAUTH2"]
             if faults.login_disabled and not self.tls:
                 caps.append("LOGINDISABLED")
         hidden = faults.hidden_capabilities()
@@ -396,9 +398,10 @@ class Session:
 
     def do_AUTHENTICATE(self, tag: str, command: Authenticate) -> None:  # noqa: N802
         mechanism = command.mechanism
-        if mechanism != "PLAIN":
+        if mechanism not in ("PLAIN", "XOAUTH2"):
             self.send(no(tag, f"Unsupported mechanism {mechanism}", "CANNOT"))
             return
+        self.mechanism = mechanism
         initial = command.initial_response
         if initial is None:
             self.send(ContinuationRequest(""))
@@ -414,11 +417,36 @@ class Session:
         if data is None:
             self.send(bad(tag, "Authentication cancelled"))
             return
+        if self.mechanism == "XOAUTH2":
+            self.finish_xoauth2(tag, data)
+            return
         parts = data.split(b"\0")
         if len(parts) != 3:
             self.send(bad(tag, "Malformed PLAIN response"))
             return
         self.login(tag, parts[1].decode("utf-8", "replace"), parts[2].decode("utf-8", "replace"))
+
+    def finish_xoauth2(self, tag: str, data: bytes) -> None:
+        """XOAUTH2 (Google's format): the bearer token stands in for the user's secret. A bad
+        token gets Google's JSON error challenge; the client's empty answer then gets NO."""
+        if self.oauth_failed:
+            self.oauth_failed = False
+            self.send(no(tag, "Invalid credentials (Failure)", "AUTHENTICATIONFAILED"))
+            return
+        fields = dict(
+            part.split("=", 1)
+            for part in data.decode("utf-8", "replace").split("\x01")
+            if "=" in part
+        )
+        user, token = fields.get("user", ""), fields.get("auth", "").removeprefix("Bearer ")
+        account = self.server.store.authenticate(user, token)
+        if account is None:
+            self.oauth_failed = True
+            error = b'{"status":"401","schemes":"Bearer","scope":"https://mail.google.com/"}'
+            self.send(ContinuationRequest(base64.b64encode(error).decode()))
+            return
+        self.user = account
+        self.send(ok(tag, "Logged in", ResponseCode("CAPABILITY", self.capabilities)))
 
     # -- authenticated ------------------------------------------------------------------------
 
@@ -483,6 +511,10 @@ class Session:
                           ok(tag, f"{kind} completed"))  # fmt: skip
             return
         matcher = _pattern(reference + pattern)
+        status_items: tuple[str, ...] = ()
+        for option in command.returns:
+            if option.upper().startswith("STATUS"):
+                status_items = tuple(option[6:].strip(" ()").upper().split())
         names = sorted(self.account.mailboxes, key=lambda n: (n != "INBOX", n))
         responses: list[Response] = []
         for name in names:
@@ -495,6 +527,8 @@ class Session:
                 attributes.append(mailbox.special_use)
             raw = b"INBOX" if name == "INBOX" else encode_mailbox(name)
             responses.append(ListResponse(kind, tuple(attributes), DELIMITER, name, raw))
+            if status_items:  # LIST-STATUS (RFC 5819): STATUS right after its LIST line
+                responses.append(self.status_of(mailbox, status_items))
         self.complete(*responses, ok(tag, f"{kind} completed"))
 
     def do_LSUB(self, tag: str, command: List) -> None:  # noqa: N802
@@ -506,6 +540,9 @@ class Session:
         except StoreError as exc:
             self.complete(no(tag, exc.text, exc.code))
             return
+        self.complete(self.status_of(mailbox, command.items), ok(tag, "STATUS completed"))
+
+    def status_of(self, mailbox: Mailbox, wanted: tuple[str, ...]) -> StatusResponse:
         values = {
             "MESSAGES": len(mailbox.messages), "UIDNEXT": mailbox.uidnext,
             "UIDVALIDITY": mailbox.uidvalidity, "RECENT": 0,
@@ -513,8 +550,7 @@ class Session:
             "HIGHESTMODSEQ": mailbox.highestmodseq,
             "SIZE": sum(len(m.raw) for m in mailbox.messages),
         }  # fmt: skip
-        items = {item: values[item] for item in command.items if item in values}
-        self.complete(StatusResponse(mailbox.name, items), ok(tag, "STATUS completed"))
+        return StatusResponse(mailbox.name, {k: values[k] for k in wanted if k in values})
 
     def do_APPEND(self, tag: str, command: Append) -> None:  # noqa: N802
         try:
