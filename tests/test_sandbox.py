@@ -544,6 +544,10 @@ def test_xoauth2_with_good_and_bad_tokens(sandbox: Running) -> None:
     from imapscope.imap import Mechanism  # noqa: PLC0415
 
     driver = Driver("127.0.0.1", sandbox.server.port)
+    done, _ = driver.login_sasl(Mechanism("LOGIN", "alice", PASSWORD))  # prompts, one by one
+    assert done.status == "OK"
+
+    driver = Driver("127.0.0.1", sandbox.server.port)
     done, _ = driver.login_sasl(Mechanism("XOAUTH2", "alice", PASSWORD))
     assert done.status == "OK"
     driver = Driver("127.0.0.1", sandbox.server.port)
@@ -553,3 +557,31 @@ def test_xoauth2_with_good_and_bad_tokens(sandbox: Running) -> None:
         host="127.0.0.1", port=sandbox.server.port, security="plain", allow_plaintext=True,
         user="alice", oauth2_token="expired-token", timeout=3.0)))  # fmt: skip
     assert [f.code for f in report.findings if f.severity == "error"] == ["OAUTH_TOKEN_REJECTED"]
+
+
+def test_shared_namespace_across_users(sandbox: Running) -> None:
+    alice = sandbox.client()
+    _, namespace = alice.namespace()
+    assert namespace == [b'(("" "/")) NIL (("Shared/" "/"))']
+    assert alice.list('""', "Shared/*")[1] == [b'(\\HasNoChildren) "/" Shared/Team']
+    assert b"Shared/" not in b" ".join(alice.list()[1])  # type: ignore[arg-type]
+    assert alice.create("Shared/Mine")[0] == "NO"
+    watcher = Driver("127.0.0.1", sandbox.server.port)
+    watcher.run(Login("bob", "bob-pw"))
+    _, selected = watcher.run(Select("Shared/Team"))
+    assert Exists(3) in selected
+    tag = watcher.conn.send(Idle())
+    watcher.next()
+    alice.append("Shared/Team", None, None, b"Subject: for the team\r\n\r\nhi\r\n")
+    event = watcher.next()
+    while not isinstance(event, Exists):
+        event = watcher.next()
+    assert event == Exists(4)  # bob's IDLE saw alice's message at once
+    watcher.conn.done()
+    watcher.wait(tag)
+    alice.logout()
+    report = asyncio.run(run_check(CheckOptions(
+        host="127.0.0.1", port=sandbox.server.port, security="plain", allow_plaintext=True,
+        user="alice", password=PASSWORD, timeout=3.0)))  # fmt: skip
+    assert report.namespaces["shared"] == [{"prefix": "Shared/", "delimiter": "/"}]
+    assert any(m["name"] == "Shared/Team" for m in report.mailboxes)

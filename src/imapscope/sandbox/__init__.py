@@ -4,8 +4,8 @@ STARTTLS and implicit TLS (a CA made on first start), SMTP delivery, users from 
 mode, demo data, fault injection (at start, or at runtime through the admin HTTP API), provider
 personas and failing TLS certificates (--tls-variant). Mail is in memory, or with a data
 directory (``open_store(database=...)``, the CLI's --data-dir) written to SQLite at every change
-so a restart loses nothing. Not built yet (issue #5 stays open for them): QRESYNC, MULTIAPPEND,
-a shared namespace.
+so a restart loses nothing. A shared namespace ("Shared/") holds folders every user can reach.
+Not built yet (issue #5 stays open for them): QRESYNC, MULTIAPPEND.
 """
 
 from __future__ import annotations
@@ -54,6 +54,10 @@ def build_store(
     """A store with these users; ``demo_messages`` realistic messages in each INBOX, and a few
     in Sent and Archive."""
     store = Store(open_mode=open_mode)
+    team = store.shared.create("Shared/Team")
+    if demo_messages:
+        for message in demo.generate(3, seed=99):
+            team.append(message.raw, message.flags, message.date.replace(microsecond=0))
     for index, (name, password) in enumerate(users):
         user = store.add_user(name, password)
         if demo_messages:

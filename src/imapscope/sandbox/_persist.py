@@ -8,7 +8,7 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 
-from imapscope.sandbox._store import Mailbox, Message, Store, User
+from imapscope.sandbox._store import SHARED_OWNER, Mailbox, Message, Store, User
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, password TEXT NOT NULL);
@@ -73,17 +73,22 @@ class Persistence:
     def load(self, store: Store) -> None:
         """Fill ``store`` with what was saved (before it starts writing here)."""
         for name, password in self.db.execute("SELECT name, password FROM users"):
-            store.users[name.lower()] = User(name, password, mailboxes={})
+            if name != SHARED_OWNER:
+                store.users[name.lower()] = User(name, password, mailboxes={})
+
+        def owner_of(user: str) -> User | None:
+            return store.shared if user == SHARED_OWNER else store.users.get(user.lower())
+
         for row in self.db.execute("SELECT * FROM mailboxes"):
             user, name, validity, uidnext, modseq, special, subscribed = row
-            owner = store.users.get(user.lower())
+            owner = owner_of(user)
             if owner is not None:
                 owner.mailboxes[name] = Mailbox(
                     name, validity, special, bool(subscribed), uidnext, modseq
                 )
         rows = self.db.execute("SELECT * FROM messages ORDER BY user, mailbox, uid")
         for user, mailbox, uid, flags, date, modseq, raw in rows:
-            owner = store.users.get(user.lower())
+            owner = owner_of(user)
             box = owner.mailboxes.get(mailbox) if owner else None
             if box is not None:
                 box.messages.append(

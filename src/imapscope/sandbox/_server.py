@@ -84,6 +84,7 @@ from imapscope.sandbox._search import SearchError, compile_search
 from imapscope.sandbox._smtp import smtp_factory
 from imapscope.sandbox._store import (
     DELIMITER,
+    SHARED_PREFIX,
     SYSTEM_FLAGS,
     Change,
     Mailbox,
@@ -141,6 +142,7 @@ class Session:
     condstore: bool = False
     throttle: int = 0  # bytes per second, 0 = no limit (a fault)
     mechanism: str = "PLAIN"
+    login_name: str | None = None  # AUTHENTICATE LOGIN: the user name, once given
     oauth_failed: bool = False
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -152,7 +154,7 @@ class Session:
         if self.server.tls_context is not None and not self.tls:
             caps.append("STARTTLS")
         if self.user is None:
-            caps += ["AUTH=PLAIN", "AUTH=XOAUTH2"]
+            caps += ["AUTH=PLAIN", "AUTH=LOGIN", "AUTH=XOAUTH2"]
             if faults.login_disabled and not self.tls:
                 caps.append("LOGINDISABLED")
         hidden = faults.hidden_capabilities()
@@ -398,13 +400,15 @@ class Session:
 
     def do_AUTHENTICATE(self, tag: str, command: Authenticate) -> None:  # noqa: N802
         mechanism = command.mechanism
-        if mechanism not in ("PLAIN", "XOAUTH2"):
+        if mechanism not in ("PLAIN", "LOGIN", "XOAUTH2"):
             self.send(no(tag, f"Unsupported mechanism {mechanism}", "CANNOT"))
             return
         self.mechanism = mechanism
+        self.login_name = None
         initial = command.initial_response
         if initial is None:
-            self.send(ContinuationRequest(""))
+            prompt = base64.b64encode(b"Username:").decode() if mechanism == "LOGIN" else ""
+            self.send(ContinuationRequest(prompt))
             return
         try:
             data = b"" if initial == "=" else base64.b64decode(initial, validate=True)
@@ -419,6 +423,13 @@ class Session:
             return
         if self.mechanism == "XOAUTH2":
             self.finish_xoauth2(tag, data)
+            return
+        if self.mechanism == "LOGIN":  # user name, then password, each on request
+            if self.login_name is None:
+                self.login_name = data.decode("utf-8", "replace")
+                self.send(ContinuationRequest(base64.b64encode(b"Password:").decode()))
+            else:
+                self.login(tag, self.login_name, data.decode("utf-8", "replace"))
             return
         parts = data.split(b"\0")
         if len(parts) != 3:
@@ -462,9 +473,25 @@ class Session:
         self.complete(Enabled(tuple(enabled)), ok(tag, "ENABLE completed"))
 
     def do_NAMESPACE(self, tag: str, command: ImapCommand) -> None:  # noqa: N802
-        self.complete(NamespaceResponse((("", DELIMITER),), (), ()), ok(tag, "NAMESPACE completed"))
+        namespaces = NamespaceResponse((("", DELIMITER),), (), ((SHARED_PREFIX, DELIMITER),))
+        self.complete(namespaces, ok(tag, "NAMESPACE completed"))
+
+    def lookup(self, name: str) -> Mailbox:
+        """A mailbox by name: the user's own, or one in the shared namespace."""
+        if name.startswith(SHARED_PREFIX):
+            return self.server.store.shared.get(name)
+        return self.account.get(name)
+
+    def refuse_shared(self, tag: str, *names: str) -> bool:
+        if any(name.startswith(SHARED_PREFIX) for name in names):
+            self.complete(no(tag, "The shared namespace is managed by the administrator",
+                             "NOPERM"))  # fmt: skip
+            return True
+        return False
 
     def do_CREATE(self, tag: str, command: Create) -> None:  # noqa: N802
+        if self.refuse_shared(tag, command.mailbox):
+            return
         try:
             self.account.create(command.mailbox, command.special_use)
         except StoreError as exc:
@@ -473,8 +500,10 @@ class Session:
         self.complete(ok(tag, "CREATE completed"))
 
     def do_DELETE(self, tag: str, command: MailboxCommand) -> None:  # noqa: N802
+        if self.refuse_shared(tag, command.mailbox):
+            return
         try:
-            target = self.account.get(command.mailbox)
+            target = self.lookup(command.mailbox)
             if target is self.mailbox:
                 self.deselect()
             self.account.delete(command.mailbox)
@@ -484,6 +513,8 @@ class Session:
         self.complete(ok(tag, "DELETE completed"))
 
     def do_RENAME(self, tag: str, command: Rename) -> None:  # noqa: N802
+        if self.refuse_shared(tag, command.old, command.new):
+            return
         try:
             self.account.rename(command.old, command.new)
         except StoreError as exc:
@@ -493,7 +524,7 @@ class Session:
 
     def do_SUBSCRIBE(self, tag: str, command: MailboxCommand, subscribe: bool = True) -> None:  # noqa: N802
         try:
-            self.account.get(command.mailbox).set_subscribed(subscribe)
+            self.lookup(command.mailbox).set_subscribed(subscribe)
         except StoreError as exc:
             self.complete(no(tag, exc.text, exc.code))
             return
@@ -515,10 +546,14 @@ class Session:
         for option in command.returns:
             if option.upper().startswith("STATUS"):
                 status_items = tuple(option[6:].strip(" ()").upper().split())
-        names = sorted(self.account.mailboxes, key=lambda n: (n != "INBOX", n))
+        owners = [self.account]
+        if (reference + pattern).startswith(SHARED_PREFIX):  # "*" lists the personal namespace
+            owners = [self.server.store.shared]
+        boxes = {name: box for owner in owners for name, box in owner.mailboxes.items()}
+        names = sorted(boxes, key=lambda n: (n != "INBOX", n))
         responses: list[Response] = []
         for name in names:
-            mailbox = self.account.mailboxes[name]
+            mailbox = boxes[name]
             if not matcher(name) or (lsub and not mailbox.subscribed):
                 continue
             children = any(other.startswith(name + DELIMITER) for other in names)
@@ -536,7 +571,7 @@ class Session:
 
     def do_STATUS(self, tag: str, command: Status) -> None:  # noqa: N802
         try:
-            mailbox = self.account.get(command.mailbox)
+            mailbox = self.lookup(command.mailbox)
         except StoreError as exc:
             self.complete(no(tag, exc.text, exc.code))
             return
@@ -554,7 +589,7 @@ class Session:
 
     def do_APPEND(self, tag: str, command: Append) -> None:  # noqa: N802
         try:
-            mailbox = self.account.get(command.mailbox)
+            mailbox = self.lookup(command.mailbox)
         except StoreError:
             self.complete(no(tag, "Mailbox doesn't exist", "TRYCREATE"))
             return
@@ -569,7 +604,7 @@ class Session:
     def do_SELECT(self, tag: str, command: Select) -> None:  # noqa: N802
         self.deselect()
         try:
-            mailbox = self.account.get(command.mailbox)
+            mailbox = self.lookup(command.mailbox)
         except StoreError as exc:
             self.send(no(tag, exc.text, exc.code))
             return
@@ -749,7 +784,7 @@ class Session:
     def do_COPY(self, tag: str, command: Copy, move: bool = False) -> None:  # noqa: N802
         assert self.mailbox is not None
         try:
-            target = self.account.get(command.mailbox)
+            target = self.lookup(command.mailbox)
         except StoreError:
             self.complete(no(tag, "Mailbox doesn't exist", "TRYCREATE"))
             return

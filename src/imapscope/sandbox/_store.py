@@ -19,6 +19,8 @@ from imapscope.imap import RawValue, raw_body, raw_envelope
 from imapscope.sandbox import _mime
 
 DELIMITER = "/"
+SHARED_PREFIX = "Shared/"  # the shared namespace: folders every user can reach
+SHARED_OWNER = "#shared"  # the pseudo-user that holds them (never logs in)
 SPECIAL_FOLDERS = {
     "Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk",
     "Archive": "\\Archive",
@@ -172,9 +174,10 @@ class User:
     password: str = field(repr=False)
     mailboxes: dict[str, Mailbox] = field(default_factory=dict)
     sink: Sink | None = None
+    standard_folders: bool = True
 
     def __post_init__(self) -> None:
-        if not self.mailboxes:
+        if not self.mailboxes and self.standard_folders:
             self.create("INBOX")
             for name, role in SPECIAL_FOLDERS.items():
                 self.create(name, role)
@@ -239,6 +242,9 @@ class Store:
     users: dict[str, User] = field(default_factory=dict)
     open_mode: bool = False
     sink: Sink | None = None
+    shared: User = field(
+        default_factory=lambda: User(SHARED_OWNER, "", mailboxes={}, standard_folders=False)
+    )
 
     def add_user(self, name: str, password: str) -> User:
         user = User(name, password)
@@ -251,7 +257,7 @@ class Store:
         """From now on, write every change to ``sink``; ``save`` writes what is there first (a
         new database), and is off for a store just loaded from the same sink."""
         self.sink = sink
-        for user in self.users.values():
+        for user in [*self.users.values(), self.shared]:
             self.attach_user(user, save=save)
 
     def attach_user(self, user: User, *, save: bool = True) -> None:
