@@ -585,3 +585,54 @@ def test_shared_namespace_across_users(sandbox: Running) -> None:
         user="alice", password=PASSWORD, timeout=3.0)))  # fmt: skip
     assert report.namespaces["shared"] == [{"prefix": "Shared/", "delimiter": "/"}]
     assert any(m["name"] == "Shared/Team" for m in report.mailboxes)
+
+
+def test_qresync(sandbox: Running) -> None:
+    from imapscope.imap import Enable, Fetch, Noop, UntaggedStatus, Vanished  # noqa: PLC0415
+
+    driver = Driver("127.0.0.1", sandbox.server.port)
+    driver.run(Login("alice", PASSWORD))
+    done, _ = driver.run(Select("INBOX", qresync=(1, 1)))
+    assert done.status == "BAD"  # QRESYNC must be enabled first
+    driver.run(Enable(("QRESYNC",)))
+    _, selected = driver.run(Select("INBOX"))
+    codes = {
+        e.code.name: e.code.value for e in selected if isinstance(e, UntaggedStatus) and e.code
+    }
+    validity, highest = codes["UIDVALIDITY"], codes["HIGHESTMODSEQ"]
+    driver.run(Select("Drafts"))  # away while another client changes INBOX
+    other = sandbox.client()
+    other.select("INBOX")
+    other.store("2", "+FLAGS", "(\\Flagged)")
+    other.store("1", "+FLAGS", "(\\Deleted)")
+    other.expunge()
+    # Back with QRESYNC: what vanished since, and what changed, in one go.
+    _, untagged = driver.run(Select("INBOX", qresync=(validity, highest)))  # type: ignore[arg-type]
+    assert Vanished("1", earlier=True) in untagged
+    changed = [e for e in untagged if isinstance(e, FetchResponse)]
+    assert [(e.uid, "\\Flagged" in (e.flags or ())) for e in changed] == [(2, True)]
+    # Expunges while selected come as VANISHED, not EXPUNGE, once QRESYNC is on.
+    other.store("1", "+FLAGS", "(\\Deleted)")
+    other.expunge()
+    _, untagged = driver.run(Noop())
+    assert Vanished("2", earlier=False) in untagged
+    assert not [e for e in untagged if isinstance(e, ExpungeResponse)]
+    _, untagged = driver.run(
+        Fetch("1:*", "(FLAGS)", uid=True, changed_since=highest, vanished=True)
+    )  # type: ignore[arg-type]
+    assert Vanished("1:2", earlier=True) in untagged
+    other.logout()
+
+
+def test_imapclient_idle(sandbox: Running) -> None:
+    client = imapclient.IMAPClient("127.0.0.1", port=sandbox.server.port, ssl=False)
+    client.login("alice", PASSWORD)
+    client.select_folder("INBOX")
+    client.idle()
+    writer = sandbox.client()
+    writer.append("INBOX", None, None, b"Subject: idle test\r\n\r\nhi\r\n")
+    responses = client.idle_check(timeout=5)
+    client.idle_done()
+    assert (13, b"EXISTS") in responses
+    writer.logout()
+    client.logout()

@@ -5,7 +5,7 @@ mode, demo data, fault injection (at start, or at runtime through the admin HTTP
 personas and failing TLS certificates (--tls-variant). Mail is in memory, or with a data
 directory (``open_store(database=...)``, the CLI's --data-dir) written to SQLite at every change
 so a restart loses nothing. A shared namespace ("Shared/") holds folders every user can reach.
-Not built yet (issue #5 stays open for them): QRESYNC, MULTIAPPEND.
+Not built yet: MULTIAPPEND (optional), IMAP4rev2.
 """
 
 from __future__ import annotations

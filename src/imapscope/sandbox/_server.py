@@ -55,6 +55,7 @@ from imapscope.imap import (
     StatusResponse,
     TaggedResponse,
     UntaggedStatus,
+    Vanished,
     compact_sequence,
     encode_mailbox,
     expand_sequence,
@@ -97,7 +98,7 @@ from imapscope.sandbox._store import (
 logger = logging.getLogger(__name__)
 BASE_CAPABILITIES = (
     "IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS",
-    "UNSELECT", "MOVE", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "LIST-STATUS",
+    "UNSELECT", "MOVE", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "QRESYNC", "LIST-STATUS",
 )  # fmt: skip
 _MACROS = {
     "ALL": "FLAGS INTERNALDATE RFC822.SIZE ENVELOPE",
@@ -140,6 +141,7 @@ class Session:
     pending: list[Change] = field(default_factory=list)
     idle_tag: str | None = None
     condstore: bool = False
+    qresync: bool = False  # ENABLE QRESYNC: expunges are reported as VANISHED (RFC 7162)
     throttle: int = 0  # bytes per second, 0 = no limit (a fault)
     mechanism: str = "PLAIN"
     login_name: str | None = None  # AUTHENTICATE LOGIN: the user name, once given
@@ -194,11 +196,15 @@ class Session:
             self.pending.clear()
             return found
         grew = False
+        vanished: list[int] = []
         for change in self.pending:
             if change.kind == "expunge" and change.uid in self.view:
                 seq = self.view.index(change.uid) + 1
                 self.view.pop(seq - 1)
-                found.append(ExpungeResponse(seq))
+                if self.qresync:
+                    vanished.append(change.uid)
+                else:
+                    found.append(ExpungeResponse(seq))
             elif change.kind == "exists" and change.uid not in self.view:
                 self.view.append(change.uid)
                 grew = True
@@ -207,6 +213,8 @@ class Session:
                 if message is not None:
                     found.append(self.fetch_flags(message, with_uid=True))
         self.pending.clear()
+        if vanished:
+            found.insert(0, Vanished(compact_sequence(vanished), earlier=False))
         if grew:
             found.append(Exists(len(self.view)))
         return found
@@ -467,9 +475,10 @@ class Session:
         return self.user
 
     def do_ENABLE(self, tag: str, command: Enable) -> None:  # noqa: N802
-        enabled = [c for c in command.capabilities if c.upper() == "CONDSTORE"]
-        if enabled:
-            self.condstore = True
+        wanted = {c.upper() for c in command.capabilities}
+        enabled = [c for c in ("CONDSTORE", "QRESYNC") if c in wanted]
+        self.condstore = self.condstore or bool(enabled)  # QRESYNC implies CONDSTORE
+        self.qresync = self.qresync or "QRESYNC" in enabled
         self.complete(Enabled(tuple(enabled)), ok(tag, "ENABLE completed"))
 
     def do_NAMESPACE(self, tag: str, command: ImapCommand) -> None:  # noqa: N802
@@ -628,6 +637,19 @@ class Session:
             responses.append(
                 UntaggedStatus("OK", ResponseCode("UNSEEN", unseen[0]), "First unseen")
             )
+        if command.qresync is not None:
+            if not self.qresync:
+                self.deselect()
+                self.send(bad(tag, "QRESYNC was not enabled (ENABLE QRESYNC first)"))
+                return
+            validity, since = command.qresync
+            if validity == mailbox.uidvalidity:  # else the client must resync from scratch
+                gone = mailbox.vanished_since(since)
+                if gone:
+                    responses.append(Vanished(compact_sequence(gone), earlier=True))
+                responses += [
+                    self.fetch_flags(m, with_uid=True) for m in mailbox.messages if m.modseq > since
+                ]
         mode = "READ-ONLY" if self.readonly else "READ-WRITE"
         self.send(*responses, ok(tag, f"{command.verb()} completed", ResponseCode(mode)))
 
@@ -656,11 +678,16 @@ class Session:
     def expunge(self, uids: set[int] | None) -> list[Response]:
         assert self.mailbox is not None
         responses: list[Response] = []
+        gone = []
         for uid in self.mailbox.expunge(uids, source=self.on_change):
             if uid in self.view:
                 seq = self.view.index(uid) + 1
                 self.view.pop(seq - 1)
-                responses.append(ExpungeResponse(seq))
+                gone.append(uid)
+                if not self.qresync:
+                    responses.append(ExpungeResponse(seq))
+        if self.qresync and gone:
+            responses.append(Vanished(compact_sequence(gone), earlier=False))
         return responses
 
     def do_EXPUNGE(self, tag: str, command: Expunge) -> None:  # noqa: N802
@@ -699,6 +726,15 @@ class Session:
             return
         since = command.changed_since
         responses: list[Response] = []
+        if command.vanished:
+            if not (uid and self.qresync and since is not None):
+                self.complete(bad(tag, "VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC"))
+                return
+            assert self.mailbox is not None
+            known = set(expand_sequence(command.messages, self.mailbox.uidnext))
+            gone = self.mailbox.vanished_since(since, known)
+            if gone:
+                responses.append(Vanished(compact_sequence(gone), earlier=True))
         for seq, message in self.messages(command.messages, uid):
             if since is not None and message.modseq <= since:
                 continue

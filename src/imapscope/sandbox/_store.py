@@ -101,6 +101,7 @@ class Mailbox:
     listeners: set[Listener] = field(default_factory=set)
     owner: str = ""
     sink: Sink | None = None
+    vanished: list[tuple[int, int]] = field(default_factory=list)  # (uid, modseq) tombstones
 
     def announce(self, change: Change, source: Listener | None = None) -> None:
         for listener in list(self.listeners):
@@ -146,7 +147,8 @@ class Mailbox:
         if gone:
             removed = set(gone)
             self.messages = [m for m in self.messages if m.uid not in removed]
-            self.bump()
+            modseq = self.bump()
+            self.vanished += [(uid, modseq) for uid in gone]  # for QRESYNC's VANISHED (EARLIER)
             if self.sink is not None:
                 self.sink.messages_removed(self.owner, self, gone)
             for uid in gone:
@@ -157,6 +159,9 @@ class Mailbox:
         self.subscribed = subscribed
         if self.sink is not None:
             self.sink.mailbox_saved(self.owner, self)
+
+    def vanished_since(self, modseq: int, uids: set[int] | None = None) -> list[int]:
+        return sorted(u for u, m in self.vanished if m > modseq and (uids is None or u in uids))
 
     def by_uid(self, uid: int) -> Message | None:
         for message in self.messages:
