@@ -636,3 +636,60 @@ def test_imapclient_idle(sandbox: Running) -> None:
     assert (13, b"EXISTS") in responses
     writer.logout()
     client.logout()
+
+
+def test_binary_preview_and_object_ids(sandbox: Running) -> None:
+    from email import message_from_bytes  # noqa: PLC0415
+
+    from imapscope.imap import Fetch  # noqa: PLC0415
+
+    client = sandbox.client()
+    client.select("INBOX", readonly=True)
+    number = int((client.search(None, "HEADER", "Content-Type", "mixed")[1][0] or b"").split()[0])
+    _, raw = client.fetch(str(number), "(BODY.PEEK[])")
+    client.logout()
+    attachment = message_from_bytes(raw[0][1]).get_payload()[1].get_payload(decode=True)  # type: ignore[index, union-attr]
+    driver = Driver("127.0.0.1", sandbox.server.port)
+    driver.run(Login("alice", PASSWORD))
+    driver.run(Select("INBOX", readonly=True))
+    _, untagged = driver.run(Fetch(str(number), "(BINARY.PEEK[2] PREVIEW EMAILID THREADID)"))
+    fetched = next(e for e in untagged if isinstance(e, FetchResponse))
+    assert fetched.sections["BINARY[2]"] == attachment  # base64 undone
+    preview = fetched.sections["PREVIEW"] or b""
+    assert 0 < len(preview) <= 200
+    assert fetched.item("EMAILID")[0].startswith("M")  # type: ignore[index, union-attr]
+    assert fetched.item("THREADID")[0].startswith("T")  # type: ignore[index, union-attr]
+
+
+def test_config_file(tmp_path: Path) -> None:
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from imapscope.cli import app  # noqa: PLC0415
+    from imapscope.sandbox import ConfigError, load_config  # noqa: PLC0415
+
+    good = tmp_path / "sandbox.toml"
+    good.write_text(
+        'open = false\nusers = [{ name = "carol", password = "c-pw" }]\n'
+        '[[faults]]\nspec = "LOGIN:no:code=UNAVAILABLE"\n'
+        '[[faults]]\npersona = "gmail-web-login"\n'
+        '[[faults]]\ncommand = "FETCH"\naction = "delay"\ndelay_ms = 5\n'
+    )
+    config = load_config(good)
+    assert config.users == [("carol", "c-pw")]
+    assert [(r.command, r.action) for r in config.faults] == [
+        ("LOGIN", "no"),
+        ("LOGIN", "no"),
+        ("AUTHENTICATE", "no"),
+        ("FETCH", "delay"),
+    ]
+    for text, message in [("users = [{ name = 'x' }]", "needs a name and a password"),
+                          ("colour = 'red'", "unknown setting"),
+                          ("[[faults]]\naction = 'explode'", "faults\\[0\\]"),
+                          ("not toml [", "not valid TOML")]:  # fmt: skip
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            load_config(bad)
+    result = CliRunner().invoke(app, ["sandbox", "--config", str(tmp_path / "missing.toml")])
+    assert result.exit_code == 3
+    assert "cannot read it" in " ".join(result.output.split())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
+import re
 import socket
 import threading
 import time
@@ -248,3 +249,20 @@ def test_tls_variants_are_named_by_check(
     assert codes(report) == [code]
     with pytest.raises(ValueError, match="TLS variant must be"):
         certificates.server_context("broken")
+
+
+def test_disconnect_mid_literal(tmp_path_factory: pytest.TempPathFactory) -> None:
+    with faulty([parse_rule("FETCH:disconnect:when=mid-literal")], tmp_path_factory) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(f"a LOGIN alice {PASSWORD}\r\nb SELECT INBOX\r\n".encode())
+        while not reader.readline().startswith(b"b "):
+            pass
+        sock.sendall(b"c FETCH 1 (BODY.PEEK[])\r\n")
+        received = reader.read()
+        sock.close()
+    marker = re.search(rb"\{(\d+)\}\r\n", received)
+    assert marker is not None
+    after = len(received) - marker.end()
+    assert 0 < after < int(marker.group(1))  # the connection died inside the literal

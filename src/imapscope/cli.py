@@ -301,6 +301,9 @@ def sandbox(
     tls_variant: str | None = typer.Option(
         None, "--tls-variant", help="Serve a failing certificate: expired, self-signed, wrong-host."
     ),
+    config: Path | None = typer.Option(
+        None, "--config", help="TOML file with users, open mode and faults (docs/sandbox.md)."
+    ),
 ) -> None:
     """Run a real IMAP server (in memory) with SMTP delivery, for tests and demos, until Ctrl-C."""
     if ctx.invoked_subcommand is not None:
@@ -309,6 +312,16 @@ def sandbox(
     from imapscope.sandbox import persona as persona_rules  # noqa: PLC0415
 
     rules = []
+    if config is not None:
+        from imapscope.sandbox import ConfigError, load_config  # noqa: PLC0415
+
+        try:
+            settings = load_config(config)
+        except ConfigError as exc:
+            _fail_unknown(str(exc))
+        rules.extend(settings.faults)
+        user = [f"{name}:{secret}" for name, secret in settings.users] + list(user)
+        open_mode = open_mode or settings.open_mode
     try:
         for spec in fault:
             rules.append(parse_rule(spec))

@@ -66,6 +66,8 @@ def string(data: bytes | bytearray | str | None) -> bytes:
     raw = data.encode() if isinstance(data, str) else bytes(data)
     if len(raw) < 1024 and _QUOTABLE.match(raw):
         return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    if b"\0" in raw:  # NUL is only allowed in a literal8 (RFC 3516, BINARY)
+        return b"~{%d}\r\n" % len(raw) + raw
     return b"{%d}\r\n" % len(raw) + raw
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from imapscope.sandbox import demo
 from imapscope.sandbox._certs import Certificates, ensure_certificates
+from imapscope.sandbox._config import ConfigError, SandboxConfig, load_config
 from imapscope.sandbox._faults import (
     PERSONAS,
     FaultError,
@@ -29,11 +30,13 @@ from imapscope.sandbox._store import Mailbox, Message, Store, StoreError, User
 __all__ = [
     "PERSONAS",
     "Certificates",
+    "ConfigError",
     "FaultError",
     "FaultRule",
     "Faults",
     "Mailbox",
     "Message",
+    "SandboxConfig",
     "SandboxServer",
     "Session",
     "Store",
@@ -42,6 +45,7 @@ __all__ = [
     "build_store",
     "demo",
     "ensure_certificates",
+    "load_config",
     "open_store",
     "parse_rule",
     "persona",

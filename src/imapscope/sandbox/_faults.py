@@ -7,8 +7,9 @@ A rule matches a command verb (or ``*``), optionally only for one user or one ma
                    (``close``: then say BYE and close, as Microsoft 365 does)
 ``bye``            send ``* BYE text`` and close the connection
 ``delay``          wait ``delay_ms`` before running the command normally
-``disconnect``     close the connection without a reply (``when``: ``before`` the reply, or
-                   ``mid-reply``: after half of the reply's bytes)
+``disconnect``     close the connection without a reply (``when``: ``before`` the reply,
+                   ``mid-reply``: after half of its bytes, ``mid-literal``: halfway through the
+                   first literal in it, e.g. a BODY[])
 ``throttle``       from this command on, send at most ``bytes_per_second``
 =================  ==========================================================================
 
@@ -60,8 +61,8 @@ class FaultRule:
             raise FaultError(f"action must be one of {', '.join(ACTIONS)}, not {self.action!r}")
         if not 0 <= self.probability <= 1:
             raise FaultError("probability must be between 0 and 1")
-        if self.when not in ("before", "mid-reply"):
-            raise FaultError("when must be 'before' or 'mid-reply'")
+        if self.when not in ("before", "mid-reply", "mid-literal"):
+            raise FaultError("when must be 'before', 'mid-reply' or 'mid-literal'")
         if self.action == "throttle" and self.bytes_per_second <= 0:
             raise FaultError("throttle needs bytes_per_second > 0")
         if self.action == "hide-capability" and not self.capability:

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import email
 import email.policy
+import hashlib
+import re
 from email.message import Message as EmailMessage
 from email.utils import getaddresses
+from typing import TYPE_CHECKING
 
 from imapscope.imap import Address, BodyPart, BodyStructure, Envelope, Multipart
+
+if TYPE_CHECKING:
+    from imapscope.sandbox._store import Message
 
 _POLICY = email.policy.compat32  # keeps headers as they were (no re-folding, no decoding)
 
@@ -96,6 +102,33 @@ def structure(message: EmailMessage) -> BodyStructure:
         lines=lines if maintype == "text" else None,
         disposition=_disposition(message),
     )
+
+
+def preview(message: EmailMessage, limit: int = 200) -> str:
+    """RFC 8970 PREVIEW: the start of the first text part, whitespace folded."""
+    for part in message.walk():
+        if part.get_content_maintype() == "text" and not part.is_multipart():
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                charset = part.get_content_charset() or "utf-8"
+                try:
+                    text = payload.decode(charset, "replace")
+                except LookupError:
+                    text = payload.decode("utf-8", "replace")
+                if part.get_content_subtype() == "html":
+                    text = re.sub(r"<[^>]*>", " ", text)
+                return " ".join(text.split())[:limit]
+    return ""
+
+
+def object_id(message: Message, kind: str) -> str:
+    """RFC 8474 EMAILID (from the content) or THREADID (from the thread's first Message-ID)."""
+    if kind == "EMAILID":
+        return "M" + hashlib.sha256(message.raw).hexdigest()[:24]
+    parsed = message.parsed
+    root = (str(parsed.get("References") or parsed.get("In-Reply-To") or "").split() or
+            [str(parsed.get("Message-ID") or message.uid)])[0]  # fmt: skip
+    return "T" + hashlib.sha256(root.encode()).hexdigest()[:24]
 
 
 def split(raw: bytes) -> tuple[bytes, bytes]:

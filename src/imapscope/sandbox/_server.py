@@ -99,6 +99,7 @@ logger = logging.getLogger(__name__)
 BASE_CAPABILITIES = (
     "IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS",
     "UNSELECT", "MOVE", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "QRESYNC", "LIST-STATUS",
+    "BINARY", "PREVIEW", "OBJECTID",
 )  # fmt: skip
 _MACROS = {
     "ALL": "FLAGS INTERNALDATE RFC822.SIZE ENVELOPE",
@@ -327,9 +328,13 @@ class Session:
                 self.send(TaggedResponse(event.tag, "BAD", ResponseCode("SERVERBUG"),
                                          f"internal error: {type(exc).__name__}"))  # fmt: skip
                 return True
-            if rule is not None and rule.action == "disconnect":  # mid-reply
+            if rule is not None and rule.action == "disconnect":  # mid-reply or mid-literal
                 data = self.conn.data_to_send()
-                self.writer.write(data[: len(data) // 2])
+                cut = len(data) // 2
+                literal = _LITERAL.search(data)
+                if rule.when == "mid-literal" and literal is not None:
+                    cut = literal.end() + int(literal.group(1)) // 2
+                self.writer.write(data[:cut])
                 raise _Disconnect
             return result is not False
         return True
@@ -770,8 +775,13 @@ class Session:
                 sections[name] = {"RFC822": message.raw, "RFC822.HEADER": header,
                                   "RFC822.TEXT": text}[name]  # fmt: skip
                 mark_seen |= name != "RFC822.HEADER"
+            elif name == "PREVIEW":
+                sections["PREVIEW"] = _mime.preview(message.parsed).encode()
+            elif name in ("EMAILID", "THREADID"):
+                raw_items[name] = RawValue(b"(" + _mime.object_id(message, name).encode() + b")")
             elif name in ("BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK") and section is not None:
-                data = _section(message, section)
+                binary = name.startswith("BINARY")
+                data = _binary(message, section) if binary else _section(message, section)
                 label = f"{name.removesuffix('.PEEK')}[{section}]"
                 if origin is not None:
                     data = data[origin : None if count is None else origin + count]
@@ -886,6 +896,29 @@ def _fetch_items(text: str) -> list[FetchItem] | None:
                       None if count is None else int(count)))  # fmt: skip
         pos = match.end()
     return found
+
+
+_LITERAL = re.compile(rb"~?\{(\d+)\}\r\n")
+
+
+def _binary(message: Message, section: str) -> bytes:
+    """BINARY[section] (RFC 3516): the part with its content-transfer-encoding undone."""
+    if section in ("", "TEXT", "HEADER") or not re.fullmatch(r"[\d.]+", section):
+        return _section(message, section)
+    part: EmailMessage = message.parsed
+    for number in (int(n) for n in section.split(".")):
+        if part.is_multipart():
+            children = part.get_payload()
+            assert isinstance(children, list)
+            if not 1 <= number <= len(children):
+                return b""
+            child = children[number - 1]
+            assert isinstance(child, EmailMessage)
+            part = child
+        elif number != 1:
+            return b""
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
 
 
 def _section(message: Message, section: str) -> bytes:
