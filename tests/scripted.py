@@ -373,3 +373,20 @@ def tunnel_proxy() -> Iterator[TunnelProxy]:
     with threaded_server(proxy.handle, proxy.tasks) as port:
         proxy.port = port
         yield proxy
+
+
+@contextmanager
+def running(server: object) -> Iterator[object]:
+    """Start a SandboxServer (anything with async start/stop) in a thread with its own event
+    loop, until the block ends."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)  # type: ignore[attr-defined]
+    try:
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)  # type: ignore[attr-defined]
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

@@ -12,7 +12,6 @@ import smtplib
 import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from imapscope.imap import Append, Exists, ExpungeResponse, FetchResponse, Idle,
 from imapscope.probe import CheckOptions, run_check
 from imapscope.sandbox import SandboxServer, build_store, ensure_certificates
 from tests.imap_driver import Driver
+from tests.scripted import running
 
 PASSWORD = "alice-sandbox-pw"
 
@@ -54,17 +54,8 @@ def sandbox(tmp_path: Path) -> Iterator[Running]:
     server = SandboxServer(
         store, port=0, tls_port=0, smtp_port=0, tls_context=certificates.server_context()
     )
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
-    try:
+    with running(server):
         yield Running(server, certificates.ca_file)
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 @pytest.mark.parametrize("mode", ["plain", "starttls", "tls"])
@@ -315,23 +306,14 @@ def test_authenticate_plain_and_open_mode(tmp_path: Path) -> None:
     store = build_store([("alice", PASSWORD)])
     store.open_mode = True
     server = SandboxServer(store, port=0)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
-    try:
+    with running(server):
         for sasl_ir in (True, False):
             driver = Driver("127.0.0.1", server.port)
             if not sasl_ir:
                 driver.conn.capabilities -= {"SASL-IR"}
             done, _ = driver.login_sasl(Mechanism("PLAIN", "newcomer", "anything"))
             assert done.status == "OK"
-        assert "newcomer" in store.users
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    assert "newcomer" in store.users
 
 
 def test_more_search_keys(sandbox: Running) -> None:
@@ -462,50 +444,38 @@ def test_data_dir_keeps_mail_across_restarts(tmp_path: Path) -> None:
 
     database = tmp_path / "sandbox.sqlite3"
 
-    def serve(store: object) -> tuple[SandboxServer, asyncio.AbstractEventLoop, threading.Thread]:
-        server = SandboxServer(store, port=0)  # type: ignore[arg-type]
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, daemon=True)
-        thread.start()
-        asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
-        return server, loop, thread
-
-    def stop(
-        server: SandboxServer, loop: asyncio.AbstractEventLoop, thread: threading.Thread
-    ) -> None:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-
-    running = serve(open_store([("alice", PASSWORD)], demo_messages=3, database=database))
-    client = imaplib.IMAP4("127.0.0.1", running[0].port)
-    client.login("alice", PASSWORD)
-    client.create("Kept")
-    client.append("Kept", "(\\Flagged)", None, b"Subject: keep me\r\n\r\nbody\r\n")
-    client.select("INBOX")
-    client.store("2", "+FLAGS", "(\\Deleted)")
-    client.expunge()
-    client.unsubscribe("Archive")
-    before = client.status("INBOX", "(MESSAGES UIDNEXT UIDVALIDITY)")[1]
-    client.logout()
-    stop(*running)
+    first = SandboxServer(
+        open_store([("alice", PASSWORD)], demo_messages=3, database=database), port=0
+    )
+    with running(first):
+        client = imaplib.IMAP4("127.0.0.1", first.port)
+        client.login("alice", PASSWORD)
+        client.create("Kept")
+        client.append("Kept", "(\\Flagged)", None, b"Subject: keep me\r\n\r\nbody\r\n")
+        client.select("INBOX")
+        client.store("2", "+FLAGS", "(\\Deleted)")
+        client.expunge()
+        client.unsubscribe("Archive")
+        before = client.status("INBOX", "(MESSAGES UIDNEXT UIDVALIDITY)")[1]
+        client.logout()
 
     # A new process would do the same: open the same database.
-    running = serve(open_store([("alice", "ignored"), ("bob", "b-pw")], database=database))
-    client = imaplib.IMAP4("127.0.0.1", running[0].port)
-    client.login("alice", PASSWORD)  # alice kept her password; --user does not overwrite it
-    assert client.status("INBOX", "(MESSAGES UIDNEXT UIDVALIDITY)")[1] == before
-    client.select("Kept", readonly=True)
-    _, data = client.fetch("1", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-    assert b"\\Flagged" in data[0][0]  # type: ignore[index]
-    assert b"keep me" in data[0][1]  # type: ignore[index]
-    assert client.lsub('""', "Archive")[1] == [None]
-    client.logout()
-    newcomer = imaplib.IMAP4("127.0.0.1", running[0].port)
-    newcomer.login("bob", "b-pw")  # a listed user the database lacked was added
-    newcomer.logout()
-    stop(*running)
+    second = SandboxServer(
+        open_store([("alice", "ignored"), ("bob", "b-pw")], database=database), port=0
+    )
+    with running(second):
+        client = imaplib.IMAP4("127.0.0.1", second.port)
+        client.login("alice", PASSWORD)  # alice kept her password; --user does not overwrite it
+        assert client.status("INBOX", "(MESSAGES UIDNEXT UIDVALIDITY)")[1] == before
+        client.select("Kept", readonly=True)
+        _, data = client.fetch("1", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert b"\\Flagged" in data[0][0]  # type: ignore[index]
+        assert b"keep me" in data[0][1]  # type: ignore[index]
+        assert client.lsub('""', "Archive")[1] == [None]
+        client.logout()
+        newcomer = imaplib.IMAP4("127.0.0.1", second.port)
+        newcomer.login("bob", "b-pw")  # a listed user the database lacked was added
+        newcomer.logout()
 
 
 def test_a_handler_bug_answers_serverbug_and_the_session_goes_on(

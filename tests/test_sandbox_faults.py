@@ -7,7 +7,6 @@ import asyncio
 import imaplib
 import re
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from imapscope.probe import CheckOptions, Report, run_check
 from imapscope.sandbox import FaultError, FaultRule, Faults, SandboxServer, build_store, parse_rule
 from imapscope.sandbox import persona as persona_rules
 from imapscope.sandbox._certs import ensure_certificates
+from tests.scripted import running
 
 PASSWORD = "pw-for-faults"
 
@@ -31,17 +31,8 @@ def faulty(
         build_store([("alice", PASSWORD)], demo_messages=5), port=0, tls_port=0,
         tls_context=certificates.server_context(), faults=Faults(rules),
     )  # fmt: skip
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
-    try:
+    with running(server):
         yield server
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 Checker = Callable[..., Report]
@@ -233,19 +224,10 @@ def test_tls_variants_are_named_by_check(
         build_store([("alice", PASSWORD)]), port=0, tls_port=0,
         tls_context=certificates.server_context(variant),
     )  # fmt: skip
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
-    try:
+    with running(server):
         options = CheckOptions(host="localhost", port=server.tls_port, security="tls",
                                ca_file=str(certificates.ca_file), timeout=3.0)  # fmt: skip
         report = asyncio.run(run_check(options))
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
     assert codes(report) == [code]
     with pytest.raises(ValueError, match="TLS variant must be"):
         certificates.server_context("broken")

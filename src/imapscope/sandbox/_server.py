@@ -901,23 +901,30 @@ def _fetch_items(text: str) -> list[FetchItem] | None:
 _LITERAL = re.compile(rb"~?\{(\d+)\}\r\n")
 
 
-def _binary(message: Message, section: str) -> bytes:
-    """BINARY[section] (RFC 3516): the part with its content-transfer-encoding undone."""
-    if section in ("", "TEXT", "HEADER") or not re.fullmatch(r"[\d.]+", section):
-        return _section(message, section)
+def _part(message: Message, path: str) -> EmailMessage | None:
+    """The MIME part a section's part number names ("1", "2.3"); None if there is none. In a
+    message that is not multipart, part 1 is its body."""
     part: EmailMessage = message.parsed
-    for number in (int(n) for n in section.split(".")):
+    for number in (int(n) for n in path.split(".")):
         if part.is_multipart():
             children = part.get_payload()
             assert isinstance(children, list)
             if not 1 <= number <= len(children):
-                return b""
+                return None
             child = children[number - 1]
             assert isinstance(child, EmailMessage)
             part = child
         elif number != 1:
-            return b""
-    payload = part.get_payload(decode=True)
+            return None
+    return part
+
+
+def _binary(message: Message, section: str) -> bytes:
+    """BINARY[section] (RFC 3516): the part with its content-transfer-encoding undone."""
+    if not re.fullmatch(r"[\d.]+", section):
+        return _section(message, section)
+    part = _part(message, section)
+    payload = part.get_payload(decode=True) if part is not None else None
     return payload if isinstance(payload, bytes) else b""
 
 
@@ -938,18 +945,9 @@ def _section(message: Message, section: str) -> bytes:
     path = re.fullmatch(r"([\d.]+?)(?:\.(HEADER|TEXT|MIME))?", section)
     if not path:
         return b""
-    part: EmailMessage = message.parsed
-    for number in (int(n) for n in path.group(1).split(".")):
-        if part.is_multipart():
-            children = part.get_payload()
-            assert isinstance(children, list)
-            if not 1 <= number <= len(children):
-                return b""
-            child = children[number - 1]
-            assert isinstance(child, EmailMessage)
-            part = child
-        elif number != 1:
-            return b""
+    part = _part(message, path.group(1))
+    if part is None:
+        return b""
     part_header, part_text = _mime.split(
         part.as_bytes().replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
     )
