@@ -1,0 +1,95 @@
+"""The schema, as SQLAlchemy 2 declarative models. Alembic migrations must match it (tested)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+        dt.datetime: DateTime(timezone=True),  # timestamptz on PostgreSQL; UTC everywhere
+    }
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int]
+    security: Mapped[str] = mapped_column(String(16))  # tls | starttls | none
+    username: Mapped[str] = mapped_column(String(320))
+    auth: Mapped[str] = mapped_column(String(16))  # password | oauth2
+    secret: Mapped[bytes] = mapped_column(LargeBinary)  # Fernet token, never plaintext
+    proxy: Mapped[str | None] = mapped_column(String(500), default=None)
+    include_folders: Mapped[list[str]] = mapped_column(default=list)
+    exclude_folders: Mapped[list[str]] = mapped_column(default=list)
+    poll_interval: Mapped[int] = mapped_column(default=300)  # seconds
+    paused: Mapped[bool] = mapped_column(default=False)
+    state: Mapped[str] = mapped_column(String(32), default="connecting")
+    state_since: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_sync: Mapped[dt.datetime | None] = mapped_column(default=None)
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Folder(Base):
+    __tablename__ = "folders"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(1000))
+    uidvalidity: Mapped[int | None] = mapped_column(default=None)
+    uidnext: Mapped[int | None] = mapped_column(default=None)
+    highestmodseq: Mapped[int | None] = mapped_column(default=None)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("folder_id", "uid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
+    uid: Mapped[int]
+    flags: Mapped[list[str]] = mapped_column(default=list)
+    internaldate: Mapped[dt.datetime | None] = mapped_column(default=None)
+    size: Mapped[int | None] = mapped_column(default=None)
+    envelope: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ErrorEntry(Base):
+    __tablename__ = "errors"
+    __table_args__ = (Index("ix_errors_account_at", "account_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    state: Mapped[str] = mapped_column(String(32))
+    step: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(String(2000))
+    server_text: Mapped[str] = mapped_column(String(2000), default="")
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = ({"sqlite_autoincrement": True},)  # SQLite would otherwise reuse a freed id
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # the consumers' cursor: only ever grows
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)

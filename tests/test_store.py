@@ -1,0 +1,211 @@
+"""The store on real SQLite files: migrations, WAL, encrypted credentials, error log, events."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import sqlite3
+import stat
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from cryptography.fernet import Fernet
+from sqlalchemy import create_engine
+
+from imapscope.store import (
+    DB_FILE,
+    ERRORS_KEPT,
+    AccountSpec,
+    SecretKeyError,
+    Store,
+    StoreError,
+)
+from imapscope.store._crypto import KEY_ENV, KEY_FILE
+from imapscope.store._models import Base
+
+T = TypeVar("T")
+PASSWORD = "s3cret-Pa55word-xyzzy"
+SPEC = AccountSpec(
+    email="alice@example.test",
+    host="127.0.0.1",
+    port=993,
+    security="tls",
+    username="alice@example.test",
+)
+
+
+def run(tmp_path: Path, body: Callable[[Store], Awaitable[T]]) -> T:
+    async def main() -> T:
+        store = await Store.open(tmp_path)
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+@pytest.fixture(autouse=True)
+def _no_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+
+
+def test_open_creates_schema_wal_and_a_private_key(tmp_path: Path) -> None:
+    run(tmp_path, lambda s: s.accounts())
+    key = tmp_path / KEY_FILE
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    with sqlite3.connect(tmp_path / DB_FILE) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"accounts", "folders", "messages", "errors", "events", "alembic_version"} <= tables
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0001"
+
+
+def test_migrations_match_the_models(tmp_path: Path) -> None:
+    run(tmp_path, lambda s: s.accounts())
+    engine = create_engine(f"sqlite:///{tmp_path / DB_FILE}")
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == [], "models changed without a migration: add one under store/migrations"
+
+
+def test_reopen_keeps_accounts_and_decrypts_with_the_same_key(tmp_path: Path) -> None:
+    added = run(tmp_path, lambda s: s.add_account(SPEC, PASSWORD))
+    assert run(tmp_path, lambda s: s.secret(added.id)) == PASSWORD
+    views = run(tmp_path, lambda s: s.accounts())
+    assert [v.spec for v in views] == [SPEC]
+    assert views[0].state == "connecting"
+    assert views[0].state_since.tzinfo is not None
+
+
+def test_password_is_not_in_the_database_file(tmp_path: Path) -> None:
+    run(tmp_path, lambda s: s.add_account(SPEC, PASSWORD))
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith(DB_FILE))
+    assert SPEC.email.encode() in raw  # the file holds the account: the search is meaningful
+    assert PASSWORD.encode() not in raw
+
+
+def test_key_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, Fernet.generate_key().decode())
+    added = run(tmp_path, lambda s: s.add_account(SPEC, PASSWORD))
+    assert not (tmp_path / KEY_FILE).exists()
+    monkeypatch.setenv(KEY_ENV, Fernet.generate_key().decode())
+    with pytest.raises(SecretKeyError, match="encrypted with another key"):
+        run(tmp_path, lambda s: s.secret(added.id))
+
+
+def test_bad_keys_are_refused_with_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "not-a-key")
+    with pytest.raises(SecretKeyError, match=r"not a Fernet key.*generate one"):
+        run(tmp_path, lambda s: s.accounts())
+    monkeypatch.delenv(KEY_ENV)
+    run(tmp_path, lambda s: s.accounts())
+    os.chmod(tmp_path / KEY_FILE, 0o644)
+    with pytest.raises(SecretKeyError, match=r"readable by others.*chmod 600"):
+        run(tmp_path, lambda s: s.accounts())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"email": "alice"}, "has no '@'"),
+        ({"host": ""}, "host is empty"),
+        ({"port": 0}, "out of range"),
+        ({"security": "ssl"}, "use one of tls, starttls, none"),
+        ({"auth": "kerberos"}, "use one of password, oauth2"),
+        ({"username": ""}, "username is empty"),
+        ({"poll_interval": 1}, "too short"),
+    ],
+)
+def test_bad_account_input_says_what_to_fix(
+    tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    bad = dataclasses.replace(SPEC, **change)  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match=message):
+        run(tmp_path, lambda s: s.add_account(bad, PASSWORD))
+    assert run(tmp_path, lambda s: s.accounts()) == []
+
+
+def test_duplicate_and_missing_accounts(tmp_path: Path) -> None:
+    run(tmp_path, lambda s: s.add_account(SPEC, PASSWORD))
+    with pytest.raises(StoreError, match="already exists"):
+        run(tmp_path, lambda s: s.add_account(SPEC, "other"))
+    with pytest.raises(StoreError, match="no account with id 99"):
+        run(tmp_path, lambda s: s.account(99))
+    with pytest.raises(StoreError, match=r"password .* is empty"):
+        run(tmp_path, lambda s: s.add_account(SPEC, ""))
+
+
+def test_error_log_keeps_the_newest_20_and_scrubs_the_secret(tmp_path: Path) -> None:
+    async def body(s: Store) -> None:
+        a = await s.add_account(SPEC, PASSWORD)
+        for i in range(ERRORS_KEPT + 5):
+            await s.record_error(
+                a.id,
+                state="auth_error",
+                step="login",
+                code="AUTH_FAILED",
+                message=f"attempt {i} with {PASSWORD}",
+                server_text=f"NO [AUTHENTICATIONFAILED] {PASSWORD}",
+            )
+        errors = await s.errors(a.id)
+        assert [e.message for e in errors] == [
+            f"attempt {i} with ***" for i in reversed(range(5, ERRORS_KEPT + 5))
+        ]
+        assert all(PASSWORD not in e.server_text for e in errors)
+        assert await s.count_errors(a.id) == ERRORS_KEPT
+
+    run(tmp_path, body)
+
+
+def test_events_resume_from_a_cursor_and_ids_are_never_reused(tmp_path: Path) -> None:
+    async def body(s: Store) -> None:
+        a = await s.add_account(SPEC, PASSWORD)
+        ids = [await s.add_event(a.id, "message.new", {"uid": u}) for u in (1, 2, 3)]
+        assert ids == sorted(ids)
+        assert len(set(ids)) == 3
+        after = await s.events(after=ids[0])
+        assert [(e.id, e.data["uid"]) for e in after] == [(ids[1], 2), (ids[2], 3)]
+        with pytest.raises(StoreError, match="limit 0 is out of range"):
+            await s.events(limit=0)
+        # Removing the account removes its events; a new event still gets a higher id.
+        await s.remove_account(a.id)
+        assert await s.events() == []
+        b = await s.add_account(SPEC, PASSWORD)
+        assert await s.add_event(b.id, "account.state") > ids[-1]
+
+    run(tmp_path, body)
+
+
+def test_state_changes_move_state_since_only_on_change(tmp_path: Path) -> None:
+    async def body(s: Store) -> None:
+        a = await s.add_account(SPEC, PASSWORD)
+        await s.set_state(a.id, "idle")
+        first = await s.account(a.id)
+        await s.set_state(a.id, "idle")
+        again = await s.account(a.id)
+        assert first.state == again.state == "idle"
+        assert again.state_since == first.state_since >= a.state_since
+
+    run(tmp_path, body)
+
+
+def test_remove_account_cascades(tmp_path: Path) -> None:
+    async def body(s: Store) -> int:
+        a = await s.add_account(SPEC, PASSWORD)
+        await s.record_error(
+            a.id, state="connect_error", step="tcp", code="TCP_REFUSED", message="x"
+        )
+        await s.remove_account(a.id)
+        return a.id
+
+    run(tmp_path, body)
+    with sqlite3.connect(tmp_path / DB_FILE) as db:
+        for table in ("accounts", "errors", "events"):
+            assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0  # noqa: S608
