@@ -16,7 +16,7 @@ from imapscope.probe._findings import (
     finding,
     headline,
 )
-from imapscope.probe._ladder import CheckOptions, run_check
+from imapscope.probe._ladder import CheckOptions, classify_login, run_check
 from imapscope.probe._render import render_human, render_nagios
 from imapscope.probe._report import EXIT_CODES, Report, Step, Target
 
@@ -34,6 +34,7 @@ __all__ = [
     "Step",
     "Target",
     "catalogue_markdown",
+    "classify_login",
     "discover",
     "finding",
     "headline",

@@ -686,34 +686,8 @@ class Ladder:
             ) from exc  # fmt: skip
 
     def classify_auth(self, result: Result) -> Finding:
-        texts = [_said(result.tagged)] + [
-            f"* {e.status} {_code_text(e.code)}{e.text}"
-            for e in result.untagged
-            if isinstance(e, UntaggedStatus)
-        ] + [f"* BYE {e.text}" for e in result.untagged if isinstance(e, Bye)]  # fmt: skip
-        text = " ".join(texts).lower()
-        code = result.tagged.code.name if result.tagged.code else ""
         greeting = str(self.report.server.get("greeting", ""))
-        for pattern, found in AUTH_PATTERNS:
-            if re.search(pattern, text):
-                return finding(found, "authenticate", evidence=texts)
-        by_code = {
-            "EXPIRED": "CREDENTIAL_EXPIRED_OR_LOCKED",
-            "CONTACTADMIN": "CREDENTIAL_EXPIRED_OR_LOCKED",
-            "LIMIT": "TOO_MANY_CONNECTIONS", "UNAVAILABLE": "SERVER_TEMPORARY_ERROR",
-            "PRIVACYREQUIRED": "PLAINTEXT_LOGIN_REFUSED",
-        }  # fmt: skip
-        if code in by_code:
-            return finding(by_code[code], "authenticate", evidence=texts)
-        if self.options.oauth2_token:
-            return finding("OAUTH_TOKEN_REJECTED", "authenticate", evidence=texts)
-        if "microsoft exchange" in greeting.lower() or "outlook" in greeting.lower():
-            return finding(
-                "AUTH_FAILED", "authenticate", evidence=texts,
-                fix="Microsoft 365 answers 'LOGIN failed' both for a wrong password and when "
-                "password (basic) authentication is off: check the password, then use OAuth2.",
-            )  # fmt: skip
-        return finding("AUTH_FAILED", "authenticate", evidence=texts)
+        return classify_login(result, oauth2=bool(self.options.oauth2_token), greeting=greeting)
 
     # -- the mailbox --------------------------------------------------------------------------
 
@@ -1074,6 +1048,38 @@ def _code_text(code: ResponseCode | None) -> str:
 
 def _said(tagged: TaggedResponse) -> str:
     return f"{tagged.status} {_code_text(tagged.code)}{tagged.text}".strip()
+
+
+def classify_login(result: Result, *, oauth2: bool, greeting: str = "") -> Finding:
+    """Name a refused login from the server's words (provider wording first, then the response
+    code); shared by the check ladder and the sync engine."""
+    texts = [_said(result.tagged)] + [
+        f"* {e.status} {_code_text(e.code)}{e.text}"
+        for e in result.untagged
+        if isinstance(e, UntaggedStatus)
+    ] + [f"* BYE {e.text}" for e in result.untagged if isinstance(e, Bye)]  # fmt: skip
+    text = " ".join(texts).lower()
+    code = result.tagged.code.name if result.tagged.code else ""
+    for pattern, found in AUTH_PATTERNS:
+        if re.search(pattern, text):
+            return finding(found, "authenticate", evidence=texts)
+    by_code = {
+        "EXPIRED": "CREDENTIAL_EXPIRED_OR_LOCKED",
+        "CONTACTADMIN": "CREDENTIAL_EXPIRED_OR_LOCKED",
+        "LIMIT": "TOO_MANY_CONNECTIONS", "UNAVAILABLE": "SERVER_TEMPORARY_ERROR",
+        "PRIVACYREQUIRED": "PLAINTEXT_LOGIN_REFUSED",
+    }  # fmt: skip
+    if code in by_code:
+        return finding(by_code[code], "authenticate", evidence=texts)
+    if oauth2:
+        return finding("OAUTH_TOKEN_REJECTED", "authenticate", evidence=texts)
+    if "microsoft exchange" in greeting.lower() or "outlook" in greeting.lower():
+        return finding(
+            "AUTH_FAILED", "authenticate", evidence=texts,
+            fix="Microsoft 365 answers 'LOGIN failed' both for a wrong password and when "
+            "password (basic) authentication is off: check the password, then use OAuth2.",
+        )  # fmt: skip
+    return finding("AUTH_FAILED", "authenticate", evidence=texts)
 
 
 async def run_check(options: CheckOptions) -> Report:

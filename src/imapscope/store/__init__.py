@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import delete, event, func, select, update
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -23,13 +23,15 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from imapscope.store import _migrate
 from imapscope.store._crypto import SecretBox, SecretKeyError, load_or_create_key
-from imapscope.store._models import Account, ErrorEntry, Event, utcnow
+from imapscope.store._models import Account, ErrorEntry, Event, Folder, Message, utcnow
 
 __all__ = [
     "AccountSpec",
     "AccountView",
     "ErrorView",
     "EventView",
+    "FolderView",
+    "MessageMeta",
     "SecretKeyError",
     "Store",
     "StoreError",
@@ -95,6 +97,26 @@ class AccountView:
     state: str
     state_since: dt.datetime
     last_sync: dt.datetime | None
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderView:
+    id: int
+    name: str
+    uidvalidity: int | None
+    uidnext: int | None
+    highestmodseq: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class MessageMeta:
+    """What the sync engine keeps of a message."""
+
+    uid: int
+    flags: tuple[str, ...]
+    internaldate: dt.datetime | None
+    size: int | None
+    envelope: dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -334,3 +356,99 @@ class Store:
                 .where(ErrorEntry.account_id == account_id)
             )
             return int(n or 0)
+
+    # -- folders and messages (written by the sync engine) -----------------------------------
+
+    async def folders(self, account_id: int) -> list[FolderView]:
+        async with self._session() as s:
+            rows = await s.scalars(
+                select(Folder).where(Folder.account_id == account_id).order_by(Folder.name)
+            )
+            return [
+                FolderView(r.id, r.name, r.uidvalidity, r.uidnext, r.highestmodseq) for r in rows
+            ]
+
+    async def set_folders(
+        self, account_id: int, names: Sequence[str]
+    ) -> tuple[list[str], list[str]]:
+        """Make the stored folder list equal ``names``; return (added, removed)."""
+        async with self._session() as s:
+            rows = {
+                r.name: r
+                for r in await s.scalars(select(Folder).where(Folder.account_id == account_id))
+            }
+            added = [n for n in names if n not in rows]
+            removed = [n for n in rows if n not in names]
+            for name in added:
+                s.add(Folder(account_id=account_id, name=name))
+            for name in removed:
+                await s.delete(rows[name])
+            await s.commit()
+            return added, removed
+
+    async def folder_known(self, folder_id: int) -> dict[int, tuple[str, ...]]:
+        """The stored UIDs of a folder and their flags."""
+        async with self._session() as s:
+            rows = await s.execute(
+                select(Message.uid, Message.flags).where(Message.folder_id == folder_id)
+            )
+            return {uid: tuple(flags) for uid, flags in rows}
+
+    async def apply_folder(
+        self,
+        folder_id: int,
+        *,
+        uidvalidity: int | None,
+        uidnext: int | None,
+        reset: bool = False,
+        new: Sequence[MessageMeta] = (),
+        flags: Mapping[int, tuple[str, ...]] | None = None,
+        gone: Sequence[int] = (),
+    ) -> None:
+        """Apply one folder's sync result in one transaction (``reset`` drops every message
+        first: the UIDVALIDITY changed)."""
+        async with self._session() as s:
+            folder = await s.get(Folder, folder_id)
+            if folder is None:
+                return  # removed meanwhile
+            folder.uidvalidity, folder.uidnext = uidvalidity, uidnext
+            if reset:
+                await s.execute(delete(Message).where(Message.folder_id == folder_id))
+            if gone:
+                await s.execute(
+                    delete(Message).where(Message.folder_id == folder_id, Message.uid.in_(gone))
+                )
+            for uid, value in (flags or {}).items():
+                await s.execute(
+                    update(Message)
+                    .where(Message.folder_id == folder_id, Message.uid == uid)
+                    .values(flags=list(value))
+                )
+            for m in new:
+                s.add(
+                    Message(
+                        folder_id=folder_id,
+                        uid=m.uid,
+                        flags=list(m.flags),
+                        internaldate=m.internaldate,
+                        size=m.size,
+                        envelope=m.envelope,
+                    )
+                )
+            await s.commit()
+
+    async def message_count(self, account_id: int) -> int:
+        async with self._session() as s:
+            n = await s.scalar(
+                select(func.count())
+                .select_from(Message)
+                .join(Folder)
+                .where(Folder.account_id == account_id)
+            )
+            return int(n or 0)
+
+    async def mark_synced(self, account_id: int) -> None:
+        async with self._session() as s:
+            row = await self._row(s, account_id)
+            row.last_sync = utcnow()
+            await s.commit()

@@ -1,0 +1,336 @@
+"""One account's supervisor: connect, sync, IDLE, reconnect; states and errors go to the store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from imapscope.imap import ContinuationRequest as Continue
+from imapscope.imap import (
+    Envelope,
+    Exists,
+    ExpungeResponse,
+    Fetch,
+    FetchResponse,
+    Idle,
+    List,
+    ListResponse,
+    Login,
+    Mechanism,
+    ProtocolError,
+    Select,
+    UntaggedStatus,
+)
+from imapscope.net import ImapConnection, NetError, ResolveError, client_context, resolve
+from imapscope.probe import Finding, classify_login, finding
+from imapscope.store import AccountView, MessageMeta, Store
+
+STATES = (
+    "connecting", "syncing", "idle", "backoff", "auth_error", "connect_error", "paused", "disabled",
+)  # fmt: skip
+AUTH_CODES = frozenset({
+    "AUTH_FAILED", "APP_PASSWORD_REQUIRED", "WEB_LOGIN_REQUIRED", "BASIC_AUTH_DISABLED",
+    "IMAP_DISABLED_FOR_ACCOUNT", "CREDENTIAL_EXPIRED_OR_LOCKED", "OAUTH_TOKEN_REJECTED",
+    "PLAINTEXT_LOGIN_REFUSED", "AUTH_MECH_UNSUPPORTED",
+})  # fmt: skip
+FETCH_ITEMS = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)"
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential backoff with full jitter; reset after a stable connection."""
+
+    first: float = 1.0
+    cap: float = 300.0
+    stable_after: float = 60.0
+
+    def delay(self, failures: int, rng: random.Random) -> float:
+        return rng.uniform(0.5, 1.0) * float(min(self.cap, self.first * 2 ** max(0, failures - 1)))
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    ca_file: str | None = None
+    insecure: bool = False
+    timeout: float = 10.0
+    idle_renew: float = 29 * 60.0  # RFC 2177: re-issue IDLE at least every 29 minutes
+    max_auth_failures: int = 3
+    backoff: Backoff = Backoff()
+
+
+class _Failure(Exception):  # noqa: N818 - carries a finding, not a bug
+    def __init__(self, found: Finding, server_text: str = "") -> None:
+        super().__init__(found.summary)
+        self.finding = found
+        self.server_text = server_text
+
+
+def _envelope(env: Envelope | None) -> dict[str, Any]:
+    if env is None:
+        return {}
+    return {
+        "date": env.date,
+        "subject": env.subject,
+        "from": [a.email for a in env.from_],
+        "to": [a.email for a in env.to],
+        "message_id": env.message_id,
+    }
+
+
+class AccountSync:
+    """Run with :meth:`run` (until cancelled); :meth:`wake` after an edit or resume."""
+
+    def __init__(self, store: Store, account_id: int, options: SyncOptions | None = None) -> None:
+        self.store = store
+        self.account_id = account_id
+        self.options = options or SyncOptions()
+        self._wake = asyncio.Event()
+        self._rng = random.Random()  # noqa: S311 - jitter, not security
+        self.state = "connecting"
+        self.logins = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _set(self, state: str) -> None:
+        if state != self.state:
+            await self.store.add_event(self.account_id, "account.state", {"state": state})
+        self.state = state
+        await self.store.set_state(self.account_id, state)
+
+    async def run(self) -> None:
+        failures = auth_failures = 0
+        while True:
+            account = await self.store.account(self.account_id)
+            if account.paused:
+                await self._set("paused")
+                await self._wait_wake(None)
+                continue
+            await self._set("connecting")
+            started = time.monotonic()
+            try:
+                await self._session(account)
+            except _Failure as exc:
+                stable = time.monotonic() - started >= self.options.backoff.stable_after
+                failures = 1 if stable else failures + 1
+                code = exc.finding.code
+                auth = code in AUTH_CODES
+                auth_failures = auth_failures + 1 if auth else 0
+                state = "auth_error" if auth else "connect_error"
+                await self._set(state)
+                await self.store.record_error(
+                    self.account_id, state=state, step=exc.finding.step, code=code,
+                    message=exc.finding.summary, server_text=exc.server_text,
+                )  # fmt: skip
+                if auth and auth_failures >= self.options.max_auth_failures:
+                    # No hammering a locked account: wait in auth_error until edited or resumed.
+                    await self._wait_wake(None)
+                    failures = auth_failures = 0
+                    continue
+                await self._set("backoff")
+                await self._wait_wake(self.options.backoff.delay(failures, self._rng))
+
+    async def _wait_wake(self, timeout: float | None) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    # -- one connection ------------------------------------------------------------------------
+
+    async def _connect(self, account: AccountView) -> ImapConnection:
+        spec, opts = account.spec, self.options
+        try:
+            addresses = await resolve(spec.host, nameserver=None, timeout=opts.timeout)
+        except ResolveError as exc:
+            raise _Failure(finding("DNS_FAILURE", "dns", evidence=[str(exc)])) from exc
+        context = client_context(opts.ca_file, opts.insecure)
+        try:
+            conn = await ImapConnection.open(
+                spec.host, addresses.all[0], spec.port, security=spec.security,  # type: ignore[arg-type]
+                context=context, timeout=opts.timeout, proxy=spec.proxy,
+            )  # fmt: skip
+        except NetError as exc:
+            code = {"tcp": "TCP_REFUSED", "tls": "TLS_PROTOCOL_MISMATCH"}.get(exc.phase, "")
+            code = "TCP_TIMEOUT" if "no TCP answer" in str(exc) else code or "TCP_REFUSED"
+            raise _Failure(finding(code, exc.phase, evidence=[str(exc)])) from exc
+        try:
+            greeting = await conn.greeting()
+            if greeting.status == "BYE":
+                raise _Failure(finding("GREETING_BYE", "greeting"), greeting.text)
+            if spec.security == "starttls":
+                result = await conn.starttls(context)
+                if not result.ok:
+                    raise _Failure(finding("STARTTLS_FAILED", "starttls"), result.tagged.text)
+            secret = await self.store.secret(self.account_id)
+            self.logins += 1
+            if spec.auth == "oauth2":
+                result = await conn.authenticate(
+                    Mechanism("XOAUTH2", spec.username, secret, host=spec.host)
+                )
+            else:
+                result = await conn.run(Login(spec.username, secret))
+            if not result.ok:
+                found = classify_login(result, oauth2=spec.auth == "oauth2", greeting=greeting.text)
+                raise _Failure(found, " ".join(found.evidence))
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _session(self, account: AccountView) -> None:
+        try:
+            conn = await self._connect(account)
+        except (NetError, ProtocolError) as exc:
+            raise _Failure(
+                finding("SERVER_TEMPORARY_ERROR", "connect", evidence=[str(exc)])
+            ) from exc
+        try:
+            await self._set("syncing")
+            await self._idle_loop(conn, account)
+        except (NetError, ProtocolError) as exc:
+            raise _Failure(finding("SERVER_TEMPORARY_ERROR", "sync", evidence=[str(exc)])) from exc
+        finally:
+            await conn.close()
+
+    async def _folders(self, conn: ImapConnection, account: AccountView) -> list[str]:
+        result = await conn.run(List("", "*"))
+        names = [
+            e.name
+            for e in result.untagged
+            if isinstance(e, ListResponse) and "\\noselect" not in {a.lower() for a in e.attributes}
+            and "\\nonexistent" not in {a.lower() for a in e.attributes}
+        ]  # fmt: skip
+        spec = account.spec
+        if spec.include_folders:
+            names = [n for n in names if n in spec.include_folders or n.upper() == "INBOX"]
+        return [n for n in names if n not in spec.exclude_folders]
+
+    async def _sync_all(self, conn: ImapConnection, account: AccountView) -> bool:
+        """Sync every folder, INBOX last so it stays selected for IDLE; True when INBOX changed
+        while it was being synced (sync it again before idling)."""
+        names = await self._folders(conn, account)
+        added, removed = await self.store.set_folders(self.account_id, names)
+        for name in added:
+            await self.store.add_event(self.account_id, "folder.added", {"folder": name})
+        for name in removed:
+            await self.store.add_event(self.account_id, "folder.removed", {"folder": name})
+        folders = sorted(await self.store.folders(self.account_id), key=lambda f: f.name == "INBOX")
+        dirty = False
+        for folder in folders:
+            dirty = await self._sync_folder(conn, folder.id, folder.name, folder.uidvalidity)
+        await self.store.mark_synced(self.account_id)
+        return dirty and bool(folders) and folders[-1].name == "INBOX"
+
+    async def _sync_folder(
+        self, conn: ImapConnection, folder_id: int, name: str, known_validity: int | None
+    ) -> bool:
+        """Sync one folder; True when the server reported a change made meanwhile."""
+        result = await conn.run(Select(name, readonly=True))
+        if not result.ok:
+            raise _Failure(finding("MAILBOX_ACCESS_DENIED", "select"), result.tagged.text)
+        validity = uidnext = None
+        exists = 0
+        for e in result.untagged:
+            if isinstance(e, Exists):
+                exists = e.count
+            elif isinstance(e, UntaggedStatus) and e.code is not None:
+                if e.code.name == "UIDVALIDITY":
+                    validity = int(str(e.code.value))
+                elif e.code.name == "UIDNEXT":
+                    uidnext = int(str(e.code.value))
+        reset = known_validity is not None and validity != known_validity
+        known = {} if reset else await self.store.folder_known(folder_id)
+        highest = max(known, default=0)
+        flags: dict[int, tuple[str, ...]] = {}
+        gone: list[int] = []
+        dirty = False
+        seen: dict[int, tuple[str, ...]] = dict(known)
+        if known and exists:
+            # Flag refresh and expunge detection over what we hold.
+            refresh = await conn.run(Fetch(f"1:{highest}", "(UID FLAGS)", uid=True))
+            seen = {
+                e.uid: e.flags or ()
+                for e in refresh.untagged
+                if isinstance(e, FetchResponse) and e.uid
+            }
+            flags = {uid: f for uid, f in seen.items() if uid in known and tuple(f) != known[uid]}
+            gone = [uid for uid in known if uid not in seen]
+            dirty = any(isinstance(e, Exists | ExpungeResponse) for e in refresh.untagged)
+        elif known:
+            gone = list(known)
+        new: list[MessageMeta] = []
+        if exists:
+            fetched = await conn.run(Fetch(f"{highest + 1}:*", FETCH_ITEMS, uid=True))
+            for e in fetched.untagged:
+                if isinstance(e, FetchResponse) and e.uid and e.uid > highest:
+                    new.append(MessageMeta(e.uid, tuple(e.flags or ()), e.internaldate, e.size,
+                                           _envelope(e.envelope)))  # fmt: skip
+                elif isinstance(e, Exists | ExpungeResponse):
+                    dirty = True  # another client's change, reported while we fetched
+                elif isinstance(e, FetchResponse) and (e.uid is None or e.flags != seen.get(e.uid)):
+                    # "n:*" always returns the last message, even below n: only a flag
+                    # change on it (or a FETCH without UID) is news.
+                    dirty = True
+        await self.store.apply_folder(
+            folder_id, uidvalidity=validity, uidnext=uidnext, reset=reset,
+            new=new, flags=flags, gone=gone,
+        )  # fmt: skip
+        await self._events(name, reset, new, flags, gone)
+        return dirty
+
+    async def _events(
+        self, folder: str, reset: bool, new: Sequence[MessageMeta],
+        flags: dict[int, tuple[str, ...]], gone: Sequence[int],
+    ) -> None:  # fmt: skip
+        add = self.store.add_event
+        if reset:
+            await add(self.account_id, "folder.reset", {"folder": folder})
+        for m in new:
+            data = {"folder": folder, "uid": m.uid, "subject": m.envelope.get("subject")}
+            await add(self.account_id, "message.new", data)
+        for uid, value in flags.items():
+            await add(
+                self.account_id,
+                "message.flags",
+                {"folder": folder, "uid": uid, "flags": list(value)},
+            )
+        for uid in gone:
+            await add(self.account_id, "message.expunged", {"folder": folder, "uid": uid})
+
+    async def _idle_loop(self, conn: ImapConnection, account: AccountView) -> None:
+        """IDLE on INBOX (left selected by the sync); a push, the renew time or the poll
+        interval ends one round, then everything is synced again."""
+        dirty = await self._sync_all(conn, account)
+        while True:
+            folders = await self.store.folders(self.account_id)
+            inbox = next((f for f in folders if f.name == "INBOX"), None)
+            if inbox is None:
+                await asyncio.sleep(account.spec.poll_interval)
+                await self._sync_all(conn, account)
+                continue
+            while dirty:
+                dirty = await self._sync_folder(conn, inbox.id, inbox.name, inbox.uidvalidity)
+            await self._set("idle")
+            tag = conn.codec.send(Idle())
+            changed = False
+            while not isinstance(event := await conn.next_response("idle"), Continue):
+                changed = changed or isinstance(event, Exists | ExpungeResponse | FetchResponse)
+            limit = min(self.options.idle_renew, float(account.spec.poll_interval))
+            deadline = time.monotonic() + limit
+            while not changed and (left := deadline - time.monotonic()) > 0:
+                try:
+                    event = await conn.next_response("idle", timeout=left)
+                except NetError as exc:
+                    if "no answer within" in str(exc):
+                        break
+                    raise
+                changed = isinstance(event, Exists | ExpungeResponse | FetchResponse)
+            conn.codec.done()
+            await conn.wait(tag, "idle")
+            await self._set("syncing")
+            dirty = await self._sync_all(conn, account)

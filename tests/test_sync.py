@@ -1,0 +1,275 @@
+"""The sync engine against the sandbox (a real IMAP server over real sockets): initial sync,
+IDLE push of new mail, flag changes and expunges by another client, and failure states."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import imaplib
+import random
+import smtplib
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imapscope.sandbox import SandboxServer, build_store, ensure_certificates
+from imapscope.store import AccountSpec, EventView, Store
+from imapscope.sync import AccountSync, Backoff, SyncOptions
+from tests.scripted import running
+
+PASSWORD = "alice-sync-pw-0042"
+
+
+@dataclass
+class Sandbox:
+    server: SandboxServer
+    ca_file: Path
+    logins: list[str]
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    certificates = ensure_certificates(tmp_path / "certs")
+    store = build_store([("alice", PASSWORD)], demo_messages=12)
+    logins: list[str] = []
+    authenticate = store.authenticate
+
+    def counting(name: str, password: str) -> Any:  # counts what the server sees
+        logins.append(name)
+        return authenticate(name, password)
+
+    store.authenticate = counting  # type: ignore[method-assign]
+    server = SandboxServer(
+        store, port=0, tls_port=0, smtp_port=0, tls_context=certificates.server_context()
+    )
+    with running(server):
+        yield Sandbox(server, certificates.ca_file, logins)
+
+
+def spec(port: int, security: str = "starttls") -> AccountSpec:
+    return AccountSpec(
+        email="alice@example.test",
+        host="127.0.0.1",
+        port=port,
+        security=security,
+        username="alice",
+        poll_interval=60,
+    )
+
+
+@contextlib.asynccontextmanager
+async def engine(
+    tmp_path: Path, account: AccountSpec, password: str, options: SyncOptions
+) -> AsyncIterator[tuple[Store, AccountSync]]:
+    store = await Store.open(tmp_path / "data")
+    added = await store.add_account(account, password)
+    sync = AccountSync(store, added.id, options)
+    task = asyncio.create_task(sync.run())
+    try:
+        yield store, sync
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)  # an engine that ignores cancellation fails here
+        await store.close()
+
+
+async def until(what: str, check: Any, timeout: float = 10.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        value = await check()
+        if value:
+            return value
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def events_of(store: Store, kind: str, after: int) -> list[EventView]:
+    return [e for e in await store.events(after=after, limit=1000) if e.kind == kind]
+
+
+def imap(sandbox: Sandbox) -> imaplib.IMAP4:
+    client = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
+    client.login("alice", PASSWORD)
+    client.select("INBOX")
+    return client
+
+
+def test_sync_push_flags_and_expunge(sandbox: Sandbox, tmp_path: Path) -> None:
+    options = SyncOptions(ca_file=str(sandbox.ca_file))
+
+    async def main() -> None:
+        async with engine(tmp_path, spec(sandbox.server.port), PASSWORD, options) as (store, sync):
+            await until("idle", lambda: _state_is(store, sync, "idle"))
+            inbox = next(f for f in await store.folders(sync.account_id) if f.name == "INBOX")
+            assert len(await store.folder_known(inbox.id)) == 12
+            names = {f.name for f in await store.folders(sync.account_id)}
+            assert {"INBOX", "Sent", "Archive"} <= names
+            cursor = (await store.events(limit=1000))[-1].id
+
+            # New mail over SMTP reaches the store through IDLE within 2 s.
+            message = EmailMessage()
+            message["From"], message["To"] = "bob@example.test", "alice@example.test"
+            message["Subject"] = "pushed by SMTP"
+            message.set_content("hello")
+            port = sandbox.server.smtp_port or 0
+            loop = asyncio.get_running_loop()
+            sent_at = loop.time()
+            await asyncio.to_thread(_send, port, message)
+            new = await until("message.new", lambda: events_of(store, "message.new", cursor), 2.0)
+            assert loop.time() - sent_at < 2.0
+            assert [e.data["subject"] for e in new] == ["pushed by SMTP"]
+            assert new[0].data["uid"] == 13
+
+            # Another client flags one message and expunges another.
+            client = await asyncio.to_thread(imap, sandbox)
+            await asyncio.to_thread(client.uid, "STORE", "1", "+FLAGS", r"(\Flagged)")
+            flagged = await until("flags", lambda: events_of(store, "message.flags", cursor))
+            assert flagged[0].data["uid"] == 1
+            assert "\\Flagged" in flagged[0].data["flags"]
+            await asyncio.to_thread(client.uid, "STORE", "2", "+FLAGS", r"(\Deleted)")
+            await asyncio.to_thread(client.expunge)
+            gone = await until("expunge", lambda: events_of(store, "message.expunged", cursor))
+            assert [e.data["uid"] for e in gone] == [2]
+            await asyncio.to_thread(client.logout)
+            known = await store.folder_known(inbox.id)
+            assert 2 not in known
+            assert "\\Flagged" in known[1]
+            assert 13 in known
+            # A folder deleted and re-created (new UIDVALIDITY) is synced afresh in the next
+            # round, which the next delivery to INBOX starts.
+            archive = next(f for f in await store.folders(sync.account_id) if f.name == "Archive")
+            await asyncio.to_thread(_recreate, sandbox, "Archive")
+            await asyncio.to_thread(_send, port, message)
+            await until("folder.reset", lambda: events_of(store, "folder.reset", cursor))
+            await until("2nd message", lambda: _count_at_least(store, "message.new", cursor, 2))
+            again = next(f for f in await store.folders(sync.account_id) if f.id == archive.id)
+            assert again.uidvalidity != archive.uidvalidity
+            assert await store.folder_known(archive.id) == {}
+            # Each change came once: no duplicate events.
+            assert len(await events_of(store, "message.new", cursor)) == 2
+            assert sandbox.logins == ["alice"] * 3  # the engine once (no reconnect), imaplib twice
+
+    asyncio.run(main())
+
+
+def _recreate(sandbox: Sandbox, name: str) -> None:
+    client = imap(sandbox)
+    client.delete(name)
+    client.create(name)
+    client.logout()
+
+
+def _send(port: int, message: EmailMessage) -> None:
+    with smtplib.SMTP("127.0.0.1", port) as smtp:
+        smtp.send_message(message)
+
+
+async def _state_is(store: Store, sync: AccountSync, state: str) -> bool:
+    return (await store.account(sync.account_id)).state == state
+
+
+def test_wrong_password_stops_retrying_in_auth_error(sandbox: Sandbox, tmp_path: Path) -> None:
+    options = SyncOptions(
+        ca_file=str(sandbox.ca_file), backoff=Backoff(first=0.01, cap=0.05), max_auth_failures=3
+    )
+    wrong = "wrong-password-123"
+
+    async def main() -> None:
+        async with engine(tmp_path, spec(sandbox.server.port), wrong, options) as (store, sync):
+            await until("3 errors", lambda: _errors_at_least(store, sync, 3))
+            await asyncio.sleep(0.5)  # ten times the backoff cap: a retry would show by now
+            assert sandbox.logins == ["alice"] * 3
+            account = await store.account(sync.account_id)
+            assert account.state == "auth_error"
+            errors = await store.errors(sync.account_id)
+            assert [e.code for e in errors] == ["AUTH_FAILED"] * 3
+            assert errors[0].id > errors[-1].id  # newest first
+            assert errors[0].state == "auth_error"
+            assert errors[0].server_text.startswith("NO [AUTHENTICATIONFAILED]")
+            for e in errors:
+                assert wrong not in e.message + e.server_text
+            # Waking it (what an edit or resume does) tries again, once.
+            sync.wake()
+            await until("4th login", lambda: _logins_at_least(sandbox, 4))
+
+    asyncio.run(main())
+
+
+async def _count_at_least(store: Store, kind: str, cursor: int, n: int) -> bool:
+    return len(await events_of(store, kind, cursor)) >= n
+
+
+async def _errors_at_least(store: Store, sync: AccountSync, n: int) -> bool:
+    return await store.count_errors(sync.account_id) >= n
+
+
+async def _logins_at_least(sandbox: Sandbox, n: int) -> bool:
+    return len(sandbox.logins) >= n
+
+
+def test_refused_port_is_connect_error_then_backoff_and_retry(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: connections are refused
+        options = SyncOptions(backoff=Backoff(first=0.01, cap=0.02))
+
+        async def main() -> None:
+            async with engine(tmp_path, spec(port), PASSWORD, options) as (store, sync):
+                await until("2 errors", lambda: _errors_at_least(store, sync, 2))
+                errors = await store.errors(sync.account_id)
+                assert {e.code for e in errors} == {"TCP_REFUSED"}
+                assert {e.state for e in errors} == {"connect_error"}
+                states = [e.data["state"] for e in await store.events(limit=1000)]
+                assert "backoff" in states
+                assert "connect_error" in states
+
+        asyncio.run(main())
+
+
+def test_backoff_is_capped_exponential_with_jitter() -> None:
+    b = Backoff(first=1.0, cap=30.0)
+    rng = random.Random(7)
+    delays = [b.delay(n, rng) for n in range(1, 10)]
+    for n, d in enumerate(delays, start=1):
+        ceiling = min(30.0, 2 ** (n - 1))
+        assert ceiling / 2 <= d <= ceiling
+    assert max(delays) <= 30.0
+
+
+def test_against_dovecot_initial_sync_and_idle_push(start_dovecot: Any, tmp_path: Path) -> None:
+    dovecot = start_dovecot(messages=30)
+    user, password = next(iter(dovecot.users.items()))
+    account = AccountSpec(
+        email=f"{user}@example.test", host=dovecot.host, port=dovecot.tls_port,
+        security="tls", username=user, poll_interval=60,
+    )  # fmt: skip
+    options = SyncOptions(ca_file=str(dovecot.ca_file))
+
+    def append() -> None:
+        client = imaplib.IMAP4(dovecot.host, dovecot.port)
+        client.login(user, password)
+        raw = b"From: bob@example.test\r\nSubject: appended\r\n\r\nhi\r\n"
+        client.append("INBOX", None, None, raw)
+        client.logout()
+
+    async def main() -> None:
+        async with engine(tmp_path, account, password, options) as (store, sync):
+            await until("idle", lambda: _state_is(store, sync, "idle"))
+            inbox = next(f for f in await store.folders(sync.account_id) if f.name == "INBOX")
+            assert len(await store.folder_known(inbox.id)) == 30
+            assert inbox.uidvalidity is not None
+            cursor = (await store.events(limit=1000))[-1].id
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await asyncio.to_thread(append)
+            new = await until("message.new", lambda: events_of(store, "message.new", cursor), 2.0)
+            assert loop.time() - started < 2.0
+            assert [e.data["subject"] for e in new] == ["appended"]
+
+    asyncio.run(main())
