@@ -30,6 +30,7 @@ from imapscope.net import ImapConnection, NetError, ResolveError, client_context
 from imapscope.probe import Finding, classify_login, finding
 from imapscope.store import AccountView, MessageMeta, Store
 
+# "disabled" is the operator's switch, for the multi-account supervisor (not built yet).
 STATES = (
     "connecting", "syncing", "idle", "backoff", "auth_error", "connect_error", "paused", "disabled",
 )  # fmt: skip
@@ -92,7 +93,6 @@ class AccountSync:
         self._wake = asyncio.Event()
         self._rng = random.Random()  # noqa: S311 - jitter, not security
         self.state = "connecting"
-        self.logins = 0
 
     def wake(self) -> None:
         self._wake.set()
@@ -136,9 +136,10 @@ class AccountSync:
                 await self._wait_wake(self.options.backoff.delay(failures, self._rng))
 
     async def _wait_wake(self, timeout: float | None) -> None:
-        self._wake.clear()
+        """Sleep until :meth:`wake` or ``timeout``; a wake that came meanwhile is not lost."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake.clear()
 
     # -- one connection ------------------------------------------------------------------------
 
@@ -167,7 +168,6 @@ class AccountSync:
                 if not result.ok:
                     raise _Failure(finding("STARTTLS_FAILED", "starttls"), result.tagged.text)
             secret = await self.store.secret(self.account_id)
-            self.logins += 1
             if spec.auth == "oauth2":
                 result = await conn.authenticate(
                     Mechanism("XOAUTH2", spec.username, secret, host=spec.host)
