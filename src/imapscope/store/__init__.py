@@ -144,20 +144,16 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+def _columns(spec: AccountSpec) -> dict[str, Any]:
+    """The spec as account columns (tuples stored as JSON lists)."""
+    values = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
 def _view(row: Account) -> AccountView:
-    spec = AccountSpec(
-        email=row.email,
-        host=row.host,
-        port=row.port,
-        security=row.security,
-        username=row.username,
-        auth=row.auth,
-        name=row.name,
-        proxy=row.proxy,
-        include_folders=tuple(row.include_folders),
-        exclude_folders=tuple(row.exclude_folders),
-        poll_interval=row.poll_interval,
-    )
+    values = {f.name: getattr(row, f.name) for f in dataclasses.fields(AccountSpec)}
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    spec = AccountSpec(**fields)
     return AccountView(
         id=row.id,
         spec=spec,
@@ -205,20 +201,7 @@ class Store:
         spec.validate()
         if not secret:
             raise StoreError("the password (or token) is empty")
-        row = Account(
-            email=spec.email,
-            name=spec.name,
-            host=spec.host,
-            port=spec.port,
-            security=spec.security,
-            username=spec.username,
-            auth=spec.auth,
-            secret=self._box.seal(secret),
-            proxy=spec.proxy,
-            include_folders=list(spec.include_folders),
-            exclude_folders=list(spec.exclude_folders),
-            poll_interval=spec.poll_interval,
-        )
+        row = Account(**_columns(spec), secret=self._box.seal(secret))
         async with self._session() as s:
             s.add(row)
             try:
