@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -390,3 +393,19 @@ def running(server: object) -> Iterator[object]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+def sandbox_process(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """Run ``imapscope sandbox ARGS`` as a real process; return it and its start-up banner
+    (everything up to the "Ctrl-C" line, which holds the ports, CA file and admin address)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imapscope", "sandbox", *args],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "Ctrl-C" in line:
+            break
+    return proc, "".join(lines)

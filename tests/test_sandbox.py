@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
-import os
 import re
 import signal
 import smtplib
 import ssl
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,7 @@ from imapscope.imap import Append, Exists, ExpungeResponse, FetchResponse, Idle,
 from imapscope.probe import CheckOptions, run_check
 from imapscope.sandbox import SandboxServer, build_store, ensure_certificates
 from tests.imap_driver import Driver
-from tests.scripted import running
+from tests.scripted import running, sandbox_process
 
 PASSWORD = "alice-sandbox-pw"
 
@@ -216,19 +214,10 @@ def test_append_with_a_synchronizing_literal_from_our_client(sandbox: Running) -
 
 
 def test_sandbox_command(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "imapscope", "sandbox", "--port", "0", "--tls-port", "0",
-         "--smtp-port", "0", "--admin-port", "0",
-         "--demo", "7", "--user", "carol:c-pw", "--data-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"},
+    proc, text = sandbox_process(
+        "--port", "0", "--tls-port", "0", "--smtp-port", "0", "--admin-port", "0",
+        "--demo", "7", "--user", "carol:c-pw", "--data-dir", str(tmp_path),
     )  # fmt: skip
-    assert proc.stdout is not None
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if "Ctrl-C" in line:
-            break
-    text = "".join(lines)
     tls_port = int(text.split("implicit TLS port:")[1].split()[0])
     ca_file = text.split("CA file:")[1].split()[0]
     context = ssl.create_default_context(cafile=ca_file)

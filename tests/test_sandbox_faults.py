@@ -17,7 +17,7 @@ from imapscope.probe import CheckOptions, Report, run_check
 from imapscope.sandbox import FaultError, FaultRule, Faults, SandboxServer, build_store, parse_rule
 from imapscope.sandbox import persona as persona_rules
 from imapscope.sandbox._certs import ensure_certificates
-from tests.scripted import running
+from tests.scripted import running, sandbox_process
 
 PASSWORD = "pw-for-faults"
 
@@ -123,17 +123,21 @@ def test_delay_and_throttle_are_felt(tmp_path_factory: pytest.TempPathFactory) -
         client.logout()
 
 
-def test_disconnect_mid_reply_cuts_the_response(tmp_path_factory: pytest.TempPathFactory) -> None:
-    with faulty([parse_rule("FETCH:disconnect:when=mid-reply")], tmp_path_factory) as server:
-        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+def fetch_until_closed(port: int, command: bytes) -> bytes:
+    """Log in, select INBOX, send ``command`` and read until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         reader = sock.makefile("rb")
         reader.readline()
         sock.sendall(f"a LOGIN alice {PASSWORD}\r\nb SELECT INBOX\r\n".encode())
         while not reader.readline().startswith(b"b "):
             pass
-        sock.sendall(b"c FETCH 1:5 (ENVELOPE)\r\n")
-        received = reader.read()  # until the server closes
-        sock.close()
+        sock.sendall(command + b"\r\n")
+        return reader.read()
+
+
+def test_disconnect_mid_reply_cuts_the_response(tmp_path_factory: pytest.TempPathFactory) -> None:
+    with faulty([parse_rule("FETCH:disconnect:when=mid-reply")], tmp_path_factory) as server:
+        received = fetch_until_closed(server.port, b"c FETCH 1:5 (ENVELOPE)")
     assert received  # half a reply arrived...
     assert b"c OK" not in received  # ...and never its completion
 
@@ -152,25 +156,15 @@ def test_bad_rules_say_what_is_wrong() -> None:
 def test_faults_change_at_runtime_through_the_admin_api(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    import os  # noqa: PLC0415
     import signal  # noqa: PLC0415
     import subprocess  # noqa: PLC0415
     import sys  # noqa: PLC0415
 
     data = tmp_path_factory.mktemp("admin")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "imapscope", "sandbox", "--port", "0", "--tls-port", "0",
-         "--smtp-port", "0", "--admin-port", "0", "--user", f"alice:{PASSWORD}",
-         "--data-dir", str(data)],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"},
+    proc, text = sandbox_process(
+        "--port", "0", "--tls-port", "0", "--smtp-port", "0", "--admin-port", "0",
+        "--user", f"alice:{PASSWORD}", "--data-dir", str(data),
     )  # fmt: skip
-    assert proc.stdout is not None
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if "Ctrl-C" in line:
-            break
-    text = "".join(lines)
     port = int(text.split("plaintext+STARTTLS port:")[1].split()[0])
     admin = text.split("admin API (faults):")[1].split()[0]
 
@@ -235,15 +229,7 @@ def test_tls_variants_are_named_by_check(
 
 def test_disconnect_mid_literal(tmp_path_factory: pytest.TempPathFactory) -> None:
     with faulty([parse_rule("FETCH:disconnect:when=mid-literal")], tmp_path_factory) as server:
-        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-        reader = sock.makefile("rb")
-        reader.readline()
-        sock.sendall(f"a LOGIN alice {PASSWORD}\r\nb SELECT INBOX\r\n".encode())
-        while not reader.readline().startswith(b"b "):
-            pass
-        sock.sendall(b"c FETCH 1 (BODY.PEEK[])\r\n")
-        received = reader.read()
-        sock.close()
+        received = fetch_until_closed(server.port, b"c FETCH 1 (BODY.PEEK[])")
     marker = re.search(rb"\{(\d+)\}\r\n", received)
     assert marker is not None
     after = len(received) - marker.end()
