@@ -62,8 +62,16 @@ def test_open_creates_schema_wal_and_a_private_key(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / DB_FILE) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert {"accounts", "folders", "messages", "errors", "events", "alembic_version"} <= tables
-        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0001"
+        assert {
+            "accounts",
+            "folders",
+            "messages",
+            "errors",
+            "events",
+            "alembic_version",
+            "api_tokens",
+        } <= tables
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0002"
 
 
 def test_migrations_match_the_models(tmp_path: Path) -> None:

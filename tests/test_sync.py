@@ -19,6 +19,7 @@ import pytest
 
 from imapscope.sandbox import SandboxServer, build_store, ensure_certificates
 from imapscope.store import AccountSpec, EventView, Store
+from imapscope.store._crypto import KEY_FILE
 from imapscope.sync import AccountSync, Backoff, SyncOptions
 from tests.scripted import running
 
@@ -271,5 +272,100 @@ def test_against_dovecot_initial_sync_and_idle_push(start_dovecot: Any, tmp_path
             new = await until("message.new", lambda: events_of(store, "message.new", cursor), 2.0)
             assert loop.time() - started < 2.0
             assert [e.data["subject"] for e in new] == ["appended"]
+
+    asyncio.run(main())
+
+
+def test_against_dovecot_condstore_batches_changes_and_restart(
+    start_dovecot: Any, tmp_path: Path
+) -> None:
+    """Initial sync in batches, CONDSTORE flag and expunge sync, and a server restart that leads
+    to a reconnection with no duplicate events."""
+    dovecot = start_dovecot(messages=30)
+    user, password = next(iter(dovecot.users.items()))
+    account = AccountSpec(
+        email=f"{user}@example.test", host=dovecot.host, port=dovecot.port,
+        security="starttls", username=user, poll_interval=60,
+    )  # fmt: skip
+    options = SyncOptions(
+        ca_file=str(dovecot.ca_file), batch=7, backoff=Backoff(first=0.05, cap=0.2)
+    )
+
+    def other_client(*commands: tuple[str, ...]) -> None:
+        client = imaplib.IMAP4(dovecot.host, dovecot.port)
+        client.login(user, password)
+        client.select("INBOX")
+        for command in commands:
+            client.uid(*command)
+        client.expunge()
+        client.logout()
+
+    async def main() -> None:
+        async with engine(tmp_path, account, password, options) as (store, sync):
+            await until("idle", lambda: _state_is(store, sync, "idle"))
+            inbox = next(f for f in await store.folders(sync.account_id) if f.name == "INBOX")
+            assert inbox.highestmodseq is not None  # Dovecot offers CONDSTORE: it was used
+            new = await events_of(store, "message.new", 0)
+            assert sorted(e.data["uid"] for e in new) == list(range(1, 31))  # 5 batches, once
+            cursor = (await store.events(limit=1000))[-1].id
+
+            await asyncio.to_thread(
+                other_client, ("STORE", "3", "+FLAGS", r"(\Flagged)"),
+                ("STORE", "4", "+FLAGS", r"(\Deleted)"),
+            )  # fmt: skip
+            gone = await until("expunge", lambda: events_of(store, "message.expunged", cursor))
+            flagged = await until("flags", lambda: events_of(store, "message.flags", cursor))
+            assert [e.data["uid"] for e in gone] == [4]
+            assert any(e.data["uid"] == 3 and "\\Flagged" in e.data["flags"] for e in flagged)
+            synced = (await store.account(sync.account_id)).last_sync
+
+            await asyncio.to_thread(dovecot.restart)
+            await until(
+                "a new sync after the restart",
+                lambda: _synced_after(store, sync.account_id, synced),
+                timeout=20,
+            )
+            await until("idle again", lambda: _state_is(store, sync, "idle"))
+            states = [e.data["state"] for e in await events_of(store, "account.state", cursor)]
+            assert "backoff" in states or "connect_error" in states or "connecting" in states
+            after = await store.events(after=cursor, limit=1000)
+            kinds = [e.kind for e in after if e.kind != "account.state"]
+            assert kinds.count("message.expunged") == 1
+            assert "message.new" not in kinds  # nothing fetched twice
+            assert len([e for e in after if e.kind == "message.flags"]) == len(flagged)
+            known = await store.folder_known(inbox.id)
+            assert len(known) == 29
+            assert "\\Flagged" in known[3]
+
+    asyncio.run(main())
+
+
+async def _synced_after(store: Store, account_id: int, when: Any) -> bool:
+    account = await store.account(account_id)
+    return account.last_sync is not None and account.last_sync > when and account.state == "idle"
+
+
+def test_unreadable_secret_disables_the_account(tmp_path: Path) -> None:
+    """A replaced key cannot open the stored password: the account waits in `disabled` with
+    the finding, and makes no connection."""
+
+    async def main() -> None:
+        store = await Store.open(tmp_path / "data")
+        added = await store.add_account(spec(1), PASSWORD)
+        await store.close()
+        (tmp_path / "data" / KEY_FILE).unlink()  # a new key is made at the next open
+        store = await Store.open(tmp_path / "data")
+        sync = AccountSync(store, added.id, SyncOptions(timeout=1))
+        task = asyncio.create_task(sync.run())
+        try:
+            await until("disabled", lambda: _state_is(store, sync, "disabled"))
+            [error] = await store.errors(added.id)
+            assert error.code == "STORED_SECRET_UNREADABLE"
+            assert error.state == "disabled"
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await store.close()
 
     asyncio.run(main())

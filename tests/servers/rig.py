@@ -181,6 +181,14 @@ class RunningServer:
         if not os.environ.get("IMAPSCOPE_KEEP_SERVERS"):
             shutil.rmtree(self.directory, ignore_errors=True)
 
+    def restart(self) -> None:
+        """Stop the server's processes and start them again on the same ports and mail."""
+        assert self.process is not None
+        old = self.process
+        old.stop()
+        self.process = ServerProcess(old.name, old.script, old.directory)
+        self.process.wait_ready([(self.port, False), (self.tls_port, True)])
+
     def describe(self) -> str:
         users = ", ".join(f"{name}:{password}" for name, password in self.users.items())
         return (
@@ -199,8 +207,9 @@ class ServerProcess:
 
     def __init__(self, name: str, script: str, directory: Path) -> None:
         self.name = name
+        self.script, self.directory = script, directory
         self.log = directory / f"{name}.log"
-        self._log_file = self.log.open("wb")
+        self._log_file = self.log.open("ab")  # appended to across restarts
         self.popen = subprocess.Popen(
             [
                 "unshare",

@@ -171,11 +171,18 @@ class ImapConnection:
 
     # -- talking ------------------------------------------------------------------------------
 
-    async def _fill(self, phase: str, timeout: float) -> None:
+    async def _flush(self, phase: str) -> None:
+        """Send what the codec has queued; a dead connection is a NetError like on reading."""
         data = self.codec.data_to_send()
         if data:
-            self._writer.write(data)
-            await self._writer.drain()
+            try:
+                self._writer.write(data)
+                await self._writer.drain()
+            except (ssl.SSLError, OSError) as exc:
+                raise NetError(phase, f"connection failed: {_ssl_reason(exc)}", exc) from exc
+
+    async def _fill(self, phase: str, timeout: float) -> None:
+        await self._flush(phase)
         try:
             chunk = await asyncio.wait_for(self._reader.read(READ_SIZE), timeout)
         except TimeoutError as exc:
@@ -193,10 +200,7 @@ class ImapConnection:
                 if not self.codec.greeted or "closed" in str(exc):
                     raise ConnectionClosedError(phase, str(exc), exc) from exc
                 raise
-            data = self.codec.data_to_send()
-            if data:
-                self._writer.write(data)
-                await self._writer.drain()
+            await self._flush(phase)
             if event is not NEED_DATA:
                 assert not isinstance(event, type(NEED_DATA))
                 return event

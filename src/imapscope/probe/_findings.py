@@ -156,6 +156,11 @@ CATALOGUE: dict[str, Spec] = _specs(
     ("CREDENTIAL_EXPIRED_OR_LOCKED", "authenticate", "error",
      "The password has expired or the account is locked.",
      "Reset the password or unlock the account (administrator), then retry."),
+    ("STORED_SECRET_UNREADABLE", "authenticate", "error",
+     "imapscope cannot decrypt this account's stored password: the data directory's key changed "
+     "(serve only).",
+     "Restore the original key (IMAPSCOPE_SECRET_KEY or secret.key in the data directory), or "
+     "edit the account and enter its password again."),
     ("TOO_MANY_CONNECTIONS", "authenticate", "error",
      "The server refuses more connections for this user.",
      "Close other mail clients or devices using this account, or raise the server's per-user "

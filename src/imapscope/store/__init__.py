@@ -3,14 +3,15 @@
 SQLite in the data directory by default (WAL), through SQLAlchemy 2's asyncio layer; the schema
 is portable to PostgreSQL. Alembic migrations are applied by :meth:`Store.open`.
 
-Status: the schema, the migrations, credential encryption and the account/error/event
-repository exist; the sync engine, API and UI that use them arrive with the rest of issue #6.
+API tokens are kept as SHA-256 digests: a token is shown once, when it is created.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
+import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,15 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from imapscope.store import _migrate
 from imapscope.store._crypto import SecretBox, SecretKeyError, load_or_create_key
-from imapscope.store._models import Account, ErrorEntry, Event, Folder, Message, utcnow
+from imapscope.store._models import (
+    Account,
+    ApiToken,
+    ErrorEntry,
+    Event,
+    Folder,
+    Message,
+    utcnow,
+)
 
 __all__ = [
     "AccountSpec",
@@ -32,9 +41,11 @@ __all__ = [
     "EventView",
     "FolderView",
     "MessageMeta",
+    "MessageView",
     "SecretKeyError",
     "Store",
     "StoreError",
+    "TokenView",
 ]
 
 DB_FILE = "imapscope.db"
@@ -97,6 +108,7 @@ class AccountView:
     state: str
     state_since: dt.datetime
     last_sync: dt.datetime | None
+    revision: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +129,30 @@ class MessageMeta:
     internaldate: dt.datetime | None
     size: int | None
     envelope: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class MessageView:
+    """A stored message's metadata, with the folder it is in."""
+
+    folder: str
+    uid: int
+    flags: tuple[str, ...]
+    internaldate: dt.datetime | None
+    size: int | None
+    envelope: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenView:
+    id: int
+    name: str
+    created: dt.datetime
+    last_used: dt.datetime | None
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +197,7 @@ def _view(row: Account) -> AccountView:
         state=row.state,
         state_since=_utc(row.state_since),
         last_sync=_utc(row.last_sync) if row.last_sync else None,
+        revision=row.revision,
     )
 
 
@@ -242,6 +279,43 @@ class Store:
                 row.state, row.state_since = state, utcnow()
             await s.commit()
 
+    async def update_account(
+        self, account_id: int, spec: AccountSpec, secret: str | None = None
+    ) -> AccountView:
+        """Replace the account's settings (and its secret, when given). A changed server or
+        user drops the local copy: it belonged to another mailbox."""
+        spec.validate()
+        if secret == "":
+            raise StoreError("the password (or token) is empty; leave it out to keep the old one")
+        async with self._session() as s:
+            row = await self._row(s, account_id)
+            old = _view(row).spec
+            for key, value in _columns(spec).items():
+                setattr(row, key, value)
+            if secret is not None:
+                row.secret = self._box.seal(secret)
+            row.revision += 1
+            if (old.host, old.port, old.username) != (spec.host, spec.port, spec.username):
+                await s.execute(delete(Folder).where(Folder.account_id == account_id))
+            try:
+                await s.commit()
+            except IntegrityError:
+                raise StoreError(f"another account already uses {spec.email}") from None
+            return _view(row)
+
+    async def set_paused(self, account_id: int, paused: bool) -> AccountView:
+        async with self._session() as s:
+            row = await self._row(s, account_id)
+            row.paused = paused
+            row.revision += 1
+            await s.commit()
+            return _view(row)
+
+    async def revisions(self) -> dict[int, int]:
+        """Every account's id and revision: cheap enough to poll."""
+        async with self._session() as s:
+            return dict((await s.execute(select(Account.id, Account.revision))).tuples().all())
+
     async def remove_account(self, account_id: int) -> None:
         """Delete the account and, by cascade, its folders, messages, errors and events."""
         async with self._session() as s:
@@ -266,7 +340,10 @@ class Store:
         """
         async with self._session() as s:
             row = await self._row(s, account_id)
-            secret = self._box.open(row.secret)
+            try:
+                secret = self._box.open(row.secret)
+            except SecretKeyError:
+                secret = ""  # unreadable here, so nothing imapscope passes can hold it
 
             def scrub(text: str) -> str:
                 return text.replace(secret, REDACTED) if secret else text
@@ -331,14 +408,84 @@ class Store:
             )
             return [EventView(r.id, r.account_id, _utc(r.at), r.kind, r.data) for r in rows]
 
-    async def count_errors(self, account_id: int) -> int:
+    async def count_errors(self, account_id: int, since: dt.datetime | None = None) -> int:
+        query = (
+            select(func.count()).select_from(ErrorEntry).where(ErrorEntry.account_id == account_id)
+        )
+        if since is not None:
+            query = query.where(ErrorEntry.at >= since)
         async with self._session() as s:
-            n = await s.scalar(
-                select(func.count())
-                .select_from(ErrorEntry)
-                .where(ErrorEntry.account_id == account_id)
+            return int(await s.scalar(query) or 0)
+
+    async def counts(self) -> dict[int, tuple[int, int]]:
+        """Per account: (messages, kept errors), in two grouped queries."""
+        async with self._session() as s:
+            messages = dict(
+                (
+                    await s.execute(
+                        select(Folder.account_id, func.count(Message.id))
+                        .join(Message, Message.folder_id == Folder.id)
+                        .group_by(Folder.account_id)
+                    )
+                )
+                .tuples()
+                .all()
             )
-            return int(n or 0)
+            errors = dict(
+                (
+                    await s.execute(
+                        select(ErrorEntry.account_id, func.count(ErrorEntry.id)).group_by(
+                            ErrorEntry.account_id
+                        )
+                    )
+                )
+                .tuples()
+                .all()
+            )
+            ids = (await s.scalars(select(Account.id))).all()
+            return {i: (int(messages.get(i, 0)), int(errors.get(i, 0))) for i in ids}
+
+    # -- API tokens --------------------------------------------------------------------------
+
+    async def create_token(self, name: str) -> tuple[TokenView, str]:
+        """A new token: the view, and the token itself (shown once; only its digest is kept)."""
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise StoreError("a token needs a name of 1-200 characters (who or what uses it)")
+        token = "isk_" + secrets.token_urlsafe(32)
+        row = ApiToken(name=name, digest=_digest(token))
+        async with self._session() as s:
+            s.add(row)
+            await s.commit()
+            return TokenView(row.id, row.name, _utc(row.created), None), token
+
+    async def tokens(self) -> list[TokenView]:
+        async with self._session() as s:
+            rows = await s.scalars(select(ApiToken).order_by(ApiToken.id))
+            return [
+                TokenView(r.id, r.name, _utc(r.created), _utc(r.last_used) if r.last_used else None)
+                for r in rows
+            ]
+
+    async def check_token(self, token: str) -> TokenView | None:
+        """The token's view when it is valid (and note its use), else None."""
+        async with self._session() as s:
+            row = await s.scalar(select(ApiToken).where(ApiToken.digest == _digest(token)))
+            if row is None:
+                return None
+            now = utcnow()
+            if row.last_used is None or now - _utc(row.last_used) > dt.timedelta(minutes=1):
+                row.last_used = now
+                await s.commit()
+            return TokenView(row.id, row.name, _utc(row.created), now)
+
+    async def revoke_token(self, token_id: int) -> None:
+        async with self._session() as s:
+            row = await s.get(ApiToken, token_id)
+            if row is None:
+                raise StoreError(f"no token with id {token_id}")
+            await s.delete(row)
+            await s.commit()
 
     # -- folders and messages (written by the sync engine) -----------------------------------
 
@@ -383,6 +530,7 @@ class Store:
         *,
         uidvalidity: int | None,
         uidnext: int | None,
+        highestmodseq: int | None = None,
         reset: bool = False,
         new: Sequence[MessageMeta] = (),
         flags: Mapping[int, tuple[str, ...]] | None = None,
@@ -395,6 +543,7 @@ class Store:
             if folder is None:
                 return  # removed meanwhile
             folder.uidvalidity, folder.uidnext = uidvalidity, uidnext
+            folder.highestmodseq = highestmodseq
             if reset:
                 await s.execute(delete(Message).where(Message.folder_id == folder_id))
             if gone:
@@ -405,19 +554,10 @@ class Store:
                 await s.execute(
                     update(Message)
                     .where(Message.folder_id == folder_id, Message.uid == uid)
-                    .values(flags=list(value))
+                    .values(flags=list(value), seen="\\Seen" in value)
                 )
             for m in new:
-                s.add(
-                    Message(
-                        folder_id=folder_id,
-                        uid=m.uid,
-                        flags=list(m.flags),
-                        internaldate=m.internaldate,
-                        size=m.size,
-                        envelope=m.envelope,
-                    )
-                )
+                s.add(Message(folder_id=folder_id, **_message_columns(m)))
             await s.commit()
 
     async def message_count(self, account_id: int) -> int:
@@ -435,3 +575,83 @@ class Store:
             row = await self._row(s, account_id)
             row.last_sync = utcnow()
             await s.commit()
+
+    async def folder_counts(self, account_id: int) -> dict[str, int]:
+        async with self._session() as s:
+            rows = await s.execute(
+                select(Folder.name, func.count(Message.id))
+                .outerjoin(Message, Message.folder_id == Folder.id)
+                .where(Folder.account_id == account_id)
+                .group_by(Folder.name)
+            )
+            return {name: int(n) for name, n in rows.tuples()}
+
+    async def messages(
+        self,
+        account_id: int,
+        *,
+        folder: str | None = None,
+        unseen: bool | None = None,
+        text: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[int, list[MessageView]]:
+        """One page of stored messages, newest first: (total matching, page)."""
+        if not 1 <= limit <= 500:
+            raise StoreError(f"limit {limit} is out of range; use 1-500")
+        if offset < 0:
+            raise StoreError(f"offset {offset} is negative; use 0 or more")
+        query = select(Message, Folder.name).join(Folder).where(Folder.account_id == account_id)
+        if folder is not None:
+            query = query.where(Folder.name == folder)
+        if unseen is not None:
+            query = query.where(Message.seen.is_(not unseen))
+        if text:
+            escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = f"%{escaped}%"
+            query = query.where(
+                func.lower(Message.subject).like(pattern, escape="\\")
+                | func.lower(Message.sender).like(pattern, escape="\\")
+            )
+        async with self._session() as s:
+            total = await s.scalar(select(func.count()).select_from(query.subquery()))
+        page = await self._scan(
+            query.order_by(Message.internaldate.desc(), Message.uid.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return int(total or 0), [_message_view(m, name) for m, name in page]
+
+    async def _scan(self, query: Any) -> list[tuple[Message, str]]:
+        async with self._session() as s:
+            return [(m, n) for m, n in (await s.execute(query)).tuples()]
+
+    async def message(self, account_id: int, folder: str, uid: int) -> MessageView:
+        query = (
+            select(Message, Folder.name)
+            .join(Folder)
+            .where(Folder.account_id == account_id, Folder.name == folder, Message.uid == uid)
+        )
+        found = await self._scan(query)
+        if not found:
+            raise StoreError(f"no message with UID {uid} in {folder!r} of account {account_id}")
+        return _message_view(*found[0])
+
+
+def _message_view(m: Message, folder: str) -> MessageView:
+    internaldate = _utc(m.internaldate) if m.internaldate else None
+    return MessageView(folder, m.uid, tuple(m.flags), internaldate, m.size, m.envelope)
+
+
+def _message_columns(meta: MessageMeta) -> dict[str, Any]:
+    env = meta.envelope
+    return {
+        "uid": meta.uid,
+        "flags": list(meta.flags),
+        "seen": "\\Seen" in meta.flags,
+        "internaldate": meta.internaldate,
+        "size": meta.size,
+        "envelope": env,
+        "subject": str(env.get("subject") or "")[:1000],
+        "sender": " ".join(str(a) for a in env.get("from") or [] if a)[:1000],
+    }

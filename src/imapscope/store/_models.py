@@ -38,6 +38,9 @@ class Account(Base):
     exclude_folders: Mapped[list[str]] = mapped_column(default=list)
     poll_interval: Mapped[int] = mapped_column(default=300)  # seconds
     paused: Mapped[bool] = mapped_column(default=False)
+    # Bumped by every edit, pause and resume: how a `serve` process notices changes made by
+    # another process (the CLI, another worker) and restarts that account's supervisor.
+    revision: Mapped[int] = mapped_column(default=1)
     state: Mapped[str] = mapped_column(String(32), default="connecting")
     state_since: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_sync: Mapped[dt.datetime | None] = mapped_column(default=None)
@@ -59,7 +62,10 @@ class Folder(Base):
 
 class Message(Base):
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("folder_id", "uid"),)
+    __table_args__ = (
+        UniqueConstraint("folder_id", "uid"),
+        Index("ix_messages_folder_date", "folder_id", "internaldate"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
@@ -68,6 +74,10 @@ class Message(Base):
     internaldate: Mapped[dt.datetime | None] = mapped_column(default=None)
     size: Mapped[int | None] = mapped_column(default=None)
     envelope: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Copied out of flags and envelope so that lists filter in SQL on SQLite and PostgreSQL alike.
+    seen: Mapped[bool] = mapped_column(default=False)
+    subject: Mapped[str] = mapped_column(String(1000), default="")
+    sender: Mapped[str] = mapped_column(String(1000), default="")
 
 
 class ErrorEntry(Base):
@@ -93,3 +103,15 @@ class Event(Base):
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     kind: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ApiToken(Base):
+    """An API token; only its SHA-256 is kept (the token itself is shown once, at creation)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_used: Mapped[dt.datetime | None] = mapped_column(default=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import random
 import time
 from collections.abc import Sequence
@@ -23,21 +24,24 @@ from imapscope.imap import (
     Login,
     Mechanism,
     ProtocolError,
+    Search,
+    SearchResponse,
     Select,
     UntaggedStatus,
+    compact_sequence,
 )
 from imapscope.net import ImapConnection, NetError, ResolveError, client_context, resolve
 from imapscope.probe import Finding, classify_login, finding
-from imapscope.store import AccountView, MessageMeta, Store
+from imapscope.store import AccountView, MessageMeta, SecretKeyError, Store
 
-# "disabled" is the operator's switch, for the multi-account supervisor (not built yet).
+# "disabled": the account cannot run until it is edited (its stored secret cannot be decrypted).
 STATES = (
     "connecting", "syncing", "idle", "backoff", "auth_error", "connect_error", "paused", "disabled",
 )  # fmt: skip
 AUTH_CODES = frozenset({
     "AUTH_FAILED", "APP_PASSWORD_REQUIRED", "WEB_LOGIN_REQUIRED", "BASIC_AUTH_DISABLED",
     "IMAP_DISABLED_FOR_ACCOUNT", "CREDENTIAL_EXPIRED_OR_LOCKED", "OAUTH_TOKEN_REJECTED",
-    "PLAINTEXT_LOGIN_REFUSED", "AUTH_MECH_UNSUPPORTED",
+    "PLAINTEXT_LOGIN_REFUSED", "AUTH_MECH_UNSUPPORTED", "STORED_SECRET_UNREADABLE",
 })  # fmt: skip
 FETCH_ITEMS = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)"
 
@@ -62,6 +66,7 @@ class SyncOptions:
     idle_renew: float = 29 * 60.0  # RFC 2177: re-issue IDLE at least every 29 minutes
     max_auth_failures: int = 3
     backoff: Backoff = Backoff()
+    batch: int = 500  # messages per FETCH in an initial sync
 
 
 class _Failure(Exception):  # noqa: N818 - carries a finding, not a bug
@@ -69,6 +74,15 @@ class _Failure(Exception):  # noqa: N818 - carries a finding, not a bug
         super().__init__(found.summary)
         self.finding = found
         self.server_text = server_text
+
+
+def _changed_flags(
+    responses: Sequence[Any], known: dict[int, tuple[str, ...]]
+) -> dict[int, tuple[str, ...]]:
+    found = {
+        e.uid: tuple(e.flags or ()) for e in responses if isinstance(e, FetchResponse) and e.uid
+    }
+    return {uid: f for uid, f in found.items() if uid in known and f != known[uid]}
 
 
 def _envelope(env: Envelope | None) -> dict[str, Any]:
@@ -93,6 +107,10 @@ class AccountSync:
         self._wake = asyncio.Event()
         self._rng = random.Random()  # noqa: S311 - jitter, not security
         self.state = "connecting"
+        # Live status, for the UI's sync modal (the store has the durable part).
+        self.progress: dict[str, Any] = {}  # folder, done, total of the folder being synced
+        self.next_attempt: dt.datetime | None = None
+        self.connected_since: dt.datetime | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -133,7 +151,20 @@ class AccountSync:
                     failures = auth_failures = 0
                     continue
                 await self._set("backoff")
-                await self._wait_wake(self.options.backoff.delay(failures, self._rng))
+                delay = self.options.backoff.delay(failures, self._rng)
+                self.next_attempt = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
+                await self._wait_wake(delay)
+                self.next_attempt = None
+            except SecretKeyError as exc:
+                # The data directory's key cannot open this account's secret (the key was
+                # replaced): nothing to retry until the account is edited with a new password.
+                await self._set("disabled")
+                found = finding("STORED_SECRET_UNREADABLE", "authenticate", evidence=[str(exc)])
+                await self.store.record_error(
+                    self.account_id, state="disabled", step=found.step, code=found.code,
+                    message=found.summary, server_text=str(exc),
+                )  # fmt: skip
+                await self._wait_wake(None)
 
     async def _wait_wake(self, timeout: float | None) -> None:
         """Sleep until :meth:`wake` or ``timeout``; a wake that came meanwhile is not lost."""
@@ -145,6 +176,7 @@ class AccountSync:
 
     async def _connect(self, account: AccountView) -> ImapConnection:
         spec, opts = account.spec, self.options
+        secret = await self.store.secret(self.account_id)  # unreadable: no point connecting
         try:
             addresses = await resolve(spec.host, nameserver=None, timeout=opts.timeout)
         except ResolveError as exc:
@@ -167,7 +199,6 @@ class AccountSync:
                 result = await conn.starttls(context)
                 if not result.ok:
                     raise _Failure(finding("STARTTLS_FAILED", "starttls"), result.tagged.text)
-            secret = await self.store.secret(self.account_id)
             if spec.auth == "oauth2":
                 result = await conn.authenticate(
                     Mechanism("XOAUTH2", spec.username, secret, host=spec.host)
@@ -189,12 +220,15 @@ class AccountSync:
             raise _Failure(
                 finding("SERVER_TEMPORARY_ERROR", "connect", evidence=[str(exc)])
             ) from exc
+        self.connected_since = dt.datetime.now(dt.UTC)
         try:
             await self._set("syncing")
             await self._idle_loop(conn, account)
         except (NetError, ProtocolError) as exc:
             raise _Failure(finding("SERVER_TEMPORARY_ERROR", "sync", evidence=[str(exc)])) from exc
         finally:
+            self.connected_since = None
+            self.progress = {}
             await conn.close()
 
     async def _folders(self, conn: ImapConnection, account: AccountView) -> list[str]:
@@ -222,66 +256,116 @@ class AccountSync:
         folders = sorted(await self.store.folders(self.account_id), key=lambda f: f.name == "INBOX")
         dirty = False
         for folder in folders:
-            dirty = await self._sync_folder(conn, folder.id, folder.name, folder.uidvalidity)
+            dirty = await self._sync_folder(
+                conn, folder.id, folder.name, folder.uidvalidity, folder.highestmodseq
+            )
         await self.store.mark_synced(self.account_id)
         return dirty and bool(folders) and folders[-1].name == "INBOX"
 
     async def _sync_folder(
-        self, conn: ImapConnection, folder_id: int, name: str, known_validity: int | None
-    ) -> bool:
-        """Sync one folder; True when the server reported a change made meanwhile."""
-        result = await conn.run(Select(name, readonly=True))
+        self, conn: ImapConnection, folder_id: int, name: str, known_validity: int | None,
+        known_modseq: int | None = None,
+    ) -> bool:  # fmt: skip
+        """Sync one folder; True when the server reported a change made meanwhile.
+
+        Flags: with CONDSTORE only what changed since the stored HIGHESTMODSEQ, otherwise a
+        FETCH of every known UID's flags. Expunges: by count (what the server holds must be
+        what we hold, less what went, plus what is new), asked for only when the count is off
+        (or, without CONDSTORE, read from the same flag FETCH). New mail: UID SEARCH above the
+        highest known UID, then FETCH in batches of :attr:`SyncOptions.batch`, each stored as
+        it arrives (a cut connection resumes where it stopped) and shown as progress.
+        """
+        condstore = "CONDSTORE" in conn.codec.capabilities
+        result = await conn.run(Select(name, readonly=True, condstore=condstore))
         if not result.ok:
             raise _Failure(finding("MAILBOX_ACCESS_DENIED", "select"), result.tagged.text)
-        validity = uidnext = None
+        validity = uidnext = modseq = None
         exists = 0
         for e in result.untagged:
             if isinstance(e, Exists):
                 exists = e.count
             elif isinstance(e, UntaggedStatus) and e.code is not None:
-                if e.code.name == "UIDVALIDITY":
-                    validity = int(str(e.code.value))
-                elif e.code.name == "UIDNEXT":
-                    uidnext = int(str(e.code.value))
+                value = e.code.value
+                if e.code.name in ("UIDVALIDITY", "UIDNEXT", "HIGHESTMODSEQ"):
+                    number = int(str(value))
+                    if e.code.name == "UIDVALIDITY":
+                        validity = number
+                    elif e.code.name == "UIDNEXT":
+                        uidnext = number
+                    else:
+                        modseq = number
         reset = known_validity is not None and validity != known_validity
         known = {} if reset else await self.store.folder_known(folder_id)
         highest = max(known, default=0)
+        self.progress = {"folder": name, "done": 0, "total": 0}
+        changes: list[Any] = []
+
+        async def run(command: Fetch | Search, asked: set[int] | None = None) -> list[Any]:
+            """Run a command; note any sign of another client's change (a FETCH of a message
+            we did not ask about is a flag change pushed to us)."""
+            found = await conn.run(command)
+            changes.extend(
+                e for e in found.untagged
+                if isinstance(e, Exists | ExpungeResponse)
+                or (isinstance(e, FetchResponse) and asked is not None and e.uid not in asked)
+                or (isinstance(e, FetchResponse) and isinstance(command, Search))
+            )  # fmt: skip
+            return list(found.untagged)
+
+        new_uids: list[int] = []
+        if exists:
+            found = await run(Search(f"UID {highest + 1}:*", uid=True))
+            new_uids = sorted(
+                u for e in found if isinstance(e, SearchResponse) for u in e.ids if u > highest
+            )
         flags: dict[int, tuple[str, ...]] = {}
         gone: list[int] = []
-        dirty = False
-        seen: dict[int, tuple[str, ...]] = dict(known)
         if known and exists:
-            # Flag refresh and expunge detection over what we hold.
-            refresh = await conn.run(Fetch(f"1:{highest}", "(UID FLAGS)", uid=True))
-            seen = {
-                e.uid: e.flags or ()
-                for e in refresh.untagged
-                if isinstance(e, FetchResponse) and e.uid
-            }
-            flags = {uid: f for uid, f in seen.items() if uid in known and tuple(f) != known[uid]}
-            gone = [uid for uid in known if uid not in seen]
-            dirty = any(isinstance(e, Exists | ExpungeResponse) for e in refresh.untagged)
+            if condstore and modseq is not None and known_modseq is not None:
+                if modseq != known_modseq:
+                    fetched = await run(
+                        Fetch(f"1:{highest}", "(UID FLAGS)", uid=True, changed_since=known_modseq)
+                    )
+                    flags = _changed_flags(fetched, known)
+                if exists != len(known) + len(new_uids):
+                    found = await run(Search(f"UID 1:{highest}", uid=True))
+                    held = {u for e in found if isinstance(e, SearchResponse) for u in e.ids}
+                    gone = [uid for uid in known if uid not in held]
+            else:
+                fetched = await run(Fetch(f"1:{highest}", "(UID FLAGS)", uid=True))
+                flags = _changed_flags(fetched, known)
+                held = {e.uid for e in fetched if isinstance(e, FetchResponse) and e.uid}
+                gone = [uid for uid in known if uid not in held]
         elif known:
             gone = list(known)
-        new: list[MessageMeta] = []
-        if exists:
-            fetched = await conn.run(Fetch(f"{highest + 1}:*", FETCH_ITEMS, uid=True))
-            for e in fetched.untagged:
-                if isinstance(e, FetchResponse) and e.uid and e.uid > highest:
-                    new.append(MessageMeta(e.uid, tuple(e.flags or ()), e.internaldate, e.size,
-                                           _envelope(e.envelope)))  # fmt: skip
-                elif isinstance(e, Exists | ExpungeResponse):
-                    dirty = True  # another client's change, reported while we fetched
-                elif isinstance(e, FetchResponse) and (e.uid is None or e.flags != seen.get(e.uid)):
-                    # "n:*" always returns the last message, even below n: only a flag
-                    # change on it (or a FETCH without UID) is news.
-                    dirty = True
         await self.store.apply_folder(
-            folder_id, uidvalidity=validity, uidnext=uidnext, reset=reset,
-            new=new, flags=flags, gone=gone,
+            folder_id, uidvalidity=validity, uidnext=uidnext, highestmodseq=None,
+            reset=reset, flags=flags, gone=gone,
         )  # fmt: skip
-        await self._events(name, reset, new, flags, gone)
-        return dirty
+        await self._events(name, reset, (), flags, gone)
+        self.progress["total"] = len(new_uids)
+        batch = self.options.batch
+        for start in range(0, len(new_uids), batch):
+            chunk = new_uids[start : start + batch]
+            wanted = set(chunk)
+            fetched = await run(Fetch(compact_sequence(chunk), FETCH_ITEMS, uid=True), wanted)
+            new = [
+                MessageMeta(
+                    e.uid, tuple(e.flags or ()), e.internaldate, e.size, _envelope(e.envelope)
+                )
+                for e in fetched
+                if isinstance(e, FetchResponse) and e.uid in wanted
+            ]
+            await self.store.apply_folder(
+                folder_id, uidvalidity=validity, uidnext=uidnext, highestmodseq=None, new=new
+            )
+            await self._events(name, False, new, {}, ())
+            self.progress["done"] += len(chunk)
+        # HIGHESTMODSEQ last: stored only once everything below it is.
+        await self.store.apply_folder(
+            folder_id, uidvalidity=validity, uidnext=uidnext, highestmodseq=modseq
+        )
+        return bool(changes)
 
     async def _events(
         self, folder: str, reset: bool, new: Sequence[MessageMeta],
@@ -314,7 +398,15 @@ class AccountSync:
                 await self._sync_all(conn, account)
                 continue
             while dirty:
-                dirty = await self._sync_folder(conn, inbox.id, inbox.name, inbox.uidvalidity)
+                dirty = await self._sync_folder(
+                    conn, inbox.id, inbox.name, inbox.uidvalidity, inbox.highestmodseq
+                )
+                folders = await self.store.folders(self.account_id)
+                inbox = next((f for f in folders if f.id == inbox.id), None)
+                if inbox is None:
+                    break
+            if inbox is None:
+                continue
             await self._set("idle")
             tag = conn.codec.send(Idle())
             changed = False
