@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from imapscope import __version__
+from imapscope.cli_serve import accounts_app, serve_command, tokens_app
 
 if TYPE_CHECKING:  # the sandbox is imported only by the commands that use it
     from imapscope.sandbox import FaultRule
@@ -398,11 +399,18 @@ def demo(
     tls_port: int = typer.Option(1993, "--tls-port", help="Implicit-TLS port; 0 picks one."),
     smtp_port: int = typer.Option(1025, "--smtp-port", help="SMTP port; 0 picks one."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Where the sandbox CA lives."),
-    once: bool = typer.Option(False, "--once", help="Exit after the check instead of serving."),
+    ui_port: int = typer.Option(8400, "--ui-port", help="Port of the web UI and API; 0 picks."),
+    once: bool = typer.Option(
+        False,
+        "--once",
+        help="Exit after the accounts settle instead of "
+        "serving (exit 0 when all three reach their expected state).",
+    ),
 ) -> None:
-    """Start a sandbox with demo mail, run `imapscope check` against it, then keep serving."""
+    """A sandbox with demo mail, `check` run against it, and `serve` with three accounts (one
+    healthy, one with a wrong password, one with the wrong TLS mode); then it keeps serving."""
     _run_sandbox("127.0.0.1", port, tls_port, smtp_port, [], False, 50, data_dir, demo=True,
-                 once=once)  # fmt: skip
+                 once=once, ui_port=ui_port)  # fmt: skip
 
 
 def _run_sandbox(
@@ -421,8 +429,10 @@ def _run_sandbox(
     admin_port: int | None = None,
     tls_variant: str | None = None,
     persist: bool = False,
+    ui_port: int = 8400,
 ) -> None:
     import asyncio  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
 
     from imapscope.probe import CheckOptions, render_human, run_check  # noqa: PLC0415
     from imapscope.sandbox import (  # noqa: PLC0415
@@ -479,6 +489,17 @@ def _run_sandbox(
             console.print(f"  CA file:                 {certificates.ca_file}")
             if persist:
                 console.print(f"  mail kept in:            {directory / 'sandbox.sqlite3'}")
+            if demo:
+                from imapscope.cli_serve import demo_service  # noqa: PLC0415
+
+                with tempfile.TemporaryDirectory(prefix="imapscope-demo-") as serve_dir:
+                    name, secret = users[0]
+                    settled = await demo_service(
+                        user=name, password=secret, port=server.port, tls_port=server.tls_port or 0,
+                        ca_file=certificates.ca_file, ui_port=ui_port, once=once,
+                        data_dir=Path(serve_dir),
+                    )  # fmt: skip
+                return status or settled
             if once:
                 return status
             console.print("  Ctrl-C stops", style="dim")
@@ -491,6 +512,11 @@ def _run_sandbox(
     with contextlib.suppress(KeyboardInterrupt):
         status = asyncio.run(run())
     raise typer.Exit(status)
+
+
+app.command("serve")(serve_command)
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(tokens_app, name="tokens")
 
 
 def main() -> None:

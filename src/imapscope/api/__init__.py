@@ -1,6 +1,385 @@
-"""The service surface: REST API (/api/v1), event stream, /livez, /readyz, /metrics.
+"""The service surface: REST API under /api/v1 (OpenAPI at /api/v1/openapi.json, docs at
+/api/v1/docs), /livez and /readyz. The web UI (:mod:`imapscope.web`) is mounted on the same app.
 
-It presents the store and drives the other pieces; it holds no protocol logic.
-
-Not built yet: arrives with the serve issue (#6).
+It presents the store and drives the sync service; it holds no protocol logic. Every route but
+/livez needs a token: ``Authorization: Bearer <token>``. docs/api.md is the reference.
 """
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from imapscope import __version__
+from imapscope.api._models import (
+    AccountIn,
+    AccountOut,
+    AccountPatch,
+    CheckIn,
+    TokenIn,
+    account_out,
+    error_out,
+    event_out,
+    message_out,
+    spec_of,
+)
+from imapscope.probe import CheckOptions, run_check
+from imapscope.store import (
+    AccountView,
+    ConflictError,
+    NotFoundError,
+    StoreError,
+    TokenView,
+)
+from imapscope.sync import SyncFailure, SyncService, VerifyError, fetch_message
+
+__all__ = ["ApiError", "create_app"]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.message, self.extra = status, message, extra
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _service(request: Request) -> SyncService:
+    service = request.app.state.service
+    assert isinstance(service, SyncService)
+    return service
+
+
+async def require_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> TokenView:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ApiError(
+            401, "this needs a token: send 'Authorization: Bearer <token>' "
+            "(the first token was printed when serve first started; "
+            "'imapscope tokens create' makes another)",
+        )  # fmt: skip
+    token = await _service(request).store.check_token(credentials.credentials)
+    if token is None:
+        raise ApiError(401, "the token is not valid (revoked, or mistyped)")
+    return token
+
+
+Service = Annotated[SyncService, Depends(_service)]
+
+
+def create_app(service: SyncService, *, web: bool = True, manage_service: bool = False) -> FastAPI:
+    """The app. ``manage_service`` starts and stops the service with the app (``serve``)."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if manage_service:
+            await service.start()
+        try:
+            yield
+        finally:
+            if manage_service:
+                await service.stop()
+
+    app = FastAPI(
+        title="imapscope",
+        version=__version__,
+        description="Registered IMAP accounts kept in sync: state, errors, folders, messages, "
+        "events. Every route but /livez needs 'Authorization: Bearer <token>'.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(
+            {"error": exc.message, **exc.extra}, status_code=exc.status, headers=headers
+        )
+
+    @app.exception_handler(StoreError)
+    async def _store_error(_request: Request, exc: StoreError) -> JSONResponse:
+        if isinstance(exc, VerifyError):
+            body = {"error": str(exc), "report": exc.report.to_json()}
+            return JSONResponse(body, status_code=422)
+        status = (
+            404
+            if isinstance(exc, NotFoundError)
+            else 409
+            if isinstance(exc, ConflictError)
+            else 400
+        )
+        return JSONResponse({"error": str(exc)}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()
+        ]
+        return JSONResponse(
+            {"error": "invalid input: " + "; ".join(problems), "problems": problems},
+            status_code=422,
+        )
+
+    @app.get("/livez", tags=["health"])
+    async def livez() -> dict[str, str]:
+        """The process answers (no token needed)."""
+        return {"status": "ok"}
+
+    app.include_router(_router(), prefix="/api/v1", dependencies=[Depends(require_token)])
+    app.include_router(_health_router(), dependencies=[Depends(require_token)])
+    if web:
+        from imapscope.web import install  # noqa: PLC0415 - optional surface
+
+        install(app)
+    return app
+
+
+def _health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/readyz")
+    async def readyz(service: Service, response: Response) -> dict[str, Any]:
+        """Ready once the store answers and every account's supervisor has been started."""
+        try:
+            accounts = len(await service.store.revisions())
+        except Exception as exc:
+            response.status_code = 503
+            return {"status": "store unavailable", "detail": type(exc).__name__}
+        if not service.ready:
+            response.status_code = 503
+            return {"status": "starting", "accounts": accounts}
+        return {"status": "ready", "accounts": accounts}
+
+    return router
+
+
+async def _account_json(service: SyncService, account: AccountView) -> AccountOut:
+    counts = await service.store.counts()
+    messages, errors = counts.get(account.id, (0, 0))
+    return account_out(account, await service.status(account), messages, errors)
+
+
+def _router() -> APIRouter:
+    router = APIRouter()
+
+    # -- accounts ----------------------------------------------------------------------------
+
+    @router.get("/accounts", tags=["accounts"])
+    async def list_accounts(service: Service) -> list[AccountOut]:
+        counts = await service.store.counts()
+        return [
+            account_out(a, await service.status(a), *counts.get(a.id, (0, 0)))
+            for a in await service.store.accounts()
+        ]
+
+    @router.post("/accounts", status_code=201, tags=["accounts"])
+    async def add_account(
+        body: AccountIn,
+        service: Service,
+        verify: Annotated[bool, Query(description="run the check ladder first")] = True,
+        force: Annotated[bool, Query(description="save even when verification fails")] = False,
+    ) -> AccountOut:
+        """Register an account. By default its settings are verified first (the check ladder);
+        errors refuse the save with 422 and the report, unless ``force``."""
+        account = await service.add(spec_of(body), body.secret, verify=verify, force=force)
+        return await _account_json(service, account)
+
+    @router.get("/accounts/{account_id}", tags=["accounts"])
+    async def get_account(account_id: int, service: Service) -> AccountOut:
+        return await _account_json(service, await service.store.account(account_id))
+
+    @router.patch("/accounts/{account_id}", tags=["accounts"])
+    async def edit_account(
+        account_id: int,
+        body: AccountPatch,
+        service: Service,
+        verify: bool = True,
+        force: bool = False,
+    ) -> AccountOut:
+        """Change some settings (and the secret, when given); verified like an add. An edit
+        also wakes an account that waits in auth_error."""
+        current = await service.store.account(account_id)
+        spec = spec_of(body, base=current.spec)
+        account = await service.update(account_id, spec, body.secret, verify=verify, force=force)
+        return await _account_json(service, account)
+
+    @router.delete("/accounts/{account_id}", status_code=204, tags=["accounts"])
+    async def delete_account(account_id: int, service: Service) -> None:
+        """Stop syncing and delete the account with all its local data."""
+        await service.remove(account_id)
+
+    @router.post("/accounts/{account_id}/pause", tags=["accounts"])
+    async def pause(account_id: int, service: Service) -> AccountOut:
+        return await _account_json(service, await service.pause(account_id, True))
+
+    @router.post("/accounts/{account_id}/resume", tags=["accounts"])
+    async def resume(account_id: int, service: Service) -> AccountOut:
+        return await _account_json(service, await service.pause(account_id, False))
+
+    @router.post("/accounts/{account_id}/verify", tags=["accounts"])
+    async def verify_account(account_id: int, service: Service) -> dict[str, Any]:
+        """Run the check ladder with the stored settings; the report (docs/check.md)."""
+        account = await service.store.account(account_id)
+        secret = await service.store.secret(account_id)
+        return (await service.verify(account.spec, secret)).to_json()
+
+    @router.post("/verify", tags=["accounts"])
+    async def verify_settings(body: AccountIn, service: Service) -> dict[str, Any]:
+        """Verify settings without saving them; the check report."""
+        return (await service.verify(spec_of(body), body.secret)).to_json()
+
+    @router.get("/accounts/{account_id}/status", tags=["state"])
+    async def status(account_id: int, service: Service) -> dict[str, Any]:
+        return await service.status(await service.store.account(account_id))
+
+    @router.get("/accounts/{account_id}/errors", tags=["state"])
+    async def errors(account_id: int, service: Service) -> list[dict[str, Any]]:
+        """The last 20 errors, newest first."""
+        await service.store.account(account_id)
+        return [error_out(e) for e in await service.store.errors(account_id)]
+
+    # -- mail --------------------------------------------------------------------------------
+
+    @router.get("/accounts/{account_id}/folders", tags=["mail"])
+    async def folders(account_id: int, service: Service) -> list[dict[str, Any]]:
+        await service.store.account(account_id)
+        counts = await service.store.folder_counts(account_id)
+        return [
+            {
+                "name": f.name,
+                "uidvalidity": f.uidvalidity,
+                "uidnext": f.uidnext,
+                "highestmodseq": f.highestmodseq,
+                "messages": counts.get(f.name, 0),
+            }
+            for f in await service.store.folders(account_id)
+        ]
+
+    @router.get("/accounts/{account_id}/messages", tags=["mail"])
+    async def messages(
+        account_id: int,
+        service: Service,
+        folder: str | None = None,
+        unseen: bool | None = None,
+        q: Annotated[str | None, Query(description="in subject or sender")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict[str, Any]:
+        """Stored message metadata, newest first, one page at a time."""
+        await service.store.account(account_id)
+        total, page = await service.store.messages(
+            account_id, folder=folder, unseen=unseen, text=q, limit=limit, offset=offset
+        )
+        return {
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "messages": [message_out(m) for m in page],
+        }
+
+    @router.get("/accounts/{account_id}/messages/{uid}", tags=["mail"])
+    async def message(
+        account_id: int,
+        uid: int,
+        service: Service,
+        folder: Annotated[str, Query(description="the folder the UID is in")] = "INBOX",
+        body: Annotated[bool, Query(description="fetch the full text from the server")] = True,
+    ) -> dict[str, Any]:
+        """One message's metadata and, fetched live from the server, its full text."""
+        account = await service.store.account(account_id)
+        meta = await service.store.message(account_id, folder, uid)
+        found = message_out(meta)
+        if body:
+            try:
+                raw = await fetch_message(service.store, account, folder, uid, service.options)
+            except SyncFailure as exc:
+                raise ApiError(
+                    502, f"the server did not give the message: {exc.finding.summary}",
+                    code=exc.finding.code,
+                ) from exc  # fmt: skip
+            except LookupError as exc:
+                raise ApiError(404, str(exc)) from exc
+            found["raw"] = raw.decode("utf-8", "replace")
+        return found
+
+    # -- events ------------------------------------------------------------------------------
+
+    @router.get("/events", tags=["events"])
+    async def events(
+        service: Service,
+        after: Annotated[int, Query(ge=0, description="the last id you have seen")] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        wait: Annotated[float, Query(ge=0, le=60, description="seconds to wait for one")] = 0,
+        kind: Annotated[str | None, Query(description="only this kind")] = None,
+        account: Annotated[int | None, Query(description="only this account")] = None,
+    ) -> dict[str, Any]:
+        """Events after the cursor ``after``, oldest first; ``next`` is the cursor to send
+        next. With ``wait`` the call returns as soon as one matches (for tests that wait for
+        a message to arrive)."""
+        deadline = asyncio.get_running_loop().time() + wait
+        cursor = after
+        while True:
+            batch = await service.store.events(after=cursor, limit=limit)
+            cursor = batch[-1].id if batch else cursor
+            found = [
+                e
+                for e in batch
+                if (kind is None or e.kind == kind) and (account is None or e.account_id == account)
+            ]
+            if found or len(batch) == limit or asyncio.get_running_loop().time() >= deadline:
+                return {"events": [event_out(e) for e in found], "next": cursor}
+            await asyncio.sleep(0.1)
+
+    # -- checks ------------------------------------------------------------------------------
+
+    @router.post("/check", tags=["check"])
+    async def check(body: CheckIn, service: Service) -> dict[str, Any]:
+        """Run the check ladder against any server (the same report as ``imapscope check
+        --json``); the password is used for this check only and never stored."""
+        options = CheckOptions(
+            host=body.host, port=body.port, security=body.security, user=body.user,
+            password=body.password, oauth2_token=body.oauth2_token,
+            ca_file=service.options.ca_file, insecure=service.options.insecure,
+            timeout=min(body.timeout, 60.0), allow_plaintext=body.allow_plaintext,
+        )  # fmt: skip
+        return (await run_check(options)).to_json()
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    @router.get("/tokens", tags=["tokens"])
+    async def tokens(service: Service) -> list[dict[str, Any]]:
+        return [_token_out(t) for t in await service.store.tokens()]
+
+    @router.post("/tokens", status_code=201, tags=["tokens"])
+    async def create_token(body: TokenIn, service: Service) -> dict[str, Any]:
+        """A new token; the response is the only time it is shown."""
+        view, token = await service.store.create_token(body.name)
+        return _token_out(view) | {"token": token}
+
+    @router.delete("/tokens/{token_id}", status_code=204, tags=["tokens"])
+    async def revoke_token(token_id: int, service: Service) -> None:
+        await service.store.revoke_token(token_id)
+
+    return router
+
+
+def _token_out(t: TokenView) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "name": t.name,
+        "created": t.created.isoformat(),
+        "last_used": t.last_used.isoformat() if t.last_used else None,
+    }

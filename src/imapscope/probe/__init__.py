@@ -16,7 +16,13 @@ from imapscope.probe._findings import (
     finding,
     headline,
 )
-from imapscope.probe._ladder import CheckOptions, classify_login, run_check
+from imapscope.probe._ladder import (
+    CheckOptions,
+    classify_login,
+    classify_tls_failure,
+    new_report,
+    run_check,
+)
 from imapscope.probe._render import render_human, render_nagios
 from imapscope.probe._report import EXIT_CODES, Report, Step, Target
 
@@ -35,9 +41,11 @@ __all__ = [
     "Target",
     "catalogue_markdown",
     "classify_login",
+    "classify_tls_failure",
     "discover",
     "finding",
     "headline",
+    "new_report",
     "render_human",
     "render_nagios",
     "run_check",

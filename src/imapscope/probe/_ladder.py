@@ -19,6 +19,7 @@ Nothing here changes the mailbox: EXAMINE is read-only and FETCH uses BODY.PEEK 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import ssl
 import time
@@ -424,26 +425,12 @@ class Ladder:
             self.report.server.setdefault("alerts", []).append(greeting.text)
 
     async def tls_failure(self, exc: NetError, address: str, port: int) -> Finding:
-        reason = str(exc)
-        if isinstance(exc, NetTimeoutError):
-            banner = await read_banner(address, port, 2.0, self.source, self.options.proxy)
-            if banner is None:
-                return finding("SERVER_SILENT", "tls", evidence=[reason])
-        if any(word in reason for word in ("unsupported protocol", "no protocols available",
-                                            "protocol version", "no shared cipher",
-                                            "handshake failure")):  # fmt: skip
-            return finding("TLS_PROTOCOL_MISMATCH", "tls", evidence=[reason])
-        banner = await read_banner(address, port, 2.0, self.source, self.options.proxy)
-        if banner is not None and banner.startswith(b"* "):
-            return finding(
-                "TLS_ON_PLAINTEXT_PORT",
-                "tls",
-                evidence=[reason, f"port {port} greets in plaintext: {_text(banner)}"],
-                fix=await self.what_works(address, port),
-            )  # fmt: skip
-        if banner:
-            return finding("NOT_IMAP_SERVICE", "tls", evidence=[_text(banner)])
-        return finding("TLS_PROTOCOL_MISMATCH", "tls", evidence=[reason])
+        found = await classify_tls_failure(
+            exc, address, port, source=self.source, proxy=self.options.proxy
+        )
+        if found.code == "TLS_ON_PLAINTEXT_PORT":
+            found = dataclasses.replace(found, fix=await self.what_works(address, port))
+        return found
 
     async def what_works(self, address: str, port: int) -> str:
         """Probe the other combinations without credentials; say which one works."""
@@ -1082,9 +1069,43 @@ def classify_login(result: Result, *, oauth2: bool, greeting: str = "") -> Findi
     return finding("AUTH_FAILED", "authenticate", evidence=texts)
 
 
-async def run_check(options: CheckOptions) -> Report:
-    """Run the ladder and return the report (it never raises for a server problem)."""
-    report = Report(Target(options.host, options.port, options.security, options.user))
+async def classify_tls_failure(
+    exc: NetError, address: str, port: int, *, source: tuple[str, int] | None = None,
+    proxy: str | None = None,
+) -> Finding:  # fmt: skip
+    """Name a failed TLS handshake: a plaintext IMAP port, not IMAP at all, a silent server, or
+    no common protocol (shared by the check ladder and the sync engine)."""
+    reason = str(exc)
+    if isinstance(exc, NetTimeoutError):
+        banner = await read_banner(address, port, 2.0, source, proxy)
+        if banner is None:
+            return finding("SERVER_SILENT", "tls", evidence=[reason])
+    if any(word in reason for word in ("unsupported protocol", "no protocols available",
+                                        "protocol version", "no shared cipher",
+                                        "handshake failure")):  # fmt: skip
+        return finding("TLS_PROTOCOL_MISMATCH", "tls", evidence=[reason])
+    banner = await read_banner(address, port, 2.0, source, proxy)
+    if banner is not None and banner.startswith(b"* "):
+        return finding(
+            "TLS_ON_PLAINTEXT_PORT", "tls",
+            evidence=[reason, f"port {port} greets in plaintext: {_text(banner)}"],
+        )  # fmt: skip
+    if banner:
+        return finding("NOT_IMAP_SERVICE", "tls", evidence=[_text(banner)])
+    return finding("TLS_PROTOCOL_MISMATCH", "tls", evidence=[reason])
+
+
+def new_report(options: CheckOptions) -> Report:
+    return Report(Target(options.host, options.port, options.security, options.user))
+
+
+async def run_check(options: CheckOptions, report: Report | None = None) -> Report:
+    """Run the ladder and return the report (it never raises for a server problem).
+
+    Pass an empty ``report`` to watch it fill: each step is appended when it starts and gets
+    its status and time when it ends (the web UI's Check page shows them as they complete).
+    """
+    report = report or new_report(options)
     started = time.perf_counter()
     ladder = Ladder(options, report)
     try:

@@ -37,11 +37,13 @@ from imapscope.store._models import (
 __all__ = [
     "AccountSpec",
     "AccountView",
+    "ConflictError",
     "ErrorView",
     "EventView",
     "FolderView",
     "MessageMeta",
     "MessageView",
+    "NotFoundError",
     "SecretKeyError",
     "Store",
     "StoreError",
@@ -57,6 +59,14 @@ REDACTED = "***"
 
 class StoreError(Exception):
     """Bad input or a conflict; the message says what to change."""
+
+
+class NotFoundError(StoreError):
+    """No such account, message or token."""
+
+
+class ConflictError(StoreError):
+    """The change clashes with what is stored (an address registered twice)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,7 +254,7 @@ class Store:
             try:
                 await s.commit()
             except IntegrityError:
-                raise StoreError(
+                raise ConflictError(
                     f"an account for {spec.email} already exists; edit it or remove it first"
                 ) from None
             return _view(row)
@@ -252,7 +262,7 @@ class Store:
     async def _row(self, s: Any, account_id: int) -> Account:
         row = await s.get(Account, account_id)
         if row is None:
-            raise StoreError(
+            raise NotFoundError(
                 f"no account with id {account_id}; list them with 'imapscope accounts list'"
             )
         assert isinstance(row, Account)
@@ -300,7 +310,7 @@ class Store:
             try:
                 await s.commit()
             except IntegrityError:
-                raise StoreError(f"another account already uses {spec.email}") from None
+                raise ConflictError(f"another account already uses {spec.email}") from None
             return _view(row)
 
     async def set_paused(self, account_id: int, paused: bool) -> AccountView:
@@ -483,7 +493,7 @@ class Store:
         async with self._session() as s:
             row = await s.get(ApiToken, token_id)
             if row is None:
-                raise StoreError(f"no token with id {token_id}")
+                raise NotFoundError(f"no token with id {token_id}")
             await s.delete(row)
             await s.commit()
 
@@ -634,7 +644,7 @@ class Store:
         )
         found = await self._scan(query)
         if not found:
-            raise StoreError(f"no message with UID {uid} in {folder!r} of account {account_id}")
+            raise NotFoundError(f"no message with UID {uid} in {folder!r} of account {account_id}")
         return _message_view(*found[0])
 
 

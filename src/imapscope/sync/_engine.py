@@ -31,7 +31,7 @@ from imapscope.imap import (
     compact_sequence,
 )
 from imapscope.net import ImapConnection, NetError, ResolveError, client_context, resolve
-from imapscope.probe import Finding, classify_login, finding
+from imapscope.probe import Finding, classify_login, classify_tls_failure, finding
 from imapscope.store import AccountView, MessageMeta, SecretKeyError, Store
 
 # "disabled": the account cannot run until it is edited (its stored secret cannot be decrypted).
@@ -69,7 +69,12 @@ class SyncOptions:
     batch: int = 500  # messages per FETCH in an initial sync
 
 
-class _Failure(Exception):  # noqa: N818 - carries a finding, not a bug
+class SyncFailure(Exception):  # noqa: N818 - carries a finding, not a bug
+    """A failure named with a finding code from the check catalogue. ``connected``: it came
+    after the connection and login had succeeded."""
+
+    connected = False
+
     def __init__(self, found: Finding, server_text: str = "") -> None:
         super().__init__(found.summary)
         self.finding = found
@@ -95,6 +100,78 @@ def _envelope(env: Envelope | None) -> dict[str, Any]:
         "to": [a.email for a in env.to],
         "message_id": env.message_id,
     }
+
+
+async def connect(store: Store, account: AccountView, options: SyncOptions) -> ImapConnection:
+    """A logged-in connection for the account, or a :class:`SyncFailure` naming what broke."""
+    spec, opts = account.spec, options
+    secret = await store.secret(account.id)  # unreadable: no point connecting
+    try:
+        addresses = await resolve(spec.host, nameserver=None, timeout=opts.timeout)
+    except ResolveError as exc:
+        raise SyncFailure(finding("DNS_FAILURE", "dns", evidence=[str(exc)])) from exc
+    context = client_context(opts.ca_file, opts.insecure)
+    try:
+        conn = await ImapConnection.open(
+            spec.host, addresses.all[0], spec.port, security=spec.security,  # type: ignore[arg-type]
+            context=context, timeout=opts.timeout, proxy=spec.proxy,
+        )  # fmt: skip
+    except NetError as exc:
+        if exc.phase == "tls":
+            found = await classify_tls_failure(exc, addresses.all[0], spec.port, proxy=spec.proxy)
+            raise SyncFailure(found) from exc
+        code = "TCP_TIMEOUT" if "no TCP answer" in str(exc) else "TCP_REFUSED"
+        raise SyncFailure(finding(code, exc.phase, evidence=[str(exc)])) from exc
+    try:
+        greeting = await conn.greeting()
+        if greeting.status == "BYE":
+            raise SyncFailure(finding("GREETING_BYE", "greeting"), greeting.text)
+        if spec.security == "starttls":
+            result = await conn.starttls(context)
+            if not result.ok:
+                raise SyncFailure(finding("STARTTLS_FAILED", "starttls"), result.tagged.text)
+        if spec.auth == "oauth2":
+            result = await conn.authenticate(
+                Mechanism("XOAUTH2", spec.username, secret, host=spec.host)
+            )
+        else:
+            result = await conn.run(Login(spec.username, secret))
+        if not result.ok:
+            found = classify_login(result, oauth2=spec.auth == "oauth2", greeting=greeting.text)
+            raise SyncFailure(found, " ".join(found.evidence))
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+async def fetch_message(
+    store: Store, account: AccountView, folder: str, uid: int, options: SyncOptions,
+    *, max_size: int = 25 * 1024 * 1024,
+) -> bytes:  # fmt: skip
+    """One message's full text, fetched live from the server (read-only: \\Seen is kept)."""
+    conn = await connect(store, account, options)
+    try:
+        selected = await conn.run(Select(folder, readonly=True))
+        if not selected.ok:
+            raise SyncFailure(finding("MAILBOX_ACCESS_DENIED", "select"), selected.tagged.text)
+        size = await conn.run(Fetch(str(uid), "(RFC822.SIZE)", uid=True))
+        sizes = [e.size for e in size.untagged if isinstance(e, FetchResponse) and e.uid == uid]
+        if not sizes:
+            raise LookupError(f"no message with UID {uid} in {folder!r} on the server")
+        if (sizes[0] or 0) > max_size:
+            raise LookupError(f"the message is {sizes[0]} bytes, over the {max_size} byte limit")
+        result = await conn.run(Fetch(str(uid), "(BODY.PEEK[])", uid=True))
+        for e in result.untagged:
+            if isinstance(e, FetchResponse) and e.uid == uid:
+                body = e.sections.get("BODY[]")
+                if body is not None:
+                    return bytes(body)
+        raise LookupError(f"the server returned no body for UID {uid} in {folder!r}")
+    except (NetError, ProtocolError) as exc:
+        raise SyncFailure(finding("SERVER_TEMPORARY_ERROR", "fetch", evidence=[str(exc)])) from exc
+    finally:
+        await conn.close()
 
 
 class AccountSync:
@@ -133,13 +210,15 @@ class AccountSync:
             started = time.monotonic()
             try:
                 await self._session(account)
-            except _Failure as exc:
+            except SyncFailure as exc:
                 stable = time.monotonic() - started >= self.options.backoff.stable_after
                 failures = 1 if stable else failures + 1
                 code = exc.finding.code
                 auth = code in AUTH_CODES
                 auth_failures = auth_failures + 1 if auth else 0
-                state = "auth_error" if auth else "connect_error"
+                # The state names why it waits: auth_error, connect_error (could not connect),
+                # backoff (was connected, then lost the connection or hit an error).
+                state = "auth_error" if auth else "backoff" if exc.connected else "connect_error"
                 await self._set(state)
                 await self.store.record_error(
                     self.account_id, state=state, step=exc.finding.step, code=code,
@@ -150,7 +229,6 @@ class AccountSync:
                     await self._wait_wake(None)
                     failures = auth_failures = 0
                     continue
-                await self._set("backoff")
                 delay = self.options.backoff.delay(failures, self._rng)
                 self.next_attempt = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
                 await self._wait_wake(delay)
@@ -175,57 +253,27 @@ class AccountSync:
     # -- one connection ------------------------------------------------------------------------
 
     async def _connect(self, account: AccountView) -> ImapConnection:
-        spec, opts = account.spec, self.options
-        secret = await self.store.secret(self.account_id)  # unreadable: no point connecting
-        try:
-            addresses = await resolve(spec.host, nameserver=None, timeout=opts.timeout)
-        except ResolveError as exc:
-            raise _Failure(finding("DNS_FAILURE", "dns", evidence=[str(exc)])) from exc
-        context = client_context(opts.ca_file, opts.insecure)
-        try:
-            conn = await ImapConnection.open(
-                spec.host, addresses.all[0], spec.port, security=spec.security,  # type: ignore[arg-type]
-                context=context, timeout=opts.timeout, proxy=spec.proxy,
-            )  # fmt: skip
-        except NetError as exc:
-            code = {"tcp": "TCP_REFUSED", "tls": "TLS_PROTOCOL_MISMATCH"}.get(exc.phase, "")
-            code = "TCP_TIMEOUT" if "no TCP answer" in str(exc) else code or "TCP_REFUSED"
-            raise _Failure(finding(code, exc.phase, evidence=[str(exc)])) from exc
-        try:
-            greeting = await conn.greeting()
-            if greeting.status == "BYE":
-                raise _Failure(finding("GREETING_BYE", "greeting"), greeting.text)
-            if spec.security == "starttls":
-                result = await conn.starttls(context)
-                if not result.ok:
-                    raise _Failure(finding("STARTTLS_FAILED", "starttls"), result.tagged.text)
-            if spec.auth == "oauth2":
-                result = await conn.authenticate(
-                    Mechanism("XOAUTH2", spec.username, secret, host=spec.host)
-                )
-            else:
-                result = await conn.run(Login(spec.username, secret))
-            if not result.ok:
-                found = classify_login(result, oauth2=spec.auth == "oauth2", greeting=greeting.text)
-                raise _Failure(found, " ".join(found.evidence))
-        except BaseException:
-            await conn.close()
-            raise
-        return conn
+        return await connect(self.store, account, self.options)
 
     async def _session(self, account: AccountView) -> None:
         try:
             conn = await self._connect(account)
         except (NetError, ProtocolError) as exc:
-            raise _Failure(
+            raise SyncFailure(
                 finding("SERVER_TEMPORARY_ERROR", "connect", evidence=[str(exc)])
             ) from exc
         self.connected_since = dt.datetime.now(dt.UTC)
         try:
             await self._set("syncing")
             await self._idle_loop(conn, account)
+        except SyncFailure as exc:
+            exc.connected = True
+            raise
         except (NetError, ProtocolError) as exc:
-            raise _Failure(finding("SERVER_TEMPORARY_ERROR", "sync", evidence=[str(exc)])) from exc
+            found = finding("SERVER_TEMPORARY_ERROR", "sync", evidence=[str(exc)])
+            failure = SyncFailure(found)
+            failure.connected = True
+            raise failure from exc
         finally:
             self.connected_since = None
             self.progress = {}
@@ -278,7 +326,7 @@ class AccountSync:
         condstore = "CONDSTORE" in conn.codec.capabilities
         result = await conn.run(Select(name, readonly=True, condstore=condstore))
         if not result.ok:
-            raise _Failure(finding("MAILBOX_ACCESS_DENIED", "select"), result.tagged.text)
+            raise SyncFailure(finding("MAILBOX_ACCESS_DENIED", "select"), result.tagged.text)
         validity = uidnext = modseq = None
         exists = 0
         for e in result.untagged:

@@ -1,0 +1,169 @@
+"""The API's request and response shapes (pydantic), and the conversions from store views."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from imapscope.store import AccountSpec, AccountView, ErrorView, EventView, MessageView
+
+
+class AccountIn(BaseModel):
+    """An account to register. ``secret`` is the password, app password or OAuth2 access token
+    (with ``auth: oauth2``); it is stored encrypted and never returned."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(max_length=320, examples=["support@example.com"])
+    name: str = Field("", max_length=200)
+    host: str = Field(max_length=255, examples=["imap.example.com"])
+    port: int = Field(993, ge=1, le=65535)
+    security: Literal["tls", "starttls", "none"] = "tls"
+    username: str = Field(max_length=320)
+    auth: Literal["password", "oauth2"] = "password"
+    secret: str = Field(min_length=1, max_length=8000, repr=False)
+    proxy: str | None = Field(None, max_length=500, examples=["socks5://127.0.0.1:1080"])
+    include_folders: list[str] = []
+    exclude_folders: list[str] = []
+    poll_interval: int = Field(300, ge=10, le=86400)
+
+
+class AccountPatch(BaseModel):
+    """Settings to change; what is left out stays as it is (the secret too)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str | None = Field(None, max_length=320)
+    name: str | None = Field(None, max_length=200)
+    host: str | None = Field(None, max_length=255)
+    port: int | None = Field(None, ge=1, le=65535)
+    security: Literal["tls", "starttls", "none"] | None = None
+    username: str | None = Field(None, max_length=320)
+    auth: Literal["password", "oauth2"] | None = None
+    secret: str | None = Field(None, min_length=1, max_length=8000, repr=False)
+    proxy: str | None = Field(None, max_length=500)
+    include_folders: list[str] | None = None
+    exclude_folders: list[str] | None = None
+    poll_interval: int | None = Field(None, ge=10, le=86400)
+
+
+class AccountOut(BaseModel):
+    id: int
+    email: str
+    name: str
+    host: str
+    port: int
+    security: str
+    username: str
+    auth: str
+    proxy: str | None
+    include_folders: list[str]
+    exclude_folders: list[str]
+    poll_interval: int
+    paused: bool
+    state: str
+    state_since: str
+    health: str
+    last_sync: str | None
+    messages: int
+    errors: int
+    status: dict[str, Any]
+
+
+class CheckIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(max_length=255)
+    port: int | None = Field(None, ge=1, le=65535)
+    security: Literal["auto", "tls", "starttls", "none"] = "auto"
+    user: str | None = Field(None, max_length=320)
+    password: str | None = Field(None, max_length=8000, repr=False)
+    oauth2_token: str | None = Field(None, max_length=8000, repr=False)
+    timeout: float = Field(10.0, gt=0, le=60)
+    allow_plaintext: bool = False
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+
+
+SPEC_FIELDS = (
+    "email", "name", "host", "port", "security", "username", "auth", "proxy",
+    "include_folders", "exclude_folders", "poll_interval",
+)  # fmt: skip
+
+
+def spec_of(body: AccountIn | AccountPatch, base: AccountSpec | None = None) -> AccountSpec:
+    """The store's spec from a request body; for a patch, unset fields come from ``base``."""
+    values: dict[str, Any] = {}
+    for name in SPEC_FIELDS:
+        value = getattr(body, name)
+        if isinstance(body, AccountPatch) and name not in body.model_fields_set:
+            assert base is not None
+            value = getattr(base, name)
+        values[name] = tuple(value) if isinstance(value, list) else value
+    return AccountSpec(**values)
+
+
+def account_out(
+    account: AccountView, status: dict[str, Any], messages: int, errors: int
+) -> AccountOut:
+    spec = account.spec
+    return AccountOut(
+        id=account.id,
+        email=spec.email,
+        name=spec.name,
+        host=spec.host,
+        port=spec.port,
+        security=spec.security,
+        username=spec.username,
+        auth=spec.auth,
+        proxy=spec.proxy,
+        include_folders=list(spec.include_folders),
+        exclude_folders=list(spec.exclude_folders),
+        poll_interval=spec.poll_interval,
+        paused=account.paused,
+        state=account.state,
+        state_since=account.state_since.isoformat(),
+        health=status["health"],
+        last_sync=account.last_sync.isoformat() if account.last_sync else None,
+        messages=messages,
+        errors=errors,
+        status=status,
+    )
+
+
+def error_out(e: ErrorView) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "at": e.at.isoformat(),
+        "state": e.state,
+        "step": e.step,
+        "code": e.code,
+        "message": e.message,
+        "server_text": e.server_text,
+    }
+
+
+def event_out(e: EventView) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "account_id": e.account_id,
+        "at": e.at.isoformat(),
+        "kind": e.kind,
+        "data": e.data,
+    }
+
+
+def message_out(m: MessageView) -> dict[str, Any]:
+    return {
+        "folder": m.folder,
+        "uid": m.uid,
+        "flags": list(m.flags),
+        "internaldate": m.internaldate.isoformat() if m.internaldate else None,
+        "size": m.size,
+        "envelope": m.envelope,
+    }

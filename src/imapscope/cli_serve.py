@@ -1,0 +1,393 @@
+"""`imapscope serve`, `imapscope accounts ...` and `imapscope tokens ...`.
+
+The accounts and tokens commands work on the data directory's store directly, so they work
+whether or not `serve` runs; a running `serve` notices their changes within seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from imapscope.store import AccountSpec, SecretKeyError, Store, StoreError
+from imapscope.sync import SyncOptions, SyncService, VerifyError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+T = TypeVar("T")
+
+DATA_DIR_ENV = "IMAPSCOPE_DATA_DIR"
+DEFAULT_PORT = 8400
+
+accounts_app = typer.Typer(help="Register and inspect the accounts `serve` keeps in sync.")
+tokens_app = typer.Typer(help="API and web UI tokens.")
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get(DATA_DIR_ENV) or Path.home() / ".local/share/imapscope/serve")
+
+
+DataDir = typer.Option(
+    None, "--data-dir", help=f"The service's data directory (default ${DATA_DIR_ENV} or "
+    "~/.local/share/imapscope/serve).",
+)  # fmt: skip
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def with_store(data_dir: Path | None, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the store, run ``work``, close it; store errors become a clear message."""
+
+    async def run() -> T:
+        store = await Store.open(data_dir or default_data_dir())
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except VerifyError as exc:
+        from imapscope.probe import render_human  # noqa: PLC0415
+
+        render_human(exc.report, err_console)
+        fail(f"{exc}: use --force to save anyway")
+    except (StoreError, SecretKeyError) as exc:
+        fail(str(exc))
+
+
+async def first_token(store: Store) -> str | None:
+    """A token named 'first' when there is none yet (the first start); else None."""
+    if await store.tokens():
+        return None
+    _view, token = await store.create_token("first")
+    return token
+
+
+def serve_command(
+    data_dir: Path | None = DataDir,
+    listen: str = typer.Option(
+        "127.0.0.1", "--listen", help="Address to bind (loopback only unless you say otherwise)."
+    ),
+    port: int = typer.Option(DEFAULT_PORT, "--port", help="HTTP port of the API and web UI."),
+    ca_file: Path | None = typer.Option(None, "--ca-file", help="Trust this CA for servers."),
+    insecure: bool = typer.Option(False, "--insecure", help="Do not verify server certificates."),
+    timeout: float = typer.Option(10.0, "--timeout", help="Seconds per network step."),
+) -> None:
+    """Keep the registered accounts in sync, with the REST API and the web UI."""
+    options = SyncOptions(ca_file=str(ca_file) if ca_file else None, insecure=insecure,
+                          timeout=timeout)  # fmt: skip
+    asyncio.run(_serve(data_dir or default_data_dir(), listen, port, options))
+
+
+async def _serve(
+    data_dir: Path, listen: str, port: int, options: SyncOptions,
+    ready: Callable[[str, str | None], None] | None = None,
+) -> None:  # fmt: skip
+    import uvicorn  # noqa: PLC0415
+
+    from imapscope.api import create_app  # noqa: PLC0415
+
+    try:
+        store = await Store.open(data_dir)
+    except (StoreError, SecretKeyError) as exc:
+        fail(str(exc))
+    try:
+        token = await first_token(store)
+        service = SyncService(store, options)
+        app = create_app(service, manage_service=True)
+        config = uvicorn.Config(app, host=listen, port=port, log_level="warning", lifespan="on")
+        server = uvicorn.Server(config)
+        address = f"http://{listen if ':' not in listen else f'[{listen}]'}:{port}"
+        (ready or _announce)(address, token)
+        await server.serve()
+    finally:
+        await store.close()
+
+
+def _announce(address: str, token: str | None) -> None:
+    console.print(f"imapscope serve: web UI {address}/  API {address}/api/v1/docs")
+    if token:
+        console.print("  first token (shown once, keep it; 'imapscope tokens create' makes more):")
+        console.print(f"  {token}", soft_wrap=True)
+
+
+# -- accounts --------------------------------------------------------------------------------
+
+
+def _secret(env: str | None, path: Path | None) -> str:
+    if env:
+        value = os.environ.get(env)
+        if not value:
+            fail(f"the environment variable {env} is empty or unset")
+        return value
+    if path:
+        try:
+            return path.read_text().rstrip("\r\n")
+        except OSError as exc:
+            fail(f"cannot read {path}: {exc.strerror}")
+    if not os.isatty(0):
+        fail("no password: give --password-env VAR or --password-file PATH "
+             "(there is no terminal to ask on)")  # fmt: skip
+    return str(typer.prompt("Password (or token)", hide_input=True))
+
+
+@accounts_app.command("add")
+def accounts_add(
+    email: str = typer.Argument(..., help="The mailbox address."),
+    host: str = typer.Option(..., "--host", help="IMAP server."),
+    port: int = typer.Option(993, "--port"),
+    security: str = typer.Option("tls", "--security", help="tls, starttls or none."),
+    username: str | None = typer.Option(None, "--username", help="Default: the address."),
+    name: str = typer.Option("", "--name", help="A display name."),
+    oauth2: bool = typer.Option(False, "--oauth2", help="The secret is an OAuth2 access token."),
+    password_env: str | None = typer.Option(None, "--password-env", help="Read it from VAR."),
+    password_file: Path | None = typer.Option(None, "--password-file", help="Read it from a file."),
+    proxy: str | None = typer.Option(None, "--proxy", help="socks5://host:port or http://..."),
+    include: list[str] = typer.Option([], "--include", help="Only this folder (repeatable)."),
+    exclude: list[str] = typer.Option([], "--exclude", help="Skip this folder (repeatable)."),
+    poll_interval: int = typer.Option(300, "--poll-interval", help="Seconds between polls."),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Run the check first."),
+    force: bool = typer.Option(False, "--force", help="Save even when verification fails."),
+    ca_file: Path | None = typer.Option(None, "--ca-file", help="Trust this CA when verifying."),
+    data_dir: Path | None = DataDir,
+) -> None:
+    """Register an account (verified with the check ladder before it is saved)."""
+    spec = AccountSpec(
+        email=email, host=host, port=port, security=security, username=username or email,
+        auth="oauth2" if oauth2 else "password", name=name, proxy=proxy,
+        include_folders=tuple(include), exclude_folders=tuple(exclude),
+        poll_interval=poll_interval,
+    )  # fmt: skip
+    try:
+        spec.validate()
+    except StoreError as exc:
+        fail(str(exc))
+    secret = _secret(password_env, password_file)
+    options = SyncOptions(ca_file=str(ca_file) if ca_file else None)
+
+    async def add(store: Store) -> Any:
+        return await SyncService(store, options).add(spec, secret, verify=verify, force=force)
+
+    account = with_store(data_dir, add)
+    console.print(f"added account {account.id}: {email} (serve starts syncing it)")
+
+
+@accounts_app.command("list")
+def accounts_list(
+    as_json: bool = typer.Option(False, "--json", help="JSON instead of a table."),
+    data_dir: Path | None = DataDir,
+) -> None:
+    """Every account with its running state, health, last sync and counts."""
+
+    async def rows(store: Store) -> list[dict[str, Any]]:
+        service, counts = SyncService(store), await store.counts()
+        found = []
+        for a in await store.accounts():
+            status = await service.status(a)
+            messages, errors = counts.get(a.id, (0, 0))
+            found.append({
+                "id": a.id, "email": a.spec.email, "host": a.spec.host, "port": a.spec.port,
+                "state": a.state, "health": status["health"], "paused": a.paused,
+                "last_sync": status["last_sync"], "messages": messages, "errors": errors,
+            })  # fmt: skip
+        return found
+
+    found = with_store(data_dir, rows)
+    if as_json:
+        console.print_json(json.dumps(found))
+        return
+    table = Table("id", "email", "server", "state", "health", "last sync", "messages", "errors")
+    for r in found:
+        table.add_row(
+            str(r["id"]), r["email"], f"{r['host']}:{r['port']}", r["state"], r["health"],
+            (r["last_sync"] or "never")[:19], str(r["messages"]), str(r["errors"]),
+        )  # fmt: skip
+    console.print(table)
+
+
+@accounts_app.command("show")
+def accounts_show(account_id: int = typer.Argument(...), data_dir: Path | None = DataDir) -> None:
+    """One account's settings (never its secret) and sync status, as JSON."""
+
+    async def show(store: Store) -> dict[str, Any]:
+        a = await store.account(account_id)
+        spec = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(a.spec).items()}
+        status = await SyncService(store).status(a)
+        return {"id": a.id, "paused": a.paused, **spec, "status": status}
+
+    console.print_json(json.dumps(with_store(data_dir, show)))
+
+
+@accounts_app.command("errors")
+def accounts_errors(account_id: int = typer.Argument(...), data_dir: Path | None = DataDir) -> None:
+    """The account's last 20 errors, newest first."""
+
+    async def errors(store: Store) -> Any:
+        await store.account(account_id)
+        return await store.errors(account_id)
+
+    found = with_store(data_dir, errors)
+    if not found:
+        console.print("no errors recorded")
+        return
+    table = Table("time (UTC)", "state", "step", "code", "message", "server said")
+    for e in found:
+        table.add_row(e.at.strftime("%Y-%m-%d %H:%M:%S"), e.state, e.step, e.code, e.message,
+                      e.server_text)  # fmt: skip
+    console.print(table)
+
+
+@accounts_app.command("remove")
+def accounts_remove(account_id: int = typer.Argument(...), data_dir: Path | None = DataDir) -> None:
+    """Delete an account and its local data (serve stops syncing it)."""
+
+    async def remove(store: Store) -> None:
+        await store.account(account_id)
+        await store.remove_account(account_id)
+
+    with_store(data_dir, remove)
+    console.print(f"removed account {account_id}")
+
+
+def _pause(account_id: int, data_dir: Path | None, paused: bool) -> None:
+    async def run(store: Store) -> None:
+        await store.set_paused(account_id, paused)
+
+    with_store(data_dir, run)
+    console.print(f"account {account_id} {'paused' if paused else 'resumed'}")
+
+
+@accounts_app.command("pause")
+def accounts_pause(account_id: int = typer.Argument(...), data_dir: Path | None = DataDir) -> None:
+    """Stop syncing an account (its data is kept)."""
+    _pause(account_id, data_dir, True)
+
+
+@accounts_app.command("resume")
+def accounts_resume(account_id: int = typer.Argument(...), data_dir: Path | None = DataDir) -> None:
+    """Sync a paused account again (also retries one waiting in auth_error)."""
+    _pause(account_id, data_dir, False)
+
+
+# -- tokens ----------------------------------------------------------------------------------
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: str = typer.Argument(..., help="Who or what will use it."),
+    data_dir: Path | None = DataDir,
+) -> None:
+    """A new token, printed once (only its hash is kept)."""
+
+    async def create(store: Store) -> str:
+        return (await store.create_token(name))[1]
+
+    console.print(with_store(data_dir, create))
+
+
+@tokens_app.command("list")
+def tokens_list(data_dir: Path | None = DataDir) -> None:
+    """Tokens by id and name (the tokens themselves cannot be shown again)."""
+    table = Table("id", "name", "created", "last used")
+    for t in with_store(data_dir, lambda s: s.tokens()):
+        used = t.last_used.strftime("%Y-%m-%d %H:%M") if t.last_used else "never"
+        table.add_row(str(t.id), t.name, t.created.strftime("%Y-%m-%d %H:%M"), used)
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: int = typer.Argument(...), data_dir: Path | None = DataDir) -> None:
+    """Revoke a token at once."""
+    with_store(data_dir, lambda s: s.revoke_token(token_id))
+    console.print(f"revoked token {token_id}")
+
+
+# -- demo ------------------------------------------------------------------------------------
+
+DEMO_EXPECTED = {
+    "healthy": "idle",
+    "wrong password": "auth_error",
+    "wrong TLS mode": "connect_error",
+}
+
+
+async def demo_service(
+    *, user: str, password: str, port: int, tls_port: int, ca_file: Path, ui_port: int,
+    once: bool, data_dir: Path,
+) -> int:  # fmt: skip
+    """`serve` on a fresh data directory with three sandbox accounts: one healthy, one with a
+    wrong password, one pointed at the plaintext port with implicit TLS. With ``once``: wait
+    until each reaches its expected state (20 s at most), print them, and return 0 if all did."""
+    import socket  # noqa: PLC0415
+
+    import uvicorn  # noqa: PLC0415
+
+    from imapscope.api import create_app  # noqa: PLC0415
+
+    store = await Store.open(data_dir)
+    options = SyncOptions(ca_file=str(ca_file), timeout=5)
+    service = SyncService(store, options)
+    specs = {
+        "healthy": (AccountSpec(f"{user}@sandbox.test", "localhost", tls_port, "tls", user,
+                                name="healthy", poll_interval=60), password),
+        "wrong password": (AccountSpec(f"{user}+wrong@sandbox.test", "localhost", tls_port,
+                                       "tls", user, name="wrong password"), "not-the-password"),
+        "wrong TLS mode": (AccountSpec(f"{user}+tls@sandbox.test", "localhost", port, "tls",
+                                       user, name="wrong TLS mode"), password),
+    }  # fmt: skip
+    for spec, secret in specs.values():
+        await store.add_account(spec, secret)
+    token = await first_token(store)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", ui_port))
+    except OSError as exc:
+        sock.close()
+        fail(f"cannot listen on 127.0.0.1:{ui_port}: {exc.strerror}; choose --ui-port (0 picks)")
+    address = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    app = create_app(service, manage_service=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    console.print()
+    console.print(f"imapscope serve (demo) on {address}/ with 3 sandbox accounts")
+    console.print(f"  token (for the web UI and API): {token}", soft_wrap=True)
+    console.print(f"  data directory (temporary):     {data_dir}")
+    status = 0
+    try:
+        if once:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 20
+            states: dict[str, str] = {}
+            while loop.time() < deadline:
+                states = {a.spec.name: a.state for a in await store.accounts()}
+                if states == DEMO_EXPECTED:
+                    break
+                await asyncio.sleep(0.1)
+            table = Table("account", "state", "expected", "last error")
+            for a in await store.accounts():
+                errors = await store.errors(a.id)
+                last = f"{errors[0].code}: {errors[0].message}" if errors else ""
+                table.add_row(a.spec.name, a.state, DEMO_EXPECTED[a.spec.name], last)
+            console.print(table)
+            status = 0 if states == DEMO_EXPECTED else 2
+        else:
+            console.print("  Ctrl-C stops", style="dim")
+            await serving
+    finally:
+        server.should_exit = True
+        await serving
+        await store.close()
+    return status

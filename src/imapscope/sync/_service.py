@@ -1,0 +1,204 @@
+"""Many accounts in one process: a supervisor task per account, kept in step with the store.
+
+The store is the source of truth. :meth:`SyncService.reconcile` compares each account's
+revision (bumped by every edit, pause and resume) with the running supervisors and starts,
+restarts or stops them; the service runs it every few seconds, so a change made by another
+process (``imapscope accounts add`` while ``serve`` runs) takes effect by itself, and calls it
+at once after a change made through its own API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+from typing import Any
+
+from imapscope.probe import CheckOptions, Report, run_check
+from imapscope.store import AccountSpec, AccountView, Store, StoreError
+from imapscope.sync._engine import AccountSync, SyncOptions
+
+log = logging.getLogger("imapscope.serve")
+
+HEALTH_WINDOW = dt.timedelta(hours=1)
+FAILING_STATES = frozenset({"auth_error", "connect_error", "backoff", "disabled"})
+
+
+class VerifyError(StoreError):
+    """Verify-before-save found errors; the report says which. Save anyway with ``force``."""
+
+    def __init__(self, report: Report) -> None:
+        top = report.headline
+        super().__init__(
+            f"verification failed: {report.verdict}"
+            + (f" Fix: {top.fix}" if top is not None else "")
+            + " (save anyway with force)"
+        )
+        self.report = report
+
+
+def health(state: str, recent_errors: int) -> str:
+    """ok / degraded / failing: failing while the account is in a failure state; degraded when
+    it works now but had errors within :data:`HEALTH_WINDOW`; ok otherwise."""
+    if state in FAILING_STATES:
+        return "failing"
+    return "degraded" if recent_errors else "ok"
+
+
+def check_options(spec: AccountSpec, secret: str, sync: SyncOptions) -> CheckOptions:
+    """The check ladder's options for a registered (or about to be) account."""
+    oauth2 = spec.auth == "oauth2"
+    return CheckOptions(
+        host=spec.host, port=spec.port, security=spec.security, user=spec.username,
+        password=None if oauth2 else secret, oauth2_token=secret if oauth2 else None,
+        ca_file=sync.ca_file, insecure=sync.insecure, timeout=sync.timeout, proxy=spec.proxy,
+        allow_plaintext=spec.security == "none",
+    )  # fmt: skip
+
+
+@dataclasses.dataclass
+class _Running:
+    sync: AccountSync
+    task: asyncio.Task[None]
+    revision: int
+
+
+class SyncService:
+    """Start with :meth:`start`, stop with :meth:`stop` (cancels every supervisor)."""
+
+    def __init__(
+        self, store: Store, options: SyncOptions | None = None, *, reconcile_every: float = 2.0
+    ) -> None:
+        self.store = store
+        self.options = options or SyncOptions()
+        self.reconcile_every = reconcile_every
+        self._running: dict[int, _Running] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.ready = False
+
+    async def start(self) -> None:
+        await self.reconcile()
+        self.ready = True
+        self._loop_task = asyncio.create_task(self._reconcile_loop(), name="reconcile")
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for account_id in list(self._running):
+            await self._stop_one(account_id)
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.reconcile_every)
+            try:
+                await self.reconcile()
+            except Exception:  # the loop must outlive a passing database error
+                log.exception("reconcile failed; trying again in %ss", self.reconcile_every)
+
+    async def reconcile(self) -> None:
+        async with self._lock:
+            revisions = await self.store.revisions()
+            for account_id in [a for a in self._running if a not in revisions]:
+                await self._stop_one(account_id)
+            for account_id, revision in revisions.items():
+                running = self._running.get(account_id)
+                if running is not None and running.revision == revision:
+                    if running.task.done():
+                        await self._stop_one(account_id)  # it crashed: log it and start over
+                    else:
+                        continue
+                if running is not None:
+                    await self._stop_one(account_id)
+                sync = AccountSync(self.store, account_id, self.options)
+                task = asyncio.create_task(sync.run(), name=f"account-{account_id}")
+                self._running[account_id] = _Running(sync, task, revision)
+
+    async def _stop_one(self, account_id: int) -> None:
+        running = self._running.pop(account_id)
+        running.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            try:
+                await running.task
+            except Exception:
+                log.exception("the supervisor of account %s failed", account_id)
+
+    def runner(self, account_id: int) -> AccountSync | None:
+        running = self._running.get(account_id)
+        return running.sync if running else None
+
+    # -- changes -----------------------------------------------------------------------------
+
+    async def verify(self, spec: AccountSpec, secret: str, report: Report | None = None) -> Report:
+        """Run the check ladder with these settings (before they are saved)."""
+        spec.validate()
+        return await run_check(check_options(spec, secret, self.options), report)
+
+    async def _verified(self, spec: AccountSpec, secret: str, verify: bool, force: bool) -> None:
+        if verify:
+            report = await self.verify(spec, secret)
+            if report.status == "critical" and not force:
+                raise VerifyError(report)
+
+    async def add(
+        self, spec: AccountSpec, secret: str, *, verify: bool = True, force: bool = False
+    ) -> AccountView:
+        spec.validate()
+        if not secret:
+            raise StoreError("the password (or token) is empty")
+        await self._verified(spec, secret, verify, force)
+        account = await self.store.add_account(spec, secret)
+        await self.reconcile()
+        return account
+
+    async def update(
+        self, account_id: int, spec: AccountSpec, secret: str | None = None, *,
+        verify: bool = True, force: bool = False,
+    ) -> AccountView:  # fmt: skip
+        spec.validate()
+        if verify:
+            await self._verified(spec, secret or await self.store.secret(account_id), True, force)
+        account = await self.store.update_account(account_id, spec, secret)
+        await self.reconcile()
+        return account
+
+    async def pause(self, account_id: int, paused: bool = True) -> AccountView:
+        account = await self.store.set_paused(account_id, paused)
+        await self.reconcile()
+        return account
+
+    async def remove(self, account_id: int) -> None:
+        await self.store.account(account_id)  # a clear error when there is no such account
+        async with self._lock:
+            if account_id in self._running:
+                await self._stop_one(account_id)
+            await self.store.remove_account(account_id)
+
+    # -- what the UI and API show ------------------------------------------------------------
+
+    async def status(self, account: AccountView) -> dict[str, Any]:
+        """The sync modal's left side: state and since when, last sync, next attempt,
+        progress, counts and health."""
+        since = dt.datetime.now(dt.UTC) - HEALTH_WINDOW
+        recent = await self.store.count_errors(account.id, since=since)
+        sync = self.runner(account.id)
+        folders = await self.store.folder_counts(account.id)
+        return {
+            "state": account.state,
+            "state_since": account.state_since.isoformat(),
+            "health": health(account.state, recent),
+            "errors_last_hour": recent,
+            "last_sync": account.last_sync.isoformat() if account.last_sync else None,
+            "next_attempt": sync.next_attempt.isoformat() if sync and sync.next_attempt else None,
+            "connected_since": (
+                sync.connected_since.isoformat() if sync and sync.connected_since else None
+            ),
+            "progress": dict(sync.progress) if sync else {},
+            "folders": len(folders),
+            "messages": sum(folders.values()),
+        }
