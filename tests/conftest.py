@@ -7,11 +7,15 @@ that asked for it with the rig's explanation (no silent skips).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from imapscope.sandbox import SandboxServer, build_store, ensure_certificates
 from tests import imap_driver
+from tests.scripted import running
 from tests.servers.courier import start_courier
 from tests.servers.cyrus import start_cyrus
 from tests.servers.dovecot import start_dovecot as _start_dovecot
@@ -77,3 +81,34 @@ def close_drivers() -> Iterator[None]:
     yield
     while imap_driver.OPEN:
         imap_driver.OPEN.pop().close()
+
+
+# The sandbox (a real IMAP server on the codec's server role) with user alice and 12 messages;
+# it counts the logins it sees, so tests can prove there is no retry storm.
+PASSWORD = "alice-sync-pw-0042"
+
+
+@dataclass
+class Sandbox:
+    server: SandboxServer
+    ca_file: Path
+    logins: list[str]
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    certificates = ensure_certificates(tmp_path / "certs")
+    store = build_store([("alice", PASSWORD)], demo_messages=12)
+    logins: list[str] = []
+    authenticate = store.authenticate
+
+    def counting(name: str, password: str) -> Any:  # counts what the server sees
+        logins.append(name)
+        return authenticate(name, password)
+
+    store.authenticate = counting  # type: ignore[method-assign]
+    server = SandboxServer(
+        store, port=0, tls_port=0, smtp_port=0, tls_context=certificates.server_context()
+    )
+    with running(server):
+        yield Sandbox(server, certificates.ca_file, logins)

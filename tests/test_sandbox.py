@@ -356,13 +356,24 @@ def test_demo_command_checks_its_own_sandbox(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,
         ["demo", "--once", "--port", "0", "--tls-port", "0", "--smtp-port", "0",
-         "--data-dir", str(tmp_path)],
+         "--ui-port", "0", "--data-dir", str(tmp_path)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "Every step passed" in " ".join(result.output.split())
     assert "flag_roundtrip" in result.output
     assert "CA file:" in result.output
     assert str(tmp_path / "ca.pem") in result.output
+    # ... and serve with its three accounts, each in the state it is meant to show.
+    text = " ".join(result.output.split())
+    assert "imapscope serve (demo) on http://127.0.0.1:" in text
+    assert "token (for the web UI and API): isk_" in text
+    for name, state in [("healthy", "idle"), ("wrong password", "auth_error"),
+                        ("wrong TLS mode", "connect_error")]:  # fmt: skip
+        assert f"│ {name} │ {state} │ {state} │" in text.replace("  ", " ") or (
+            re.search(rf"{name}\s*│\s*{state}\s*│\s*{state}", result.output)
+        ), result.output
+    assert "AUTH_FAILED" in text
+    assert "TLS_ON_PLAINTEXT_PORT" in text
 
 
 def test_mbsync_two_way_sync(sandbox: Running, tmp_path: Path) -> None:

@@ -9,47 +9,15 @@ import imaplib
 import random
 import smtplib
 import socket
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from imapscope.sandbox import SandboxServer, build_store, ensure_certificates
 from imapscope.store import AccountSpec, EventView, Store
 from imapscope.store._crypto import KEY_FILE
 from imapscope.sync import AccountSync, Backoff, SyncOptions
-from tests.scripted import running
-
-PASSWORD = "alice-sync-pw-0042"
-
-
-@dataclass
-class Sandbox:
-    server: SandboxServer
-    ca_file: Path
-    logins: list[str]
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    certificates = ensure_certificates(tmp_path / "certs")
-    store = build_store([("alice", PASSWORD)], demo_messages=12)
-    logins: list[str] = []
-    authenticate = store.authenticate
-
-    def counting(name: str, password: str) -> Any:  # counts what the server sees
-        logins.append(name)
-        return authenticate(name, password)
-
-    store.authenticate = counting  # type: ignore[method-assign]
-    server = SandboxServer(
-        store, port=0, tls_port=0, smtp_port=0, tls_context=certificates.server_context()
-    )
-    with running(server):
-        yield Sandbox(server, certificates.ca_file, logins)
+from tests.conftest import PASSWORD, Sandbox
 
 
 def spec(port: int, security: str = "starttls") -> AccountSpec:

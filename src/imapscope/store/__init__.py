@@ -324,7 +324,7 @@ class Store:
     async def revisions(self) -> dict[int, int]:
         """Every account's id and revision: cheap enough to poll."""
         async with self._session() as s:
-            return dict((await s.execute(select(Account.id, Account.revision))).tuples().all())
+            return dict((await s.execute(select(Account.id, Account.revision))).all())
 
     async def remove_account(self, account_id: int) -> None:
         """Delete the account and, by cascade, its folders, messages, errors and events."""
@@ -384,13 +384,14 @@ class Store:
                 await s.delete(entry)
             await s.commit()
 
-    async def errors(self, account_id: int) -> list[ErrorView]:
+    async def errors(self, account_id: int, limit: int = ERRORS_KEPT) -> list[ErrorView]:
         """The kept errors, newest first."""
         async with self._session() as s:
             rows = await s.scalars(
                 select(ErrorEntry)
                 .where(ErrorEntry.account_id == account_id)
                 .order_by(ErrorEntry.id.desc())
+                .limit(limit)
             )
             return [
                 ErrorView(r.id, _utc(r.at), r.state, r.step, r.code, r.message, r.server_text)
@@ -437,9 +438,7 @@ class Store:
                         .join(Message, Message.folder_id == Folder.id)
                         .group_by(Folder.account_id)
                     )
-                )
-                .tuples()
-                .all()
+                ).all()
             )
             errors = dict(
                 (
@@ -448,9 +447,7 @@ class Store:
                             ErrorEntry.account_id
                         )
                     )
-                )
-                .tuples()
-                .all()
+                ).all()
             )
             ids = (await s.scalars(select(Account.id))).all()
             return {i: (int(messages.get(i, 0)), int(errors.get(i, 0))) for i in ids}
@@ -594,7 +591,7 @@ class Store:
                 .where(Folder.account_id == account_id)
                 .group_by(Folder.name)
             )
-            return {name: int(n) for name, n in rows.tuples()}
+            return {name: int(n) for name, n in rows}
 
     async def messages(
         self,
@@ -634,7 +631,7 @@ class Store:
 
     async def _scan(self, query: Any) -> list[tuple[Message, str]]:
         async with self._session() as s:
-            return [(m, n) for m, n in (await s.execute(query)).tuples()]
+            return [(m, n) for m, n in (await s.execute(query)).all()]
 
     async def message(self, account_id: int, folder: str, uid: int) -> MessageView:
         query = (

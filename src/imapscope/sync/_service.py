@@ -39,10 +39,22 @@ class VerifyError(StoreError):
         self.report = report
 
 
-def health(state: str, recent_errors: int) -> str:
-    """ok / degraded / failing: failing while the account is in a failure state; degraded when
-    it works now but had errors within :data:`HEALTH_WINDOW`; ok otherwise."""
+def health(
+    state: str,
+    recent_errors: int,
+    last_error: dt.datetime | None = None,
+    last_sync: dt.datetime | None = None,
+) -> str:
+    """ok / degraded / failing. failing: in a failure state, or retrying with no successful
+    sync since the latest error; degraded: working, with errors within :data:`HEALTH_WINDOW`;
+    ok: no recent errors."""
     if state in FAILING_STATES:
+        return "failing"
+    if (
+        last_error is not None
+        and state != "paused"
+        and (last_sync is None or last_sync < last_error)
+    ):
         return "failing"
     return "degraded" if recent_errors else "ok"
 
@@ -186,12 +198,14 @@ class SyncService:
         progress, counts and health."""
         since = dt.datetime.now(dt.UTC) - HEALTH_WINDOW
         recent = await self.store.count_errors(account.id, since=since)
+        latest = await self.store.errors(account.id, limit=1)
+        last_error = latest[0].at if latest else None
         sync = self.runner(account.id)
         folders = await self.store.folder_counts(account.id)
         return {
             "state": account.state,
             "state_since": account.state_since.isoformat(),
-            "health": health(account.state, recent),
+            "health": health(account.state, recent, last_error, account.last_sync),
             "errors_last_hour": recent,
             "last_sync": account.last_sync.isoformat() if account.last_sync else None,
             "next_attempt": sync.next_attempt.isoformat() if sync and sync.next_attempt else None,

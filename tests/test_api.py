@@ -1,0 +1,233 @@
+"""The REST API against a real `serve` (uvicorn on loopback) whose accounts sync from the
+sandbox: every endpoint, bad input, missing and invalid tokens, and no secret in any answer."""
+
+from __future__ import annotations
+
+import smtplib
+import time
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from imapscope.sync import Backoff, SyncOptions
+from tests.conftest import PASSWORD, Sandbox
+from tests.serving import Serving, serving
+
+WRONG = "wrong-password-api-77"
+
+
+@pytest.fixture
+def served(sandbox: Sandbox, tmp_path: Path) -> Iterator[Serving]:
+    options = SyncOptions(
+        ca_file=str(sandbox.ca_file), timeout=5, backoff=Backoff(first=0.05, cap=0.2)
+    )
+    with serving(tmp_path / "data", options) as s:
+        yield s
+
+
+def account(sandbox: Sandbox, **change: Any) -> dict[str, Any]:
+    body = {
+        "email": "alice@example.test", "name": "Alice", "host": "localhost",
+        "port": sandbox.server.tls_port, "security": "tls", "username": "alice",
+        "secret": PASSWORD, "poll_interval": 60,
+    }  # fmt: skip
+    return body | change
+
+
+def wait_for(client: httpx.Client, path: str, test: Any, timeout: float = 10) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = client.get(path).json()
+        if test(found):
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out on {path}: last answer {found}")
+        time.sleep(0.05)
+
+
+def no_secret(*texts: str) -> None:
+    for text in texts:
+        assert PASSWORD not in text
+        assert WRONG not in text
+
+
+def test_tokens_are_required_everywhere_but_livez(served: Serving) -> None:
+    with served.client(token=None) as anonymous:
+        assert anonymous.get("/livez").json() == {"status": "ok"}
+        for method, path in [
+            ("GET", "/readyz"), ("GET", "/api/v1/accounts"), ("POST", "/api/v1/accounts"),
+            ("GET", "/api/v1/accounts/1"), ("PATCH", "/api/v1/accounts/1"),
+            ("DELETE", "/api/v1/accounts/1"), ("GET", "/api/v1/events"),
+            ("POST", "/api/v1/check"), ("GET", "/api/v1/tokens"),
+            ("GET", "/api/v1/accounts/1/messages"),
+        ]:  # fmt: skip
+            answer = anonymous.request(method, path)
+            assert answer.status_code == 401, (method, path)
+            assert "Authorization: Bearer" in answer.json()["error"]
+            assert answer.headers["www-authenticate"] == "Bearer"
+    with served.client(token="isk_not-a-real-token") as wrong:
+        answer = wrong.get("/api/v1/accounts")
+        assert answer.status_code == 401
+        assert "not valid" in answer.json()["error"]
+    with served.client() as client:
+        assert client.get("/readyz").json() == {"status": "ready", "accounts": 0}
+        spec = client.get("/api/v1/openapi.json").json()
+        assert "/api/v1/accounts/{account_id}/messages/{uid}" in spec["paths"]
+
+
+def test_accounts_crud_verify_state_errors_folders_messages_events(
+    served: Serving, sandbox: Sandbox
+) -> None:
+    with served.client() as client:
+        # Verify-before-save refuses a wrong password with the check's finding, saves nothing.
+        refused = client.post("/api/v1/accounts", json=account(sandbox, secret=WRONG))
+        assert refused.status_code == 422
+        assert refused.json()["report"]["headline"] == "AUTH_FAILED"
+        assert "force" in refused.json()["error"]
+        assert client.get("/api/v1/accounts").json() == []
+        no_secret(refused.text)
+
+        created = client.post("/api/v1/accounts", json=account(sandbox))
+        assert created.status_code == 201, created.text
+        a = created.json()
+        assert a["email"] == "alice@example.test"
+        assert "secret" not in a
+        no_secret(created.text)
+        path = f"/api/v1/accounts/{a['id']}"
+
+        # It reaches idle; status, folders and messages follow.
+        wait_for(client, path, lambda x: x["state"] == "idle")
+        status = client.get(f"{path}/status").json()
+        assert status["health"] == "ok"
+        assert status["last_sync"] is not None
+        folders = {f["name"]: f for f in client.get(f"{path}/folders").json()}
+        assert folders["INBOX"]["messages"] == 12
+        assert status["messages"] == sum(f["messages"] for f in folders.values())
+        assert status["folders"] == len(folders)
+        page = client.get(f"{path}/messages", params={"folder": "INBOX", "limit": 5}).json()
+        assert page["total"] == 12
+        assert len(page["messages"]) == 5
+        uid = page["messages"][0]["uid"]
+        subject = page["messages"][0]["envelope"]["subject"]
+        matching = client.get(f"{path}/messages", params={"q": subject[:8]}).json()
+        assert uid in [m["uid"] for m in matching["messages"]]
+        inbox = {"folder": "INBOX"}
+        unseen = client.get(f"{path}/messages", params=inbox | {"unseen": True}).json()["total"]
+        seen = client.get(f"{path}/messages", params=inbox | {"unseen": False}).json()["total"]
+        assert unseen + seen == 12
+        assert 0 < unseen < 12  # the demo mail has both
+
+        # One message, its text fetched live from the server.
+        one = client.get(f"{path}/messages/{uid}", params={"folder": "INBOX"})
+        assert one.status_code == 200
+        assert f"Subject: {subject}"[:20] in one.json()["raw"]
+        assert client.get(f"{path}/messages/999", params={"folder": "INBOX"}).status_code == 404
+
+        # Events from a cursor, with wait: a delivery shows up as message.new.
+        first = client.get("/api/v1/events", params={"limit": 1000}).json()
+        assert {"account.state", "folder.added", "message.new"} <= {
+            e["kind"] for e in first["events"]
+        }
+        cursor = first["next"]
+        _deliver(sandbox, "hello over the API")
+        new = client.get(
+            "/api/v1/events", params={"after": cursor, "kind": "message.new", "wait": 5}
+        ).json()
+        assert [e["data"]["subject"] for e in new["events"]] == ["hello over the API"]
+        assert new["next"] > cursor
+        assert client.get("/api/v1/events", params={"after": new["next"]}).json()["events"] == []
+
+        # Verify the stored settings; run a check against any server.
+        verified = client.post(f"{path}/verify").json()
+        assert verified["status"] == "ok"
+        no_secret(str(verified))
+        check = client.post(
+            "/api/v1/check",
+            json={"host": "localhost", "port": sandbox.server.tls_port, "security": "tls",
+                  "user": "alice", "password": WRONG},
+        ).json()  # fmt: skip
+        assert check["headline"] == "AUTH_FAILED"
+        no_secret(str(check))
+
+        # Break the password (forced past verification): auth_error and an error entry.
+        broken = client.patch(path, params={"force": True}, json={"secret": WRONG})
+        assert broken.status_code == 200, broken.text
+        wait_for(client, path, lambda x: x["state"] == "auth_error")
+        errors = client.get(f"{path}/errors").json()
+        assert errors[0]["code"] == "AUTH_FAILED"
+        assert client.get(path).json()["health"] == "failing"
+        no_secret(client.get(f"{path}/errors").text, client.get(path).text)
+
+        # Pause and resume; edit back; delete removes it and its data.
+        assert client.post(f"{path}/pause").json()["paused"] is True
+        wait_for(client, path, lambda x: x["state"] == "paused")
+        assert client.post(f"{path}/resume").json()["paused"] is False
+        fixed = client.patch(path, json={"secret": PASSWORD, "name": "Alice again"})
+        assert fixed.status_code == 200, fixed.text
+        assert fixed.json()["name"] == "Alice again"
+        wait_for(client, path, lambda x: x["state"] == "idle")
+        assert client.delete(path).status_code == 204
+        assert client.get(path).status_code == 404
+        assert client.get("/api/v1/accounts").json() == []
+
+
+def test_bad_input_gets_4xx_saying_what_to_fix(served: Serving, sandbox: Sandbox) -> None:
+    with served.client() as client:
+        answer = client.post("/api/v1/accounts", json={"email": "x@example.test"})
+        assert answer.status_code == 422
+        assert "host: Field required" in answer.json()["error"]
+        answer = client.post("/api/v1/accounts", json=account(sandbox, port=70000))
+        assert answer.status_code == 422
+        assert "port" in answer.json()["error"]
+        answer = client.post("/api/v1/accounts", json=account(sandbox, security="ssl"))
+        assert answer.status_code == 422
+        assert "security" in answer.json()["error"]
+        answer = client.post("/api/v1/accounts", json=account(sandbox, email="no-at-sign"))
+        assert answer.status_code == 400
+        assert "has no '@'" in answer.json()["error"]
+        answer = client.post("/api/v1/accounts", json=account(sandbox, extra="field"))
+        assert answer.status_code == 422
+        assert "extra" in answer.json()["error"]
+        # No verification, then a duplicate.
+        assert client.post("/api/v1/accounts", params={"verify": False},
+                           json=account(sandbox)).status_code == 201  # fmt: skip
+        dup = client.post("/api/v1/accounts", params={"verify": False}, json=account(sandbox))
+        assert dup.status_code == 409
+        assert "already exists" in dup.json()["error"]
+        for path in ("/api/v1/accounts/999", "/api/v1/accounts/999/errors",
+                     "/api/v1/accounts/999/messages", "/api/v1/accounts/999/status"):  # fmt: skip
+            missing = client.get(path)
+            assert missing.status_code == 404, path
+            assert "no account with id 999" in missing.json()["error"]
+        assert client.get("/api/v1/events", params={"limit": 0}).status_code == 422
+        assert client.get("/api/v1/accounts/1/messages", params={"limit": 501}).status_code == 422
+        assert client.patch("/api/v1/accounts/1", json={"poll_interval": 1}).status_code == 422
+        assert client.delete("/api/v1/tokens/999").status_code == 404
+
+
+def test_tokens_create_list_revoke(served: Serving) -> None:
+    with served.client() as client:
+        made = client.post("/api/v1/tokens", json={"name": "ci"})
+        assert made.status_code == 201
+        token = made.json()["token"]
+        listed = client.get("/api/v1/tokens").json()
+        assert [t["name"] for t in listed] == ["first", "ci"]
+        assert "token" not in str(listed).replace("'token'", "")  # never shown again
+        with served.client(token=token) as other:
+            assert other.get("/api/v1/accounts").status_code == 200
+        assert client.delete(f"/api/v1/tokens/{made.json()['id']}").status_code == 204
+        with served.client(token=token) as other:
+            assert other.get("/api/v1/accounts").status_code == 401
+        assert client.post("/api/v1/tokens", json={"name": ""}).status_code == 422
+
+
+def _deliver(sandbox: Sandbox, subject: str) -> None:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "bob@example.test", "alice@x", subject
+    message.set_content("hi")
+    with smtplib.SMTP("127.0.0.1", sandbox.server.smtp_port or 0) as smtp:
+        smtp.send_message(message)
