@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import imaplib
 import random
 import smtplib
@@ -16,7 +17,7 @@ from typing import Any
 
 from imapscope.store import AccountSpec, EventView, Store
 from imapscope.store._crypto import KEY_FILE
-from imapscope.sync import AccountSync, Backoff, SyncOptions
+from imapscope.sync import AccountSync, Backoff, SyncOptions, health
 from tests.conftest import PASSWORD, Sandbox
 
 
@@ -337,3 +338,15 @@ def test_unreadable_secret_disables_the_account(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(main())
+
+
+def test_health_summary_from_state_and_recent_errors() -> None:
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    later = t0 + dt.timedelta(minutes=5)
+    assert health("idle", 0) == "ok"
+    assert health("idle", 2, last_error=t0, last_sync=later) == "degraded"  # recovered since
+    assert health("connecting", 1, last_error=later, last_sync=t0) == "failing"  # retrying
+    assert health("connecting", 1, last_error=t0, last_sync=None) == "failing"
+    for state in ("auth_error", "connect_error", "backoff", "disabled"):
+        assert health(state, 0) == "failing"
+    assert health("paused", 1, last_error=later, last_sync=t0) == "degraded"

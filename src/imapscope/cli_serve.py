@@ -7,9 +7,12 @@ whether or not `serve` runs; a running `serve` notices their changes within seco
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
-from collections.abc import Awaitable, Callable
+import signal
+import socket
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -91,33 +94,67 @@ def serve_command(
     asyncio.run(_serve(data_dir or default_data_dir(), listen, port, options))
 
 
-async def _serve(
-    data_dir: Path, listen: str, port: int, options: SyncOptions,
-    ready: Callable[[str, str | None], None] | None = None,
-) -> None:  # fmt: skip
+def bind(listen: str, port: int) -> socket.socket:
+    """The listening socket (bound here, so that port 0 picks one and the address printed is
+    the real one)."""
+    family = socket.AF_INET6 if ":" in listen else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((listen, port))
+    except OSError as exc:
+        sock.close()
+        fail(f"cannot listen on {listen}:{port}: {exc.strerror}; choose another --port (0 picks)")
+    return sock
+
+
+def http_server(app: Any) -> Any:
+    """A uvicorn server that stops cleanly on SIGINT or SIGTERM: uvicorn re-raises the signal
+    once it has stopped, which would cancel our own shutdown (closing the store) half-way."""
     import uvicorn  # noqa: PLC0415
 
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.handle_exit, sig, None)
+            try:
+                yield
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+
+    return Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+
+
+def address_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+async def _serve(data_dir: Path, listen: str, port: int, options: SyncOptions) -> None:
     from imapscope.api import create_app  # noqa: PLC0415
 
     try:
         store = await Store.open(data_dir)
     except (StoreError, SecretKeyError) as exc:
         fail(str(exc))
+    sock = bind(listen, port)
     try:
         token = await first_token(store)
         service = SyncService(store, options)
         app = create_app(service, manage_service=True)
-        config = uvicorn.Config(app, host=listen, port=port, log_level="warning", lifespan="on")
-        server = uvicorn.Server(config)
-        address = f"http://{listen if ':' not in listen else f'[{listen}]'}:{port}"
-        (ready or _announce)(address, token)
-        await server.serve()
+        server = http_server(app)
+        _announce(address_of(sock), token)
+        await server.serve(sockets=[sock])
     finally:
+        sock.close()
         await store.close()
 
 
 def _announce(address: str, token: str | None) -> None:
-    console.print(f"imapscope serve: web UI {address}/  API {address}/api/v1/docs")
+    console.print(f"imapscope serve: web UI {address}/  API {address}/api/v1/docs", soft_wrap=True)
     if token:
         console.print("  first token (shown once, keep it; 'imapscope tokens create' makes more):")
         console.print(f"  {token}", soft_wrap=True)
@@ -330,10 +367,6 @@ async def demo_service(
     """`serve` on a fresh data directory with three sandbox accounts: one healthy, one with a
     wrong password, one pointed at the plaintext port with implicit TLS. With ``once``: wait
     until each reaches its expected state (20 s at most), print them, and return 0 if all did."""
-    import socket  # noqa: PLC0415
-
-    import uvicorn  # noqa: PLC0415
-
     from imapscope.api import create_app  # noqa: PLC0415
 
     store = await Store.open(data_dir)
@@ -350,16 +383,10 @@ async def demo_service(
     for spec, secret in specs.values():
         await store.add_account(spec, secret)
     token = await first_token(store)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(("127.0.0.1", ui_port))
-    except OSError as exc:
-        sock.close()
-        fail(f"cannot listen on 127.0.0.1:{ui_port}: {exc.strerror}; choose --ui-port (0 picks)")
-    address = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock = bind("127.0.0.1", ui_port)
+    address = address_of(sock)
     app = create_app(service, manage_service=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = http_server(app)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     console.print()
     console.print(f"imapscope serve (demo) on {address}/ with 3 sandbox accounts")

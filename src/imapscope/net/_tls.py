@@ -6,7 +6,7 @@ import asyncio
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -52,8 +52,11 @@ class TlsInfo:
 
 
 @cache
+@lru_cache(maxsize=16)
 def client_context(ca_file: str | None = None, insecure: bool = False) -> ssl.SSLContext:
-    """A shared client context per configuration (TLS 1.2+, system CAs or ``ca_file``)."""
+    """A shared client context per configuration (TLS 1.2+, system CAs or ``ca_file``): a
+    thousand accounts share one, and its CA store, instead of loading one each. Callers must
+    not change it."""
     context = ssl.create_default_context(cafile=ca_file)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if insecure:

@@ -1,0 +1,182 @@
+"""Many accounts on one `imapscope serve` process against the rig's Dovecot, all in IDLE.
+
+    .venv/bin/python -m bench.accounts_idle [--accounts 1000] [--messages 50] [--security tls]
+
+Starts Dovecot (the test rig, needs root) with N users, registers N accounts in a fresh data
+directory, starts `imapscope serve` as its own process and measures:
+- connect-all: from the serve process start until every account is `idle` (read from the
+  store's SQLite file);
+- RSS per account: (serve's RSS with N idle accounts - serve's RSS with none) / N;
+- new-mail-to-event latency: ``--messages`` messages APPENDed (by another client) to random
+  accounts' INBOX, one at a time; for each, the time from the APPEND's completion to the
+  `message.new` event's timestamp (both this machine's clock), p50 and p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import imaplib
+import os
+import random
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.servers.dovecot import start_dovecot
+from tests.servers.rig import TestCA
+
+from imapscope.store import DB_FILE, AccountSpec, Store
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def serve(data_dir: Path, ca_file: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imapscope", "serve", "--data-dir", str(data_dir), "--port", "0",
+         "--ca-file", str(ca_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "web UI" not in line:
+        raise SystemExit(f"serve did not start: {line}{proc.stdout.read()}")
+    return proc
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def states(db: Path) -> dict[str, int]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return dict(conn.execute("SELECT state, count(*) FROM accounts GROUP BY state").fetchall())
+
+
+def settle_rss(pid: int, seconds: float = 2.0) -> int:
+    time.sleep(seconds)
+    return rss_kib(pid)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--messages", type=int, default=50)
+    parser.add_argument("--security", choices=["tls", "starttls", "none"], default="tls")
+    parser.add_argument("--timeout", type=float, default=300.0, help="for connect-all")
+    args = parser.parse_args()
+    n = args.accounts
+
+    work = Path(tempfile.mkdtemp(prefix="imapscope-bench-"))
+    ca = TestCA(work / "ca")
+    users = {f"u{i:05d}": f"pw-{i:05d}" for i in range(n)}
+    # One imap process per connection (Dovecot's default) and limits above N.
+    limits = f"""
+default_process_limit = {n + 200}
+default_client_limit = {4 * n + 1000}
+service imap {{
+  process_limit = {n + 200}
+}}
+service anvil {{
+  client_limit = {4 * n + 1000}
+}}
+"""
+    started = time.perf_counter()
+    dovecot = start_dovecot(ca, users=users, extra_config=limits, parent=work)
+    print(f"dovecot with {n} users started in {time.perf_counter() - started:.1f}s")
+    port = {"tls": dovecot.tls_port, "starttls": dovecot.port, "none": dovecot.port}
+    try:
+        baseline_dir = work / "empty"
+        proc = serve(baseline_dir, ca.ca_file)
+        baseline = settle_rss(proc.pid)
+        stop(proc)
+
+        data = work / "data"
+
+        async def register() -> None:
+            store = await Store.open(data)
+            for user, password in users.items():
+                spec = AccountSpec(
+                    email=f"{user}@bench.test", host="localhost", port=port[args.security],
+                    security=args.security, username=user, poll_interval=3600,
+                )  # fmt: skip
+                await store.add_account(spec, password)
+            await store.close()
+
+        asyncio.run(register())
+        db = data / DB_FILE
+        t0 = time.perf_counter()
+        proc = serve(data, ca.ca_file)
+        try:
+            seen: dict[str, int] = {}
+            while time.perf_counter() - t0 < args.timeout:
+                seen = states(db)
+                if seen.get("idle", 0) == n:
+                    break
+                time.sleep(0.05)
+            connect_all = time.perf_counter() - t0
+            if seen.get("idle", 0) != n:
+                raise SystemExit(f"not all idle after {args.timeout:.0f}s: {seen}")
+            rss = settle_rss(proc.pid)
+
+            latencies = []
+            rng = random.Random(1)
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                cursor = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+                for i in range(args.messages):
+                    user = f"u{rng.randrange(n):05d}"
+                    client = imaplib.IMAP4(dovecot.host, dovecot.port)
+                    client.login(user, users[user])
+                    raw = f"From: bench@x\r\nSubject: bench {i}\r\n\r\nhi\r\n".encode()
+                    client.append("INBOX", None, None, raw)
+                    sent = dt.datetime.now(dt.UTC)
+                    client.logout()
+                    deadline = time.perf_counter() + 30
+                    while True:
+                        row = conn.execute(
+                            "SELECT id, at FROM events WHERE kind = 'message.new' AND id > ?"
+                            " ORDER BY id LIMIT 1",
+                            (cursor,),
+                        ).fetchone()
+                        if row:
+                            cursor = row[0]
+                            at = dt.datetime.fromisoformat(row[1]).replace(tzinfo=dt.UTC)
+                            latencies.append(max(0.0, (at - sent).total_seconds() * 1000))
+                            break
+                        if time.perf_counter() > deadline:
+                            raise SystemExit(f"message {i} to {user} never became an event")
+                        time.sleep(0.002)
+        finally:
+            stop(proc)
+        latencies.sort()
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        print(f"accounts: {n} ({args.security}) on one serve process, cores: {os.cpu_count()}")
+        print(f"connect-all (serve start to all idle): {connect_all:.1f} s")
+        print(f"serve RSS: {baseline} KiB with 0 accounts, {rss} KiB with {n} idle")
+        print(f"RSS per account: {(rss - baseline) / n:.1f} KiB")
+        print(
+            f"new-mail-to-event latency over {len(latencies)} messages: "
+            f"p50 {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms, "
+            f"max {latencies[-1]:.1f} ms"
+        )
+    finally:
+        dovecot.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""`imapscope serve`, `accounts` and `tokens` as real processes: serve picks up accounts the CLI
+adds, the CLI reads what serve records, and no password or token reaches the logs or the
+database file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from imapscope.store import DB_FILE
+from tests.conftest import PASSWORD, Sandbox
+
+WRONG = "wrong-cli-password-5150"
+
+
+def cli(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "imapscope", *args, "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )  # fmt: skip
+
+
+def start_serve(data_dir: Path, ca_file: Path) -> tuple[subprocess.Popen[str], list[str]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imapscope", "serve", "--data-dir", str(data_dir), "--port", "0",
+         "--ca-file", str(ca_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines = [proc.stdout.readline()]
+    if "web UI" not in lines[0]:
+        proc.kill()
+        raise AssertionError(f"serve did not start: {lines[0]}{proc.stdout.read()}")
+    return proc, lines
+
+
+def until(what: str, check: Any, timeout: float = 15) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_serve_with_the_cli_and_no_secret_in_logs(sandbox: Sandbox, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    proc, lines = start_serve(data, sandbox.ca_file)
+    api = httpx.Client()
+    try:
+        assert proc.stdout is not None
+        lines += [proc.stdout.readline(), proc.stdout.readline()]
+        assert "first token (shown once" in lines[1]
+        token = lines[2].strip()
+        assert token.startswith("isk_")
+        url = lines[0].split("web UI ")[1].split("/ ")[0]
+        api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"})
+
+        # The CLI registers an account (verified first); serve starts syncing it by itself.
+        env = {"ALICE_PW": PASSWORD}
+        added = cli(
+            data, "accounts", "add", "alice@example.test", "--host", "localhost", "--port",
+            str(sandbox.server.tls_port), "--username", "alice", "--password-env", "ALICE_PW",
+            "--ca-file", str(sandbox.ca_file), env=env,
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        assert "added account 1" in added.stdout
+        until("idle", lambda: api.get("/api/v1/accounts/1").json()["state"] == "idle")
+
+        # A wrong password is refused with the finding, and nothing is saved...
+        env = {"BAD_PW": WRONG}
+        args = ["accounts", "add", "bad@example.test", "--host", "localhost", "--port",
+                str(sandbox.server.tls_port), "--username", "alice", "--password-env", "BAD_PW",
+                "--ca-file", str(sandbox.ca_file)]  # fmt: skip
+        refused = cli(data, *args, env=env)
+        assert refused.returncode == 1
+        assert "AUTH_FAILED" in refused.stderr
+        assert "use --force to save anyway" in refused.stderr
+        # ... unless forced: then serve records its auth_error, which the CLI shows.
+        assert cli(data, *args, "--force", env=env).returncode == 0
+        until("auth_error", lambda: api.get("/api/v1/accounts/2").json()["state"] == "auth_error")
+        errors = cli(data, "accounts", "errors", "2")
+        assert "AUTH_FAILED" in errors.stdout
+        listed = json.loads(cli(data, "accounts", "list", "--json").stdout)
+        assert [(a["email"], a["state"]) for a in listed] == [
+            ("alice@example.test", "idle"), ("bad@example.test", "auth_error"),
+        ]  # fmt: skip
+        shown = json.loads(cli(data, "accounts", "show", "1").stdout)
+        assert shown["status"]["messages"] > 0
+        assert "secret" not in shown
+
+        # Tokens: create, list, revoke.
+        made = cli(data, "tokens", "create", "ci").stdout.strip()
+        assert (
+            httpx.get(
+                f"{url}/api/v1/accounts", headers={"Authorization": f"Bearer {made}"}
+            ).status_code
+            == 200
+        )
+        assert "ci" in cli(data, "tokens", "list").stdout
+        assert cli(data, "tokens", "revoke", "2").returncode == 0
+        assert (
+            httpx.get(
+                f"{url}/api/v1/accounts", headers={"Authorization": f"Bearer {made}"}
+            ).status_code
+            == 401
+        )
+
+        # Remove: serve stops syncing it; its data is gone.
+        assert cli(data, "accounts", "remove", "2").returncode == 0
+        until("removed", lambda: api.get("/api/v1/accounts/2").status_code == 404)
+        missing = cli(data, "accounts", "show", "2")
+        assert missing.returncode == 1
+        assert "no account with id 2" in missing.stderr
+        for result in (added, refused, errors):
+            assert PASSWORD not in result.stdout + result.stderr
+            assert WRONG not in result.stdout + result.stderr
+    finally:
+        api.close()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+    log = "".join(lines) + out
+    assert proc.returncode == 0, log
+    assert PASSWORD not in log
+    assert WRONG not in log
+    assert log.count(token) == 1  # printed once, at first start
+    raw = b"".join(p.read_bytes() for p in data.glob(f"{DB_FILE}*"))
+    assert PASSWORD.encode() not in raw
+    assert WRONG.encode() not in raw
+    assert token.encode() not in raw  # only its digest is kept
+
+    # A second start prints no token: there is one already.
+    proc, lines = start_serve(data, sandbox.ca_file)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=20)
+    assert "token" not in "".join(lines) + out
+
+
+def test_accounts_add_says_what_is_wrong(tmp_path: Path) -> None:
+    bad = cli(tmp_path, "accounts", "add", "no-at-sign", "--host", "x", "--password-env", "NOPE")
+    assert bad.returncode == 1
+    assert "has no '@'" in bad.stderr
+    unset = cli(tmp_path, "accounts", "add", "a@b.c", "--host", "x", "--password-env", "NOPE")
+    assert unset.returncode == 1
+    assert "NOPE is empty or unset" in unset.stderr
+    no_terminal = cli(tmp_path, "accounts", "add", "a@b.c", "--host", "x")
+    assert "no password: give --password-env" in no_terminal.stderr
