@@ -21,6 +21,7 @@ from imapscope.net._tls import (
     certificate_info,
     client_context,
     fetch_certificate,
+    shrink_tls_read_buffers,
 )
 from imapscope.net._trace import TraceEvent, Tracer, ignore, span
 
@@ -49,6 +50,7 @@ __all__ = [
     "parse_nameserver",
     "read_banner",
     "resolve",
+    "shrink_tls_read_buffers",
     "span",
     "speaks_tls",
     "validate_proxy",

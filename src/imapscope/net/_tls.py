@@ -6,7 +6,7 @@ import asyncio
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache, lru_cache
+from functools import cache
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -51,8 +51,26 @@ class TlsInfo:
     certificate: CertificateInfo | None
 
 
+TLS_READ_BUFFER = 32 * 1024
+
+
+def shrink_tls_read_buffers(size: int = TLS_READ_BUFFER) -> None:
+    """Lower asyncio's per-connection TLS read buffer for this process.
+
+    asyncio's SSLProtocol (CPython 3.11, 3.12) gives every TLS connection a 256 KiB read buffer,
+    zero-filled when the connection is made, so it is all resident (cpython#109534). `serve`
+    keeps one TLS connection per account: with 1,000 accounts that is 250 MiB of buffers that
+    hold nothing. A smaller buffer only means more, smaller reads of ciphertext (a TLS record is
+    at most 16 KiB). Measured by bench/accounts_idle.py (docs/serve.md).
+    """
+    import asyncio.sslproto  # noqa: PLC0415
+
+    protocol = asyncio.sslproto.SSLProtocol
+    if getattr(protocol, "max_size", 0) > size:
+        protocol.max_size = size
+
+
 @cache
-@lru_cache(maxsize=16)
 def client_context(ca_file: str | None = None, insecure: bool = False) -> ssl.SSLContext:
     """A shared client context per configuration (TLS 1.2+, system CAs or ``ca_file``): a
     thousand accounts share one, and its CA store, instead of loading one each. Callers must

@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 from typing import Any
 
+from imapscope.net import shrink_tls_read_buffers
 from imapscope.probe import CheckOptions, Report, run_check
 from imapscope.store import AccountSpec, AccountView, Store, StoreError
 from imapscope.sync._engine import AccountSync, SyncOptions
@@ -92,6 +93,7 @@ class SyncService:
         self.ready = False
 
     async def start(self) -> None:
+        shrink_tls_read_buffers()  # one TLS connection per account: see its docstring
         await self.reconcile()
         self.ready = True
         self._loop_task = asyncio.create_task(self._reconcile_loop(), name="reconcile")
