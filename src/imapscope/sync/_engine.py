@@ -90,6 +90,25 @@ def _changed_flags(
     return {uid: f for uid, f in found.items() if uid in known and f != known[uid]}
 
 
+def _events(
+    folder: str, reset: bool, new: Sequence[MessageMeta],
+    flags: dict[int, tuple[str, ...]], gone: Sequence[int],
+) -> list[tuple[str, dict[str, Any]]]:  # fmt: skip
+    """The events one folder sync produces (stored with the change itself)."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    if reset:
+        found.append(("folder.reset", {"folder": folder}))
+    for m in new:
+        found.append(
+            ("message.new", {"folder": folder, "uid": m.uid, "subject": m.envelope.get("subject")})
+        )
+    for uid, value in flags.items():
+        found.append(("message.flags", {"folder": folder, "uid": uid, "flags": list(value)}))
+    for uid in gone:
+        found.append(("message.expunged", {"folder": folder, "uid": uid}))
+    return found
+
+
 def _envelope(env: Envelope | None) -> dict[str, Any]:
     if env is None:
         return {}
@@ -193,10 +212,8 @@ class AccountSync:
         self._wake.set()
 
     async def _set(self, state: str) -> None:
-        if state != self.state:
-            await self.store.add_event(self.account_id, "account.state", {"state": state})
         self.state = state
-        await self.store.set_state(self.account_id, state)
+        await self.store.set_state(self.account_id, state)  # with its event, when it changed
 
     async def run(self) -> None:
         failures = auth_failures = 0
@@ -296,11 +313,7 @@ class AccountSync:
         """Sync every folder, INBOX last so it stays selected for IDLE; True when INBOX changed
         while it was being synced (sync it again before idling)."""
         names = await self._folders(conn, account)
-        added, removed = await self.store.set_folders(self.account_id, names)
-        for name in added:
-            await self.store.add_event(self.account_id, "folder.added", {"folder": name})
-        for name in removed:
-            await self.store.add_event(self.account_id, "folder.removed", {"folder": name})
+        await self.store.set_folders(self.account_id, names)  # with folder.added/removed events
         folders = sorted(await self.store.folders(self.account_id), key=lambda f: f.name == "INBOX")
         dirty = False
         for folder in folders:
@@ -386,11 +399,13 @@ class AccountSync:
                 gone = [uid for uid in known if uid not in held]
         elif known:
             gone = list(known)
+        # HIGHESTMODSEQ is stored only once everything below it is: here when nothing is new,
+        # otherwise after the last batch.
         await self.store.apply_folder(
-            folder_id, uidvalidity=validity, uidnext=uidnext, highestmodseq=None,
-            reset=reset, flags=flags, gone=gone,
+            folder_id, uidvalidity=validity, uidnext=uidnext,
+            highestmodseq=None if new_uids else modseq, reset=reset, flags=flags, gone=gone,
+            events=_events(name, reset, (), flags, gone),
         )  # fmt: skip
-        await self._events(name, reset, (), flags, gone)
         self.progress["total"] = len(new_uids)
         batch = self.options.batch
         for start in range(0, len(new_uids), batch):
@@ -404,35 +419,14 @@ class AccountSync:
                 for e in fetched
                 if isinstance(e, FetchResponse) and e.uid in wanted
             ]
+            last = start + batch >= len(new_uids)
             await self.store.apply_folder(
-                folder_id, uidvalidity=validity, uidnext=uidnext, highestmodseq=None, new=new
-            )
-            await self._events(name, False, new, {}, ())
+                folder_id, uidvalidity=validity, uidnext=uidnext,
+                highestmodseq=modseq if last else None, new=new,
+                events=_events(name, False, new, {}, ()),
+            )  # fmt: skip
             self.progress["done"] += len(chunk)
-        # HIGHESTMODSEQ last: stored only once everything below it is.
-        await self.store.apply_folder(
-            folder_id, uidvalidity=validity, uidnext=uidnext, highestmodseq=modseq
-        )
         return bool(changes)
-
-    async def _events(
-        self, folder: str, reset: bool, new: Sequence[MessageMeta],
-        flags: dict[int, tuple[str, ...]], gone: Sequence[int],
-    ) -> None:  # fmt: skip
-        add = self.store.add_event
-        if reset:
-            await add(self.account_id, "folder.reset", {"folder": folder})
-        for m in new:
-            data = {"folder": folder, "uid": m.uid, "subject": m.envelope.get("subject")}
-            await add(self.account_id, "message.new", data)
-        for uid, value in flags.items():
-            await add(
-                self.account_id,
-                "message.flags",
-                {"folder": folder, "uid": uid, "flags": list(value)},
-            )
-        for uid in gone:
-            await add(self.account_id, "message.expunged", {"folder": folder, "uid": uid})
 
     async def _idle_loop(self, conn: ImapConnection, account: AccountView) -> None:
         """IDLE on INBOX (left selected by the sync); a push, the renew time or the poll
