@@ -159,6 +159,9 @@ def test_accounts_crud_verify_state_errors_folders_messages_events(
         wait_for(client, path, lambda x: x["state"] == "auth_error")
         errors = client.get(f"{path}/errors").json()
         assert errors[0]["code"] == "AUTH_FAILED"
+        halted = wait_for(client, f"{path}/status", lambda x: x["halted"] is not None)
+        assert halted["next_attempt"] is None
+        assert "refused logins in a row" in halted["halted"]
         assert client.get(path).json()["health"] == "failing"
         no_secret(client.get(f"{path}/errors").text, client.get(path).text)
 

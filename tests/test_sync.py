@@ -196,10 +196,33 @@ def test_refused_port_is_connect_error_and_retried_with_backoff(tmp_path: Path) 
                 assert {e.code for e in errors} == {"TCP_REFUSED"}
                 assert {e.state for e in errors} == {"connect_error"}
                 states = [e.data["state"] for e in await store.events(limit=1000)]
-                assert set(states) == {"connecting", "connect_error"}  # it waits as connect_error
-                assert "backoff" not in states
+                # New accounts start as connecting; retries keep the failure's name (no flicker).
+                assert states == ["connect_error"]
 
         asyncio.run(main())
+
+
+def test_next_attempt_is_known_while_waiting(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        options = SyncOptions(backoff=Backoff(first=30, cap=30))
+
+        async def main() -> None:
+            async with engine(tmp_path, spec(s.getsockname()[1]), PASSWORD, options) as (
+                store, sync,
+            ):  # fmt: skip
+                await until("1 error", lambda: _errors_at_least(store, sync, 1))
+                await until("scheduled", lambda: _true(sync.next_attempt is not None))
+                assert sync.next_attempt is not None
+                wait = (sync.next_attempt - dt.datetime.now(dt.UTC)).total_seconds()
+                assert 10 < wait <= 30  # full jitter over [cap/2, cap]
+                assert sync.halted is None
+
+        asyncio.run(main())
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 def test_backoff_is_capped_exponential_with_jitter() -> None:

@@ -129,6 +129,7 @@ def test_add_account_watch_idle_open_modal_break_password(
     modal = page.get_by_role("dialog")
     expect(modal.locator(".sync-status")).to_contain_text("auth_error")
     expect(modal.locator(".sync-status")).to_contain_text("failing")
+    expect(modal.locator(".next-attempt")).to_contain_text("refused logins in a row")
     entry = modal.locator(".error-entry").first
     expect(entry.locator(".code")).to_have_text("AUTH_FAILED")
     expect(entry).to_contain_text("rejected the user name or password")

@@ -206,6 +206,7 @@ class AccountSync:
         # Live status, for the UI's sync modal (the store has the durable part).
         self.progress: dict[str, Any] = {}  # folder, done, total of the folder being synced
         self.next_attempt: dt.datetime | None = None
+        self.halted: str | None = None  # why no attempt is scheduled, when none is
         self.connected_since: dt.datetime | None = None
 
     def wake(self) -> None:
@@ -223,7 +224,10 @@ class AccountSync:
                 await self._set("paused")
                 await self._wait_wake(None)
                 continue
-            await self._set("connecting")
+            if not failures:
+                # A retry keeps the failure's name (auth_error, connect_error, backoff) until an
+                # attempt succeeds: the badge does not flicker to "connecting" and back.
+                await self._set("connecting")
             started = time.monotonic()
             try:
                 await self._session(account)
@@ -243,7 +247,11 @@ class AccountSync:
                 )  # fmt: skip
                 if auth and auth_failures >= self.options.max_auth_failures:
                     # No hammering a locked account: wait in auth_error until edited or resumed.
+                    self.halted = (
+                        f"{auth_failures} refused logins in a row: edit the account or resume it"
+                    )
                     await self._wait_wake(None)
+                    self.halted = None
                     failures = auth_failures = 0
                     continue
                 delay = self.options.backoff.delay(failures, self._rng)
@@ -259,7 +267,9 @@ class AccountSync:
                     self.account_id, state="disabled", step=found.step, code=found.code,
                     message=found.summary, server_text=str(exc),
                 )  # fmt: skip
+                self.halted = "the stored password cannot be decrypted: edit the account"
                 await self._wait_wake(None)
+                self.halted = None
 
     async def _wait_wake(self, timeout: float | None) -> None:
         """Sleep until :meth:`wake` or ``timeout``; a wake that came meanwhile is not lost."""

@@ -196,8 +196,8 @@ class SyncService:
     # -- what the UI and API show ------------------------------------------------------------
 
     async def status(self, account: AccountView) -> dict[str, Any]:
-        """The sync modal's left side: state and since when, last sync, next attempt,
-        progress, counts and health."""
+        """The sync modal's left side: state and since when, last sync, next attempt (or why
+        none is scheduled: ``halted``), progress, counts and health."""
         since = dt.datetime.now(dt.UTC) - HEALTH_WINDOW
         recent = await self.store.count_errors(account.id, since=since)
         latest = await self.store.errors(account.id, limit=1)
@@ -211,6 +211,7 @@ class SyncService:
             "errors_last_hour": recent,
             "last_sync": account.last_sync.isoformat() if account.last_sync else None,
             "next_attempt": sync.next_attempt.isoformat() if sync and sync.next_attempt else None,
+            "halted": sync.halted if sync else None,
             "connected_since": (
                 sync.connected_since.isoformat() if sync and sync.connected_since else None
             ),
