@@ -234,3 +234,20 @@ def _deliver(sandbox: Sandbox, subject: str) -> None:
     message.set_content("hi")
     with smtplib.SMTP("127.0.0.1", sandbox.server.smtp_port or 0) as smtp:
         smtp.send_message(message)
+
+
+def test_an_oauth2_account_syncs_and_a_rejected_token_is_named(
+    served: Serving, sandbox: Sandbox
+) -> None:
+    """XOAUTH2 end to end: the sandbox takes the user's secret as the bearer token."""
+    with served.client() as client:
+        body = account(sandbox, auth="oauth2", secret=PASSWORD)
+        created = client.post("/api/v1/accounts", json=body)
+        assert created.status_code == 201, created.text
+        path = f"/api/v1/accounts/{created.json()['id']}"
+        wait_for(client, path, lambda x: x["state"] == "idle")
+        assert client.patch(path, params={"force": True}, json={"secret": WRONG}).status_code == 200
+        wait_for(client, path, lambda x: x["state"] == "auth_error")
+        codes = {e["code"] for e in client.get(f"{path}/errors").json()}
+        assert codes == {"OAUTH_TOKEN_REJECTED"}
+        no_secret(client.get(f"{path}/errors").text, client.get(path).text)
