@@ -47,8 +47,8 @@ def rss_kib(pid: int) -> int:
 def serve(data_dir: Path, ca_file: Path, profile: str | None = None) -> subprocess.Popen[str]:
     profiler = ["-m", "cProfile", "-o", profile] if profile else []
     proc = subprocess.Popen(
-        [sys.executable, *profiler, "-m", "imapscope", "serve", "--data-dir", str(data_dir), "--port", "0",
-         "--ca-file", str(ca_file)],
+        [sys.executable, *profiler, "-m", "imapscope", "serve", "--data-dir", str(data_dir),
+         "--port", "0", "--ca-file", str(ca_file)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     assert proc.stdout is not None
