@@ -235,13 +235,20 @@ def test_backoff_is_capped_exponential_with_jitter() -> None:
     assert max(delays) <= 30.0
 
 
+def dovecot_account(dovecot: Any, security: str) -> tuple[str, str, AccountSpec]:
+    """The rig Dovecot's first user, and an account for it."""
+    user, password = next(iter(dovecot.users.items()))
+    port = dovecot.tls_port if security == "tls" else dovecot.port
+    account = AccountSpec(
+        email=f"{user}@example.test", host=dovecot.host, port=port, security=security,
+        username=user, poll_interval=60,
+    )  # fmt: skip
+    return user, password, account
+
+
 def test_against_dovecot_initial_sync_and_idle_push(start_dovecot: Any, tmp_path: Path) -> None:
     dovecot = start_dovecot(messages=30)
-    user, password = next(iter(dovecot.users.items()))
-    account = AccountSpec(
-        email=f"{user}@example.test", host=dovecot.host, port=dovecot.tls_port,
-        security="tls", username=user, poll_interval=60,
-    )  # fmt: skip
+    user, password, account = dovecot_account(dovecot, "tls")
     options = SyncOptions(ca_file=str(dovecot.ca_file))
 
     def append() -> None:
@@ -274,11 +281,7 @@ def test_against_dovecot_condstore_batches_changes_and_restart(
     """Initial sync in batches, CONDSTORE flag and expunge sync, and a server restart that leads
     to a reconnection with no duplicate events."""
     dovecot = start_dovecot(messages=30)
-    user, password = next(iter(dovecot.users.items()))
-    account = AccountSpec(
-        email=f"{user}@example.test", host=dovecot.host, port=dovecot.port,
-        security="starttls", username=user, poll_interval=60,
-    )  # fmt: skip
+    user, password, account = dovecot_account(dovecot, "starttls")
     options = SyncOptions(
         ca_file=str(dovecot.ca_file), batch=7, backoff=Backoff(first=0.05, cap=0.2)
     )

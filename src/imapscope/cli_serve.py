@@ -14,14 +14,18 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from imapscope.store import AccountSpec, SecretKeyError, Store, StoreError
-from imapscope.sync import SyncOptions, SyncService, VerifyError
+if TYPE_CHECKING:
+    from imapscope.store import Store
+    from imapscope.sync import SyncOptions
+
+# imapscope.store and imapscope.sync (SQLAlchemy, Alembic) are imported by the commands that use
+# them, not here: `imapscope check`, run every few minutes by monitoring, should not pay for them.
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -51,6 +55,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def with_store(data_dir: Path | None, work: Callable[[Store], Awaitable[T]]) -> T:
     """Open the store, run ``work``, close it; store errors become a clear message."""
+    from imapscope.store import SecretKeyError, Store, StoreError  # noqa: PLC0415
+    from imapscope.sync import VerifyError  # noqa: PLC0415
 
     async def run() -> T:
         store = await Store.open(data_dir or default_data_dir())
@@ -89,6 +95,8 @@ def serve_command(
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds per network step."),
 ) -> None:
     """Keep the registered accounts in sync, with the REST API and the web UI."""
+    from imapscope.sync import SyncOptions  # noqa: PLC0415
+
     options = SyncOptions(ca_file=str(ca_file) if ca_file else None, insecure=insecure,
                           timeout=timeout)  # fmt: skip
     asyncio.run(_serve(data_dir or default_data_dir(), listen, port, options))
@@ -135,6 +143,8 @@ def address_of(sock: socket.socket) -> str:
 
 async def _serve(data_dir: Path, listen: str, port: int, options: SyncOptions) -> None:
     from imapscope.api import create_app  # noqa: PLC0415
+    from imapscope.store import SecretKeyError, Store, StoreError  # noqa: PLC0415
+    from imapscope.sync import SyncService  # noqa: PLC0415
 
     try:
         store = await Store.open(data_dir)
@@ -201,6 +211,9 @@ def accounts_add(
     data_dir: Path | None = DataDir,
 ) -> None:
     """Register an account (verified with the check ladder before it is saved)."""
+    from imapscope.store import AccountSpec, StoreError  # noqa: PLC0415
+    from imapscope.sync import SyncOptions, SyncService  # noqa: PLC0415
+
     spec = AccountSpec(
         email=email, host=host, port=port, security=security, username=username or email,
         auth="oauth2" if oauth2 else "password", name=name, proxy=proxy,
@@ -227,6 +240,7 @@ def accounts_list(
     data_dir: Path | None = DataDir,
 ) -> None:
     """Every account with its running state, health, last sync and counts."""
+    from imapscope.sync import SyncService  # noqa: PLC0415
 
     async def rows(store: Store) -> list[dict[str, Any]]:
         service, counts = SyncService(store), await store.counts()
@@ -257,10 +271,12 @@ def accounts_list(
 @accounts_app.command("show")
 def accounts_show(account_id: int = typer.Argument(...), data_dir: Path | None = DataDir) -> None:
     """One account's settings (never its secret) and sync status, as JSON."""
+    from imapscope.store import jsonable  # noqa: PLC0415
+    from imapscope.sync import SyncService  # noqa: PLC0415
 
     async def show(store: Store) -> dict[str, Any]:
         a = await store.account(account_id)
-        spec = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(a.spec).items()}
+        spec = jsonable(a.spec)
         status = await SyncService(store).status(a)
         return {"id": a.id, "paused": a.paused, **spec, "status": status}
 
@@ -368,6 +384,8 @@ async def demo_service(
     wrong password, one pointed at the plaintext port with implicit TLS. With ``once``: wait
     until each reaches its expected state (20 s at most), print them, and return 0 if all did."""
     from imapscope.api import create_app  # noqa: PLC0415
+    from imapscope.store import AccountSpec, Store  # noqa: PLC0415
+    from imapscope.sync import SyncOptions, SyncService  # noqa: PLC0415
 
     store = await Store.open(data_dir)
     options = SyncOptions(ca_file=str(ca_file), timeout=5)

@@ -25,9 +25,6 @@ from imapscope.api._models import (
     CheckIn,
     TokenIn,
     account_out,
-    error_out,
-    event_out,
-    message_out,
     spec_of,
 )
 from imapscope.probe import CheckOptions, run_check
@@ -37,6 +34,7 @@ from imapscope.store import (
     NotFoundError,
     StoreError,
     TokenView,
+    jsonable,
 )
 from imapscope.sync import SyncFailure, SyncService, VerifyError, fetch_message
 
@@ -249,7 +247,7 @@ def _router() -> APIRouter:
     async def errors(account_id: int, service: Service) -> list[dict[str, Any]]:
         """The last 20 errors, newest first."""
         await service.store.account(account_id)
-        return [error_out(e) for e in await service.store.errors(account_id)]
+        return [jsonable(e) for e in await service.store.errors(account_id)]
 
     # -- mail --------------------------------------------------------------------------------
 
@@ -287,7 +285,7 @@ def _router() -> APIRouter:
             "total": total,
             "limit": limit,
             "offset": offset,
-            "messages": [message_out(m) for m in page],
+            "messages": [jsonable(m) for m in page],
         }
 
     @router.get("/accounts/{account_id}/messages/{uid}", tags=["mail"])
@@ -301,7 +299,7 @@ def _router() -> APIRouter:
         """One message's metadata and, fetched live from the server, its full text."""
         account = await service.store.account(account_id)
         meta = await service.store.message(account_id, folder, uid)
-        found = message_out(meta)
+        found = jsonable(meta)
         if body:
             try:
                 raw = await fetch_message(service.store, account, folder, uid, service.options)
@@ -340,7 +338,7 @@ def _router() -> APIRouter:
                 if (kind is None or e.kind == kind) and (account is None or e.account_id == account)
             ]
             if found or len(batch) == limit or asyncio.get_running_loop().time() >= deadline:
-                return {"events": [event_out(e) for e in found], "next": cursor}
+                return {"events": [jsonable(e) for e in found], "next": cursor}
             await asyncio.sleep(0.1)
 
     # -- checks ------------------------------------------------------------------------------
@@ -361,25 +359,16 @@ def _router() -> APIRouter:
 
     @router.get("/tokens", tags=["tokens"])
     async def tokens(service: Service) -> list[dict[str, Any]]:
-        return [_token_out(t) for t in await service.store.tokens()]
+        return [jsonable(t) for t in await service.store.tokens()]
 
     @router.post("/tokens", status_code=201, tags=["tokens"])
     async def create_token(body: TokenIn, service: Service) -> dict[str, Any]:
         """A new token; the response is the only time it is shown."""
         view, token = await service.store.create_token(body.name)
-        return _token_out(view) | {"token": token}
+        return jsonable(view) | {"token": token}
 
     @router.delete("/tokens/{token_id}", status_code=204, tags=["tokens"])
     async def revoke_token(token_id: int, service: Service) -> None:
         await service.store.revoke_token(token_id)
 
     return router
-
-
-def _token_out(t: TokenView) -> dict[str, Any]:
-    return {
-        "id": t.id,
-        "name": t.name,
-        "created": t.created.isoformat(),
-        "last_used": t.last_used.isoformat() if t.last_used else None,
-    }

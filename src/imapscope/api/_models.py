@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from imapscope.store import AccountSpec, AccountView, ErrorView, EventView, MessageView
+from imapscope.store import AccountSpec, AccountView
 
 
 class AccountIn(BaseModel):
@@ -134,36 +134,3 @@ def account_out(
         errors=errors,
         status=status,
     )
-
-
-def error_out(e: ErrorView) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "at": e.at.isoformat(),
-        "state": e.state,
-        "step": e.step,
-        "code": e.code,
-        "message": e.message,
-        "server_text": e.server_text,
-    }
-
-
-def event_out(e: EventView) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "account_id": e.account_id,
-        "at": e.at.isoformat(),
-        "kind": e.kind,
-        "data": e.data,
-    }
-
-
-def message_out(m: MessageView) -> dict[str, Any]:
-    return {
-        "folder": m.folder,
-        "uid": m.uid,
-        "flags": list(m.flags),
-        "internaldate": m.internaldate.isoformat() if m.internaldate else None,
-        "size": m.size,
-        "envelope": m.envelope,
-    }

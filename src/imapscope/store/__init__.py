@@ -48,6 +48,7 @@ __all__ = [
     "Store",
     "StoreError",
     "TokenView",
+    "jsonable",
 ]
 
 DB_FILE = "imapscope.db"
@@ -142,15 +143,10 @@ class MessageMeta:
 
 
 @dataclasses.dataclass(frozen=True)
-class MessageView:
+class MessageView(MessageMeta):
     """A stored message's metadata, with the folder it is in."""
 
     folder: str
-    uid: int
-    flags: tuple[str, ...]
-    internaldate: dt.datetime | None
-    size: int | None
-    envelope: dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +155,19 @@ class TokenView:
     name: str
     created: dt.datetime
     last_used: dt.datetime | None
+
+
+def jsonable(view: Any) -> dict[str, Any]:
+    """A view (any dataclass here) as JSON values: datetimes in ISO 8601, tuples as lists."""
+
+    def value(v: Any) -> Any:
+        if isinstance(v, dt.datetime):
+            return v.isoformat()
+        if isinstance(v, tuple):
+            return [value(x) for x in v]
+        return v
+
+    return {f.name: value(getattr(view, f.name)) for f in dataclasses.fields(view)}
 
 
 def _digest(token: str) -> str:
@@ -663,7 +672,7 @@ class Store:
 
 def _message_view(m: Message, folder: str) -> MessageView:
     internaldate = _utc(m.internaldate) if m.internaldate else None
-    return MessageView(folder, m.uid, tuple(m.flags), internaldate, m.size, m.envelope)
+    return MessageView(m.uid, tuple(m.flags), internaldate, m.size, m.envelope, folder=folder)
 
 
 def _message_columns(meta: MessageMeta) -> dict[str, Any]:
