@@ -129,7 +129,9 @@ def test_add_account_watch_idle_open_modal_break_password(
     modal = page.get_by_role("dialog")
     expect(modal.locator(".sync-status")).to_contain_text("auth_error")
     expect(modal.locator(".sync-status")).to_contain_text("failing")
-    expect(modal.locator(".next-attempt")).to_contain_text("refused logins in a row")
+    expect(modal.locator(".next-attempt")).to_contain_text(
+        "refused logins in a row", timeout=15_000
+    )  # after 3 refusals; Dovecot delays each by 2 s
     entry = modal.locator(".error-entry").first
     expect(entry.locator(".code")).to_have_text("AUTH_FAILED")
     expect(entry).to_contain_text("rejected the user name or password")

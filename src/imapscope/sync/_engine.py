@@ -240,11 +240,12 @@ class AccountSync:
                 # The state names why it waits: auth_error, connect_error (could not connect),
                 # backoff (was connected, then lost the connection or hit an error).
                 state = "auth_error" if auth else "backoff" if exc.connected else "connect_error"
-                await self._set(state)
+                # The error first: whoever sees the state finds its error in the log.
                 await self.store.record_error(
                     self.account_id, state=state, step=exc.finding.step, code=code,
                     message=exc.finding.summary, server_text=exc.server_text,
                 )  # fmt: skip
+                await self._set(state)
                 if auth and auth_failures >= self.options.max_auth_failures:
                     # No hammering a locked account: wait in auth_error until edited or resumed.
                     self.halted = (
@@ -261,12 +262,12 @@ class AccountSync:
             except SecretKeyError as exc:
                 # The data directory's key cannot open this account's secret (the key was
                 # replaced): nothing to retry until the account is edited with a new password.
-                await self._set("disabled")
                 found = finding("STORED_SECRET_UNREADABLE", "authenticate", evidence=[str(exc)])
                 await self.store.record_error(
                     self.account_id, state="disabled", step=found.step, code=found.code,
                     message=found.summary, server_text=str(exc),
                 )  # fmt: skip
+                await self._set("disabled")
                 self.halted = "the stored password cannot be decrypted: edit the account"
                 await self._wait_wake(None)
                 self.halted = None

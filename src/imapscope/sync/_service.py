@@ -136,11 +136,14 @@ class SyncService:
     async def _stop_one(self, account_id: int) -> None:
         running = self._running.pop(account_id)
         running.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            try:
-                await running.task
-            except Exception:
-                log.exception("the supervisor of account %s failed", account_id)
+        # asyncio.wait, not await: the supervisor's CancelledError must not be mistaken for
+        # (or swallow) a cancellation of the caller itself.
+        await asyncio.wait([running.task])
+        if not running.task.cancelled() and running.task.exception() is not None:
+            log.error(
+                "the supervisor of account %s failed", account_id,
+                exc_info=running.task.exception(),
+            )  # fmt: skip
 
     def runner(self, account_id: int) -> AccountSync | None:
         running = self._running.get(account_id)

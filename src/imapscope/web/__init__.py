@@ -187,7 +187,11 @@ def router() -> APIRouter:
                 "started, or make one with 'imapscope tokens create NAME'.",
             )  # fmt: skip
         sid = secrets.token_urlsafe(32)
-        _web(request).sessions[sid] = Session(
+        sessions = _web(request).sessions
+        now = dt.datetime.now(dt.UTC)
+        for old_sid in [k for k, v in sessions.items() if v.expires < now]:
+            del sessions[old_sid]  # expired sessions go when someone logs in
+        sessions[sid] = Session(
             found.id, secrets.token_urlsafe(32), dt.datetime.now(dt.UTC) + SESSION_LIFETIME
         )
         response = RedirectResponse("/accounts", status_code=303)
