@@ -243,17 +243,15 @@ def accounts_list(
     from imapscope.sync import SyncService  # noqa: PLC0415
 
     async def rows(store: Store) -> list[dict[str, Any]]:
-        service, counts = SyncService(store), await store.counts()
-        found = []
-        for a in await store.accounts():
-            status = await service.status(a)
-            messages, errors = counts.get(a.id, (0, 0))
-            found.append({
+        return [
+            {
                 "id": a.id, "email": a.spec.email, "host": a.spec.host, "port": a.spec.port,
                 "state": a.state, "health": status["health"], "paused": a.paused,
-                "last_sync": status["last_sync"], "messages": messages, "errors": errors,
-            })  # fmt: skip
-        return found
+                "last_sync": status["last_sync"], "messages": status["messages"],
+                "errors": status["errors"],
+            }
+            for a, status in await SyncService(store).overview()
+        ]  # fmt: skip
 
     found = with_store(data_dir, rows)
     if as_json:

@@ -165,9 +165,7 @@ def _health_router() -> APIRouter:
 
 
 async def _account_json(service: SyncService, account: AccountView) -> AccountOut:
-    counts = await service.store.counts()
-    messages, errors = counts.get(account.id, (0, 0))
-    return account_out(account, await service.status(account), messages, errors)
+    return account_out(account, await service.status(account))
 
 
 def _router() -> APIRouter:
@@ -177,11 +175,7 @@ def _router() -> APIRouter:
 
     @router.get("/accounts", tags=["accounts"])
     async def list_accounts(service: Service) -> list[AccountOut]:
-        counts = await service.store.counts()
-        return [
-            account_out(a, await service.status(a), *counts.get(a.id, (0, 0)))
-            for a in await service.store.accounts()
-        ]
+        return [account_out(a, status) for a, status in await service.overview()]
 
     @router.post("/accounts", status_code=201, tags=["accounts"])
     async def add_account(

@@ -108,9 +108,7 @@ def spec_of(body: AccountIn | AccountPatch, base: AccountSpec | None = None) -> 
     return AccountSpec(**values)
 
 
-def account_out(
-    account: AccountView, status: dict[str, Any], messages: int, errors: int
-) -> AccountOut:
+def account_out(account: AccountView, status: dict[str, Any]) -> AccountOut:
     spec = account.spec
     return AccountOut(
         id=account.id,
@@ -130,7 +128,7 @@ def account_out(
         state_since=account.state_since.isoformat(),
         health=status["health"],
         last_sync=account.last_sync.isoformat() if account.last_sync else None,
-        messages=messages,
-        errors=errors,
+        messages=status["messages"],
+        errors=status["errors"],
         status=status,
     )

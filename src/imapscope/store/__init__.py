@@ -446,30 +446,6 @@ class Store:
         async with self._session() as s:
             return int(await s.scalar(query) or 0)
 
-    async def counts(self) -> dict[int, tuple[int, int]]:
-        """Per account: (messages, kept errors), in two grouped queries."""
-        async with self._session() as s:
-            messages = dict(
-                (
-                    await s.execute(
-                        select(Folder.account_id, func.count(Message.id))
-                        .join(Message, Message.folder_id == Folder.id)
-                        .group_by(Folder.account_id)
-                    )
-                ).all()
-            )
-            errors = dict(
-                (
-                    await s.execute(
-                        select(ErrorEntry.account_id, func.count(ErrorEntry.id)).group_by(
-                            ErrorEntry.account_id
-                        )
-                    )
-                ).all()
-            )
-            ids = (await s.scalars(select(Account.id))).all()
-            return {i: (int(messages.get(i, 0)), int(errors.get(i, 0))) for i in ids}
-
     # -- API tokens --------------------------------------------------------------------------
 
     async def create_token(self, name: str) -> tuple[TokenView, str]:

@@ -200,7 +200,8 @@ class SyncService:
 
     async def status(self, account: AccountView) -> dict[str, Any]:
         """The sync modal's left side: state and since when, last sync, next attempt (or why
-        none is scheduled: ``halted``), progress, counts and health."""
+        none is scheduled: ``halted``), progress, counts (folders, messages, kept errors) and
+        health."""
         since = dt.datetime.now(dt.UTC) - HEALTH_WINDOW
         recent = await self.store.count_errors(account.id, since=since)
         latest = await self.store.errors(account.id, limit=1)
@@ -221,4 +222,9 @@ class SyncService:
             "progress": dict(sync.progress) if sync else {},
             "folders": len(folders),
             "messages": sum(folders.values()),
+            "errors": await self.store.count_errors(account.id),
         }
+
+    async def overview(self) -> list[tuple[AccountView, dict[str, Any]]]:
+        """Every account with its :meth:`status`: the accounts page, API list and CLI list."""
+        return [(a, await self.status(a)) for a in await self.store.accounts()]

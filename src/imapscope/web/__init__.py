@@ -141,13 +141,7 @@ def _form_of(spec: AccountSpec) -> dict[str, str]:
 
 
 async def _rows(service: SyncService) -> list[dict[str, Any]]:
-    counts = await service.store.counts()
-    rows = []
-    for account in await service.store.accounts():
-        messages, errors = counts.get(account.id, (0, 0))
-        status = await service.status(account)
-        rows.append({"account": account, "status": status, "messages": messages, "errors": errors})
-    return rows
+    return [{"account": a, "status": status} for a, status in await service.overview()]
 
 
 async def _login_required(request: Request, _exc: Exception) -> Response:
