@@ -9,6 +9,7 @@ directory, starts `imapscope serve` as its own process and measures:
 - connect-all: from the serve process start until every account is `idle` (read from the
   store's SQLite file);
 - RSS per account: (serve's RSS with N idle accounts - serve's RSS with none) / N;
+- the time of GET /api/v1/accounts (what the accounts page refreshes every 2 s);
 - new-mail-to-event latency: ``--messages`` messages APPENDed (by another client) to random
   accounts' INBOX, one at a time; for each, the time from the APPEND's completion to the
   `message.new` event's timestamp (both this machine's clock), p50 and p99.
@@ -29,8 +30,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from tests.servers.dovecot import start_dovecot
 from tests.servers.rig import TestCA
 
@@ -44,7 +47,14 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def serve(data_dir: Path, ca_file: Path, profile: str | None = None) -> subprocess.Popen[str]:
+@dataclass
+class Serve:
+    proc: subprocess.Popen[str]
+    url: str
+    token: str | None  # printed at the first start only
+
+
+def serve(data_dir: Path, ca_file: Path, profile: str | None = None) -> Serve:
     profiler = ["-m", "cProfile", "-o", profile] if profile else []
     proc = subprocess.Popen(
         [sys.executable, *profiler, "-m", "imapscope", "serve", "--data-dir", str(data_dir),
@@ -55,7 +65,9 @@ def serve(data_dir: Path, ca_file: Path, profile: str | None = None) -> subproce
     line = proc.stdout.readline()
     if "web UI" not in line:
         raise SystemExit(f"serve did not start: {line}{proc.stdout.read()}")
-    return proc
+    url = line.split("web UI ")[1].split("/ ")[0]
+    token = proc.stdout.readline().strip() if "first token" in proc.stdout.readline() else None
+    return Serve(proc, url, token)
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -120,9 +132,9 @@ service anvil {{
     port = {"tls": dovecot.tls_port, "starttls": dovecot.port, "none": dovecot.port}
     try:
         baseline_dir = work / "empty"
-        proc = serve(baseline_dir, ca.ca_file)
-        baseline = settle_rss(proc.pid)
-        stop(proc)
+        empty = serve(baseline_dir, ca.ca_file)
+        baseline = settle_rss(empty.proc.pid)
+        stop(empty.proc)
 
         data = work / "data"
 
@@ -139,7 +151,8 @@ service anvil {{
         asyncio.run(register())
         db = data / DB_FILE
         t0 = time.perf_counter()
-        proc = serve(data, ca.ca_file, args.profile)
+        served = serve(data, ca.ca_file, args.profile)
+        proc = served.proc
         try:
             seen: dict[str, int] = {}
             while time.perf_counter() - t0 < args.timeout:
@@ -152,6 +165,15 @@ service anvil {{
             if seen.get("idle", 0) != n:
                 raise SystemExit(f"not all idle after {args.timeout:.0f}s: {seen}")
             rss = settle_rss(proc.pid)
+            headers = {"Authorization": f"Bearer {served.token}"}
+            with httpx.Client(base_url=served.url, headers=headers, timeout=60) as api:
+                listed = []
+                for _ in range(5):
+                    began = time.perf_counter()
+                    answer = api.get("/api/v1/accounts")
+                    listed.append(time.perf_counter() - began)
+                    if answer.status_code != 200 or len(answer.json()) != n:
+                        raise SystemExit(f"GET /api/v1/accounts: {answer.status_code}")
 
             latencies = []
             rng = random.Random(1)
@@ -191,6 +213,8 @@ service anvil {{
         )
         print(f"serve RSS: {baseline} KiB with 0 accounts, {rss} KiB with {n} idle")
         print(f"RSS per account: {(rss - baseline) / n:.1f} KiB")
+        took = statistics.median(listed) * 1000
+        print(f"GET /api/v1/accounts ({n} accounts): median of 5 {took:.0f} ms")
         print(
             f"new-mail-to-event latency over {len(latencies)} messages: "
             f"p50 {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms, "

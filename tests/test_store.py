@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import os
 import sqlite3
 import stat
@@ -21,9 +22,11 @@ from imapscope.store import (
     DB_FILE,
     ERRORS_KEPT,
     AccountSpec,
+    MessageMeta,
     SecretKeyError,
     Store,
     StoreError,
+    Summary,
 )
 from imapscope.store._crypto import KEY_ENV, KEY_FILE
 from imapscope.store._models import Base
@@ -217,3 +220,34 @@ def test_remove_account_cascades(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / DB_FILE) as db:
         for table in ("accounts", "errors", "events"):
             assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0  # noqa: S608
+
+
+def test_summaries_count_per_account_in_grouped_queries(tmp_path: Path) -> None:
+    async def body(s: Store) -> None:
+        a = await s.add_account(SPEC, PASSWORD)
+        b = await s.add_account(dataclasses.replace(SPEC, email="b@example.test"), PASSWORD)
+        idle = await s.add_account(dataclasses.replace(SPEC, email="c@example.test"), PASSWORD)
+        await s.set_folders(a.id, ["INBOX", "Sent"])
+        inbox = next(f for f in await s.folders(a.id) if f.name == "INBOX")
+        new = [MessageMeta(u, (), None, 10, {}) for u in (1, 2, 3)]
+        await s.apply_folder(inbox.id, uidvalidity=1, uidnext=4, new=new)
+        for _ in range(2):
+            await s.record_error(b.id, state="auth_error", step="authenticate",
+                                 code="AUTH_FAILED", message="no")  # fmt: skip
+        before = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+        found = await s.summaries(before)
+        assert found[a.id] == Summary(folders=2, messages=3)
+        assert found[b.id].errors == 2
+        assert found[b.id].recent_errors == 2
+        assert found[b.id].last_error is not None
+        assert found[b.id].last_error >= before
+        assert idle.id not in found  # nothing to count
+        later = await s.summaries(
+            dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1), [b.id, idle.id]
+        )
+        assert later[b.id].recent_errors == 0  # old errors are not recent
+        assert later[b.id].errors == 2
+        assert later[idle.id] == Summary()
+        assert set(later) == {b.id, idle.id}
+
+    run(tmp_path, body)

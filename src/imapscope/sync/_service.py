@@ -18,7 +18,7 @@ from typing import Any
 
 from imapscope.net import shrink_tls_read_buffers
 from imapscope.probe import CheckOptions, Report, run_check
-from imapscope.store import AccountSpec, AccountView, Store, StoreError
+from imapscope.store import AccountSpec, AccountView, Store, StoreError, Summary
 from imapscope.sync._engine import AccountSync, SyncOptions
 
 log = logging.getLogger("imapscope.serve")
@@ -203,16 +203,18 @@ class SyncService:
         none is scheduled: ``halted``), progress, counts (folders, messages, kept errors) and
         health."""
         since = dt.datetime.now(dt.UTC) - HEALTH_WINDOW
-        recent = await self.store.count_errors(account.id, since=since)
-        latest = await self.store.errors(account.id, limit=1)
-        last_error = latest[0].at if latest else None
+        summary = (await self.store.summaries(since, [account.id]))[account.id]
+        return self._status(account, summary)
+
+    def _status(self, account: AccountView, summary: Summary) -> dict[str, Any]:
         sync = self.runner(account.id)
-        folders = await self.store.folder_counts(account.id)
         return {
             "state": account.state,
             "state_since": account.state_since.isoformat(),
-            "health": health(account.state, recent, last_error, account.last_sync),
-            "errors_last_hour": recent,
+            "health": health(
+                account.state, summary.recent_errors, summary.last_error, account.last_sync
+            ),
+            "errors_last_hour": summary.recent_errors,
             "last_sync": account.last_sync.isoformat() if account.last_sync else None,
             "next_attempt": sync.next_attempt.isoformat() if sync and sync.next_attempt else None,
             "halted": sync.halted if sync else None,
@@ -220,11 +222,17 @@ class SyncService:
                 sync.connected_since.isoformat() if sync and sync.connected_since else None
             ),
             "progress": dict(sync.progress) if sync else {},
-            "folders": len(folders),
-            "messages": sum(folders.values()),
-            "errors": await self.store.count_errors(account.id),
+            "folders": summary.folders,
+            "messages": summary.messages,
+            "errors": summary.errors,
         }
 
     async def overview(self) -> list[tuple[AccountView, dict[str, Any]]]:
-        """Every account with its :meth:`status`: the accounts page, API list and CLI list."""
-        return [(a, await self.status(a)) for a in await self.store.accounts()]
+        """Every account with its :meth:`status`: the accounts page, API list and CLI list.
+        Three queries whatever the number of accounts."""
+        since = dt.datetime.now(dt.UTC) - HEALTH_WINDOW
+        summaries = await self.store.summaries(since)
+        return [
+            (a, self._status(a, summaries.get(a.id, Summary())))
+            for a in await self.store.accounts()
+        ]
