@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 
 from imapscope.probe import CATALOGUE, CheckOptions, Report, new_report, run_check
 from imapscope.store import AccountSpec, AccountView, NotFoundError, StoreError
-from imapscope.sync import STATES, SyncService, VerifyError
+from imapscope.sync import STATES, SyncService, VerifyError, check_options
 
 __all__ = ["install", "router"]
 
@@ -144,6 +144,18 @@ async def _rows(service: SyncService) -> list[dict[str, Any]]:
     return [{"account": a, "status": status} for a, status in await service.overview()]
 
 
+def _start_check(request: Request, options: CheckOptions) -> str:
+    """Run a check in the background; its id, for the page that shows its steps."""
+    job = CheckJob(new_report(options))
+    job.task = asyncio.create_task(run_check(options, job.report))
+    job_id = secrets.token_urlsafe(12)
+    jobs = _web(request).checks
+    jobs[job_id] = job
+    while len(jobs) > 50:  # keep the newest
+        jobs.pop(next(iter(jobs)))
+    return job_id
+
+
 async def _login_required(request: Request, _exc: Exception) -> Response:
     if request.headers.get("HX-Request"):
         return Response(status_code=401, headers={"HX-Redirect": "/login"})
@@ -240,12 +252,18 @@ def router() -> APIRouter:
         report = None
         try:
             spec = _spec(form)
-            if form.get("action") == "verify":  # verify only: show the steps, save nothing
+            if form.get("action") == "verify":
+                # Verify only: the check runs in the background and its steps appear as they
+                # complete (the Check page's mechanism); nothing is saved.
+                spec.validate()
                 stored = await service.store.secret(account.id) if account else ""
-                report = await service.verify(spec, secret or stored)
+                job_id = _start_check(
+                    request, check_options(spec, secret or stored, service.options)
+                )
                 form.pop("secret", None)
-                return page(request, "account_form.html", s, form=form, report=report,
-                            error="", account=account)  # fmt: skip
+                job = _web(request).checks[job_id]
+                return page(request, "account_form.html", s, form=form, report=None, error="",
+                            account=account, job=job, job_id=job_id)  # fmt: skip
             if account is None:
                 saved = await service.add(spec, secret, force=force)
             else:
@@ -322,13 +340,7 @@ def router() -> APIRouter:
             ca_file=service.options.ca_file, insecure=service.options.insecure,
             timeout=service.options.timeout,
         )  # fmt: skip
-        job = CheckJob(new_report(options))
-        job.task = asyncio.create_task(run_check(options, job.report))
-        job_id = secrets.token_urlsafe(12)
-        jobs = _web(request).checks
-        jobs[job_id] = job
-        while len(jobs) > 50:  # keep the newest
-            jobs.pop(next(iter(jobs)))
+        job_id = _start_check(request, options)
         return RedirectResponse(f"/check/{job_id}", status_code=303)
 
     def _job(request: Request, job_id: str) -> CheckJob:
