@@ -173,3 +173,10 @@ def test_forms_need_the_csrf_token_and_pages_need_a_login(served: tuple[Serving,
         assert refused.status_code == 403
         assert "security token did not match" in refused.text
         assert s.call(lambda store: store.accounts()) == []
+        # A missing account on the UI's pages is an HTML page that says so; the API stays JSON.
+        missing = client.get("/accounts/999")
+        assert missing.status_code == 404
+        assert "text/html" in missing.headers["content-type"]
+        assert "no account with id 999" in missing.text
+        api = client.get("/api/v1/accounts/999", headers={"Authorization": f"Bearer {s.token}"})
+        assert api.json() == {"error": api.json()["error"]}

@@ -369,3 +369,13 @@ def install(app: Any) -> None:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(CSRFError, _csrf_failed)
+    api_handler = app.exception_handlers[StoreError]  # JSON, for /api/v1
+
+    async def store_error(request: Request, exc: Exception) -> Response:
+        """On the UI's pages a missing account (say) is an HTML page, not the API's JSON."""
+        if request.url.path.startswith(("/api/", "/livez", "/readyz")):
+            return await api_handler(request, exc)  # type: ignore[no-any-return]
+        status = 404 if isinstance(exc, NotFoundError) else 400
+        return page(request, "error.html", None, code=status, message=str(exc))
+
+    app.add_exception_handler(StoreError, store_error)
