@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import imaplib
+import logging
 import random
 import smtplib
 import socket
@@ -15,9 +16,11 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from imapscope.store import AccountSpec, EventView, Store
 from imapscope.store._crypto import KEY_FILE
-from imapscope.sync import AccountSync, Backoff, SyncOptions, health
+from imapscope.sync import AccountSync, Backoff, SyncOptions, SyncService, health
 from tests.conftest import PASSWORD, Sandbox
 
 
@@ -376,3 +379,50 @@ def test_health_summary_from_state_and_recent_errors() -> None:
     for state in ("auth_error", "connect_error", "backoff", "disabled"):
         assert health(state, 0) == "failing"
     assert health("paused", 1, last_error=later, last_sync=t0) == "degraded"
+
+
+def test_service_restarts_a_supervisor_that_died_and_follows_revisions(
+    sandbox: Sandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A supervisor that dies of a bug is logged and started again by the next reconcile; an
+    edit (a new revision) restarts it; a removed account's supervisor stops."""
+
+    class Faulty(AccountSync):
+        crashes = 1
+
+        async def run(self) -> None:
+            if Faulty.crashes:
+                Faulty.crashes -= 1
+                raise RuntimeError("a bug in the supervisor")
+            await super().run()
+
+    class Service(SyncService):
+        def supervisor(self, account_id: int) -> AccountSync:
+            return Faulty(self.store, account_id, self.options)
+
+    async def main() -> None:
+        store = await Store.open(tmp_path / "data")
+        service = Service(store, SyncOptions(ca_file=str(sandbox.ca_file)), reconcile_every=0.05)
+        try:
+            added = await store.add_account(spec(sandbox.server.port), PASSWORD)
+            await service.start()  # the first supervisor dies at once
+            crashed = service.runner(added.id)
+            assert crashed is not None
+            # Only a restarted supervisor can bring the account to idle.
+            await until("idle", lambda: _state_is(store, crashed, "idle"))
+            first = service.runner(added.id)
+            assert first is not crashed
+            await store.set_paused(added.id, True)  # a new revision: a new supervisor
+            await until("paused", lambda: _state_is(store, crashed, "paused"))
+            assert service.runner(added.id) not in (first, crashed)
+            await store.remove_account(added.id)
+            await until("stopped", lambda: _true(service.runner(added.id) is None))
+        finally:
+            await service.stop()
+            await store.close()
+
+    with caplog.at_level(logging.ERROR, logger="imapscope.serve"):
+        asyncio.run(main())
+    assert "the supervisor of account 1 failed" in caplog.text
+    assert "a bug in the supervisor" in caplog.text
+    assert "reconcile failed" not in caplog.text

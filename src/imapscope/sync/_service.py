@@ -122,16 +122,19 @@ class SyncService:
                 await self._stop_one(account_id)
             for account_id, revision in revisions.items():
                 running = self._running.get(account_id)
-                if running is not None and running.revision == revision:
-                    if running.task.done():
-                        await self._stop_one(account_id)  # it crashed: log it and start over
-                    else:
-                        continue
                 if running is not None:
+                    if running.revision == revision and not running.task.done():
+                        continue
+                    # Changed (edited, paused, resumed), or its supervisor died of a bug (the
+                    # exception is logged): start it over.
                     await self._stop_one(account_id)
-                sync = AccountSync(self.store, account_id, self.options)
+                sync = self.supervisor(account_id)
                 task = asyncio.create_task(sync.run(), name=f"account-{account_id}")
                 self._running[account_id] = _Running(sync, task, revision)
+
+    def supervisor(self, account_id: int) -> AccountSync:
+        """The supervisor for one account (tests put a faulty one here)."""
+        return AccountSync(self.store, account_id, self.options)
 
     async def _stop_one(self, account_id: int) -> None:
         running = self._running.pop(account_id)
