@@ -55,7 +55,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def with_store(data_dir: Path | None, work: Callable[[Store], Awaitable[T]]) -> T:
     """Open the store, run ``work``, close it; store errors become a clear message."""
-    from imapscope.store import SecretKeyError, Store, StoreError  # noqa: PLC0415
+    from imapscope.store import Store, StoreError  # noqa: PLC0415
     from imapscope.sync import VerifyError  # noqa: PLC0415
 
     async def run() -> T:
@@ -72,7 +72,7 @@ def with_store(data_dir: Path | None, work: Callable[[Store], Awaitable[T]]) -> 
 
         render_human(exc.report, err_console)
         fail(f"{exc}: use --force to save anyway")
-    except (StoreError, SecretKeyError) as exc:
+    except StoreError as exc:
         fail(str(exc))
 
 
@@ -143,12 +143,12 @@ def address_of(sock: socket.socket) -> str:
 
 async def _serve(data_dir: Path, listen: str, port: int, options: SyncOptions) -> None:
     from imapscope.api import create_app  # noqa: PLC0415
-    from imapscope.store import SecretKeyError, Store, StoreError  # noqa: PLC0415
+    from imapscope.store import Store, StoreError  # noqa: PLC0415
     from imapscope.sync import SyncService  # noqa: PLC0415
 
     try:
         store = await Store.open(data_dir)
-    except (StoreError, SecretKeyError) as exc:
+    except StoreError as exc:
         fail(str(exc))
     sock = bind(listen, port)
     try:

@@ -23,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from imapscope.store import _migrate
-from imapscope.store._crypto import SecretBox, SecretKeyError, load_or_create_key
+from imapscope.store._crypto import SecretBox, load_or_create_key
+from imapscope.store._errors import ConflictError, NotFoundError, SecretKeyError, StoreError
 from imapscope.store._models import (
     Account,
     ApiToken,
@@ -57,18 +58,6 @@ ERRORS_KEPT = 20
 SECURITY_MODES = ("tls", "starttls", "none")
 AUTH_KINDS = ("password", "oauth2")
 REDACTED = "***"
-
-
-class StoreError(Exception):
-    """Bad input or a conflict; the message says what to change."""
-
-
-class NotFoundError(StoreError):
-    """No such account, message or token."""
-
-
-class ConflictError(StoreError):
-    """The change clashes with what is stored (an address registered twice)."""
 
 
 @dataclasses.dataclass(frozen=True)

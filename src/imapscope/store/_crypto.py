@@ -13,12 +13,10 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from imapscope.store._errors import SecretKeyError
+
 KEY_ENV = "IMAPSCOPE_SECRET_KEY"
 KEY_FILE = "secret.key"
-
-
-class SecretKeyError(Exception):
-    """The encryption key is missing, malformed, exposed, or does not match the store."""
 
 
 def _fernet(key: bytes, origin: str) -> Fernet:
