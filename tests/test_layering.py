@@ -32,3 +32,16 @@ def test_codec_does_no_io_and_imports_nothing_above_it() -> None:
             assert top not in FORBIDDEN, f"{path.name} imports {module}: the codec must do no IO"
             if top == "imapscope":
                 assert module.startswith("imapscope.imap"), f"{path.name} imports {module}"
+
+
+def test_no_asyncio_wait_for_in_the_package() -> None:
+    """On Python 3.11 asyncio.wait_for can swallow a cancellation that lands in the same loop
+    turn as its timeout or result (cpython#86296): a supervisor then never stops. The package
+    uses asyncio.timeout() instead; this keeps it so."""
+    package = CODEC.parent
+    found = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if "wait_for(" in path.read_text()
+    ]
+    assert found == []

@@ -154,9 +154,8 @@ class ImapConnection:
     async def _start_tls(self, context: ssl.SSLContext) -> None:
         with span(self._tracer, "start_tls", host=self.host) as tls:
             try:
-                await asyncio.wait_for(
-                    self._writer.start_tls(context, server_hostname=self.host), self.timeout
-                )
+                async with asyncio.timeout(self.timeout):
+                    await self._writer.start_tls(context, server_hostname=self.host)
             except TimeoutError as exc:
                 raise NetTimeoutError(
                     "tls", f"TLS handshake with {self.address} timed out", exc
@@ -184,7 +183,8 @@ class ImapConnection:
     async def _fill(self, phase: str, timeout: float) -> None:
         await self._flush(phase)
         try:
-            chunk = await asyncio.wait_for(self._reader.read(READ_SIZE), timeout)
+            async with asyncio.timeout(timeout):
+                chunk = await self._reader.read(READ_SIZE)
         except TimeoutError as exc:
             raise NetTimeoutError(phase, f"no answer within {timeout:g}s", exc) from exc
         except (ssl.SSLError, OSError) as exc:
@@ -290,7 +290,8 @@ async def read_banner(
     except (TimeoutError, OSError):
         return None
     try:
-        return await asyncio.wait_for(reader.readline(), timeout)
+        async with asyncio.timeout(timeout):
+            return await reader.readline()
     except (TimeoutError, OSError, ValueError):
         return None
     finally:

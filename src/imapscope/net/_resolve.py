@@ -92,9 +92,8 @@ async def resolve(host: str, *, nameserver: str | None, timeout: float) -> Addre
 async def _system(host: str, timeout: float) -> Addresses:
     loop = asyncio.get_running_loop()
     try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), timeout
-        )
+        async with asyncio.timeout(timeout):
+            infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except TimeoutError as exc:
         raise ResolveError("failure", f"DNS lookup of {host} timed out") from exc
     except socket.gaierror as exc:

@@ -43,13 +43,11 @@ async def open_stream(
     hostname = server_hostname if ssl_context is not None else None
     if proxy is None:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        return await asyncio.wait_for(
-            asyncio.open_connection(
+        async with asyncio.timeout(timeout):
+            return await asyncio.open_connection(
                 address, port, family=family, local_addr=source_address, limit=limit,
                 ssl=ssl_context, server_hostname=hostname,
-            ),
-            timeout,
-        )  # fmt: skip
+            )  # fmt: skip
     try:
         sock = await Proxy.from_url(proxy.replace("socks5h://", "socks5://")).connect(
             address, port, timeout=timeout
@@ -58,10 +56,10 @@ async def open_stream(
         raise TimeoutError(f"proxy timed out: {exc}") from exc
     except (ProxyError, ProxyConnectionError) as exc:
         raise ProxyFailedError(f"proxy {proxy.split('@')[-1]}: {exc}") from exc
-    return await asyncio.wait_for(
-        asyncio.open_connection(sock=sock, limit=limit, ssl=ssl_context, server_hostname=hostname),
-        timeout,
-    )
+    async with asyncio.timeout(timeout):
+        return await asyncio.open_connection(
+            sock=sock, limit=limit, ssl=ssl_context, server_hostname=hostname
+        )
 
 
 async def close_stream(writer: asyncio.StreamWriter, timeout: float = 1.0) -> None:
@@ -69,4 +67,5 @@ async def close_stream(writer: asyncio.StreamWriter, timeout: float = 1.0) -> No
     dropped half-closed leaks its transport."""
     writer.close()
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(writer.wait_closed(), timeout)
+        async with asyncio.timeout(timeout):
+            await writer.wait_closed()

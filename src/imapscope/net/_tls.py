@@ -135,12 +135,13 @@ async def fetch_certificate(
     except (TimeoutError, OSError):
         return None
     try:
-        if starttls:
-            await asyncio.wait_for(reader.readline(), timeout)
-            writer.write(b"S1 STARTTLS\r\n")
-            while not (await asyncio.wait_for(reader.readline(), timeout)).startswith(b"S1 "):
-                pass
-        await asyncio.wait_for(writer.start_tls(context, server_hostname=host), timeout)
+        async with asyncio.timeout(timeout * (3 if starttls else 1)):
+            if starttls:
+                await reader.readline()
+                writer.write(b"S1 STARTTLS\r\n")
+                while not (await reader.readline()).startswith(b"S1 "):
+                    pass
+            await writer.start_tls(context, server_hostname=host)
         return tls_info(writer.get_extra_info("ssl_object"))
     except (TimeoutError, OSError, ssl.SSLError, ValueError):
         return None

@@ -274,8 +274,11 @@ class AccountSync:
 
     async def _wait_wake(self, timeout: float | None) -> None:
         """Sleep until :meth:`wake` or ``timeout``; a wake that came meanwhile is not lost."""
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+        # lands as its timeout fires (cpython#86296), and the supervisor would never stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
         self._wake.clear()
 
     # -- one connection ------------------------------------------------------------------------
