@@ -4,6 +4,8 @@ sandbox: every endpoint, bad input, missing and invalid tokens, and no secret in
 from __future__ import annotations
 
 import smtplib
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -13,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from imapscope.store import MessageMeta, Store
 from imapscope.sync import Backoff, SyncOptions
 from tests.conftest import PASSWORD, Sandbox
 from tests.serving import Serving, serving
@@ -251,3 +254,64 @@ def test_an_oauth2_account_syncs_and_a_rejected_token_is_named(
         codes = {e["code"] for e in client.get(f"{path}/errors").json()}
         assert codes == {"OAUTH_TOKEN_REJECTED"}
         no_secret(client.get(f"{path}/errors").text, client.get(path).text)
+
+
+def test_a_live_fetch_from_an_unreachable_server_is_502_with_the_finding(
+    served: Serving, sandbox: Sandbox
+) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: refused
+        port = closed.getsockname()[1]
+        with served.client() as client:
+            made = client.post("/api/v1/accounts", params={"verify": False},
+                               json=account(sandbox, port=port, security="none"))  # fmt: skip
+            account_id = made.json()["id"]
+
+            async def seed(store: Store) -> None:  # a message known from an earlier sync
+                await store.set_folders(account_id, ["INBOX"])
+                inbox = (await store.folders(account_id))[0]
+                meta = MessageMeta(7, (), None, 10, {"subject": "kept"})
+                await store.apply_folder(inbox.id, uidvalidity=1, uidnext=8, new=[meta])
+
+            served.call(seed)
+            answer = client.get(f"/api/v1/accounts/{account_id}/messages/7")
+            assert answer.status_code == 502
+            assert answer.json()["code"] == "TCP_REFUSED"
+            assert "did not give the message" in answer.json()["error"]
+            meta_only = client.get(
+                f"/api/v1/accounts/{account_id}/messages/7", params={"body": False}
+            )
+            assert meta_only.json()["envelope"]["subject"] == "kept"
+            no_secret(answer.text)
+
+
+def test_a_server_that_hangs_up_before_greeting_is_502_not_500(
+    served: Serving, sandbox: Sandbox
+) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def hang_up() -> None:  # accepts, says nothing, closes
+            for _ in range(2):
+                conn, _ = listener.accept()
+                conn.close()
+
+        threading.Thread(target=hang_up, daemon=True).start()
+        with served.client() as client:
+            made = client.post("/api/v1/accounts", params={"verify": False, "force": True},
+                               json=account(sandbox, port=listener.getsockname()[1],
+                                            security="none", poll_interval=3600))  # fmt: skip
+            account_id = made.json()["id"]
+            served.call(lambda store: store.set_paused(account_id, True))  # only the fetch calls
+
+            async def seed(store: Store) -> None:
+                await store.set_folders(account_id, ["INBOX"])
+                inbox = (await store.folders(account_id))[0]
+                meta = MessageMeta(7, (), None, 10, {"subject": "kept"})
+                await store.apply_folder(inbox.id, uidvalidity=1, uidnext=8, new=[meta])
+
+            served.call(seed)
+            answer = client.get(f"/api/v1/accounts/{account_id}/messages/7")
+            assert answer.status_code == 502, answer.text
+            assert answer.json()["code"] == "SERVER_TEMPORARY_ERROR"

@@ -169,7 +169,12 @@ async def fetch_message(
     *, max_size: int = 25 * 1024 * 1024,
 ) -> bytes:  # fmt: skip
     """One message's full text, fetched live from the server (read-only: \\Seen is kept)."""
-    conn = await connect(store, account, options)
+    try:
+        conn = await connect(store, account, options)
+    except (NetError, ProtocolError) as exc:
+        raise SyncFailure(
+            finding("SERVER_TEMPORARY_ERROR", "connect", evidence=[str(exc)])
+        ) from exc
     try:
         selected = await conn.run(Select(folder, readonly=True))
         if not selected.ok:
