@@ -66,7 +66,7 @@ def test_tokens_are_required_everywhere_but_livez(served: Serving) -> None:
             ("GET", "/api/v1/accounts/1"), ("PATCH", "/api/v1/accounts/1"),
             ("DELETE", "/api/v1/accounts/1"), ("GET", "/api/v1/events"),
             ("POST", "/api/v1/check"), ("GET", "/api/v1/tokens"),
-            ("GET", "/api/v1/accounts/1/messages"),
+            ("GET", "/api/v1/accounts/1/messages"), ("GET", "/api/v1/openapi.json"),
         ]:  # fmt: skip
             answer = anonymous.request(method, path)
             assert answer.status_code == 401, (method, path)
@@ -80,6 +80,9 @@ def test_tokens_are_required_everywhere_but_livez(served: Serving) -> None:
         assert client.get("/readyz").json() == {"status": "ready", "accounts": 0}
         spec = client.get("/api/v1/openapi.json").json()
         assert "/api/v1/accounts/{account_id}/messages/{uid}" in spec["paths"]
+        assert "/api/v1/openapi.json" not in spec["paths"]
+        assert spec["openapi"].startswith("3.")
+        assert client.get("/api/v1/docs").status_code == 404  # no CDN-loaded Swagger page
 
 
 def test_accounts_crud_verify_state_errors_folders_messages_events(

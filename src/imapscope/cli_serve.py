@@ -164,7 +164,11 @@ async def _serve(data_dir: Path, listen: str, port: int, options: SyncOptions) -
 
 
 def _announce(address: str, token: str | None) -> None:
-    console.print(f"imapscope serve: web UI {address}/  API {address}/api/v1/docs", soft_wrap=True)
+    console.print(
+        f"imapscope serve: web UI {address}/  API {address}/api/v1/ (OpenAPI: "
+        f"{address}/api/v1/openapi.json)",
+        soft_wrap=True,
+    )
     if token:
         console.print("  first token (shown once, keep it; 'imapscope tokens create' makes more):")
         console.print(f"  {token}", soft_wrap=True)

@@ -1,5 +1,5 @@
-"""The service surface: REST API under /api/v1 (OpenAPI at /api/v1/openapi.json, docs at
-/api/v1/docs), /livez and /readyz. The web UI (:mod:`imapscope.web`) is mounted on the same app.
+"""The service surface: REST API under /api/v1 (its OpenAPI document at /api/v1/openapi.json),
+/livez and /readyz. The web UI (:mod:`imapscope.web`) is mounted on the same app.
 
 It presents the store and drives the sync service; it holds no protocol logic. Every route but
 /livez needs a token: ``Authorization: Bearer <token>``. docs/api.md is the reference.
@@ -93,8 +93,10 @@ def create_app(service: SyncService, *, web: bool = True, manage_service: bool =
         version=__version__,
         description="Registered IMAP accounts kept in sync: state, errors, folders, messages, "
         "events. Every route but /livez needs 'Authorization: Bearer <token>'.",
-        openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        # The OpenAPI document is a route of the API below (it needs the token like the rest);
+        # no Swagger UI page: it loads its scripts from a CDN, which an offline install lacks.
+        openapi_url=None,
+        docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -348,6 +350,13 @@ def _router() -> APIRouter:
             timeout=min(body.timeout, 60.0), allow_plaintext=body.allow_plaintext,
         )  # fmt: skip
         return (await run_check(options)).to_json()
+
+    @router.get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request) -> dict[str, Any]:
+        """The OpenAPI 3 document of this API."""
+        document = request.app.openapi()
+        assert isinstance(document, dict)
+        return document
 
     # -- tokens ------------------------------------------------------------------------------
 
