@@ -259,6 +259,18 @@ def test_an_oauth2_account_syncs_and_a_rejected_token_is_named(
         no_secret(client.get(f"{path}/errors").text, client.get(path).text)
 
 
+def seed_message(served: Serving, account_id: int) -> None:
+    """UID 7 in INBOX, as if an earlier sync had stored it."""
+
+    async def seed(store: Store) -> None:
+        await store.set_folders(account_id, ["INBOX"])
+        inbox = (await store.folders(account_id))[0]
+        meta = MessageMeta(7, (), None, 10, {"subject": "kept"})
+        await store.apply_folder(inbox.id, uidvalidity=1, uidnext=8, new=[meta])
+
+    served.call(seed)
+
+
 def test_a_live_fetch_from_an_unreachable_server_is_502_with_the_finding(
     served: Serving, sandbox: Sandbox
 ) -> None:
@@ -269,14 +281,7 @@ def test_a_live_fetch_from_an_unreachable_server_is_502_with_the_finding(
             made = client.post("/api/v1/accounts", params={"verify": False},
                                json=account(sandbox, port=port, security="none"))  # fmt: skip
             account_id = made.json()["id"]
-
-            async def seed(store: Store) -> None:  # a message known from an earlier sync
-                await store.set_folders(account_id, ["INBOX"])
-                inbox = (await store.folders(account_id))[0]
-                meta = MessageMeta(7, (), None, 10, {"subject": "kept"})
-                await store.apply_folder(inbox.id, uidvalidity=1, uidnext=8, new=[meta])
-
-            served.call(seed)
+            seed_message(served, account_id)  # known from an earlier sync
             answer = client.get(f"/api/v1/accounts/{account_id}/messages/7")
             assert answer.status_code == 502
             assert answer.json()["code"] == "TCP_REFUSED"
@@ -307,14 +312,7 @@ def test_a_server_that_hangs_up_before_greeting_is_502_not_500(
                                             security="none", poll_interval=3600))  # fmt: skip
             account_id = made.json()["id"]
             served.call(lambda store: store.set_paused(account_id, True))  # only the fetch calls
-
-            async def seed(store: Store) -> None:
-                await store.set_folders(account_id, ["INBOX"])
-                inbox = (await store.folders(account_id))[0]
-                meta = MessageMeta(7, (), None, 10, {"subject": "kept"})
-                await store.apply_folder(inbox.id, uidvalidity=1, uidnext=8, new=[meta])
-
-            served.call(seed)
+            seed_message(served, account_id)
             answer = client.get(f"/api/v1/accounts/{account_id}/messages/7")
             assert answer.status_code == 502, answer.text
             assert answer.json()["code"] == "SERVER_TEMPORARY_ERROR"
