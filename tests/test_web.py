@@ -173,6 +173,18 @@ def test_forms_need_the_csrf_token_and_pages_need_a_login(served: tuple[Serving,
         assert refused.status_code == 403
         assert "security token did not match" in refused.text
         assert s.call(lambda store: store.accounts()) == []
+        # Verify-only without a password says so instead of checking half the ladder.
+        form = client.get("/accounts/new").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert csrf is not None
+        fields = {
+            "csrf": csrf.group(1), "action": "verify", "email": "a@b.test",
+            "host": "localhost", "port": "993", "security": "tls", "username": "a",
+        }  # fmt: skip
+        half = client.post("/accounts/new", data=fields)
+        assert half.status_code == 422
+        assert "enter the password" in half.text
+        assert 'value="a@b.test"' in half.text  # what was typed is kept
         # A missing account on the UI's pages is an HTML page that says so; the API stays JSON.
         missing = client.get("/accounts/999")
         assert missing.status_code == 404

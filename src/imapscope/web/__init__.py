@@ -257,6 +257,8 @@ def router() -> APIRouter:
                 # complete (the Check page's mechanism); nothing is saved.
                 spec.validate()
                 stored = await service.store.secret(account.id) if account else ""
+                if not (secret or stored):
+                    raise StoreError("enter the password (or token): the login is verified too")
                 job_id = _start_check(
                     request, check_options(spec, secret or stored, service.options)
                 )
