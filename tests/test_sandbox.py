@@ -663,3 +663,20 @@ def test_config_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["sandbox", "--config", str(tmp_path / "missing.toml")])
     assert result.exit_code == 3
     assert "cannot read it" in " ".join(result.output.split())
+
+
+def test_store_refusals_are_no_with_a_code_and_the_session_goes_on(sandbox: Running) -> None:
+    client = sandbox.client()
+    refusals = [
+        client.create("Archive"),
+        client.delete("No/Such"),
+        client.rename("No/Such", "Other"),
+        client.subscribe("No/Such"),
+        client.status("No/Such", "(MESSAGES)"),
+        client.select("No/Such"),
+    ]
+    for status, data in refusals:
+        assert status == "NO"
+        assert data[0].startswith(b"["), data  # a response code says which refusal it is
+    assert client.select("INBOX")[0] == "OK"  # the session is not harmed
+    client.logout()

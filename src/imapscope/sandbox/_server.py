@@ -323,6 +323,9 @@ class Session:
                     result = await result
             except (ConnectionError, ssl.SSLError, _Disconnect):
                 raise
+            except StoreError as exc:  # the store refused (no such mailbox, ...): NO, its code
+                self.complete(no(event.tag, exc.text, exc.code))
+                return True
             except Exception as exc:  # a bug here must not look like a network failure
                 logger.exception("sandbox: %s failed", verb)
                 self.send(TaggedResponse(event.tag, "BAD", ResponseCode("SERVERBUG"),
@@ -506,42 +509,25 @@ class Session:
     def do_CREATE(self, tag: str, command: Create) -> None:  # noqa: N802
         if self.refuse_shared(tag, command.mailbox):
             return
-        try:
-            self.account.create(command.mailbox, command.special_use)
-        except StoreError as exc:
-            self.complete(no(tag, exc.text, exc.code))
-            return
+        self.account.create(command.mailbox, command.special_use)
         self.complete(ok(tag, "CREATE completed"))
 
     def do_DELETE(self, tag: str, command: MailboxCommand) -> None:  # noqa: N802
         if self.refuse_shared(tag, command.mailbox):
             return
-        try:
-            target = self.lookup(command.mailbox)
-            if target is self.mailbox:
-                self.deselect()
-            self.account.delete(command.mailbox)
-        except StoreError as exc:
-            self.complete(no(tag, exc.text, exc.code))
-            return
+        if self.lookup(command.mailbox) is self.mailbox:
+            self.deselect()
+        self.account.delete(command.mailbox)
         self.complete(ok(tag, "DELETE completed"))
 
     def do_RENAME(self, tag: str, command: Rename) -> None:  # noqa: N802
         if self.refuse_shared(tag, command.old, command.new):
             return
-        try:
-            self.account.rename(command.old, command.new)
-        except StoreError as exc:
-            self.complete(no(tag, exc.text, exc.code))
-            return
+        self.account.rename(command.old, command.new)
         self.complete(ok(tag, "RENAME completed"))
 
     def do_SUBSCRIBE(self, tag: str, command: MailboxCommand, subscribe: bool = True) -> None:  # noqa: N802
-        try:
-            self.lookup(command.mailbox).set_subscribed(subscribe)
-        except StoreError as exc:
-            self.complete(no(tag, exc.text, exc.code))
-            return
+        self.lookup(command.mailbox).set_subscribed(subscribe)
         self.complete(ok(tag, "done"))
 
     def do_UNSUBSCRIBE(self, tag: str, command: MailboxCommand) -> None:  # noqa: N802
@@ -584,11 +570,7 @@ class Session:
         self.do_LIST(tag, command)  # the command says lsub=True
 
     def do_STATUS(self, tag: str, command: Status) -> None:  # noqa: N802
-        try:
-            mailbox = self.lookup(command.mailbox)
-        except StoreError as exc:
-            self.complete(no(tag, exc.text, exc.code))
-            return
+        mailbox = self.lookup(command.mailbox)
         self.complete(self.status_of(mailbox, command.items), ok(tag, "STATUS completed"))
 
     def status_of(self, mailbox: Mailbox, wanted: tuple[str, ...]) -> StatusResponse:
@@ -616,12 +598,8 @@ class Session:
         self.complete(ok(tag, "APPEND completed", code))
 
     def do_SELECT(self, tag: str, command: Select) -> None:  # noqa: N802
-        self.deselect()
-        try:
-            mailbox = self.lookup(command.mailbox)
-        except StoreError as exc:
-            self.send(no(tag, exc.text, exc.code))
-            return
+        self.deselect()  # a failed SELECT leaves no mailbox selected (RFC 3501 6.3.1)
+        mailbox = self.lookup(command.mailbox)
         if command.condstore:
             self.condstore = True
         self.mailbox, self.readonly = mailbox, command.readonly
