@@ -284,8 +284,10 @@ def test_a_login_without_answer_says_so() -> None:
     with serve(server):
         report = check(host="127.0.0.1", port=server.port, security="plain", allow_plaintext=True,
                        user="u", password="p", timeout=0.5)  # fmt: skip
-    assert codes(report) == ["SERVER_TEMPORARY_ERROR"]
+    # The login's deadline passed: named as such, with the fix that fits a login.
+    assert codes(report) == ["STEP_DEADLINE_EXCEEDED"]
     assert "did not answer the login" in report.findings[0].summary
+    assert "Courier waits 5 s" in report.findings[0].fix
 
 
 def test_mailbox_not_found(dovecot: RunningServer, test_ca: TestCA) -> None:

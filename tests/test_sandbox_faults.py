@@ -83,6 +83,17 @@ def test_faults_are_named_by_check(check_with: Checker, spec: str, code: str) ->
     assert codes(check_with([parse_rule(spec)])) == [code]
 
 
+def test_a_server_that_byes_every_command_is_not_reported_as_a_login(check_with: Checker) -> None:
+    """BYE (and close) for every command: the session ended before any login, so nothing may
+    say the login was accepted (it said MAILSTORE_UNAVAILABLE, "Login was accepted", before)."""
+    report = check_with([parse_rule("*:bye:text=Go away")])
+    assert codes(report) == ["SERVER_TEMPORARY_ERROR"]
+    assert report.headline is not None
+    assert "ended the session (BYE)" in report.headline.summary
+    assert not any("Login was accepted" in f.summary for f in report.findings)
+    assert all(s.status != "pass" for s in report.steps if s.name == "authenticate")
+
+
 def test_hidden_starttls(check_with: Checker) -> None:
     report = check_with([parse_rule("*:hide-capability:capability=STARTTLS")], security="starttls")
     assert codes(report) == ["STARTTLS_NOT_OFFERED"]

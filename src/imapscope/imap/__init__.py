@@ -43,7 +43,12 @@ from imapscope.imap._commands import (
 )
 from imapscope.imap._commands import Capability as CapabilityCommand
 from imapscope.imap._connection import NEED_DATA, ClientConnection
-from imapscope.imap._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from imapscope.imap._errors import (
+    LimitExceededError,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+)
 from imapscope.imap._events import (
     Acl,
     Address,
@@ -177,6 +182,7 @@ __all__ = [
     "IdResponse",
     "Idle",
     "IdleDone",
+    "LimitExceededError",
     "List",
     "ListResponse",
     "LocalProtocolError",

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from imapscope.imap._errors import RemoteProtocolError
+from imapscope.imap._errors import LimitExceededError
 
 #: Longest line (excluding literal data) accepted from a peer. Generous on purpose: a SEARCH of a
 #: mailbox with a million messages is one ~7 MB line (bench/parse_micro.py), and a FETCH line with
@@ -31,6 +31,10 @@ from imapscope.imap._errors import RemoteProtocolError
 DEFAULT_MAX_LINE = 16 * 1024 * 1024
 #: Largest literal accepted from a peer; a BODY[] of a big message is a literal.
 DEFAULT_MAX_LITERAL = 256 * 1024 * 1024
+#: Most literal bytes one frame (one response or command line with all its literals) may carry: a
+#: FETCH of several BODY[] items is one frame, so a per-literal limit alone lets a peer send
+#: several maximum-size literals in one response.
+DEFAULT_MAX_FRAME_LITERALS = 256 * 1024 * 1024
 #: Literals larger than this are collected in a buffer of their own as they arrive.
 DEFAULT_STREAM_THRESHOLD = 64 * 1024
 
@@ -64,11 +68,14 @@ class ReceiveBuffer:
         *,
         max_line: int = DEFAULT_MAX_LINE,
         max_literal: int = DEFAULT_MAX_LITERAL,
+        max_frame_literals: int = DEFAULT_MAX_FRAME_LITERALS,
         stream_threshold: int = DEFAULT_STREAM_THRESHOLD,
         announce_literals: bool = False,
     ) -> None:
         self.max_line = max_line
         self.max_literal = max_literal
+        self.max_frame_literals = max_frame_literals
+        self._frame_literals = 0  # literal bytes announced in the frame being read
         self.stream_threshold = stream_threshold
         self.announce_literals = announce_literals
         self._data = bytearray()
@@ -125,7 +132,7 @@ class ReceiveBuffer:
             end = data.find(b"\r\n", self._pos)
             if end < 0:
                 if self._line_length + len(data) - self._pos > self.max_line:
-                    raise RemoteProtocolError(
+                    raise LimitExceededError(
                         f"line longer than {self.max_line} bytes without CRLF",
                         hint="the peer is not speaking IMAP, or raise max_line",
                     )
@@ -135,15 +142,23 @@ class ReceiveBuffer:
             self._pos = end
             self._line_length += len(segment)
             if self._line_length > self.max_line:
-                raise RemoteProtocolError(
+                raise LimitExceededError(
                     f"line longer than {self.max_line} bytes", hint="raise max_line if legitimate"
                 )
             if segment[-3:-2] == b"}" and (marker := _LITERAL_MARKER.search(segment)):
                 size = int(marker.group(1))
+                # Checked when announced, before a byte of the data is buffered.
                 if size > self.max_literal:
-                    raise RemoteProtocolError(
+                    raise LimitExceededError(
                         f"literal of {size} bytes exceeds the limit of {self.max_literal}",
                         hint="raise max_literal to accept it",
+                    )
+                self._frame_literals += size
+                if self._frame_literals > self.max_frame_literals:
+                    raise LimitExceededError(
+                        f"literals of one line total {self._frame_literals} bytes, over the "
+                        f"limit of {self.max_frame_literals}",
+                        hint="raise max_frame_literals to accept it",
                     )
                 self._parts.append(segment)
                 self._literal_needed = size
@@ -160,6 +175,7 @@ class ReceiveBuffer:
             else:
                 frame = Frame(segment)
             self._line_length = 0
+            self._frame_literals = 0
             self._compact()
             return frame
 

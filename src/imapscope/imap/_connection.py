@@ -103,10 +103,14 @@ class ClientConnection:
         tag_prefix: str = "A",
         max_line: int = DEFAULT_MAX_LINE,
         max_literal: int = DEFAULT_MAX_LITERAL,
+        max_frame_literals: int | None = None,
         log: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self._log = log
-        self._buffer = ReceiveBuffer(max_line=max_line, max_literal=max_literal)
+        self._buffer = ReceiveBuffer(
+            max_line=max_line, max_literal=max_literal,
+            max_frame_literals=max_literal if max_frame_literals is None else max_frame_literals,
+        )  # fmt: skip
         self._tag_prefix = tag_prefix
         self._counter = 0
         self._out = bytearray()

@@ -5,8 +5,9 @@ The tree::
     ProtocolError                 anything that breaks the IMAP protocol; carries a ``hint``
     ├── LocalProtocolError        we misused the protocol (a command in the wrong state, an
     │                             argument that cannot be sent, a literal over our own limit)
-    └── RemoteProtocolError       the peer did (unparseable bytes, a line or literal over the
-                                  named limit, a response to a tag we never sent)
+    └── RemoteProtocolError       the peer did (unparseable bytes, a response to a tag we never
+        │                         sent)
+        └── LimitExceededError    a line, a literal or one line's literals over a named limit
 
 Foreign exceptions (OSError, ssl.SSLError) never come from here: the codec does no IO. The IO edge
 translates them.
@@ -33,3 +34,7 @@ class LocalProtocolError(ProtocolError):
 
 class RemoteProtocolError(ProtocolError):
     """The peer sent something the protocol does not allow."""
+
+
+class LimitExceededError(RemoteProtocolError):
+    """The peer sent (or announced) more than a named limit allows."""

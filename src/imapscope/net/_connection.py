@@ -4,13 +4,26 @@ The only place that touches sockets and TLS. Every step is traced (see :mod:`._t
 line on the wire is kept, redacted by the codec where it is produced, in :attr:`transcript`.
 Foreign exceptions are translated here into :class:`NetError` subclasses that say which phase
 failed, so the probe can name the layer.
+
+Every wait has a *total* deadline (:attr:`ImapConnection.timeout` unless a command says
+otherwise), not a per-read timeout: a server that trickles a byte a second, or sends an untagged
+BYE every half second and never the tagged reply, is cut off when the deadline passes. Every wait
+also has a byte budget: a server cannot make a step hold more than ``byte_budget`` bytes
+(literals are refused when announced, before their data is read).
+
+The account's own secrets are masked in the bytes *received*, before the codec or the transcript
+sees them (:class:`SecretMask`), so a server that repeats the password in its reply cannot put it
+into any event, evidence, report or log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import ssl
 import time
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -20,6 +33,7 @@ from imapscope.imap import (
     ClientConnection,
     Command,
     Greeting,
+    LimitExceededError,
     Mechanism,
     ProtocolError,
     Response,
@@ -43,7 +57,18 @@ class NetError(Exception):
 
 
 class NetTimeoutError(NetError):
-    """A phase did not finish within its timeout."""
+    """A phase did not finish within its timeout; ``received``: bytes that came meanwhile (a
+    server that trickles is not a silent one)."""
+
+    def __init__(
+        self, phase: str, message: str, cause: BaseException | None = None, received: int = 0
+    ) -> None:
+        super().__init__(phase, message, cause)
+        self.received = received
+
+
+class BudgetExceededError(NetError):
+    """The server sent (or announced) more bytes for one step than its budget allows."""
 
 
 class ConnectionClosedError(NetError):
@@ -72,6 +97,55 @@ class Result:
 
 
 READ_SIZE = 64 * 1024
+#: Bytes one step (a greeting, one command's whole response) may bring by default. Generous for
+#: what a check or a metadata sync reads; a live body fetch sets its own.
+DEFAULT_STEP_BUDGET = 64 * 1024 * 1024
+
+
+class SecretMask:
+    """Replaces each secret (and its base64 forms, as SASL carries it) with as many ``*`` in a
+    byte stream, keeping lengths so literal framing is unchanged; a secret split across two reads
+    is held back until it can be judged."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        found: set[bytes] = set()
+        for secret in secrets:
+            if len(secret) < 4:  # too short to mask without masking ordinary text
+                continue
+            raw = secret.encode()
+            found.add(raw)
+            # Inside any base64 blob (SASL PLAIN's "\0user\0secret", XOAUTH2's "auth=Bearer
+            # token"), the secret starts at one of three bit alignments; the characters wholly
+            # made of its bits are the same whatever surrounds it.
+            for shift in range(3):
+                encoded = base64.b64encode(b"\0" * shift + raw)
+                start, end = -(-8 * shift // 6), 8 * (shift + len(raw)) // 6
+                if end - start >= 4:
+                    found.add(encoded[start:end])
+        self.patterns = sorted(found, key=len, reverse=True)
+        self._held = b""
+
+    def __call__(self, data: bytes) -> bytes:
+        if not self.patterns:
+            return data
+        data = self._held + data
+        for pattern in self.patterns:
+            if pattern in data:
+                data = data.replace(pattern, b"*" * len(pattern))
+        if not data:  # EOF: nothing more can complete a held prefix
+            return data
+        hold = 0
+        for pattern in self.patterns:
+            for size in range(min(len(pattern) - 1, len(data)), hold, -1):
+                if data.endswith(pattern[:size]):
+                    hold = size
+                    break
+        self._held = data[len(data) - hold :] if hold else b""
+        return data[: len(data) - hold] if hold else data
+
+    def flush(self) -> bytes:
+        held, self._held = self._held, b""
+        return held
 
 
 class ImapConnection:
@@ -87,6 +161,8 @@ class ImapConnection:
         port: int,
         tracer: Tracer,
         timeout: float,
+        byte_budget: int = DEFAULT_STEP_BUDGET,
+        secrets: Iterable[str] = (),
     ) -> None:
         self._reader = reader
         self._writer = writer
@@ -94,12 +170,15 @@ class ImapConnection:
         self.address = address
         self.port = port
         self.timeout = timeout
+        self.byte_budget = byte_budget
         self._tracer = tracer
         self._started = time.perf_counter()
         self.transcript: list[WireLine] = []
-        self.codec = ClientConnection(log=self._log)
+        self.codec = ClientConnection(log=self._log, max_literal=byte_budget)
+        self._mask = SecretMask(secrets)
         self.tls: TlsInfo | None = None
         self._closed = False
+        self._step_bytes = 0  # received since the current step began
 
     def _log(self, direction: str, line: bytes) -> None:
         at = (time.perf_counter() - self._started) * 1000
@@ -121,9 +200,12 @@ class ImapConnection:
         tracer: Tracer = ignore,
         source_address: tuple[str, int] | None = None,
         proxy: str | None = None,
+        byte_budget: int = DEFAULT_STEP_BUDGET,
+        secrets: Iterable[str] = (),
     ) -> ImapConnection:
         """Connect to ``address`` (an IP) for ``host`` (the name TLS verifies), implicit TLS when
-        ``security`` is "tls". STARTTLS happens later, through :meth:`starttls`."""
+        ``security`` is "tls". STARTTLS happens later, through :meth:`starttls`. ``secrets`` are
+        masked in whatever the server sends (see :class:`SecretMask`)."""
         with span(tracer, "connect_tcp", host=host, address=address, port=port) as tcp:
             try:
                 reader, writer = await open_stream(
@@ -139,8 +221,9 @@ class ImapConnection:
             if sock is not None:
                 tcp.details["local"] = sock.getsockname()[0]
         connection = cls(
-            reader, writer, host=host, address=address, port=port, tracer=tracer, timeout=timeout
-        )
+            reader, writer, host=host, address=address, port=port, tracer=tracer, timeout=timeout,
+            byte_budget=byte_budget, secrets=secrets,
+        )  # fmt: skip
         if security == "tls":
             if context is None:
                 raise ValueError("implicit TLS needs an SSL context")
@@ -189,13 +272,25 @@ class ImapConnection:
             raise NetTimeoutError(phase, f"no answer within {timeout:g}s", exc) from exc
         except (ssl.SSLError, OSError) as exc:
             raise NetError(phase, f"connection failed: {_ssl_reason(exc)}", exc) from exc
-        self.codec.receive_data(chunk)
+        self._step_bytes += len(chunk)
+        if self._step_bytes > self.byte_budget:
+            raise BudgetExceededError(
+                phase, f"the server sent over {self.byte_budget} bytes for the {phase} step "
+                f"(the step's byte budget)",
+            )  # fmt: skip
+        self.codec.receive_data(self._mask(chunk) if chunk else self._mask.flush() + chunk)
+        if not chunk:
+            self.codec.receive_data(b"")
 
     async def next_response(self, phase: str = "read", timeout: float | None = None) -> Response:
+        """The next response; ``timeout`` bounds each read (use :meth:`deadline` to bound a
+        whole step)."""
         limit = self.timeout if timeout is None else timeout
         while True:
             try:
                 event = self.codec.next_event()
+            except LimitExceededError as exc:
+                raise BudgetExceededError(phase, f"{exc}", exc) from exc
             except ProtocolError as exc:
                 if not self.codec.greeted or "closed" in str(exc):
                     raise ConnectionClosedError(phase, str(exc), exc) from exc
@@ -206,14 +301,37 @@ class ImapConnection:
                 return event
             await self._fill(phase, limit)
 
+    @contextlib.asynccontextmanager
+    async def deadline(self, phase: str, seconds: float | None = None) -> AsyncIterator[None]:
+        """Bound a whole step: it must complete within ``seconds`` (default :attr:`timeout`)
+        and bring at most :attr:`byte_budget` bytes, however the server paces its bytes."""
+        limit = self.timeout if seconds is None else seconds
+        self._step_bytes = 0
+        try:
+            async with asyncio.timeout(limit):
+                yield
+        except TimeoutError as exc:
+            got = self._step_bytes
+            said = f"{got} bytes came meanwhile, without completing it" if got else "nothing came"
+            raise NetTimeoutError(
+                phase, f"the {phase} step did not complete within {limit:g}s ({said})", exc, got
+            ) from exc
+
     async def greeting(self, timeout: float | None = None) -> Greeting:
         with span(self._tracer, "greeting") as greeting_span:
-            event = await self.next_response("greeting", timeout)
+            async with self.deadline("greeting", timeout):
+                event = await self.next_response("greeting", timeout)
             assert isinstance(event, Greeting)
             greeting_span.details.update(status=event.status, text=event.text)
             return event
 
-    async def wait(self, tag: str, phase: str) -> Result:
+    async def wait(self, tag: str, phase: str, deadline: float | None = None) -> Result:
+        """The tagged completion of ``tag`` with its untagged responses, within ``deadline``
+        seconds in all (default :attr:`timeout`)."""
+        async with self.deadline(phase, deadline):
+            return await self._wait(tag, phase)
+
+    async def _wait(self, tag: str, phase: str) -> Result:
         result = Result(TaggedResponse(tag, "BAD", None, ""), [])
         while True:
             try:
@@ -229,12 +347,14 @@ class ImapConnection:
                 return result
             result.untagged.append(event)
 
-    async def run(self, command: Command, phase: str | None = None) -> Result:
+    async def run(
+        self, command: Command, phase: str | None = None, *, deadline: float | None = None
+    ) -> Result:
         """Send ``command``, return its completion with the untagged responses."""
         name = phase or command.verb().lower().replace(" ", "_")
         with span(self._tracer, "command", verb=command.verb()) as command_span:
             tag = self.codec.send(command)
-            result = await self.wait(tag, name)
+            result = await self.wait(tag, name, deadline)
             command_span.details["status"] = result.tagged.status
             return result
 

@@ -18,7 +18,8 @@ import dns.resolver
 
 
 class ResolveError(Exception):
-    """``kind`` is "nxdomain" (the name does not exist) or "failure" (no usable answer)."""
+    """``kind`` is "invalid" (not a host name at all), "nxdomain" (the name does not exist) or
+    "failure" (no usable answer)."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -33,6 +34,41 @@ class Addresses:
     @property
     def all(self) -> tuple[str, ...]:
         return self.ipv4 + self.ipv6
+
+
+#: RFC 1035 §2.3.4: 63 octets a label, 253 characters a name (without the final dot).
+MAX_LABEL = 63
+MAX_NAME = 253
+
+
+def check_host(host: str) -> str:
+    """``host`` if it is an IP address or a host name that can be looked up (IDNA-encodable,
+    no empty label, labels of at most 63 octets); ValueError saying what is wrong otherwise."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return host
+    name = host[:-1] if host.endswith(".") else host
+    if not name:
+        raise ValueError("the host name is empty")
+    if any(c.isspace() or c in "/\\@:[]?#" for c in name) or not name.isprintable():
+        raise ValueError(f"{host!r} is not a host name: it holds spaces or URL characters")
+    if len(name) > MAX_NAME:
+        raise ValueError(f"the host name is {len(name)} characters long, over {MAX_NAME}")
+    for label in name.split("."):
+        if not label:
+            raise ValueError(f"{host!r} has an empty label (two dots in a row, or a leading dot)")
+        try:
+            encoded = label.encode("idna") if not label.isascii() else label.encode()
+        except UnicodeError as exc:
+            raise ValueError(f"{host!r}: the label {label!r} is not valid IDNA ({exc})") from exc
+        if len(encoded) > MAX_LABEL:
+            raise ValueError(
+                f"{host!r}: the label {label[:20]!r}... is {len(encoded)} octets, over {MAX_LABEL}"
+            )
+    return host
 
 
 def parse_nameserver(text: str) -> tuple[str, int]:
@@ -62,6 +98,10 @@ def make_resolver(nameserver: str | None, timeout: float) -> dns.asyncresolver.R
 
 async def resolve(host: str, *, nameserver: str | None, timeout: float) -> Addresses:
     """The host's IPv4 and IPv6 addresses; an IP literal resolves to itself."""
+    try:
+        check_host(host)
+    except ValueError as exc:
+        raise ResolveError("invalid", str(exc)) from exc
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:

@@ -5,8 +5,7 @@
 server facts, and a redacted transcript.
 """
 
-from imapscope.probe._discover import Candidate, Discovery, discover, split_address
-from imapscope.probe._findings import (
+from imapscope.findings import (
     ALL_GOOD,
     CATALOGUE,
     LAYERS,
@@ -16,13 +15,8 @@ from imapscope.probe._findings import (
     finding,
     headline,
 )
-from imapscope.probe._ladder import (
-    CheckOptions,
-    classify_login,
-    classify_tls_failure,
-    new_report,
-    run_check,
-)
+from imapscope.probe._discover import Candidate, Discovery, discover, split_address
+from imapscope.probe._ladder import CheckOptions, new_report, run_check
 from imapscope.probe._render import render_human, render_nagios
 from imapscope.probe._report import EXIT_CODES, Report, Step, Target
 
@@ -40,8 +34,6 @@ __all__ = [
     "Step",
     "Target",
     "catalogue_markdown",
-    "classify_login",
-    "classify_tls_failure",
     "discover",
     "finding",
     "headline",

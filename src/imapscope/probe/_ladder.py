@@ -19,19 +19,16 @@ Nothing here changes the mailbox: EXAMINE is read-only and FETCH uses BODY.PEEK 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import re
-import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from imapscope import __version__
+from imapscope.findings import Finding, finding
 from imapscope.imap import (
     Append,
-    Bye,
-    CapabilityCommand,
     Close,
     Command,
     ContinuationRequest,
@@ -47,9 +44,7 @@ from imapscope.imap import (
     IdResponse,
     List,
     ListResponse,
-    Login,
     Logout,
-    Mechanism,
     MyRights,
     MyRightsResponse,
     Namespace,
@@ -57,9 +52,7 @@ from imapscope.imap import (
     Noop,
     ProtocolError,
     Recent,
-    RemoteProtocolError,
     Response,
-    ResponseCode,
     Select,
     Store,
     TaggedResponse,
@@ -67,7 +60,6 @@ from imapscope.imap import (
     UntaggedStatus,
 )
 from imapscope.net import (
-    CertificateError,
     ConnectionClosedError,
     ImapConnection,
     NetError,
@@ -76,24 +68,46 @@ from imapscope.net import (
     Result,
     TlsInfo,
     TraceEvent,
-    client_context,
     close_stream,
-    fetch_certificate,
     open_stream,
-    read_banner,
     resolve,
-    speaks_tls,
 )
 from imapscope.probe._discover import discover
-from imapscope.probe._findings import Finding, finding
 from imapscope.probe._report import Report, Step, Target
+from imapscope.session import (
+    DEFAULT_PORTS,
+    NO_STEPS,
+    SessionFailure,
+    Settings,
+    addresses,
+    classify_bye,
+    classify_mailbox,
+    classify_net_error,
+    open_session,
+    said,
+    select,
+)
 
-DEFAULT_PORTS = {"tls": 993, "starttls": 143, "plain": 143}
 EXPIRY_WARNING_DAYS = 14
 RECENT_COUNT = 5
 #: Steps slower than this (ms) raise SLOW_SERVER; generous, since networks vary.
 SLOW_MS = {"greeting": 3000, "authenticate": 5000, "examine": 5000, "list": 5000}
 SPECIAL_USE = ("\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive")
+#: Folder names clients guess a role from when the server marks none (SPECIAL-USE).
+ROLE_NAMES = {
+    "\\Sent": ("sent", "sent items", "sent messages", "sent mail", "gesendet",
+                 "gesendete objekte", "envoyés", "enviados", "inviata", "отправленные"),
+    "\\Drafts": ("drafts", "draft", "entwürfe", "brouillons", "borradores", "bozze",
+                   "черновики"),
+    "\\Trash": ("trash", "deleted items", "deleted messages", "bin", "papierkorb",
+                  "gelöschte elemente", "corbeille", "papelera", "cestino", "удаленные"),
+    "\\Junk": ("junk", "spam", "junk e-mail", "junk email", "bulk mail", "spamverdacht",
+                 "indésirables", "correo no deseado", "спам"),
+    "\\Archive": ("archive", "archives", "archiv", "all mail"),
+}  # fmt: skip
+#: Bytes one step of a check may bring (the check reads metadata only; a server sending more
+#: is broken or hostile, and the check's memory stays bounded).
+CHECK_STEP_BUDGET = 16 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -118,6 +132,16 @@ class CheckOptions:
     def secrets(self) -> tuple[str, ...]:
         return tuple(s for s in (self.password, self.oauth2_token) if s)
 
+    def settings(self, security: str, port: int) -> Settings:
+        """The session path's settings for one port and mode."""
+        return Settings(
+            host=self.host, port=port, security=security, user=self.user,
+            password=self.password, oauth2_token=self.oauth2_token, ca_file=self.ca_file,
+            insecure=self.insecure, timeout=self.timeout, proxy=self.proxy,
+            source_address=self.source_address, nameserver=self.nameserver,
+            byte_budget=CHECK_STEP_BUDGET,
+        )  # fmt: skip
+
 
 class Stop(Exception):  # noqa: N818 - control flow, not an error
     """The ladder cannot go on; the finding that says why is already recorded."""
@@ -128,7 +152,7 @@ class Ladder:
         self.options = options
         self.report = report
         self.connection: ImapConnection | None = None
-        self.capabilities: frozenset[str] = frozenset()
+        self.capability_set: frozenset[str] = frozenset()
 
     # -- bookkeeping --------------------------------------------------------------------------
 
@@ -142,16 +166,19 @@ class Ladder:
         started = time.perf_counter()
         try:
             yield record
+        except SessionFailure as exc:
+            if exc.soft:  # auto mode: this port/mode does not answer; the next is tried
+                self.report.steps.remove(record)
+                raise _TryNext from exc
+            self.report.working.extend(w for w in exc.working if w not in self.report.working)
+            if exc.tls is not None or exc.finding.step == "certificate":
+                raise self.certificate_failed(record, exc) from exc
+            raise self.fail(record, exc.finding) from exc
         except (NetError, ProtocolError) as exc:
-            # Anything a step did not expect (the connection dropped, the server broke the
-            # protocol) still ends as a finding, never as a crash of the check.
-            transcript = self.connection.transcript if self.connection else []
-            last = [w.text for w in transcript if w.direction == "S"][-2:]
-            raise self.fail(record, finding(
-                "SERVER_TEMPORARY_ERROR", name,
-                summary=f"The connection failed during the {name} step.",
-                evidence=[str(exc), *last],
-            )) from exc  # fmt: skip
+            # Anything a step did not expect (a deadline passed, the connection dropped, the
+            # server broke the protocol) still ends as a finding, never as a crash.
+            transcript = self.connection.transcript if self.connection else None
+            raise self.fail(record, classify_net_error(exc, name, transcript)) from exc
         finally:
             record.elapsed_ms = (time.perf_counter() - started) * 1000
             limit = SLOW_MS.get(name)
@@ -174,10 +201,6 @@ class Ladder:
         record.detail = found.summary
         self.add(found)
         return Stop(found.code)
-
-    @property
-    def context(self) -> ssl.SSLContext:
-        return client_context(self.options.ca_file, self.options.insecure)
 
     # -- the ladder ---------------------------------------------------------------------------
 
@@ -218,7 +241,7 @@ class Ladder:
             evidence = [f"{source}: {said}" for source, said in found.tried]
             if not found.candidates:
                 raise self.fail(record, finding("DISCOVERY_NONE", "discovery", evidence=evidence))
-            chosen = found.candidates[0]
+            chosen = None
             for candidate in found.candidates:
                 try:
                     addresses = await resolve(candidate.host, nameserver=self.options.nameserver,
@@ -227,10 +250,21 @@ class Ladder:
                         addresses.all[0], candidate.port, timeout=2.0, proxy=self.options.proxy
                     )
                     await close_stream(writer)
-                except (ResolveError, OSError, TimeoutError):
+                except (ResolveError, OSError, TimeoutError) as exc:
+                    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+                    evidence.append(f"{candidate.source}: {candidate.host}:{candidate.port} "
+                                    f"does not answer ({reason})")  # fmt: skip
                     continue
                 chosen = candidate
                 break
+            if chosen is None:
+                if all(c.source.endswith("guess") for c in found.candidates):
+                    # Nothing was published, and no guessed host answers: the truth is that no
+                    # server was found, not that one refused.
+                    raise self.fail(
+                        record, finding("DISCOVERY_NONE", "discovery", evidence=evidence)
+                    )
+                chosen = found.candidates[0]  # published: its failure is named by the ladder
             record.detail = (
                 f"{chosen.source}: {chosen.host}:{chosen.port} {chosen.security} "
                 f"({len(found.candidates)} candidate(s))"
@@ -247,17 +281,9 @@ class Ladder:
 
     async def dns(self) -> list[str]:
         async with self.step("dns") as record:
-            try:
-                found = await resolve(
-                    self.options.host,
-                    nameserver=self.options.nameserver,
-                    timeout=self.options.timeout,
-                )
-            except ResolveError as exc:
-                code = "DNS_NXDOMAIN" if exc.kind == "nxdomain" else "DNS_FAILURE"
-                raise self.fail(record, finding(code, "dns", evidence=[str(exc)])) from exc
-            record.detail = ", ".join(found.all)
-            return list(found.ipv4) + list(found.ipv6)
+            found = await addresses(self.options.settings(self.options.security, 0))
+            record.detail = ", ".join(found)
+            return found
 
     def modes(self) -> list[tuple[str, int]]:
         security, port = self.options.security, self.options.port
@@ -314,147 +340,42 @@ class Ladder:
     # -- one session --------------------------------------------------------------------------
 
     async def session(self, address: str, security: str, port: int, *, exploring: bool) -> None:
+        """The session path (shared with the sync engine), watched step by step, then the
+        ladder's own steps."""
         self.connection = None
         try:
-            connection = await self.connect(address, security, port, exploring=exploring)
-            await self.after_greeting(connection, security, address, port)
+            opened = await open_session(
+                self.options.settings(security, port), self, address=address,
+                tracer=self.trace, exploring=exploring,
+            )  # fmt: skip
+            if opened.logged_in:
+                await self.mailbox_steps(opened.connection, security, address, port)
+            await self.logout(opened.connection)
         finally:
-            # connect() records the connection as soon as it exists, so a failure at any step
-            # (a BYE greeting included) still closes it and keeps its transcript.
+            # The connection is recorded as soon as it exists, so a failure at any step (a BYE
+            # greeting included) still closes it and keeps its transcript.
             if self.connection is not None:
                 self.report.transcript = [
                     f"{line.direction}: {line.text}" for line in self.connection.transcript
                 ]
                 await self.connection.close()
 
-    async def connect(
-        self, address: str, security: str, port: int, *, exploring: bool
-    ) -> ImapConnection:
-        host, timeout = self.options.host, self.options.timeout
-        if security == "tls":
-            async with self.step("tls") as record:
-                try:
-                    connection = await ImapConnection.open(
-                        host, address, port, security="tls", context=self.context,
-                        timeout=timeout, source_address=self.source, proxy=self.options.proxy,
-                        tracer=self.trace,
-                    )  # fmt: skip
-                except CertificateError as exc:
-                    raise await self.certificate_failure(
-                        record, exc, address, port, starttls=False
-                    ) from exc
-                except NetError as exc:
-                    if exploring:
-                        self.report.steps.pop()
-                        raise _TryNext from exc
-                    raise self.fail(record, await self.tls_failure(exc, address, port)) from exc
-                self.connection = connection
-                assert connection.tls is not None
-                record.detail = f"{connection.tls.version} {connection.tls.cipher}"
-            self.certificate(connection.tls)
-        else:
-            async with self.step("greeting") as record:
-                try:
-                    connection = await ImapConnection.open(
-                        host, address, port, security="plain", context=None, timeout=timeout,
-                        source_address=self.source, proxy=self.options.proxy, tracer=self.trace,
-                    )  # fmt: skip
-                except NetError as exc:
-                    raise self.fail(
-                        record, finding("TCP_REFUSED", "greeting", evidence=[str(exc)])
-                    ) from exc
-                self.connection = connection
-                greeting = await self.read_greeting(connection, record, address, port, exploring)
-                self.greeting(greeting, record)
-            return connection
-        async with self.step("greeting") as record:
-            greeting = await self.read_greeting(connection, record, address, port, exploring)
-            self.greeting(greeting, record)
-        return connection
+    # -- what the session path tells us (the Steps protocol) ------------------------------------
 
-    async def read_greeting(
-        self,
-        connection: ImapConnection,
-        record: Step,
-        address: str,
-        port: int,
-        exploring: bool,
-    ) -> Greeting:
-        # A TLS port says nothing to a plaintext client: do not wait the full step timeout.
-        wait = min(self.options.timeout, 3.0) if connection.tls is None else self.options.timeout
-        try:
-            return await connection.greeting(timeout=wait)
-        except NetTimeoutError as exc:
-            if exploring:
-                self.report.steps.pop()
-                raise _TryNext from exc
-            if connection.tls is None and await speaks_tls(
-                self.options.host, address, port, self.options.timeout, self.options.proxy
-            ):
-                raise self.fail(
-                    record,
-                    finding(
-                        "PLAINTEXT_ON_TLS_PORT",
-                        "greeting",
-                        evidence=[f"port {port} completed a TLS handshake but sent no "
-                                  "plaintext greeting"],
-                        fix=await self.what_works(address, port),
-                    ),
-                ) from exc  # fmt: skip
-            raise self.fail(
-                record,
-                finding("SERVER_SILENT", "greeting", evidence=[f"no greeting within {wait:g}s"]),
-            ) from exc
-        except (RemoteProtocolError, ConnectionClosedError, NetError) as exc:
-            if exploring:
-                self.report.steps.pop()
-                raise _TryNext from exc
-            banner = connection.transcript[0].text if connection.transcript else str(exc)
-            raise self.fail(
-                record, finding("NOT_IMAP_SERVICE", "greeting", evidence=[banner])
-            ) from exc
+    def connected(self, connection: ImapConnection) -> None:
+        self.connection = connection
 
-    def greeting(self, greeting: Greeting, record: Step) -> None:
+    def greeted(self, greeting: Greeting) -> None:
         self.report.server["greeting"] = greeting.text
-        record.detail = f"{greeting.status} {greeting.text}"
-        if greeting.status == "BYE":
-            raise self.fail(
-                record, finding("GREETING_BYE", "greeting", evidence=[f"* BYE {greeting.text}"])
-            )
         if greeting.code is not None and greeting.code.name == "ALERT":
             self.report.server.setdefault("alerts", []).append(greeting.text)
 
-    async def tls_failure(self, exc: NetError, address: str, port: int) -> Finding:
-        found = await classify_tls_failure(
-            exc, address, port, source=self.source, proxy=self.options.proxy
-        )
-        if found.code == "TLS_ON_PLAINTEXT_PORT":
-            found = dataclasses.replace(found, fix=await self.what_works(address, port))
-        return found
+    def capabilities(self, capabilities: frozenset[str]) -> None:
+        self.capability_set = capabilities
+        self.report.server["capabilities"] = sorted(capabilities)
 
-    async def what_works(self, address: str, port: int) -> str:
-        """Probe the other combinations without credentials; say which one works."""
-        found = []
-        for security, candidate in (("tls", port), ("starttls", port), ("tls", 993),
-                                    ("starttls", 143)):  # fmt: skip
-            label = f"{'SSL/TLS' if security == 'tls' else 'STARTTLS'} on port {candidate}"
-            if label in found:
-                continue
-            if security == "tls":
-                works = await speaks_tls(
-                    self.options.host, address, candidate, 2.0, self.options.proxy
-                )
-            else:
-                banner = await read_banner(address, candidate, 2.0, self.source, self.options.proxy)
-                works = banner is not None and banner.startswith(b"* OK")
-            if works:
-                found.append(label)
-        self.report.working.extend(found)
-        if not found:
-            return "No other port or mode answered either; check the server name."
-        return f"Use {found[0]} (checked: it answers)." + (
-            f" Also working: {', '.join(found[1:])}." if len(found) > 1 else ""
-        )
+    def tls(self, info: TlsInfo) -> None:
+        self.certificate(info)
 
     # -- certificate --------------------------------------------------------------------------
 
@@ -469,13 +390,30 @@ class Ladder:
         if cert is None:
             return
         days = cert.days_left()
-        self.report.tls["certificate"] = {
-            "subject": cert.subject, "issuer": cert.issuer, "names": list(cert.names),
-            "not_after": cert.not_after.isoformat(), "days_left": days,
-            "self_signed": cert.self_signed,
-        }  # fmt: skip
+        self.report.tls["certificate"] = _certificate_json(tls)["certificate"]
         record = Step("certificate", "pass", 0.0, f"{cert.issuer}; {days} days left")
         self.report.steps.append(record)
+        if self.options.insecure:
+            # Not verified on request; still say what verification would have found.
+            problems = []
+            if days < 0:
+                problems.append(("CERT_EXPIRED", f"expired on {cert.not_after.isoformat()}"))
+            if cert.self_signed:
+                problems.append(("CERT_UNTRUSTED", f"self-signed: issuer {cert.issuer}"))
+            if not _names_match(self.options.host, cert.names):
+                problems.append(
+                    (
+                        "CERT_HOSTNAME_MISMATCH",
+                        f"{self.options.host} not in {', '.join(cert.names) or '-'}",
+                    )
+                )
+            for code, evidence in problems:
+                record.status = "warn"
+                self.add(finding(
+                    code, "certificate", severity="warning", evidence=[evidence],
+                    summary=f"{finding(code, 'certificate').summary} (not verified: --insecure "
+                    "was given)",
+                ))  # fmt: skip
         if 0 <= days < EXPIRY_WARNING_DAYS:
             record.status = "warn"
             self.add(
@@ -490,77 +428,24 @@ class Ladder:
             record.status = "warn"
             self.add(finding("TLS_INTERCEPTED", "certificate", evidence=[f"issuer: {cert.issuer}"]))
 
-    async def certificate_failure(
-        self, record: Step, exc: CertificateError, address: str, port: int, *, starttls: bool
-    ) -> Stop:
-        """Fail the handshake's step, name the certificate problem (with the certificate's
-        details, fetched again without verifying); return the Stop to raise."""
+    def certificate_failed(self, record: Step, exc: SessionFailure) -> Stop:
+        """Fail the handshake's step and add a failed certificate step with the finding (and
+        the certificate's details, read again without verifying)."""
         record.status = "fail"
-        record.detail = exc.verify_message
-        info = await fetch_certificate(
-            self.options.host, address, port, starttls=starttls, timeout=self.options.timeout,
-            proxy=self.options.proxy,
-        )  # fmt: skip
-        evidence = [exc.verify_message]
-        if info is not None and info.certificate is not None:
-            cert = info.certificate
-            evidence.append(f"issuer: {cert.issuer}; names: {', '.join(cert.names) or '-'}; "
-                            f"expires {cert.not_after.isoformat()}")  # fmt: skip
-            self.report.tls = {"version": info.version, "cipher": info.cipher, "verified": False,
-                               "certificate": {"subject": cert.subject, "issuer": cert.issuer,
-                                               "names": list(cert.names),
-                                               "not_after": cert.not_after.isoformat(),
-                                               "days_left": cert.days_left(),
-                                               "self_signed": cert.self_signed}}  # fmt: skip
-        message = exc.verify_message.lower()
-        if exc.code == 10 or "expired" in message or "not yet valid" in message:
-            code = "CERT_EXPIRED"
-        elif exc.code == 62 or "hostname" in message or "ip address mismatch" in message:
-            code = "CERT_HOSTNAME_MISMATCH"
-        else:
-            code = "CERT_UNTRUSTED"
-        if info is not None and info.certificate is not None and info.certificate.intercepted_by:
-            self.add(finding("TLS_INTERCEPTED", "certificate", evidence=evidence[1:]))
-        self.report.steps.append(Step("certificate", "fail", 0.0, exc.verify_message))
-        self.add(finding(code, "certificate", evidence=evidence))
-        return Stop(code)
+        record.detail = exc.finding.evidence[0] if exc.finding.evidence else exc.finding.summary
+        if exc.tls is not None and exc.tls.certificate is not None:
+            self.report.tls = {**_certificate_json(exc.tls), "verified": False}
+        for extra in exc.also:
+            self.add(extra)
+        self.report.steps.append(Step("certificate", "fail", 0.0, record.detail))
+        self.add(exc.finding)
+        return Stop(exc.finding.code)
 
-    # -- after the greeting -------------------------------------------------------------------
+    # -- after the login ------------------------------------------------------------------------
 
-    async def capability(self, connection: ImapConnection, name: str) -> None:
-        async with self.step(name) as record:
-            if connection.codec.capabilities:
-                self.capabilities = connection.codec.capabilities
-            else:
-                result = await connection.run(CapabilityCommand())
-                self.check_bye(result, record)
-                self.capabilities = connection.codec.capabilities
-            record.detail = " ".join(sorted(self.capabilities))
-            self.report.server["capabilities"] = sorted(self.capabilities)
-
-    def check_bye(self, result: Result, record: Step) -> None:
-        byes = [e for e in result.untagged if isinstance(e, Bye)]
-        if byes:
-            raise self.fail(
-                record,
-                finding("MAILSTORE_UNAVAILABLE", record.name, evidence=[f"* BYE {byes[0].text}"]),
-            )
-
-    async def after_greeting(
+    async def mailbox_steps(
         self, connection: ImapConnection, security: str, address: str, port: int
     ) -> None:
-        await self.capability(connection, "capability")
-        if security == "starttls":
-            await self.starttls(connection, address, port)
-            await self.capability(connection, "capability_tls")
-        else:
-            self.skip("starttls", "not used (implicit TLS)" if security == "tls" else "plaintext")
-        if self.options.user is None:
-            self.skip("authenticate", "no user given")
-            await self.logout(connection)
-            return
-        await self.authenticate(connection)
-        await self.capability(connection, "capability_auth")
         await self.identify(connection)
         await self.namespace(connection)
         await self.list(connection)
@@ -571,115 +456,14 @@ class Ladder:
             await self.write_tests(connection, security, address, port)
         else:
             self.skip("write_tests", "opt-in (--write-tests)")
-        await self.logout(connection)
 
-    async def starttls(self, connection: ImapConnection, address: str, port: int) -> None:
-        async with self.step("starttls") as record:
-            if "STARTTLS" not in self.capabilities:
-                raise self.fail(
-                    record,
-                    finding("STARTTLS_NOT_OFFERED", "starttls",
-                            evidence=[" ".join(sorted(self.capabilities))],
-                            fix=await self.what_works(address, port)),
-                )  # fmt: skip
-            try:
-                result = await connection.starttls(self.context)
-            except CertificateError as exc:
-                raise await self.certificate_failure(
-                    record, exc, address, port, starttls=True
-                ) from exc
-            except NetError as exc:
-                raise self.fail(
-                    record, finding("STARTTLS_FAILED", "starttls", evidence=[str(exc)])
-                ) from exc
-            if not result.ok:
-                raise self.fail(
-                    record,
-                    finding("STARTTLS_FAILED", "starttls", evidence=[_said(result.tagged)]),
-                )
-            assert connection.tls is not None
-            record.detail = f"{connection.tls.version} {connection.tls.cipher}"
-        self.certificate(connection.tls)
-
-    # -- authentication -----------------------------------------------------------------------
-
-    def mechanism(self) -> Mechanism | None:
-        options, caps = self.options, self.capabilities
-        user = options.user or ""
-        if options.oauth2_token:
-            for name in ("OAUTHBEARER", "XOAUTH2"):
-                if f"AUTH={name}" in caps:
-                    return Mechanism(name, user, options.oauth2_token, host=options.host)
-            return None
-        if "AUTH=PLAIN" in caps:
-            return Mechanism("PLAIN", user, options.password or "")
-        return None
-
-    async def authenticate(self, connection: ImapConnection) -> None:
-        async with self.step("authenticate") as record:
-            caps = self.capabilities
-            if "LOGINDISABLED" in caps and connection.tls is None:
-                raise self.fail(record, finding("PLAINTEXT_LOGIN_REFUSED", "authenticate",
-                                                evidence=["capability LOGINDISABLED"]))  # fmt: skip
-            mechanism = self.mechanism()
-            if mechanism is not None:
-                record.detail = f"AUTHENTICATE {mechanism.name}"
-                result = await self.guarded(connection.authenticate(mechanism), record)
-            elif self.options.oauth2_token or "LOGINDISABLED" in caps:
-                offered = sorted(c for c in caps if c.startswith("AUTH="))
-                raise self.fail(record, finding(
-                    "AUTH_MECH_UNSUPPORTED", "authenticate",
-                    evidence=[f"server offers: {' '.join(offered) or 'no AUTH= mechanism'}"],
-                ))  # fmt: skip
-            else:
-                record.detail = "LOGIN"
-                result = await self.guarded(
-                    connection.run(Login(self.options.user or "", self.options.password or "")),
-                    record,
-                )
-            if not result.ok:
-                raise self.fail(record, self.classify_auth(result))
-            said = _said(result.tagged)
-            if "initialization failed" in said.lower() or "not connected" in said.lower():
-                raise self.fail(record, finding("MAILSTORE_UNAVAILABLE", "authenticate",
-                                                evidence=[said]))  # fmt: skip
-            self.check_bye(result, record)
-            record.detail += f": {result.tagged.text}"
-
-    async def guarded(self, pending: Awaitable[Result], record: Step) -> Result:
-        try:
-            return await pending
-        except NetTimeoutError as exc:
-            raise self.fail(
-                record,
-                finding(
-                    "SERVER_TEMPORARY_ERROR", record.name,
-                    summary=f"The server did not answer the login within "
-                    f"{self.options.timeout:g} s.",
-                    fix="Servers delay failed logins on purpose (Courier waits 5 s): rerun with "
-                    "a longer --timeout; if there is still no answer, the server's "
-                    "authentication backend is hung.",
-                    evidence=[str(exc)],
-                ),
-            ) from exc  # fmt: skip
-        except (ConnectionClosedError, NetError) as exc:
-            transcript = self.connection.transcript if self.connection else []
-            last = [w.text for w in transcript if w.direction == "S"][-2:]
-            raise self.fail(
-                record,
-                finding("SERVER_TEMPORARY_ERROR", record.name,
-                        summary="The server closed the connection in the middle of the step.",
-                        evidence=[str(exc), *last]),
-            ) from exc  # fmt: skip
-
-    def classify_auth(self, result: Result) -> Finding:
-        greeting = str(self.report.server.get("greeting", ""))
-        return classify_login(result, oauth2=bool(self.options.oauth2_token), greeting=greeting)
-
-    # -- the mailbox --------------------------------------------------------------------------
+    def check_bye(self, result: Result, record: Step) -> None:
+        found = classify_bye(result, record.name, logged_in=True)
+        if found is not None:
+            raise self.fail(record, found)
 
     async def identify(self, connection: ImapConnection) -> None:
-        if "ID" not in self.capabilities:
+        if "ID" not in self.capability_set:
             self.skip("id", "unsupported")
             return
         async with self.step("id") as record:
@@ -690,7 +474,7 @@ class Ladder:
                     record.detail = ", ".join(f"{k}={v}" for k, v in event.params.items())
 
     async def namespace(self, connection: ImapConnection) -> None:
-        if "NAMESPACE" not in self.capabilities:
+        if "NAMESPACE" not in self.capability_set:
             self.skip("namespace", "unsupported")
             return
         async with self.step("namespace") as record:
@@ -714,7 +498,7 @@ class Ladder:
             result = await connection.run(List("", "*"))
             self.check_bye(result, record)
             if not result.ok:
-                raise self.fail(record, self.classify_mailbox(result, "list"))
+                raise self.fail(record, classify_mailbox(result, "list"))
             folders = [e for e in result.untagged if isinstance(e, ListResponse)]
             # Other users' and shared namespaces are not under "*" of the personal one.
             for kind in ("other_users", "shared"):
@@ -747,39 +531,34 @@ class Ladder:
                 self.add(finding("FOLDER_MAPPING_AMBIGUOUS", "list",
                                  evidence=[f"no folder marked {', '.join(missing)}"]))  # fmt: skip
             elif missing:
-                self.add(finding(
-                    "FOLDER_MAPPING_AMBIGUOUS", "list", severity="info",
-                    summary="The server marks no special folders (SPECIAL-USE); clients guess "
-                    "Sent, Drafts and Trash by name.",
-                ))  # fmt: skip
-
-    def classify_mailbox(self, result: Result, step: str) -> Finding:
-        said = _said(result.tagged)
-        code = result.tagged.code.name if result.tagged.code else ""
-        lowered = said.lower()
-        if (
-            code == "NONEXISTENT"
-            or "doesn't exist" in lowered
-            or "does not exist" in lowered
-            or ("no such" in lowered)
-        ):
-            return finding("MAILBOX_NOT_FOUND", step, evidence=[said])
-        if code in ("NOPERM", "NOT-ALLOWED") or "permission" in lowered or "denied" in lowered:
-            return finding("MAILBOX_ACCESS_DENIED", step, evidence=[said])
-        if code == "OVERQUOTA" or "quota" in lowered:
-            return finding("OVER_QUOTA", step, evidence=[said])
-        if code in ("UNAVAILABLE", "SERVERBUG", "CORRUPTION"):
-            return finding("MAILSTORE_UNAVAILABLE", step, evidence=[said])
-        return finding("MAILSTORE_UNAVAILABLE", step, evidence=[said],
-                       summary=f"The server could not complete {step.upper()}.")  # fmt: skip
+                # No SPECIAL-USE at all: clients guess by name. Several candidates for one role
+                # means clients will disagree (one files Sent mail where another never looks).
+                guesses = {
+                    role: [f.name for f in folders if _leaf(f) in ROLE_NAMES[role]]
+                    for role in SPECIAL_USE
+                }
+                ambiguous = {r: n for r, n in guesses.items() if len(n) > 1}
+                if ambiguous:
+                    record.status = "warn"
+                    self.add(finding(
+                        "FOLDER_MAPPING_AMBIGUOUS", "list",
+                        summary="The server marks no special folders (SPECIAL-USE), and "
+                        "several folders could be the same role: clients will pick different "
+                        "ones.",
+                        evidence=[f"{role[1:]} could be any of: {', '.join(names)}"
+                                  for role, names in ambiguous.items()],
+                    ))  # fmt: skip
+                else:
+                    self.add(finding(
+                        "FOLDER_MAPPING_AMBIGUOUS", "list", severity="info",
+                        summary="The server marks no special folders (SPECIAL-USE); clients "
+                        "guess Sent, Drafts and Trash by name.",
+                    ))  # fmt: skip
 
     async def examine(self, connection: ImapConnection) -> int:
         async with self.step("examine") as record:
             mailbox = self.options.mailbox
-            result = await connection.run(Select(mailbox, readonly=True))
-            self.check_bye(result, record)
-            if not result.ok:
-                raise self.fail(record, self.classify_mailbox(result, "examine"))
+            result = await select(connection, mailbox, readonly=True, step="examine")
             facts: dict[str, object] = {"mailbox": mailbox}
             for event in result.untagged:
                 if isinstance(event, Exists):
@@ -796,7 +575,7 @@ class Ladder:
                         facts["permanentflags"] = list(value or ())  # type: ignore[arg-type]
                     elif name == "NOMODSEQ":
                         facts["highestmodseq"] = None
-            if "ACL" in self.capabilities:
+            if "ACL" in self.capability_set:
                 rights = await connection.run(MyRights(mailbox))
                 for event in rights.untagged:
                     if isinstance(event, MyRightsResponse):
@@ -829,7 +608,7 @@ class Ladder:
             record.detail = f"{len(self.report.recent)} newest messages read"
 
     async def idle(self, connection: ImapConnection) -> None:
-        if "IDLE" not in self.capabilities:
+        if "IDLE" not in self.capability_set:
             self.skip("idle", "unsupported")
             self.add(finding("IDLE_UNSUPPORTED", "idle"))
             return
@@ -840,7 +619,7 @@ class Ladder:
                 while not isinstance(response, ContinuationRequest):
                     if isinstance(response, TaggedResponse):
                         raise self.fail(record, finding("IDLE_UNSUPPORTED", "idle",
-                                                        evidence=[_said(response)]))  # fmt: skip
+                                                        evidence=[said(response)]))  # fmt: skip
                     response = await connection.next_response("idle")
                 connection.codec.done()
                 done = await connection.wait(tag, "idle")
@@ -850,33 +629,19 @@ class Ladder:
                 ) from exc
             if not done.ok:
                 raise self.fail(
-                    record, finding("IDLE_DROPPED", "idle", evidence=[_said(done.tagged)])
+                    record, finding("IDLE_DROPPED", "idle", evidence=[said(done.tagged)])
                 )
             record.detail = "entered IDLE, got the continuation, left with DONE"
 
     # -- opt-in write tests ---------------------------------------------------------------------
 
     async def second_session(self, security: str, address: str, port: int) -> ImapConnection:
-        """Another logged-in connection, the way the first one was made (no steps recorded)."""
-        connection = await ImapConnection.open(
-            self.options.host, address, port, security="tls" if security == "tls" else "plain",
-            context=self.context if security == "tls" else None, timeout=self.options.timeout,
-            source_address=self.source, proxy=self.options.proxy,
-        )  # fmt: skip
-        await connection.greeting()
-        if security == "starttls":
-            await connection.starttls(self.context)
-        mechanism = self.mechanism()
-        if mechanism is not None:
-            result = await connection.authenticate(mechanism)
-        else:
-            result = await connection.run(
-                Login(self.options.user or "", self.options.password or "")
-            )
-        if not result.ok:
-            await connection.close()
-            raise NetError("authenticate", f"second login failed: {_said(result.tagged)}")
-        return connection
+        """Another logged-in connection, the way the first one was made (the session path's own
+        steps are not recorded)."""
+        opened = await open_session(
+            self.options.settings(security, port), NO_STEPS, address=address
+        )
+        return opened.connection
 
     async def write_tests(
         self, connection: ImapConnection, security: str, address: str, port: int
@@ -891,17 +656,19 @@ class Ladder:
         async with self.step("write_setup") as record:
             created = await connection.run(Create(scratch))
             if not created.ok:
-                raise self.fail(record, self.classify_mailbox(created, "write_setup"))
+                raise self.fail(record, classify_mailbox(created, "write_setup"))
             appended = await connection.run(Append(scratch, _PROBE_MESSAGE))
             if not appended.ok:
                 await connection.run(Delete(scratch))
-                raise self.fail(record, self.classify_mailbox(appended, "write_setup"))
+                raise self.fail(record, classify_mailbox(appended, "write_setup"))
             record.detail = f"created {scratch!r} and appended a message"
         watcher: ImapConnection | None = None
         try:
             await connection.run(Select(scratch))
-            watcher = await self.second_session(security, address, port)
-            await watcher.run(Select(scratch))
+            async with self.step("second_login") as record:
+                watcher = await self.second_session(security, address, port)
+                await watcher.run(Select(scratch))
+                record.detail = "a second connection logged in and selected the scratch folder"
             await self.watch(
                 "flag_roundtrip", connection, watcher,
                 Store("1", (r"\Flagged",)), _saw_flag, "FLAG_SYNC_BROKEN",
@@ -914,9 +681,9 @@ class Ladder:
             if watcher is not None:
                 await watcher.close()
             async with self.step("write_cleanup") as record:
-                await connection.run(Unselect() if "UNSELECT" in self.capabilities else Close())
+                await connection.run(Unselect() if "UNSELECT" in self.capability_set else Close())
                 deleted = await connection.run(Delete(scratch))
-                record.detail = f"deleted {scratch!r}: {_said(deleted.tagged)}"
+                record.detail = f"deleted {scratch!r}: {said(deleted.tagged)}"
                 if not deleted.ok:
                     record.status = "warn"
 
@@ -932,7 +699,7 @@ class Ladder:
         """Do ``action`` on one connection; time until the other sees it (IDLE push, or NOOP
         polling every 100 ms when IDLE is not offered)."""
         async with self.step(name) as record:
-            push = "IDLE" in self.capabilities
+            push = "IDLE" in self.capability_set
             tag = None
             if push:
                 tag = watcher.codec.send(Idle())
@@ -987,7 +754,7 @@ class Ladder:
                 record.status = "warn"
                 record.detail = f"the server closed the connection without completing: {exc}"
                 return
-            record.detail = _said(result.tagged)
+            record.detail = said(result.tagged)
 
 
 class _TryNext(Exception):  # noqa: N818 - control flow in auto mode
@@ -1008,91 +775,35 @@ def _saw_new_message(event: Response) -> bool:
     return isinstance(event, Exists) and event.count >= 2
 
 
-# Provider wording, matched on the lowered text of the failed login (evidence keeps the original).
-AUTH_PATTERNS: list[tuple[str, str]] = [
-    (r"application-specific password required", "APP_PASSWORD_REQUIRED"),
-    (r"app password", "APP_PASSWORD_REQUIRED"),
-    (r"log ?in via your web browser|web login required", "WEB_LOGIN_REQUIRED"),
-    (r"basic authentication is disabled", "BASIC_AUTH_DISABLED"),
-    (r"not enabled for imap|imap (access )?is disabled|imap.*not enabled",
-     "IMAP_DISABLED_FOR_ACCOUNT"),
-    (r"too many simultaneous connections|maximum number of connections|too many connections",
-     "TOO_MANY_CONNECTIONS"),
-    (r"password (has )?expired|account (is )?locked|account (is )?disabled",
-     "CREDENTIAL_EXPIRED_OR_LOCKED"),
-    (r"\"status\"\s*:\s*\"40[01]\"|invalid_token|invalid_request", "OAUTH_TOKEN_REJECTED"),
-    (r"temporar(y|ily)|try again later|internal error", "SERVER_TEMPORARY_ERROR"),
-]  # fmt: skip
+def _leaf(folder: ListResponse) -> str:
+    """A folder's own name, lowered (``INBOX.Sent Items`` -> ``sent items``)."""
+    name = folder.name
+    if folder.delimiter:
+        name = name.rsplit(folder.delimiter, 1)[-1]
+    return name.lower()
 
 
-def _text(line: bytes) -> str:
-    return line.decode("utf-8", "replace").strip()
+def _names_match(host: str, names: tuple[str, ...]) -> bool:
+    """Whether a certificate's names cover ``host`` (one-label wildcards, RFC 6125)."""
+    host = host.lower().rstrip(".")
+    for name in (n.lower().rstrip(".") for n in names):
+        if name == host:
+            return True
+        if name.startswith("*.") and "." in host and host.split(".", 1)[1] == name[2:]:
+            return True
+    return False
 
 
-def _code_text(code: ResponseCode | None) -> str:
-    return "" if code is None else f"[{code.name}] "
-
-
-def _said(tagged: TaggedResponse) -> str:
-    return f"{tagged.status} {_code_text(tagged.code)}{tagged.text}".strip()
-
-
-def classify_login(result: Result, *, oauth2: bool, greeting: str = "") -> Finding:
-    """Name a refused login from the server's words (provider wording first, then the response
-    code); shared by the check ladder and the sync engine."""
-    texts = [_said(result.tagged)] + [
-        f"* {e.status} {_code_text(e.code)}{e.text}"
-        for e in result.untagged
-        if isinstance(e, UntaggedStatus)
-    ] + [f"* BYE {e.text}" for e in result.untagged if isinstance(e, Bye)]  # fmt: skip
-    text = " ".join(texts).lower()
-    code = result.tagged.code.name if result.tagged.code else ""
-    for pattern, found in AUTH_PATTERNS:
-        if re.search(pattern, text):
-            return finding(found, "authenticate", evidence=texts)
-    by_code = {
-        "EXPIRED": "CREDENTIAL_EXPIRED_OR_LOCKED",
-        "CONTACTADMIN": "CREDENTIAL_EXPIRED_OR_LOCKED",
-        "LIMIT": "TOO_MANY_CONNECTIONS", "UNAVAILABLE": "SERVER_TEMPORARY_ERROR",
-        "PRIVACYREQUIRED": "PLAINTEXT_LOGIN_REFUSED",
+def _certificate_json(tls: TlsInfo) -> dict[str, Any]:
+    cert = tls.certificate
+    return {
+        "version": tls.version, "cipher": tls.cipher,
+        "certificate": None if cert is None else {
+            "subject": cert.subject, "issuer": cert.issuer, "names": list(cert.names),
+            "not_after": cert.not_after.isoformat(), "days_left": cert.days_left(),
+            "self_signed": cert.self_signed,
+        },
     }  # fmt: skip
-    if code in by_code:
-        return finding(by_code[code], "authenticate", evidence=texts)
-    if oauth2:
-        return finding("OAUTH_TOKEN_REJECTED", "authenticate", evidence=texts)
-    if "microsoft exchange" in greeting.lower() or "outlook" in greeting.lower():
-        return finding(
-            "AUTH_FAILED", "authenticate", evidence=texts,
-            fix="Microsoft 365 answers 'LOGIN failed' both for a wrong password and when "
-            "password (basic) authentication is off: check the password, then use OAuth2.",
-        )  # fmt: skip
-    return finding("AUTH_FAILED", "authenticate", evidence=texts)
-
-
-async def classify_tls_failure(
-    exc: NetError, address: str, port: int, *, source: tuple[str, int] | None = None,
-    proxy: str | None = None,
-) -> Finding:  # fmt: skip
-    """Name a failed TLS handshake: a plaintext IMAP port, not IMAP at all, a silent server, or
-    no common protocol (shared by the check ladder and the sync engine)."""
-    reason = str(exc)
-    if isinstance(exc, NetTimeoutError):
-        banner = await read_banner(address, port, 2.0, source, proxy)
-        if banner is None:
-            return finding("SERVER_SILENT", "tls", evidence=[reason])
-    if any(word in reason for word in ("unsupported protocol", "no protocols available",
-                                        "protocol version", "no shared cipher",
-                                        "handshake failure")):  # fmt: skip
-        return finding("TLS_PROTOCOL_MISMATCH", "tls", evidence=[reason])
-    banner = await read_banner(address, port, 2.0, source, proxy)
-    if banner is not None and banner.startswith(b"* "):
-        return finding(
-            "TLS_ON_PLAINTEXT_PORT", "tls",
-            evidence=[reason, f"port {port} greets in plaintext: {_text(banner)}"],
-        )  # fmt: skip
-    if banner:
-        return finding("NOT_IMAP_SERVICE", "tls", evidence=[_text(banner)])
-    return finding("TLS_PROTOCOL_MISMATCH", "tls", evidence=[reason])
 
 
 def new_report(options: CheckOptions) -> Report:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from imapscope.probe._findings import ALL_GOOD, Finding, headline
+from imapscope.findings import ALL_GOOD, Finding, headline
 
 StepStatus = Literal["pass", "warn", "fail", "skip"]
 Status = Literal["ok", "warning", "critical", "unknown"]

@@ -1,6 +1,6 @@
 """Print docs/findings.md from the catalogue: ``python -m imapscope.probe.catalogue``."""
 
-from imapscope.probe._findings import LAYERS, catalogue_markdown
+from imapscope.findings import LAYERS, catalogue_markdown
 
 HEADER = f"""# Finding codes
 
@@ -13,7 +13,7 @@ order of the ladder: {", ".join(LAYERS)}. A failure low down (a wrong port or TL
 looks like one higher up (a wrong password), so the lowest layer is the one to fix first.
 
 Severity `error` makes the check CRITICAL (exit 2), `warning` makes it WARNING (exit 1); `info`
-findings are notes. This file is generated from `src/imapscope/probe/_findings.py`.
+findings are notes. This file is generated from `src/imapscope/findings.py`.
 
 """
 

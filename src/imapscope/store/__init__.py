@@ -8,21 +8,29 @@ API tokens are kept as SHA-256 digests: a token is shown once, when it is create
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import case, delete, event, func, select, update
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from imapscope.store import _migrate
+from imapscope.store._bounds import bounded, bounded_envelope, bounded_flags
 from imapscope.store._crypto import SecretBox, load_or_create_key
 from imapscope.store._errors import ConflictError, NotFoundError, SecretKeyError, StoreError
 from imapscope.store._models import (
@@ -55,6 +63,8 @@ __all__ = [
 
 DB_FILE = "imapscope.db"
 ERRORS_KEPT = 20
+#: Evidence lines kept per error entry (each bounded too).
+ERROR_EVIDENCE_KEPT = 10
 SECURITY_MODES = ("tls", "starttls", "none")
 AUTH_KINDS = ("password", "oauth2")
 REDACTED = "***"
@@ -184,6 +194,8 @@ class ErrorView:
     code: str
     message: str
     server_text: str
+    fix: str = ""
+    evidence: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,7 +251,21 @@ class Store:
     def __init__(self, engine: AsyncEngine, box: SecretBox) -> None:
         self._engine = engine
         self._box = box
-        self._session = async_sessionmaker(engine, expire_on_commit=False)
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # SQLite has one writer: sessions of this process take turns, so two of them never
+        # race for the write lock (a reader upgrading to a writer against a newer snapshot
+        # gets "database is locked" at once, whatever busy_timeout says). Other processes
+        # (the CLI while serve runs) wait through busy_timeout.
+        self._turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncSession]:
+        if self._turn is None:
+            async with self._sessions() as s:
+                yield s
+            return
+        async with self._turn, self._sessions() as s:
+            yield s
 
     @classmethod
     async def open(cls, data_dir: Path, url: str | None = None) -> Store:
@@ -362,10 +388,13 @@ class Store:
         code: str,
         message: str,
         server_text: str = "",
+        fix: str = "",
+        evidence: Sequence[str] = (),
     ) -> None:
         """Append to the account's error log, keeping the newest :data:`ERRORS_KEPT`.
 
-        The account's own secret is scrubbed from the text whatever the caller passed.
+        The account's own secret is scrubbed from the text whatever the caller passed; every
+        field is bounded (:func:`bounded`).
         """
         async with self._session() as s:
             row = await self._row(s, account_id)
@@ -383,8 +412,10 @@ class Store:
                     state=state,
                     step=step,
                     code=code,
-                    message=scrub(message)[:2000],
-                    server_text=scrub(server_text)[:2000],
+                    message=bounded(scrub(message), 2000),
+                    server_text=bounded(scrub(server_text), 2000),
+                    fix=bounded(scrub(fix), 2000),
+                    evidence=[bounded(scrub(e), 1000) for e in evidence[:ERROR_EVIDENCE_KEPT]],
                 )
             )
             await s.flush()
@@ -413,7 +444,17 @@ class Store:
                 .limit(limit)
             )
             return [
-                ErrorView(r.id, _utc(r.at), r.state, r.step, r.code, r.message, r.server_text)
+                ErrorView(
+                    r.id,
+                    _utc(r.at),
+                    r.state,
+                    r.step,
+                    r.code,
+                    r.message,
+                    r.server_text,
+                    r.fix,
+                    tuple(r.evidence or ()),
+                )
                 for r in rows
             ]
 
@@ -575,7 +616,7 @@ class Store:
             if folder is None:
                 return  # removed meanwhile
             for kind, data in events:
-                s.add(Event(account_id=folder.account_id, kind=kind, data=data))
+                s.add(Event(account_id=folder.account_id, kind=kind, data=bounded_event(data)))
             folder.uidvalidity, folder.uidnext = uidvalidity, uidnext
             folder.highestmodseq = highestmodseq
             if reset:
@@ -588,7 +629,7 @@ class Store:
                 await s.execute(
                     update(Message)
                     .where(Message.folder_id == folder_id, Message.uid == uid)
-                    .values(flags=list(value), seen="\\Seen" in value)
+                    .values(flags=bounded_flags(value), seen="\\Seen" in value)
                 )
             for m in new:
                 s.add(Message(folder_id=folder_id, **_message_columns(m)))
@@ -672,6 +713,16 @@ class Store:
         return _message_view(*found[0])
 
 
+def bounded_event(data: dict[str, Any]) -> dict[str, Any]:
+    """An event's data with the server-chosen texts in it bounded."""
+    out = dict(data)
+    if isinstance(out.get("subject"), str):
+        out["subject"] = bounded(out["subject"], 998)
+    if isinstance(out.get("flags"), list):
+        out["flags"] = bounded_flags(out["flags"])
+    return out
+
+
 def _message_view(m: Message, folder: str) -> MessageView:
     internaldate = _utc(m.internaldate) if m.internaldate else None
     return MessageView(m.uid, tuple(m.flags), internaldate, m.size, m.envelope, folder=folder)
@@ -679,9 +730,10 @@ def _message_view(m: Message, folder: str) -> MessageView:
 
 def _message_columns(meta: MessageMeta) -> dict[str, Any]:
     env = meta.envelope
+    env = bounded_envelope(env)
     return {
         "uid": meta.uid,
-        "flags": list(meta.flags),
+        "flags": bounded_flags(meta.flags),
         "seen": "\\Seen" in meta.flags,
         "internaldate": meta.internaldate,
         "size": meta.size,

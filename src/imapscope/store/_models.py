@@ -92,6 +92,8 @@ class ErrorEntry(Base):
     code: Mapped[str] = mapped_column(String(64))
     message: Mapped[str] = mapped_column(String(2000))
     server_text: Mapped[str] = mapped_column(String(2000), default="")
+    fix: Mapped[str] = mapped_column(String(2000), default="", server_default="")
+    evidence: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
 
 
 class Event(Base):

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 import random
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from imapscope.findings import Finding, finding
 from imapscope.imap import ContinuationRequest as Continue
 from imapscope.imap import (
     Envelope,
@@ -21,18 +24,23 @@ from imapscope.imap import (
     Idle,
     List,
     ListResponse,
-    Login,
-    Mechanism,
     ProtocolError,
     Search,
     SearchResponse,
-    Select,
     UntaggedStatus,
     compact_sequence,
 )
-from imapscope.net import ImapConnection, NetError, ResolveError, client_context, resolve
-from imapscope.probe import Finding, classify_login, classify_tls_failure, finding
+from imapscope.net import ImapConnection, NetError
+from imapscope.session import (
+    SessionFailure,
+    Settings,
+    classify_net_error,
+    open_session,
+    select,
+)
 from imapscope.store import AccountView, MessageMeta, SecretKeyError, Store
+
+log = logging.getLogger("imapscope.serve")
 
 # "disabled": the account cannot run until it is edited (its stored secret cannot be decrypted).
 STATES = (
@@ -67,18 +75,25 @@ class SyncOptions:
     max_auth_failures: int = 3
     backoff: Backoff = Backoff()
     batch: int = 500  # messages per FETCH in an initial sync
+    #: A whole FETCH batch's response must come within this (each other step: ``timeout``).
+    fetch_deadline: float = 120.0
+    #: Bytes one command's response may bring (a batch of metadata is a few MB at most).
+    byte_budget: int = 64 * 1024 * 1024
 
 
 class SyncFailure(Exception):  # noqa: N818 - carries a finding, not a bug
-    """A failure named with a finding code from the check catalogue. ``connected``: it came
-    after the connection and login had succeeded."""
+    """A failure named with a finding code from the catalogue (the session path's classifier
+    named it). ``connected``: it came after the connection and login had succeeded."""
 
     connected = False
 
-    def __init__(self, found: Finding, server_text: str = "") -> None:
+    def __init__(self, found: Finding) -> None:
         super().__init__(found.summary)
         self.finding = found
-        self.server_text = server_text
+
+    @property
+    def server_text(self) -> str:
+        return " ".join(self.finding.evidence)
 
 
 def _changed_flags(
@@ -121,47 +136,29 @@ def _envelope(env: Envelope | None) -> dict[str, Any]:
     }
 
 
+def settings(account: AccountView, secret: str, options: SyncOptions) -> Settings:
+    """The session path's settings for a registered account (the same as ``check`` uses)."""
+    spec = account.spec
+    oauth2 = spec.auth == "oauth2"
+    return Settings(
+        host=spec.host, port=spec.port,
+        security="plain" if spec.security == "none" else spec.security,
+        user=spec.username, password=None if oauth2 else secret,
+        oauth2_token=secret if oauth2 else None, ca_file=options.ca_file,
+        insecure=options.insecure, timeout=options.timeout, proxy=spec.proxy,
+        byte_budget=options.byte_budget,
+    )  # fmt: skip
+
+
 async def connect(store: Store, account: AccountView, options: SyncOptions) -> ImapConnection:
-    """A logged-in connection for the account, or a :class:`SyncFailure` naming what broke."""
-    spec, opts = account.spec, options
+    """A logged-in connection for the account through the session path ``check`` uses, or a
+    :class:`SyncFailure` naming what broke the same way ``check`` names it."""
     secret = await store.secret(account.id)  # unreadable: no point connecting
     try:
-        addresses = await resolve(spec.host, nameserver=None, timeout=opts.timeout)
-    except ResolveError as exc:
-        raise SyncFailure(finding("DNS_FAILURE", "dns", evidence=[str(exc)])) from exc
-    context = client_context(opts.ca_file, opts.insecure)
-    try:
-        conn = await ImapConnection.open(
-            spec.host, addresses.all[0], spec.port, security=spec.security,  # type: ignore[arg-type]
-            context=context, timeout=opts.timeout, proxy=spec.proxy,
-        )  # fmt: skip
-    except NetError as exc:
-        if exc.phase == "tls":
-            found = await classify_tls_failure(exc, addresses.all[0], spec.port, proxy=spec.proxy)
-            raise SyncFailure(found) from exc
-        code = "TCP_TIMEOUT" if "no TCP answer" in str(exc) else "TCP_REFUSED"
-        raise SyncFailure(finding(code, exc.phase, evidence=[str(exc)])) from exc
-    try:
-        greeting = await conn.greeting()
-        if greeting.status == "BYE":
-            raise SyncFailure(finding("GREETING_BYE", "greeting"), greeting.text)
-        if spec.security == "starttls":
-            result = await conn.starttls(context)
-            if not result.ok:
-                raise SyncFailure(finding("STARTTLS_FAILED", "starttls"), result.tagged.text)
-        if spec.auth == "oauth2":
-            result = await conn.authenticate(
-                Mechanism("XOAUTH2", spec.username, secret, host=spec.host)
-            )
-        else:
-            result = await conn.run(Login(spec.username, secret))
-        if not result.ok:
-            found = classify_login(result, oauth2=spec.auth == "oauth2", greeting=greeting.text)
-            raise SyncFailure(found, " ".join(found.evidence))
-    except BaseException:
-        await conn.close()
-        raise
-    return conn
+        opened = await open_session(settings(account, secret, options))
+    except SessionFailure as exc:
+        raise SyncFailure(exc.finding) from exc
+    return opened.connection
 
 
 async def fetch_message(
@@ -169,16 +166,9 @@ async def fetch_message(
     *, max_size: int = 25 * 1024 * 1024,
 ) -> bytes:  # fmt: skip
     """One message's full text, fetched live from the server (read-only: \\Seen is kept)."""
+    conn = await connect(store, account, options)
     try:
-        conn = await connect(store, account, options)
-    except (NetError, ProtocolError) as exc:
-        raise SyncFailure(
-            finding("SERVER_TEMPORARY_ERROR", "connect", evidence=[str(exc)])
-        ) from exc
-    try:
-        selected = await conn.run(Select(folder, readonly=True))
-        if not selected.ok:
-            raise SyncFailure(finding("MAILBOX_ACCESS_DENIED", "select"), selected.tagged.text)
+        await select(conn, folder, readonly=True)
         size = await conn.run(Fetch(str(uid), "(RFC822.SIZE)", uid=True))
         sizes = [e.size for e in size.untagged if isinstance(e, FetchResponse) and e.uid == uid]
         if not sizes:
@@ -192,8 +182,10 @@ async def fetch_message(
                 if body is not None:
                     return bytes(body)
         raise LookupError(f"the server returned no body for UID {uid} in {folder!r}")
+    except SessionFailure as exc:
+        raise SyncFailure(exc.finding) from exc
     except (NetError, ProtocolError) as exc:
-        raise SyncFailure(finding("SERVER_TEMPORARY_ERROR", "fetch", evidence=[str(exc)])) from exc
+        raise SyncFailure(classify_net_error(exc, "fetch", conn.transcript)) from exc
     finally:
         await conn.close()
 
@@ -235,7 +227,19 @@ class AccountSync:
                 await self._set("connecting")
             started = time.monotonic()
             try:
-                await self._session(account)
+                try:
+                    await self._session(account)
+                except (SyncFailure, SecretKeyError, asyncio.CancelledError):
+                    raise
+                except Exception as exc:
+                    # A bug of ours, not the server's: logged with an id that the error entry
+                    # carries, then retried with backoff like any failure (never a silent loop).
+                    error_id = uuid.uuid4().hex[:12]
+                    log.exception("account %s: internal error %s", self.account_id, error_id)
+                    raise SyncFailure(finding(
+                        "INTERNAL_ERROR", "sync",
+                        evidence=[f"error id {error_id}: {type(exc).__name__}"],
+                    )) from exc  # fmt: skip
             except SyncFailure as exc:
                 stable = time.monotonic() - started >= self.options.backoff.stable_after
                 failures = 1 if stable else failures + 1
@@ -246,10 +250,7 @@ class AccountSync:
                 # backoff (was connected, then lost the connection or hit an error).
                 state = "auth_error" if auth else "backoff" if exc.connected else "connect_error"
                 # The error first: whoever sees the state finds its error in the log.
-                await self.store.record_error(
-                    self.account_id, state=state, step=exc.finding.step, code=code,
-                    message=exc.finding.summary, server_text=exc.server_text,
-                )  # fmt: skip
+                await self._record(state, exc.finding)
                 await self._set(state)
                 if auth and auth_failures >= self.options.max_auth_failures:
                     # No hammering a locked account: wait in auth_error until edited or resumed.
@@ -268,14 +269,19 @@ class AccountSync:
                 # The data directory's key cannot open this account's secret (the key was
                 # replaced): nothing to retry until the account is edited with a new password.
                 found = finding("STORED_SECRET_UNREADABLE", "authenticate", evidence=[str(exc)])
-                await self.store.record_error(
-                    self.account_id, state="disabled", step=found.step, code=found.code,
-                    message=found.summary, server_text=str(exc),
-                )  # fmt: skip
+                await self._record("disabled", found)
                 await self._set("disabled")
                 self.halted = "the stored password cannot be decrypted: edit the account"
                 await self._wait_wake(None)
                 self.halted = None
+
+    async def _record(self, state: str, found: Finding) -> None:
+        """One error entry: the finding as ``check`` reports it (code, summary, fix, evidence)."""
+        await self.store.record_error(
+            self.account_id, state=state, step=found.step, code=found.code,
+            message=found.summary, server_text=" ".join(found.evidence), fix=found.fix,
+            evidence=found.evidence,
+        )  # fmt: skip
 
     async def _wait_wake(self, timeout: float | None) -> None:
         """Sleep until :meth:`wake` or ``timeout``; a wake that came meanwhile is not lost."""
@@ -292,12 +298,7 @@ class AccountSync:
         return await connect(self.store, account, self.options)
 
     async def _session(self, account: AccountView) -> None:
-        try:
-            conn = await self._connect(account)
-        except (NetError, ProtocolError) as exc:
-            raise SyncFailure(
-                finding("SERVER_TEMPORARY_ERROR", "connect", evidence=[str(exc)])
-            ) from exc
+        conn = await self._connect(account)
         self.connected_since = dt.datetime.now(dt.UTC)
         try:
             await self._set("syncing")
@@ -305,9 +306,12 @@ class AccountSync:
         except SyncFailure as exc:
             exc.connected = True
             raise
+        except SessionFailure as exc:
+            failure = SyncFailure(exc.finding)
+            failure.connected = True
+            raise failure from exc
         except (NetError, ProtocolError) as exc:
-            found = finding("SERVER_TEMPORARY_ERROR", "sync", evidence=[str(exc)])
-            failure = SyncFailure(found)
+            failure = SyncFailure(classify_net_error(exc, "sync", conn.transcript))
             failure.connected = True
             raise failure from exc
         finally:
@@ -356,9 +360,7 @@ class AccountSync:
         it arrives (a cut connection resumes where it stopped) and shown as progress.
         """
         condstore = "CONDSTORE" in conn.codec.capabilities
-        result = await conn.run(Select(name, readonly=True, condstore=condstore))
-        if not result.ok:
-            raise SyncFailure(finding("MAILBOX_ACCESS_DENIED", "select"), result.tagged.text)
+        result = await select(conn, name, readonly=True, condstore=condstore)
         validity = uidnext = modseq = None
         exists = 0
         for e in result.untagged:
@@ -383,7 +385,8 @@ class AccountSync:
         async def run(command: Fetch | Search, asked: set[int] | None = None) -> list[Any]:
             """Run a command; note any sign of another client's change (a FETCH of a message
             we did not ask about is a flag change pushed to us)."""
-            found = await conn.run(command)
+            deadline = self.options.fetch_deadline if isinstance(command, Fetch) else None
+            found = await conn.run(command, deadline=deadline)
             changes.extend(
                 e for e in found.untagged
                 if isinstance(e, Exists | ExpungeResponse)
@@ -471,8 +474,9 @@ class AccountSync:
             await self._set("idle")
             tag = conn.codec.send(Idle())
             changed = False
-            while not isinstance(event := await conn.next_response("idle"), Continue):
-                changed = changed or isinstance(event, Exists | ExpungeResponse | FetchResponse)
+            async with conn.deadline("idle"):
+                while not isinstance(event := await conn.next_response("idle"), Continue):
+                    changed = changed or isinstance(event, Exists | ExpungeResponse | FetchResponse)
             limit = min(self.options.idle_renew, float(account.spec.poll_interval))
             deadline = time.monotonic() + limit
             while not changed and (left := deadline - time.monotonic()) > 0:

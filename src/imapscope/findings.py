@@ -1,5 +1,6 @@
-"""The findings catalogue: stable codes (a public contract), each with the layer it belongs to,
-its severity, a one-line summary and the fix a person should apply.
+"""The findings catalogue, one for ``check``, the sync engine, monitors and the UI: stable codes
+(a public contract), each with the layer it belongs to, its severity, a one-line summary and the
+fix a person should apply.
 
 The order of ``LAYERS`` is the order of the troubleshooting ladder: when several findings fire,
 the most severe one from the lowest layer is the headline, because a higher layer's failure is
@@ -18,7 +19,7 @@ Severity = Literal["error", "warning", "info"]
 
 LAYERS = (
     "discovery", "dns", "tcp", "service", "tls", "greeting", "starttls", "certificate",
-    "authenticate", "mailstore", "folders", "push", "write", "performance",
+    "authenticate", "mailstore", "folders", "push", "write", "performance", "internal",
 )  # fmt: skip
 
 
@@ -57,6 +58,10 @@ CATALOGUE: dict[str, Spec] = _specs(
      "No IMAP server could be found for this address.",
      "Enter the IMAP server name by hand (your provider's help pages list it), or publish "
      "_imaps._tcp SRV records or an autoconfig file for the domain."),
+    ("HOST_INVALID", "dns", "error",
+     "The server name is not a valid host name.",
+     "Check the server name for typos: empty labels (two dots), labels over 63 characters, "
+     "spaces or characters IDNA does not allow."),
     ("DNS_NXDOMAIN", "dns", "error",
      "The server name does not exist in DNS.",
      "Check the spelling of the server name; if it is right, the domain's DNS is missing the "
@@ -91,6 +96,15 @@ CATALOGUE: dict[str, Spec] = _specs(
      "The server accepts connections but never greets, in any mode.",
      "The IMAP service is hung or overloaded, or a proxy swallows the traffic: check the server's "
      "logs and load."),
+    ("STEP_DEADLINE_EXCEEDED", "service", "error",
+     "The server did not complete a step within its deadline (it answers too slowly, or keeps "
+     "talking without finishing).",
+     "The server or the path to it is overloaded or broken (or deliberately slow): check its load "
+     "and logs; rerun with a longer --timeout only if the server is known to be slow."),
+    ("RESPONSE_TOO_LARGE", "service", "error",
+     "The server sent more data for one step than the client accepts.",
+     "The server announced or sent an implausibly large response (a broken or hostile server, or "
+     "a huge mailbox item): check the server; the limit is named in the evidence."),
     ("TLS_PROTOCOL_MISMATCH", "tls", "error",
      "Client and server share no TLS version or cipher.",
      "The server only offers outdated TLS (before 1.2) or the client is too old: upgrade the "
@@ -111,6 +125,10 @@ CATALOGUE: dict[str, Spec] = _specs(
      "The server's certificate is not issued by a trusted authority (self-signed or unknown CA).",
      "Install a certificate from a public CA (e.g. Let's Encrypt) on the server, or give the "
      "client the server's CA file."),
+    ("CERT_MALFORMED", "certificate", "error",
+     "The server sent a certificate (chain) that cannot be parsed.",
+     "The certificate file on the server is corrupt or in the wrong format: reinstall the "
+     "certificate and its intermediate chain (PEM) and restart the IMAP service."),
     ("CERT_HOSTNAME_MISMATCH", "certificate", "error",
      "The certificate is not valid for the server name that was used.",
      "Connect with a name the certificate lists (see evidence), or get a certificate that "
@@ -204,6 +222,10 @@ CATALOGUE: dict[str, Spec] = _specs(
     ("SLOW_SERVER", "performance", "warning",
      "A step took longer than expected.",
      "The server or the network is slow; see the timings to see which layer."),
+    ("INTERNAL_ERROR", "internal", "error",
+     "imapscope itself failed unexpectedly (a bug), not the server.",
+     "Retrying with backoff; report it with the error id from the evidence, which also appears "
+     "in imapscope's log next to the traceback."),
 )  # fmt: skip
 
 

@@ -1,0 +1,41 @@
+"""Bounds on what is stored: a server decides what a subject, an address or an error text holds,
+so every such field is cut to a named size, with a marker that says it was cut."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TRUNCATED = "…[truncated]"
+#: RFC 5322 asks for lines of at most 998 characters; a longer subject is not a subject.
+MAX_SUBJECT = 998
+#: RFC 5321 §4.5.3.1: 64 octets local part + 255 domain; a display name rarely exceeds 200.
+MAX_ADDRESS = 512
+#: Addresses kept per envelope field (a mailing list's To: is not a reason to grow a row).
+MAX_ADDRESSES = 50
+MAX_MESSAGE_ID = 998
+MAX_FLAGS = 100
+MAX_FLAG = 200
+
+
+def bounded(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, the cut marked."""
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - len(TRUNCATED))] + TRUNCATED
+
+
+def bounded_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
+    """An envelope (as the sync engine stores it) with every field bounded."""
+    out = dict(envelope)
+    for key, limit in (("subject", MAX_SUBJECT), ("message_id", MAX_MESSAGE_ID), ("date", 200)):
+        if isinstance(out.get(key), str):
+            out[key] = bounded(out[key], limit)
+    for key in ("from", "to", "cc", "reply_to", "sender", "bcc"):
+        value = out.get(key)
+        if isinstance(value, list):
+            out[key] = [bounded(str(a), MAX_ADDRESS) for a in value[:MAX_ADDRESSES] if a]
+    return out
+
+
+def bounded_flags(flags: tuple[str, ...] | list[str]) -> list[str]:
+    return [bounded(f, MAX_FLAG) for f in list(flags)[:MAX_FLAGS]]
