@@ -29,6 +29,7 @@ class Hostile:
         self.secret = secret
         self.tasks: set[asyncio.Task[None]] = set()
         self.sent = 0  # bytes sent (the flood's progress)
+        self.port = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         register(self.tasks)
@@ -150,7 +151,15 @@ def _b64(text: str) -> str:
 
 
 @contextmanager
-def hostile(behaviour: str, secret: str = "") -> Iterator[int]:
+def hostile_server(behaviour: str, secret: str = "") -> Iterator[Hostile]:
+    """The server itself (``.port``; ``.tasks`` holds one task per open connection)."""
     server = Hostile(behaviour, secret)
     with threaded_server(server.handle, server.tasks) as port:
-        yield port
+        server.port = port
+        yield server
+
+
+@contextmanager
+def hostile(behaviour: str, secret: str = "") -> Iterator[int]:
+    with hostile_server(behaviour, secret) as server:
+        yield server.port

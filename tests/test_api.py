@@ -58,11 +58,13 @@ def no_secret(*texts: str) -> None:
         assert WRONG not in text
 
 
-def test_tokens_are_required_everywhere_but_livez(served: Serving) -> None:
+def test_tokens_are_required_everywhere_but_the_probes(served: Serving) -> None:
     with served.client(token=None) as anonymous:
         assert anonymous.get("/livez").json() == {"status": "ok"}
+        # Orchestrator probes cannot send a token; /readyz tells nothing but a count.
+        assert anonymous.get("/readyz").json() == {"status": "ready", "accounts": 0}
         for method, path in [
-            ("GET", "/readyz"), ("GET", "/api/v1/accounts"), ("POST", "/api/v1/accounts"),
+            ("GET", "/api/v1/accounts"), ("POST", "/api/v1/accounts"),
             ("GET", "/api/v1/accounts/1"), ("PATCH", "/api/v1/accounts/1"),
             ("DELETE", "/api/v1/accounts/1"), ("GET", "/api/v1/events"),
             ("POST", "/api/v1/check"), ("GET", "/api/v1/tokens"),

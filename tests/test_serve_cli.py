@@ -158,3 +158,52 @@ def test_accounts_add_says_what_is_wrong(tmp_path: Path) -> None:
     assert "NOPE is empty or unset" in unset.stderr
     no_terminal = cli(tmp_path, "accounts", "add", "a@b.c", "--host", "x")
     assert "no password: give --password-env" in no_terminal.stderr
+
+
+def test_sigterm_stops_serve_within_5_s_whatever_is_running(tmp_path: Path) -> None:
+    """A check against a server that trickles, an /events wait and an account whose server
+    never finishes a reply are all running: SIGTERM still stops serve within 5 s."""
+    from tests.hostile import hostile  # noqa: PLC0415
+
+    data = tmp_path / "data"
+    with hostile("trickle_greeting") as slow, hostile("bye_every_command") as stuck:
+        added = cli(data, "accounts", "add", "stuck@example.test", "--host", "127.0.0.1",
+                    "--port", str(stuck), "--security", "none", "--username", "stuck",
+                    "--password-env", "PW", "--no-verify", env={"PW": "pw-12345"})  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        proc, lines = start_serve(data, Path(__file__))  # any readable file as the CA
+        assert proc.stdout is not None
+        lines += [proc.stdout.readline(), proc.stdout.readline()]
+        url = lines[0].split("web UI ")[1].split("/ ")[0]
+        headers = {"Authorization": f"Bearer {lines[2].strip()}"}
+        errors: list[BaseException] = []
+
+        def call(method: str, path: str, **kwargs: Any) -> None:
+            try:
+                httpx.request(method, url + path, headers=headers, timeout=30, **kwargs)
+            except httpx.HTTPError as exc:  # cut off by the shutdown: expected
+                errors.append(exc)
+
+        import threading  # noqa: PLC0415
+
+        threads = [
+            threading.Thread(target=call, args=("POST", "/api/v1/check"), kwargs={"json": {
+                "host": "127.0.0.1", "port": slow, "security": "none", "timeout": 60}}),
+            threading.Thread(target=call, args=("GET", "/api/v1/events?after=999999&wait=60")),
+        ]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        time.sleep(1.5)  # the check, the wait and the account's sync are all under way
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.stdout.close()
+        elapsed = time.monotonic() - started
+        for thread in threads:
+            thread.join(10)
+    assert elapsed < 5.0, elapsed
+    assert proc.returncode == 0

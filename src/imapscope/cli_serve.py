@@ -116,6 +116,10 @@ def bind(listen: str, port: int) -> socket.socket:
     return sock
 
 
+#: Seconds in-flight HTTP requests may take to finish once serve is asked to stop.
+SHUTDOWN_GRACE = 2
+
+
 def http_server(app: Any) -> Any:
     """A uvicorn server that stops cleanly on SIGINT or SIGTERM: uvicorn re-raises the signal
     once it has stopped, which would cancel our own shutdown (closing the store) half-way."""
@@ -133,7 +137,10 @@ def http_server(app: Any) -> Any:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
 
-    return Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    # In-flight requests (a long /check, an /events wait) get SHUTDOWN_GRACE seconds, then are
+    # cancelled: SIGTERM stops serve within seconds whatever is running.
+    return Server(uvicorn.Config(app, log_level="warning", lifespan="on",
+                                 timeout_graceful_shutdown=SHUTDOWN_GRACE))  # fmt: skip
 
 
 def address_of(sock: socket.socket) -> str:

@@ -8,17 +8,21 @@ It presents the store and drives the sync service; it holds no protocol logic. E
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from imapscope import __version__
+from imapscope.api._edge import NO_TOKEN_SAID, Edge
 from imapscope.api._models import (
+    MAX_ID,
+    MAX_UID,
     AccountIn,
     AccountOut,
     AccountPatch,
@@ -40,14 +44,14 @@ from imapscope.sync import SyncFailure, SyncService, VerifyError, fetch_message
 
 __all__ = ["ApiError", "create_app"]
 
+T = TypeVar("T")
+log = logging.getLogger("imapscope.serve")
+
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status, self.message, self.extra = status, message, extra
-
-
-_bearer = HTTPBearer(auto_error=False)
 
 
 def _service(request: Request) -> SyncService:
@@ -56,23 +60,35 @@ def _service(request: Request) -> SyncService:
     return service
 
 
-async def require_token(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> TokenView:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise ApiError(
-            401, "this needs a token: send 'Authorization: Bearer <token>' "
-            "(the first token was printed when serve first started; "
-            "'imapscope tokens create' makes another)",
-        )  # fmt: skip
-    token = await _service(request).store.check_token(credentials.credentials)
-    if token is None:
-        raise ApiError(401, "the token is not valid (revoked, or mistyped)")
+async def require_token(request: Request) -> TokenView:
+    """The token :class:`~imapscope.api._edge.Edge` checked before the body was read."""
+    token = getattr(request.state, "token", None)
+    if not isinstance(token, TokenView):  # the edge guards every /api/ path
+        raise ApiError(401, NO_TOKEN_SAID)
     return token
 
 
 Service = Annotated[SyncService, Depends(_service)]
+AccountId = Annotated[int, Path(ge=1, le=MAX_ID, description="the account's id")]
+TokenId = Annotated[int, Path(ge=1, le=MAX_ID, description="the token's id")]
+Uid = Annotated[int, Path(ge=1, le=MAX_UID, description="the message's UID in its folder")]
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Run ``work`` (a check, a verification) while the client waits; cancel it when the
+    client goes away, so an abandoned request does not keep its connections to a server."""
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            await asyncio.wait([task], timeout=0.25)
+            if not task.done() and await request.is_disconnected():
+                task.cancel()
+                break
+        return await task
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait([task])
 
 
 def create_app(service: SyncService, *, web: bool = True, manage_service: bool = False) -> FastAPI:
@@ -101,6 +117,7 @@ def create_app(service: SyncService, *, web: bool = True, manage_service: bool =
         lifespan=lifespan,
     )
     app.state.service = service
+    app.add_middleware(Edge, check_token=service.store.check_token)
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -123,6 +140,16 @@ def create_app(service: SyncService, *, web: bool = True, manage_service: bool =
         )
         return JSONResponse({"error": str(exc)}, status_code=status)
 
+    @app.exception_handler(Exception)
+    async def _bug(_request: Request, exc: Exception) -> JSONResponse:
+        """A bug of ours: logged with an id the answer carries (never a bare 500 page)."""
+        error_id = uuid.uuid4().hex[:12]
+        log.error("internal error %s", error_id, exc_info=exc)
+        return JSONResponse(
+            {"error": f"internal error {error_id}: imapscope failed (a bug); the log has the "
+             "details under this id"}, status_code=500,
+        )  # fmt: skip
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [
@@ -139,7 +166,7 @@ def create_app(service: SyncService, *, web: bool = True, manage_service: bool =
         return {"status": "ok"}
 
     app.include_router(_router(), prefix="/api/v1", dependencies=[Depends(require_token)])
-    app.include_router(_health_router(), dependencies=[Depends(require_token)])
+    app.include_router(_health_router())
     if web:
         from imapscope.web import install  # noqa: PLC0415 - optional surface
 
@@ -152,7 +179,8 @@ def _health_router() -> APIRouter:
 
     @router.get("/readyz")
     async def readyz(service: Service, response: Response) -> dict[str, Any]:
-        """Ready once the store answers and every account's supervisor has been started."""
+        """Ready once the store answers and every account's supervisor has been started (no
+        token needed: orchestrator probes cannot send one; it tells nothing but a count)."""
         try:
             accounts = len(await service.store.revisions())
         except Exception as exc:
@@ -181,6 +209,7 @@ def _router() -> APIRouter:
 
     @router.post("/accounts", status_code=201, tags=["accounts"])
     async def add_account(
+        request: Request,
         body: AccountIn,
         service: Service,
         verify: Annotated[bool, Query(description="run the check ladder first")] = True,
@@ -188,16 +217,17 @@ def _router() -> APIRouter:
     ) -> AccountOut:
         """Register an account. By default its settings are verified first (the check ladder);
         errors refuse the save with 422 and the report, unless ``force``."""
-        account = await service.add(spec_of(body), body.secret, verify=verify, force=force)
-        return await _account_json(service, account)
+        adding = service.add(spec_of(body), body.secret, verify=verify, force=force)
+        return await _account_json(service, await unless_disconnected(request, adding))
 
     @router.get("/accounts/{account_id}", tags=["accounts"])
-    async def get_account(account_id: int, service: Service) -> AccountOut:
+    async def get_account(account_id: AccountId, service: Service) -> AccountOut:
         return await _account_json(service, await service.store.account(account_id))
 
     @router.patch("/accounts/{account_id}", tags=["accounts"])
     async def edit_account(
-        account_id: int,
+        request: Request,
+        account_id: AccountId,
         body: AccountPatch,
         service: Service,
         verify: bool = True,
@@ -207,40 +237,45 @@ def _router() -> APIRouter:
         also wakes an account that waits in auth_error."""
         current = await service.store.account(account_id)
         spec = spec_of(body, base=current.spec)
-        account = await service.update(account_id, spec, body.secret, verify=verify, force=force)
-        return await _account_json(service, account)
+        editing = service.update(account_id, spec, body.secret, verify=verify, force=force)
+        return await _account_json(service, await unless_disconnected(request, editing))
 
     @router.delete("/accounts/{account_id}", status_code=204, tags=["accounts"])
-    async def delete_account(account_id: int, service: Service) -> None:
+    async def delete_account(account_id: AccountId, service: Service) -> None:
         """Stop syncing and delete the account with all its local data."""
         await service.remove(account_id)
 
     @router.post("/accounts/{account_id}/pause", tags=["accounts"])
-    async def pause(account_id: int, service: Service) -> AccountOut:
+    async def pause(account_id: AccountId, service: Service) -> AccountOut:
         return await _account_json(service, await service.pause(account_id, True))
 
     @router.post("/accounts/{account_id}/resume", tags=["accounts"])
-    async def resume(account_id: int, service: Service) -> AccountOut:
+    async def resume(account_id: AccountId, service: Service) -> AccountOut:
         return await _account_json(service, await service.pause(account_id, False))
 
     @router.post("/accounts/{account_id}/verify", tags=["accounts"])
-    async def verify_account(account_id: int, service: Service) -> dict[str, Any]:
+    async def verify_account(
+        request: Request, account_id: AccountId, service: Service
+    ) -> dict[str, Any]:
         """Run the check ladder with the stored settings; the report (docs/check.md)."""
         account = await service.store.account(account_id)
         secret = await service.store.secret(account_id)
-        return (await service.verify(account.spec, secret)).to_json()
+        return (await unless_disconnected(request, service.verify(account.spec, secret))).to_json()
 
     @router.post("/verify", tags=["accounts"])
-    async def verify_settings(body: AccountIn, service: Service) -> dict[str, Any]:
+    async def verify_settings(
+        request: Request, body: AccountIn, service: Service
+    ) -> dict[str, Any]:
         """Verify settings without saving them; the check report."""
-        return (await service.verify(spec_of(body), body.secret)).to_json()
+        report = await unless_disconnected(request, service.verify(spec_of(body), body.secret))
+        return report.to_json()
 
     @router.get("/accounts/{account_id}/status", tags=["state"])
-    async def status(account_id: int, service: Service) -> dict[str, Any]:
+    async def status(account_id: AccountId, service: Service) -> dict[str, Any]:
         return await service.status(await service.store.account(account_id))
 
     @router.get("/accounts/{account_id}/errors", tags=["state"])
-    async def errors(account_id: int, service: Service) -> list[dict[str, Any]]:
+    async def errors(account_id: AccountId, service: Service) -> list[dict[str, Any]]:
         """The last 20 errors, newest first."""
         await service.store.account(account_id)
         return [jsonable(e) for e in await service.store.errors(account_id)]
@@ -248,7 +283,7 @@ def _router() -> APIRouter:
     # -- mail --------------------------------------------------------------------------------
 
     @router.get("/accounts/{account_id}/folders", tags=["mail"])
-    async def folders(account_id: int, service: Service) -> list[dict[str, Any]]:
+    async def folders(account_id: AccountId, service: Service) -> list[dict[str, Any]]:
         await service.store.account(account_id)
         counts = await service.store.folder_counts(account_id)
         return [
@@ -264,13 +299,13 @@ def _router() -> APIRouter:
 
     @router.get("/accounts/{account_id}/messages", tags=["mail"])
     async def messages(
-        account_id: int,
+        account_id: AccountId,
         service: Service,
         folder: str | None = None,
         unseen: bool | None = None,
         q: Annotated[str | None, Query(description="in subject or sender")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     ) -> dict[str, Any]:
         """Stored message metadata, newest first, one page at a time."""
         await service.store.account(account_id)
@@ -286,8 +321,8 @@ def _router() -> APIRouter:
 
     @router.get("/accounts/{account_id}/messages/{uid}", tags=["mail"])
     async def message(
-        account_id: int,
-        uid: int,
+        account_id: AccountId,
+        uid: Uid,
         service: Service,
         folder: Annotated[str, Query(description="the folder the UID is in")] = "INBOX",
         body: Annotated[bool, Query(description="fetch the full text from the server")] = True,
@@ -314,11 +349,13 @@ def _router() -> APIRouter:
     @router.get("/events", tags=["events"])
     async def events(
         service: Service,
-        after: Annotated[int, Query(ge=0, description="the last id you have seen")] = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_ID, description="the last id you have seen")] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         wait: Annotated[float, Query(ge=0, le=60, description="seconds to wait for one")] = 0,
         kind: Annotated[str | None, Query(description="only this kind")] = None,
-        account: Annotated[int | None, Query(description="only this account")] = None,
+        account: Annotated[
+            int | None, Query(ge=1, le=MAX_ID, description="only this account")
+        ] = None,
     ) -> dict[str, Any]:
         """Events after the cursor ``after``, oldest first; ``next`` is the cursor to send
         next. With ``wait`` the call returns as soon as one matches (for tests that wait for
@@ -340,16 +377,19 @@ def _router() -> APIRouter:
     # -- checks ------------------------------------------------------------------------------
 
     @router.post("/check", tags=["check"])
-    async def check(body: CheckIn, service: Service) -> dict[str, Any]:
+    async def check(request: Request, body: CheckIn, service: Service) -> dict[str, Any]:
         """Run the check ladder against any server (the same report as ``imapscope check
-        --json``); the password is used for this check only and never stored."""
+        --json``); the password is used for this check only and never stored. ``security:
+        none`` is plaintext (it implies ``allow_plaintext``); the check ends when the client
+        disconnects."""
+        plain = body.security == "none"
         options = CheckOptions(
-            host=body.host, port=body.port, security=body.security, user=body.user,
-            password=body.password, oauth2_token=body.oauth2_token,
+            host=body.host, port=body.port, security="plain" if plain else body.security,
+            user=body.user, password=body.password, oauth2_token=body.oauth2_token,
             ca_file=service.options.ca_file, insecure=service.options.insecure,
-            timeout=min(body.timeout, 60.0), allow_plaintext=body.allow_plaintext,
+            timeout=min(body.timeout, 60.0), allow_plaintext=body.allow_plaintext or plain,
         )  # fmt: skip
-        return (await run_check(options)).to_json()
+        return (await unless_disconnected(request, run_check(options))).to_json()
 
     @router.get("/openapi.json", include_in_schema=False)
     async def openapi(request: Request) -> dict[str, Any]:
@@ -371,7 +411,7 @@ def _router() -> APIRouter:
         return jsonable(view) | {"token": token}
 
     @router.delete("/tokens/{token_id}", status_code=204, tags=["tokens"])
-    async def revoke_token(token_id: int, service: Service) -> None:
+    async def revoke_token(token_id: TokenId, service: Service) -> None:
         await service.store.revoke_token(token_id)
 
     return router

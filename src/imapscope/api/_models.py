@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from imapscope.net import check_host, validate_proxy
 from imapscope.store import AccountSpec, AccountView
+
+#: SQLite's (and PostgreSQL's bigint) largest integer: ids, offsets and cursors stop here.
+MAX_ID = 2**63 - 1
+#: RFC 3501 §2.3.1.1: a UID is a 32-bit unsigned number.
+MAX_UID = 2**32 - 1
+#: Folders named in include/exclude lists, and the length of each name.
+MAX_FOLDERS = 500
+MAX_FOLDER_NAME = 1000
+
+FolderList = list[Annotated[str, Field(min_length=1, max_length=MAX_FOLDER_NAME)]]
+
+
+def valid_host(value: str) -> str:
+    try:
+        return check_host(value.strip())
+    except ValueError as exc:
+        raise ValueError(f"{exc}; give the IMAP server's name or IP address") from exc
+
+
+def valid_proxy(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if not value.isascii() or not value.isprintable():
+        raise ValueError("the proxy URL must be plain ASCII, like socks5://127.0.0.1:1080 "
+                         "(percent-encode a user name or password)")  # fmt: skip
+    try:
+        return validate_proxy(value)
+    except ValueError as exc:
+        raise ValueError(f"{exc}, like socks5://127.0.0.1:1080") from exc
 
 
 class AccountIn(BaseModel):
@@ -24,9 +54,12 @@ class AccountIn(BaseModel):
     auth: Literal["password", "oauth2"] = "password"
     secret: str = Field(min_length=1, max_length=8000, repr=False)
     proxy: str | None = Field(None, max_length=500, examples=["socks5://127.0.0.1:1080"])
-    include_folders: list[str] = []
-    exclude_folders: list[str] = []
+    include_folders: FolderList = Field([], max_length=MAX_FOLDERS)
+    exclude_folders: FolderList = Field([], max_length=MAX_FOLDERS)
     poll_interval: int = Field(300, ge=10, le=86400)
+
+    _host = field_validator("host")(valid_host)
+    _proxy = field_validator("proxy")(valid_proxy)
 
 
 class AccountPatch(BaseModel):
@@ -43,9 +76,33 @@ class AccountPatch(BaseModel):
     auth: Literal["password", "oauth2"] | None = None
     secret: str | None = Field(None, min_length=1, max_length=8000, repr=False)
     proxy: str | None = Field(None, max_length=500)
-    include_folders: list[str] | None = None
-    exclude_folders: list[str] | None = None
+    include_folders: FolderList | None = Field(None, max_length=MAX_FOLDERS)
+    exclude_folders: FolderList | None = Field(None, max_length=MAX_FOLDERS)
     poll_interval: int | None = Field(None, ge=10, le=86400)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        return None if value is None else valid_host(value)
+
+    _proxy = field_validator("proxy")(valid_proxy)
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> AccountPatch:
+        """``null`` cannot clear a setting that must have a value (only ``proxy`` can be
+        cleared): leave a field out to keep it."""
+        nulls = sorted(
+            name for name in self.model_fields_set
+            if getattr(self, name) is None and name not in ("proxy", "secret")
+        )  # fmt: skip
+        if nulls:
+            raise ValueError(
+                f"{', '.join(nulls)} cannot be null: leave a field out to keep "
+                "its value, or give a value (an empty list clears a folder list)"
+            )
+        if "secret" in self.model_fields_set and self.secret is None:
+            raise ValueError("secret cannot be null: leave it out to keep the stored one")
+        return self
 
 
 class AccountOut(BaseModel):
@@ -82,6 +139,8 @@ class CheckIn(BaseModel):
     oauth2_token: str | None = Field(None, max_length=8000, repr=False)
     timeout: float = Field(10.0, gt=0, le=60)
     allow_plaintext: bool = False
+
+    _host = field_validator("host")(valid_host)
 
 
 class TokenIn(BaseModel):

@@ -115,6 +115,7 @@ from imapscope.imap._server import (
     SaslResponse,
     ServerConnection,
     ServerEvent,
+    TooLarge,
     parse_command,
 )
 from imapscope.imap._state import State, state_diagram
@@ -221,6 +222,7 @@ __all__ = [
     "Store",
     "Subscribe",
     "TaggedResponse",
+    "TooLarge",
     "UnknownResponse",
     "Unselect",
     "Unsubscribe",

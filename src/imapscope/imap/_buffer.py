@@ -60,6 +60,19 @@ class LiteralAnnounced:
     synchronizing: bool
 
 
+@dataclass(frozen=True, slots=True)
+class LiteralRefused:
+    """A line announced a literal over the limits; returned instead of raising when
+    ``announce_literals`` is set (a server must answer the command, not drop the connection).
+    ``line`` is the line up to the marker; the buffer has dropped it and, for a synchronizing
+    literal (whose data the client will not send), goes on with the next line."""
+
+    size: int
+    synchronizing: bool
+    line: bytes
+    reason: str
+
+
 class ReceiveBuffer:
     """Accumulates bytes and cuts them into frames; see the module docstring."""
 
@@ -106,7 +119,7 @@ class ReceiveBuffer:
         """Bytes received but not yet part of a returned frame."""
         return len(self._data) - self._pos + sum(len(p) for p in self._parts)
 
-    def next_frame(self) -> Frame | LiteralAnnounced | None:
+    def next_frame(self) -> Frame | LiteralAnnounced | LiteralRefused | None:
         """The next complete frame, a literal announcement, or None when more data is needed."""
         data = self._data
         while True:
@@ -148,18 +161,20 @@ class ReceiveBuffer:
             if segment[-3:-2] == b"}" and (marker := _LITERAL_MARKER.search(segment)):
                 size = int(marker.group(1))
                 # Checked when announced, before a byte of the data is buffered.
+                reason = ""
                 if size > self.max_literal:
-                    raise LimitExceededError(
-                        f"literal of {size} bytes exceeds the limit of {self.max_literal}",
-                        hint="raise max_literal to accept it",
-                    )
+                    reason = f"literal of {size} bytes exceeds the limit of {self.max_literal}"
+                elif self._frame_literals + size > self.max_frame_literals:
+                    reason = (f"literals of one line total {self._frame_literals + size} bytes, "
+                              f"over the limit of {self.max_frame_literals}")  # fmt: skip
+                if reason and self.announce_literals:
+                    line = b"".join(self._parts) + segment
+                    self._parts, self._literals = [], []
+                    self._line_length = self._frame_literals = 0
+                    return LiteralRefused(size, marker.group(2) != b"+", line, reason)
+                if reason:
+                    raise LimitExceededError(reason, hint="raise the buffer's limits to accept it")
                 self._frame_literals += size
-                if self._frame_literals > self.max_frame_literals:
-                    raise LimitExceededError(
-                        f"literals of one line total {self._frame_literals} bytes, over the "
-                        f"limit of {self.max_frame_literals}",
-                        hint="raise max_frame_literals to accept it",
-                    )
                 self._parts.append(segment)
                 self._literal_needed = size
                 if size > self.stream_threshold:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from imapscope.imap import _mutf7
 from imapscope.imap import _sequence as sequence
-from imapscope.imap._buffer import Frame, LiteralAnnounced, ReceiveBuffer
+from imapscope.imap._buffer import Frame, LiteralAnnounced, LiteralRefused, ReceiveBuffer
 from imapscope.imap._commands import (
     Append,
     Authenticate,
@@ -63,7 +63,7 @@ from imapscope.imap._commands import (
     Unsubscribe,
 )
 from imapscope.imap._connection import NEED_DATA, _Sentinel
-from imapscope.imap._errors import LocalProtocolError, RemoteProtocolError
+from imapscope.imap._errors import LimitExceededError, LocalProtocolError, RemoteProtocolError
 from imapscope.imap._events import Response, TaggedResponse, parse_internaldate
 from imapscope.imap._serialize import serialize_response
 from imapscope.imap._state import ALLOWED, ON_NO, ON_OK, State
@@ -103,7 +103,19 @@ class BadCommand:
     message: str
 
 
-ServerEvent = CommandReceived | IdleDone | SaslResponse | BadCommand
+@dataclass(frozen=True, slots=True)
+class TooLarge:
+    """A command over the connection's limits. ``fatal``: the connection cannot go on (a
+    non-synchronizing literal's data is on its way, or a line never ended): answer ``tag BAD``,
+    ``* BYE`` and close. Otherwise (a synchronizing literal, not yet sent): answer
+    ``tag NO [TOOBIG]`` and go on (RFC 7889 §4, RFC 7888 §4)."""
+
+    tag: str
+    message: str
+    fatal: bool
+
+
+ServerEvent = CommandReceived | IdleDone | SaslResponse | BadCommand | TooLarge
 
 
 # --- parsing commands -------------------------------------------------------------------------
@@ -369,15 +381,33 @@ class ServerConnection:
             raise LocalProtocolError("data before the TLS handshake finished")
         self._buffer.feed(data)
 
+    def set_limits(
+        self, *, max_line: int, max_literal: int, max_command_literals: int | None = None
+    ) -> None:
+        """Change the limits on what the client may send (a server allows more once logged in)."""
+        self._buffer.max_line = max_line
+        self._buffer.max_literal = max_literal
+        self._buffer.max_frame_literals = (
+            max_literal if max_command_literals is None else max_command_literals
+        )
+
     def next_event(self) -> ServerEvent | _Sentinel:
         while True:
-            frame = self._buffer.next_frame()
+            try:
+                frame = self._buffer.next_frame()
+            except LimitExceededError as exc:  # a line that never ends within the limit
+                return TooLarge("*", str(exc).split(" (hint:")[0], fatal=True)
             if frame is None:
                 return NEED_DATA
             if isinstance(frame, LiteralAnnounced):
                 if frame.synchronizing:
                     self._out += b"+ Ready for literal data\r\n"
                 continue
+            if isinstance(frame, LiteralRefused):
+                tag = frame.line.partition(b" ")[0].decode("ascii", "replace")
+                if not tag or not tag.isprintable() or "{" in tag:
+                    tag = "*"
+                return TooLarge(tag[:64], frame.reason, fatal=not frame.synchronizing)
             return self._handle(frame)
 
     def _handle(self, frame: Frame) -> ServerEvent:
@@ -436,6 +466,7 @@ class ServerConnection:
                 self._buffer = ReceiveBuffer(
                     max_line=self._buffer.max_line,
                     max_literal=self._buffer.max_literal,
+                    max_frame_literals=self._buffer.max_frame_literals,
                     announce_literals=True,
                 )
                 self.starttls_pending = True

@@ -28,6 +28,8 @@ from typing import Literal
 from imapscope import __version__
 from imapscope.imap import (
     NEED_DATA,
+    SERVER_MAX_LINE,
+    SERVER_MAX_LITERAL,
     AppendUid,
     BadCommand,
     Bye,
@@ -54,6 +56,7 @@ from imapscope.imap import (
     ServerConnection,
     StatusResponse,
     TaggedResponse,
+    TooLarge,
     UntaggedStatus,
     Vanished,
     compact_sequence,
@@ -126,6 +129,18 @@ def bad(tag: str, text: str) -> TaggedResponse:
 def internaldate(message: Message) -> str:
     when = message.internaldate
     return f"{when.day:02d}-{_MONTHS[when.month - 1]}-{when.year} {when:%H:%M:%S} +0000"
+
+
+#: Before login a client may send little (Dovecot's imap-login reads a few KiB of command at
+#: most: LOGIN_MAX_INBUF_SIZE), so an unauthenticated peer cannot make the server hold much.
+PRELOGIN_MAX_LINE = 8 * 1024
+PRELOGIN_MAX_LITERAL = 8 * 1024
+#: Once logged in: one command's literals together (an APPEND's message, or several in one
+#: MULTIAPPEND-like line) may not exceed this; each literal is capped by SERVER_MAX_LITERAL.
+MAX_COMMAND_LITERALS = SERVER_MAX_LITERAL
+#: Dovecot disconnects a client that has not logged in after 3 minutes of inactivity
+#: (login-common's CLIENT_LOGIN_IDLE_TIMEOUT_MSECS), with "* BYE Disconnected for inactivity."
+PRELOGIN_IDLE_TIMEOUT = 180.0
 
 
 @dataclass
@@ -252,11 +267,19 @@ class Session:
     # -- the loop -----------------------------------------------------------------------------
 
     async def run(self) -> None:
+        self.conn.set_limits(max_line=PRELOGIN_MAX_LINE, max_literal=PRELOGIN_MAX_LITERAL)
         try:
             if not await self.greet():
                 return
             while True:
-                data = await self.reader.read(65536)
+                idle = self.server.prelogin_idle_timeout if self.user is None else None
+                try:
+                    async with asyncio.timeout(idle):
+                        data = await self.reader.read(65536)
+                except TimeoutError:
+                    self.send(Bye(None, "Disconnected for inactivity."))
+                    await self.flush()
+                    return
                 if not data:
                     return
                 self.conn.receive_data(data)
@@ -293,6 +316,16 @@ class Session:
         return False
 
     async def handle(self, event: object) -> bool:
+        if isinstance(event, TooLarge):
+            if not event.fatal:  # the client waits for "+": refuse, and the session goes on
+                self.send(no(event.tag, f"Too large: {event.message}", "TOOBIG"))
+                return True
+            # The data is coming anyway (a non-synchronizing literal, an endless line): it
+            # cannot be told from commands, so the connection ends (RFC 7888 §4).
+            if event.tag != "*":
+                self.send(bad(event.tag, f"Too large: {event.message}"))
+            self.send(Bye(None, f"Too large: {event.message}"))
+            return False
         if isinstance(event, BadCommand):
             self.send(bad(event.tag, event.message))
         elif isinstance(event, IdleDone):
@@ -405,7 +438,12 @@ class Session:
         if user is None:
             self.send(no(tag, "Authentication failed.", "AUTHENTICATIONFAILED"))
             return
+        self.logged_in(tag, user)
+
+    def logged_in(self, tag: str, user: User) -> None:
         self.user = user
+        self.conn.set_limits(max_line=SERVER_MAX_LINE, max_literal=SERVER_MAX_LITERAL,
+                             max_command_literals=MAX_COMMAND_LITERALS)  # fmt: skip
         self.send(ok(tag, "Logged in", ResponseCode("CAPABILITY", self.capabilities)))
 
     def do_LOGIN(self, tag: str, command: Login) -> None:  # noqa: N802
@@ -472,8 +510,7 @@ class Session:
             error = b'{"status":"401","schemes":"Bearer","scope":"https://mail.google.com/"}'
             self.send(ContinuationRequest(base64.b64encode(error).decode()))
             return
-        self.user = account
-        self.send(ok(tag, "Logged in", ResponseCode("CAPABILITY", self.capabilities)))
+        self.logged_in(tag, account)
 
     # -- authenticated ------------------------------------------------------------------------
 
@@ -948,6 +985,7 @@ class SandboxServer:
     admin: AdminServer | None = None
     servers: list[asyncio.Server] = field(default_factory=list)
     sessions: set[asyncio.Task[None]] = field(default_factory=set)
+    prelogin_idle_timeout: float = PRELOGIN_IDLE_TIMEOUT
 
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: bool

@@ -23,6 +23,7 @@ from fastapi.templating import Jinja2Templates
 from imapscope.probe import CATALOGUE, CheckOptions, Report, new_report, run_check
 from imapscope.store import AccountSpec, AccountView, NotFoundError, StoreError
 from imapscope.sync import STATES, SyncService, VerifyError, check_options
+from imapscope.web._throttle import LoginThrottle
 
 __all__ = ["install", "router"]
 
@@ -54,6 +55,7 @@ class CheckJob:
 class WebState:
     sessions: dict[str, Session] = field(default_factory=dict)
     checks: dict[str, CheckJob] = field(default_factory=dict)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
 
 class LoginRequired(Exception):  # noqa: N818 - control flow
@@ -185,13 +187,25 @@ def router() -> APIRouter:
 
     @r.post("/login")
     async def login(request: Request, token: Annotated[str, Form()] = "") -> Response:
+        throttle = _web(request).throttle
+        address = request.client.host if request.client else "?"
+        wait = throttle.retry_after(address)
+        if wait:
+            refused = page(
+                request, "login.html", None, code=429,
+                error=f"Too many wrong tokens from this address: try again in {wait:.0f} s.",
+            )  # fmt: skip
+            refused.headers["Retry-After"] = str(int(wait) + 1)
+            return refused
         found = await _service(request).store.check_token(token.strip()) if token else None
         if found is None:
+            throttle.failed(address)
             return page(
                 request, "login.html", None, code=401,
                 error="That token is not valid. Use the token serve printed when it first "
                 "started, or make one with 'imapscope tokens create NAME'.",
             )  # fmt: skip
+        throttle.succeeded(address)
         sid = secrets.token_urlsafe(32)
         sessions = _web(request).sessions
         now = dt.datetime.now(dt.UTC)
