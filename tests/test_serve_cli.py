@@ -207,3 +207,47 @@ def test_sigterm_stops_serve_within_5_s_whatever_is_running(tmp_path: Path) -> N
             thread.join(10)
     assert elapsed < 5.0, elapsed
     assert proc.returncode == 0
+
+
+def _rss_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for {pid}")
+
+
+def test_serve_memory_stays_bounded_against_four_huge_literals(tmp_path: Path) -> None:
+    """An account whose server answers FETCH with four 200 MiB literals: serve names it
+    RESPONSE_TOO_LARGE and its peak RSS grows by less than 100 MB (it reached 3.5 GB before)."""
+    from tests.hostile import hostile  # noqa: PLC0415
+
+    data = tmp_path / "data"
+    with hostile("huge_literals") as port:
+        proc, lines = start_serve(data, Path(__file__))
+        try:
+            assert proc.stdout is not None
+            lines += [proc.stdout.readline(), proc.stdout.readline()]
+            url = lines[0].split("web UI ")[1].split("/ ")[0]
+            api = httpx.Client(
+                base_url=url, headers={"Authorization": f"Bearer {lines[2].strip()}"}
+            )
+            time.sleep(0.5)
+            baseline = _rss_kib(proc.pid, "VmRSS")
+            made = api.post("/api/v1/accounts", params={"verify": False}, json={
+                "email": "big@example.test", "host": "127.0.0.1", "port": port,
+                "security": "none", "username": "big", "secret": "pw-12345"})  # fmt: skip
+            assert made.status_code == 201, made.text
+            account = made.json()["id"]
+            errors = until("the error entry", lambda: api.get(
+                f"/api/v1/accounts/{account}/errors").json(), timeout=30)  # fmt: skip
+            peak = _rss_kib(proc.pid, "VmHWM")
+            api.close()
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            assert proc.stdout is not None
+            proc.stdout.close()
+    assert errors[0]["code"] == "RESPONSE_TOO_LARGE", errors[0]
+    assert errors[0]["fix"]
+    assert (peak - baseline) < 100 * 1024, f"peak {peak} KiB, baseline {baseline} KiB"
+    assert (data / DB_FILE).stat().st_size < 10 * 1024 * 1024
