@@ -1,0 +1,159 @@
+"""Accounts and their secrets (sealed at rest), states, revisions, and the per-account counts
+the lists and health show."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import case, delete, func, select
+from sqlalchemy.exc import IntegrityError
+
+from imapscope.store._db import Database
+from imapscope.store._errors import ConflictError, StoreError
+from imapscope.store._models import Account, ErrorEntry, Event, Folder, Message, utcnow
+from imapscope.store._views import AccountSpec, AccountView, Summary, utc
+
+
+def _columns(spec: AccountSpec) -> dict[str, Any]:
+    """The spec as account columns (tuples stored as JSON lists)."""
+    values = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def _view(row: Account) -> AccountView:
+    values = {f.name: getattr(row, f.name) for f in dataclasses.fields(AccountSpec)}
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    spec = AccountSpec(**fields)
+    return AccountView(
+        id=row.id,
+        spec=spec,
+        paused=row.paused,
+        state=row.state,
+        state_since=utc(row.state_since),
+        last_sync=utc(row.last_sync) if row.last_sync else None,
+        revision=row.revision,
+    )
+
+
+class AccountsMixin(Database):
+    async def add_account(self, spec: AccountSpec, secret: str) -> AccountView:
+        spec.validate()
+        if not secret:
+            raise StoreError("the password (or token) is empty")
+        row = Account(**_columns(spec), secret=self._box.seal(secret))
+        async with self._session() as s:
+            s.add(row)
+            try:
+                await s.commit()
+            except IntegrityError:
+                raise ConflictError(
+                    f"an account for {spec.email} already exists; edit it or remove it first"
+                ) from None
+            return _view(row)
+
+    async def account(self, account_id: int) -> AccountView:
+        async with self._session() as s:
+            return _view(await self._row(s, account_id))
+
+    async def accounts(self) -> list[AccountView]:
+        async with self._session() as s:
+            rows = (await s.scalars(select(Account).order_by(Account.id))).all()
+            return [_view(r) for r in rows]
+
+    async def secret(self, account_id: int) -> str:
+        """The decrypted secret, for the connection layer only; never log or return it."""
+        async with self._session() as s:
+            return self._box.open((await self._row(s, account_id)).secret)
+
+    async def set_state(self, account_id: int, state: str) -> bool:
+        """Set the running state; a change is also an ``account.state`` event, written in the
+        same transaction. True when it changed."""
+        async with self._session() as s:
+            row = await self._row(s, account_id)
+            if row.state == state:
+                return False
+            row.state, row.state_since = state, utcnow()
+            s.add(Event(account_id=account_id, kind="account.state", data={"state": state}))
+            await s.commit()
+            return True
+
+    async def update_account(
+        self, account_id: int, spec: AccountSpec, secret: str | None = None
+    ) -> AccountView:
+        """Replace the account's settings (and its secret, when given). A changed server or
+        user drops the local copy: it belonged to another mailbox."""
+        spec.validate()
+        if secret == "":
+            raise StoreError("the password (or token) is empty; leave it out to keep the old one")
+        async with self._session() as s:
+            row = await self._row(s, account_id)
+            old = _view(row).spec
+            for key, value in _columns(spec).items():
+                setattr(row, key, value)
+            if secret is not None:
+                row.secret = self._box.seal(secret)
+            row.revision += 1
+            if (old.host, old.port, old.username) != (spec.host, spec.port, spec.username):
+                await s.execute(delete(Folder).where(Folder.account_id == account_id))
+            try:
+                await s.commit()
+            except IntegrityError:
+                raise ConflictError(f"another account already uses {spec.email}") from None
+            return _view(row)
+
+    async def set_paused(self, account_id: int, paused: bool) -> AccountView:
+        async with self._session() as s:
+            row = await self._row(s, account_id)
+            row.paused = paused
+            row.revision += 1
+            await s.commit()
+            return _view(row)
+
+    async def revisions(self) -> dict[int, int]:
+        """Every account's id and revision: cheap enough to poll."""
+        async with self._session() as s:
+            return dict((await s.execute(select(Account.id, Account.revision))).all())
+
+    async def remove_account(self, account_id: int) -> None:
+        """Delete the account and, by cascade, its folders, messages, errors and events."""
+        async with self._session() as s:
+            await s.delete(await self._row(s, account_id))
+            await s.commit()
+
+    async def mark_synced(self, account_id: int) -> None:
+        async with self._session() as s:
+            row = await self._row(s, account_id)
+            row.last_sync = utcnow()
+            await s.commit()
+
+    async def summaries(
+        self, since: dt.datetime, account_ids: Sequence[int] | None = None
+    ) -> dict[int, Summary]:
+        """Counts per account in two grouped queries, however many accounts there are."""
+        folders = (
+            select(Folder.account_id, func.count(func.distinct(Folder.id)), func.count(Message.id))
+            .outerjoin(Message, Message.folder_id == Folder.id)
+            .group_by(Folder.account_id)
+        )
+        recent = func.sum(case((ErrorEntry.at >= since, 1), else_=0))
+        errors = select(
+            ErrorEntry.account_id, func.count(ErrorEntry.id), recent, func.max(ErrorEntry.at)
+        ).group_by(ErrorEntry.account_id)
+        if account_ids is not None:
+            folders = folders.where(Folder.account_id.in_(account_ids))
+            errors = errors.where(ErrorEntry.account_id.in_(account_ids))
+        async with self._session() as s:
+            counted = {a: (int(f), int(m)) for a, f, m in (await s.execute(folders)).all()}
+            failed = {
+                a: (int(n), int(r or 0), utc(last) if last else None)
+                for a, n, r, last in (await s.execute(errors)).all()
+            }
+        found = {}
+        for a in set(counted) | set(failed) | set(account_ids or ()):
+            f, m = counted.get(a, (0, 0))
+            n, r, last = failed.get(a, (0, 0, None))
+            found[a] = Summary(folders=f, messages=m, errors=n, recent_errors=r, last_error=last)
+        return found

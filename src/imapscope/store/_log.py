@@ -1,0 +1,125 @@
+"""The error log (the newest entries per account, scrubbed and bounded) and the event table
+(a cursor that is never reused)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+
+from imapscope.store._bounds import bounded
+from imapscope.store._db import Database
+from imapscope.store._errors import SecretKeyError, StoreError
+from imapscope.store._models import ErrorEntry, Event
+from imapscope.store._views import ErrorView, EventView, utc
+
+ERRORS_KEPT = 20
+#: Evidence lines kept per error entry (each bounded too).
+ERROR_EVIDENCE_KEPT = 10
+REDACTED = "***"
+
+
+class LogMixin(Database):
+    async def record_error(
+        self,
+        account_id: int,
+        *,
+        state: str,
+        step: str,
+        code: str,
+        message: str,
+        server_text: str = "",
+        fix: str = "",
+        evidence: Sequence[str] = (),
+    ) -> None:
+        """Append to the account's error log, keeping the newest :data:`ERRORS_KEPT`.
+
+        The account's own secret is scrubbed from the text whatever the caller passed; every
+        field is bounded (:func:`bounded`).
+        """
+        async with self._session() as s:
+            row = await self._row(s, account_id)
+            try:
+                secret = self._box.open(row.secret)
+            except SecretKeyError:
+                secret = ""  # unreadable here, so nothing imapscope passes can hold it
+
+            def scrub(text: str) -> str:
+                return text.replace(secret, REDACTED) if secret else text
+
+            s.add(
+                ErrorEntry(
+                    account_id=account_id,
+                    state=state,
+                    step=step,
+                    code=code,
+                    message=bounded(scrub(message), 2000),
+                    server_text=bounded(scrub(server_text), 2000),
+                    fix=bounded(scrub(fix), 2000),
+                    evidence=[bounded(scrub(e), 1000) for e in evidence[:ERROR_EVIDENCE_KEPT]],
+                )
+            )
+            await s.flush()
+            keep = (
+                select(ErrorEntry.id)
+                .where(ErrorEntry.account_id == account_id)
+                .order_by(ErrorEntry.id.desc())
+                .limit(ERRORS_KEPT)
+            )
+            old = await s.scalars(
+                select(ErrorEntry).where(
+                    ErrorEntry.account_id == account_id, ErrorEntry.id.not_in(keep)
+                )
+            )
+            for entry in old:
+                await s.delete(entry)
+            await s.commit()
+
+    async def errors(self, account_id: int, limit: int = ERRORS_KEPT) -> list[ErrorView]:
+        """The kept errors, newest first."""
+        async with self._session() as s:
+            rows = await s.scalars(
+                select(ErrorEntry)
+                .where(ErrorEntry.account_id == account_id)
+                .order_by(ErrorEntry.id.desc())
+                .limit(limit)
+            )
+            return [
+                ErrorView(
+                    r.id,
+                    utc(r.at),
+                    r.state,
+                    r.step,
+                    r.code,
+                    r.message,
+                    r.server_text,
+                    r.fix,
+                    tuple(r.evidence or ()),
+                )
+                for r in rows
+            ]
+
+    async def count_errors(self, account_id: int) -> int:
+        query = select(func.count()).select_from(ErrorEntry)
+        async with self._session() as s:
+            return int(await s.scalar(query.where(ErrorEntry.account_id == account_id)) or 0)
+
+    async def add_event(
+        self, account_id: int, kind: str, data: dict[str, Any] | None = None
+    ) -> int:
+        async with self._session() as s:
+            row = Event(account_id=account_id, kind=kind, data=data or {})
+            s.add(row)
+            await s.commit()
+            return row.id
+
+    async def events(self, after: int = 0, limit: int = 100) -> Sequence[EventView]:
+        """Events with an id above the cursor ``after``, oldest first."""
+        if limit < 1 or limit > 1000:
+            raise StoreError(f"limit {limit} is out of range; use 1-1000")
+        async with self._session() as s:
+            rows = await s.scalars(
+                select(Event).where(Event.id > after).order_by(Event.id).limit(limit)
+            )
+            return [EventView(r.id, r.account_id, utc(r.at), r.kind, r.data) for r in rows]

@@ -1,0 +1,196 @@
+"""Sync state: folders (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ) and message metadata, written by
+the sync engine with the events that describe each change, in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+
+from imapscope.store._bounds import bounded, bounded_envelope, bounded_flags
+from imapscope.store._db import Database
+from imapscope.store._errors import NotFoundError, StoreError
+from imapscope.store._models import Event, Folder, Message
+from imapscope.store._views import FolderView, MessageMeta, MessageView, utc
+
+
+class MailMixin(Database):
+    async def folders(self, account_id: int) -> list[FolderView]:
+        async with self._session() as s:
+            rows = await s.scalars(
+                select(Folder).where(Folder.account_id == account_id).order_by(Folder.name)
+            )
+            return [
+                FolderView(r.id, r.name, r.uidvalidity, r.uidnext, r.highestmodseq) for r in rows
+            ]
+
+    async def set_folders(
+        self, account_id: int, names: Sequence[str]
+    ) -> tuple[list[str], list[str]]:
+        """Make the stored folder list equal ``names``; return (added, removed). Each is a
+        ``folder.added`` or ``folder.removed`` event, in the same transaction."""
+        async with self._session() as s:
+            rows = {
+                r.name: r
+                for r in await s.scalars(select(Folder).where(Folder.account_id == account_id))
+            }
+            added = [n for n in names if n not in rows]
+            removed = [n for n in rows if n not in names]
+            for name in added:
+                s.add(Folder(account_id=account_id, name=name))
+                s.add(Event(account_id=account_id, kind="folder.added", data={"folder": name}))
+            for name in removed:
+                await s.delete(rows[name])
+                s.add(Event(account_id=account_id, kind="folder.removed", data={"folder": name}))
+            await s.commit()
+            return added, removed
+
+    async def folder_known(self, folder_id: int) -> dict[int, tuple[str, ...]]:
+        """The stored UIDs of a folder and their flags."""
+        async with self._session() as s:
+            rows = await s.execute(
+                select(Message.uid, Message.flags).where(Message.folder_id == folder_id)
+            )
+            return {uid: tuple(flags) for uid, flags in rows}
+
+    async def apply_folder(
+        self,
+        folder_id: int,
+        *,
+        uidvalidity: int | None,
+        uidnext: int | None,
+        highestmodseq: int | None = None,
+        reset: bool = False,
+        new: Sequence[MessageMeta] = (),
+        flags: Mapping[int, tuple[str, ...]] | None = None,
+        gone: Sequence[int] = (),
+        events: Sequence[tuple[str, dict[str, Any]]] = (),
+    ) -> None:
+        """Apply one folder's sync result, and the events that describe it, in one transaction
+        (``reset`` drops every message first: the UIDVALIDITY changed). A crash leaves both or
+        neither: an event is never lost, nor written twice by the next sync."""
+        async with self._session() as s:
+            folder = await s.get(Folder, folder_id)
+            if folder is None:
+                return  # removed meanwhile
+            for kind, data in events:
+                s.add(Event(account_id=folder.account_id, kind=kind, data=bounded_event(data)))
+            folder.uidvalidity, folder.uidnext = uidvalidity, uidnext
+            folder.highestmodseq = highestmodseq
+            if reset:
+                await s.execute(delete(Message).where(Message.folder_id == folder_id))
+            if gone:
+                await s.execute(
+                    delete(Message).where(Message.folder_id == folder_id, Message.uid.in_(gone))
+                )
+            for uid, value in (flags or {}).items():
+                await s.execute(
+                    update(Message)
+                    .where(Message.folder_id == folder_id, Message.uid == uid)
+                    .values(flags=bounded_flags(value), seen="\\Seen" in value)
+                )
+            for m in new:
+                s.add(Message(folder_id=folder_id, **_message_columns(m)))
+            await s.commit()
+
+    async def message_count(self, account_id: int) -> int:
+        async with self._session() as s:
+            n = await s.scalar(
+                select(func.count())
+                .select_from(Message)
+                .join(Folder)
+                .where(Folder.account_id == account_id)
+            )
+            return int(n or 0)
+
+    async def folder_counts(self, account_id: int) -> dict[str, int]:
+        async with self._session() as s:
+            rows = await s.execute(
+                select(Folder.name, func.count(Message.id))
+                .outerjoin(Message, Message.folder_id == Folder.id)
+                .where(Folder.account_id == account_id)
+                .group_by(Folder.name)
+            )
+            return {name: int(n) for name, n in rows}
+
+    async def messages(
+        self,
+        account_id: int,
+        *,
+        folder: str | None = None,
+        unseen: bool | None = None,
+        text: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[int, list[MessageView]]:
+        """One page of stored messages, newest first: (total matching, page)."""
+        if not 1 <= limit <= 500:
+            raise StoreError(f"limit {limit} is out of range; use 1-500")
+        if offset < 0:
+            raise StoreError(f"offset {offset} is negative; use 0 or more")
+        query = select(Message, Folder.name).join(Folder).where(Folder.account_id == account_id)
+        if folder is not None:
+            query = query.where(Folder.name == folder)
+        if unseen is not None:
+            query = query.where(Message.seen.is_(not unseen))
+        if text:
+            escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = f"%{escaped}%"
+            query = query.where(
+                func.lower(Message.subject).like(pattern, escape="\\")
+                | func.lower(Message.sender).like(pattern, escape="\\")
+            )
+        async with self._session() as s:
+            total = await s.scalar(select(func.count()).select_from(query.subquery()))
+        page = await self._scan(
+            query.order_by(Message.internaldate.desc(), Message.uid.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return int(total or 0), [_message_view(m, name) for m, name in page]
+
+    async def _scan(self, query: Any) -> list[tuple[Message, str]]:
+        async with self._session() as s:
+            return [(m, n) for m, n in (await s.execute(query)).all()]
+
+    async def message(self, account_id: int, folder: str, uid: int) -> MessageView:
+        query = (
+            select(Message, Folder.name)
+            .join(Folder)
+            .where(Folder.account_id == account_id, Folder.name == folder, Message.uid == uid)
+        )
+        found = await self._scan(query)
+        if not found:
+            raise NotFoundError(f"no message with UID {uid} in {folder!r} of account {account_id}")
+        return _message_view(*found[0])
+
+
+def bounded_event(data: dict[str, Any]) -> dict[str, Any]:
+    """An event's data with the server-chosen texts in it bounded."""
+    out = dict(data)
+    if isinstance(out.get("subject"), str):
+        out["subject"] = bounded(out["subject"], 998)
+    if isinstance(out.get("flags"), list):
+        out["flags"] = bounded_flags(out["flags"])
+    return out
+
+
+def _message_view(m: Message, folder: str) -> MessageView:
+    internaldate = utc(m.internaldate) if m.internaldate else None
+    return MessageView(m.uid, tuple(m.flags), internaldate, m.size, m.envelope, folder=folder)
+
+
+def _message_columns(meta: MessageMeta) -> dict[str, Any]:
+    env = meta.envelope
+    env = bounded_envelope(env)
+    return {
+        "uid": meta.uid,
+        "flags": bounded_flags(meta.flags),
+        "seen": "\\Seen" in meta.flags,
+        "internaldate": meta.internaldate,
+        "size": meta.size,
+        "envelope": env,
+        "subject": str(env.get("subject") or "")[:1000],
+        "sender": " ".join(str(a) for a in env.get("from") or [] if a)[:1000],
+    }
