@@ -303,8 +303,15 @@ def test_against_dovecot_condstore_batches_changes_and_restart(
             await until("idle", lambda: _state_is(store, sync, "idle"))
             inbox = next(f for f in await store.folders(sync.account_id) if f.name == "INBOX")
             assert inbox.highestmodseq is not None  # Dovecot offers CONDSTORE: it was used
-            new = await events_of(store, "message.new", 0)
-            assert sorted(e.data["uid"] for e in new) == list(range(1, 31))  # 5 batches, once
+            # The first sync (5 batches of 7) stored every message without an event per message:
+            # one folder.synced with the count.
+            assert await events_of(store, "message.new", 0) == []
+            synced_events = await events_of(store, "folder.synced", 0)
+            assert [e.data for e in synced_events if e.data["folder"] == "INBOX"] == [
+                {"folder": "INBOX", "messages": 30}
+            ]
+            assert len(await store.folder_known(inbox.id)) == 30
+            assert inbox.complete
             cursor = (await store.events(limit=1000))[-1].id
 
             await asyncio.to_thread(
@@ -426,3 +433,54 @@ def test_service_restarts_a_supervisor_that_died_and_follows_revisions(
     assert "the supervisor of account 1 failed" in caplog.text
     assert "a bug in the supervisor" in caplog.text
     assert "reconcile failed" not in caplog.text
+
+
+def test_an_interrupted_first_sync_resumes_where_it_stopped(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Cut off after two batches of the first sync, then started again: the folder ends with
+    exactly the server's messages, no UID twice, no message.new, one folder.synced."""
+    options = SyncOptions(ca_file=str(sandbox.ca_file), batch=3)
+
+    async def main() -> None:
+        store = await Store.open(tmp_path / "data")
+        added = await store.add_account(spec(sandbox.server.port), PASSWORD)
+        batches: list[int] = []
+        apply = store.apply_folder
+
+        async def counting(folder_id: int, **changes: Any) -> None:
+            await apply(folder_id, **changes)
+            folders = {f.id: f.name for f in await store.folders(added.id)}
+            if changes.get("new") and folders.get(folder_id) == "INBOX":
+                batches.append(len(changes["new"]))
+
+        store.apply_folder = counting  # type: ignore[method-assign]
+        first = asyncio.create_task(AccountSync(store, added.id, options).run())
+        await until("two batches", lambda: _true(len(batches) >= 2))
+        first.cancel()  # as a kill would: mid-way through the INBOX
+        await asyncio.wait([first], timeout=10)
+        inbox = next(f for f in await store.folders(added.id) if f.name == "INBOX")
+        partial = len(await store.folder_known(inbox.id))
+        assert 0 < partial < 12
+        assert not inbox.complete
+
+        store.apply_folder = apply  # type: ignore[method-assign]
+        second = AccountSync(store, added.id, options)
+        task = asyncio.create_task(second.run())
+        try:
+            await until("idle", lambda: _state_is(store, second, "idle"))
+            inbox = next(f for f in await store.folders(added.id) if f.name == "INBOX")
+            assert inbox.complete
+            assert sorted(await store.folder_known(inbox.id)) == list(range(1, 13))
+            events = await store.events(limit=1000)
+            assert [e.kind for e in events if e.kind == "message.new"] == []
+            synced = [e.data for e in events if e.kind == "folder.synced"]
+            assert [d for d in synced if d["folder"] == "INBOX"] == [
+                {"folder": "INBOX", "messages": 12}
+            ]
+        finally:
+            task.cancel()
+            await asyncio.wait([task], timeout=10)
+            await store.close()
+
+    asyncio.run(main())

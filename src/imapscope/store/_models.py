@@ -5,7 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -58,6 +67,7 @@ class Folder(Base):
     uidvalidity: Mapped[int | None] = mapped_column(default=None)
     uidnext: Mapped[int | None] = mapped_column(default=None)
     highestmodseq: Mapped[int | None] = mapped_column(default=None)
+    complete: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Message(Base):

@@ -72,6 +72,7 @@ class FolderView:
     uidvalidity: int | None
     uidnext: int | None
     highestmodseq: int | None
+    complete: bool = False  # the first full sync has finished
 
 
 @dataclasses.dataclass(frozen=True)

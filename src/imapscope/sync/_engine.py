@@ -38,7 +38,7 @@ from imapscope.session import (
     open_session,
     select,
 )
-from imapscope.store import AccountView, MessageMeta, SecretKeyError, Store
+from imapscope.store import AccountView, FolderView, MessageMeta, SecretKeyError, Store
 
 log = logging.getLogger("imapscope.serve")
 
@@ -74,7 +74,7 @@ class SyncOptions:
     idle_renew: float = 29 * 60.0  # RFC 2177: re-issue IDLE at least every 29 minutes
     max_auth_failures: int = 3
     backoff: Backoff = Backoff()
-    batch: int = 500  # messages per FETCH in an initial sync
+    batch: int = 2000  # messages per FETCH in an initial sync
     #: A whole FETCH batch's response must come within this (each other step: ``timeout``).
     fetch_deadline: float = 120.0
     #: Bytes one command's response may bring (a batch of metadata is a few MB at most).
@@ -340,16 +340,11 @@ class AccountSync:
         folders = sorted(await self.store.folders(self.account_id), key=lambda f: f.name == "INBOX")
         dirty = False
         for folder in folders:
-            dirty = await self._sync_folder(
-                conn, folder.id, folder.name, folder.uidvalidity, folder.highestmodseq
-            )
+            dirty = await self._sync_folder(conn, folder)
         await self.store.mark_synced(self.account_id)
         return dirty and bool(folders) and folders[-1].name == "INBOX"
 
-    async def _sync_folder(
-        self, conn: ImapConnection, folder_id: int, name: str, known_validity: int | None,
-        known_modseq: int | None = None,
-    ) -> bool:  # fmt: skip
+    async def _sync_folder(self, conn: ImapConnection, folder: FolderView) -> bool:
         """Sync one folder; True when the server reported a change made meanwhile.
 
         Flags: with CONDSTORE only what changed since the stored HIGHESTMODSEQ, otherwise a
@@ -357,8 +352,14 @@ class AccountSync:
         what we hold, less what went, plus what is new), asked for only when the count is off
         (or, without CONDSTORE, read from the same flag FETCH). New mail: UID SEARCH above the
         highest known UID, then FETCH in batches of :attr:`SyncOptions.batch`, each stored as
-        it arrives (a cut connection resumes where it stopped) and shown as progress.
+        it arrives (a cut connection resumes where it stopped) and shown as progress; the next
+        batch is read while the previous one is written.
+
+        A folder's first full sync (``complete`` not yet set, or reset by a new UIDVALIDITY)
+        writes no event per message: one ``folder.synced`` with the count when it is done.
         """
+        folder_id, name = folder.id, folder.name
+        known_validity, known_modseq = folder.uidvalidity, folder.highestmodseq
         condstore = "CONDSTORE" in conn.codec.capabilities
         result = await select(conn, name, readonly=True, condstore=condstore)
         validity = uidnext = modseq = None
@@ -377,6 +378,7 @@ class AccountSync:
                     else:
                         modseq = number
         reset = known_validity is not None and validity != known_validity
+        initial = reset or not folder.complete
         known = {} if reset else await self.store.folder_known(folder_id)
         highest = max(known, default=0)
         self.progress = {"folder": name, "done": 0, "total": 0}
@@ -423,31 +425,53 @@ class AccountSync:
             gone = list(known)
         # HIGHESTMODSEQ is stored only once everything below it is: here when nothing is new,
         # otherwise after the last batch.
+        done = initial and not new_uids
         await self.store.apply_folder(
             folder_id, uidvalidity=validity, uidnext=uidnext,
             highestmodseq=None if new_uids else modseq, reset=reset, flags=flags, gone=gone,
-            events=_events(name, reset, (), flags, gone),
+            events=_events(name, reset, (), flags, gone) + (
+                [("folder.synced", {"folder": name, "messages": exists})] if done else []
+            ),
+            complete=True if done else (False if reset else None),
         )  # fmt: skip
         self.progress["total"] = len(new_uids)
         batch = self.options.batch
-        for start in range(0, len(new_uids), batch):
-            chunk = new_uids[start : start + batch]
-            wanted = set(chunk)
-            fetched = await run(Fetch(compact_sequence(chunk), FETCH_ITEMS, uid=True), wanted)
-            new = [
-                MessageMeta(
-                    e.uid, tuple(e.flags or ()), e.internaldate, e.size, _envelope(e.envelope)
-                )
-                for e in fetched
-                if isinstance(e, FetchResponse) and e.uid in wanted
-            ]
-            last = start + batch >= len(new_uids)
-            await self.store.apply_folder(
-                folder_id, uidvalidity=validity, uidnext=uidnext,
-                highestmodseq=modseq if last else None, new=new,
-                events=_events(name, False, new, {}, ()),
-            )  # fmt: skip
-            self.progress["done"] += len(chunk)
+        writing: asyncio.Task[None] | None = None
+        wanted_before: list[int] = []
+        try:
+            for start in range(0, len(new_uids), batch):
+                chunk = new_uids[start : start + batch]
+                wanted = set(chunk)
+                fetched = await run(Fetch(compact_sequence(chunk), FETCH_ITEMS, uid=True), wanted)
+                new = [
+                    MessageMeta(
+                        e.uid, tuple(e.flags or ()), e.internaldate, e.size,
+                        _envelope(e.envelope),
+                    )
+                    for e in fetched
+                    if isinstance(e, FetchResponse) and e.uid in wanted
+                ]  # fmt: skip
+                last = start + batch >= len(new_uids)
+                events = [] if initial else _events(name, False, new, {}, ())
+                if last and initial:
+                    events.append(("folder.synced", {"folder": name, "messages": exists}))
+                if writing is not None:
+                    await writing  # one write in flight: the order of batches is kept
+                    self.progress["done"] += len(wanted_before)
+                writing = asyncio.create_task(self.store.apply_folder(
+                    folder_id, uidvalidity=validity, uidnext=uidnext,
+                    highestmodseq=modseq if last else None, new=new, events=events,
+                    complete=True if last and initial else None,
+                ))  # fmt: skip
+                wanted_before = chunk
+            if writing is not None:
+                await writing
+                self.progress["done"] += len(wanted_before)
+        finally:
+            if writing is not None and not writing.done():
+                # Cut off mid-sync: the batch being written still lands (or fails) before the
+                # connection is closed and the next attempt starts.
+                await asyncio.wait([writing])
         return bool(changes)
 
     async def _idle_loop(self, conn: ImapConnection, account: AccountView) -> None:
@@ -462,9 +486,7 @@ class AccountSync:
                 await self._sync_all(conn, account)
                 continue
             while dirty:
-                dirty = await self._sync_folder(
-                    conn, inbox.id, inbox.name, inbox.uidvalidity, inbox.highestmodseq
-                )
+                dirty = await self._sync_folder(conn, inbox)
                 folders = await self.store.folders(self.account_id)
                 inbox = next((f for f in folders if f.id == inbox.id), None)
                 if inbox is None:
