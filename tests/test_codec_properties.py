@@ -5,24 +5,30 @@ from __future__ import annotations
 import contextlib
 import tracemalloc
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imapscope.imap import (
     NEED_DATA,
+    Address,
     ClientConnection,
+    Envelope,
     Frame,
     Login,
     ProtocolError,
     ReceiveBuffer,
     compact_sequence,
     decode_mailbox,
+    decode_words,
     encode,
     encode_mailbox,
     parse_response,
+    raw_envelope,
     split_sequence,
 )
 from imapscope.imap._sequence import expand
+from imapscope.imap._structure import envelope_summary, envelope_summary_of
 from imapscope.imap._values import Scanner
 
 RECORDED = [
@@ -114,3 +120,50 @@ def test_strings_round_trip_through_atom_quoted_or_literal(user: str, password: 
         values = scanner.values_to_end()
         decoded = [v.encode() if isinstance(v, str) else bytes(v) for v in values]  # type: ignore[arg-type]
         assert decoded == [user.encode(), password.encode()]
+
+
+# --- the ENVELOPE summary's fast path equals the general parser -------------------------------
+
+_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"),
+    max_size=30,
+)
+_address = st.builds(
+    lambda name, mailbox, host: Address(name, None, mailbox, host),
+    st.none() | _text, st.none() | _text, st.none() | _text,
+)  # fmt: skip
+_addresses = st.lists(_address, max_size=3).map(tuple)
+
+
+@given(
+    st.builds(
+        Envelope,
+        date=st.none() | _text,
+        subject=st.none() | _text,
+        from_=_addresses,
+        sender=_addresses,
+        reply_to=_addresses,
+        to=_addresses,
+        cc=_addresses,
+        bcc=_addresses,
+        in_reply_to=st.none() | _text,
+        message_id=st.none() | _text,
+    )
+)
+def test_envelope_summary_fast_path_equals_the_general_parser(envelope: Envelope) -> None:
+    raw = raw_envelope(envelope)
+    assert envelope_summary_of(raw) == envelope_summary(raw.value())
+
+
+@pytest.mark.parametrize(
+    ("encoded", "decoded"),
+    [(b"=?utf-8?q?Caf=C3=A9?= meeting", "Café meeting"),
+     (b"(=?ISO-8859-1?Q?a?= =?ISO-8859-1?Q?b?=)", "(ab)"),  # RFC 2047 §8: space between words
+     (b"=?UTF-8?B?0J/RgNC40LLQtdGC?=", "Привет"),
+     (b"=?US-ASCII?Q?Keith_Moore?=", "Keith Moore"),
+     (b"a =?utf-8?q?b?= c", "a b c"),
+     (b"=?x-unknown?q?abc?=", "=?x-unknown?q?abc?="),  # unknown charset: left as it is
+     (b"=?utf-8?b?SGVsbG8?=", "Hello")],  # missing base64 padding
+)  # fmt: skip
+def test_decode_words(encoded: bytes, decoded: str) -> None:
+    assert decode_words(encoded) == decoded

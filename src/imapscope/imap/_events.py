@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from email.header import decode_header, make_header
-from typing import Literal
+from typing import Any, Literal
 
 from imapscope.imap._errors import RemoteProtocolError
 from imapscope.imap._values import RawValue, Value
@@ -318,17 +319,45 @@ def parse_internaldate(text: str) -> datetime:
         ) from exc
 
 
+# RFC 2047 §2: encoded-word = "=?" charset "?" encoding "?" encoded-text "?=" (charset may carry
+# an RFC 2231 "*language" suffix).
+_ENCODED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([QqBb])\?([^?\s]*)\?=")
+
+
 def decode_words(value: bytes | None) -> str | None:
-    """Decode RFC 2047 encoded words (as in ENVELOPE subjects and names); None stays None."""
+    """Decode RFC 2047 encoded words (as in ENVELOPE subjects and names); None stays None.
+
+    A first sync decodes one per message, so this is a direct decoder (one regex pass, the
+    bytes decoded per word) rather than :mod:`email.header`'s general machinery, which it falls
+    back to for anything it does not handle (an unknown charset)."""
     if value is None:
         return None
     text = value.decode("utf-8", "replace")
     if "=?" not in text:
         return text
+    out: list[str] = []
+    pos = 0
+    previous_word = False
     try:
-        return str(make_header(decode_header(text)))
-    except (ValueError, LookupError, UnicodeDecodeError):
-        return text
+        for match in _ENCODED_WORD.finditer(text):
+            gap = text[pos : match.start()]
+            if not (previous_word and not gap.strip()):  # whitespace between words is dropped
+                out.append(gap)
+            charset, encoding, payload = match.groups()
+            if encoding in "Bb":
+                data = base64.b64decode(payload + "=" * (-len(payload) % 4))
+            else:
+                data = binascii.a2b_qp(payload.encode("ascii"), header=True)
+            out.append(data.decode(charset, "replace"))
+            pos = match.end()
+            previous_word = True
+        out.append(text[pos:])
+    except (ValueError, LookupError, binascii.Error, UnicodeError):
+        try:
+            return str(make_header(decode_header(text)))
+        except (ValueError, LookupError, UnicodeDecodeError):
+            return text
+    return "".join(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +389,14 @@ class Fetch:
 
         raw = self.items.get("ENVELOPE")
         return None if raw is None else envelope_from_value(raw.value())
+
+    def envelope_summary(self) -> dict[str, Any] | None:
+        """The ENVELOPE's date, decoded subject, from/to addresses and message id, cheaply
+        (no display names decoded); see :func:`~imapscope.imap._structure.envelope_summary`."""
+        from imapscope.imap._structure import envelope_summary_of  # noqa: PLC0415
+
+        raw = self.items.get("ENVELOPE")
+        return None if raw is None else envelope_summary_of(raw)
 
     @property
     def bodystructure(self) -> BodyStructure | None:

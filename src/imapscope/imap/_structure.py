@@ -13,6 +13,10 @@ optional here, and extension data we do not know is kept in ``extension``.
 
 from __future__ import annotations
 
+import json
+import re
+from typing import Any
+
 from imapscope.imap._errors import RemoteProtocolError
 from imapscope.imap._events import (
     Address,
@@ -22,7 +26,7 @@ from imapscope.imap._events import (
     Multipart,
     decode_words,
 )
-from imapscope.imap._values import Value, as_int, as_list, as_str
+from imapscope.imap._values import RawValue, Value, as_int, as_list, as_str
 
 
 def _bytes(value: Value) -> bytes | None:
@@ -65,6 +69,62 @@ def envelope_from_value(value: Value) -> Envelope:
         in_reply_to=as_str(in_reply_to),
         message_id=as_str(message_id),
     )
+
+
+def _emails(value: Value) -> list[str]:
+    """Just the ``mailbox@host`` of each address (group markers, with no host, left out)."""
+    found = []
+    for entry in as_list(value):
+        fields = as_list(entry)
+        if len(fields) != 4:
+            raise RemoteProtocolError(f"address needs 4 fields, got {entry!r}")
+        mailbox, host = as_str(fields[2]), as_str(fields[3])
+        if mailbox is not None and host is not None:
+            found.append(f"{mailbox}@{host}")
+    return found
+
+
+# An ENVELOPE is nested lists of NIL and quoted strings: outside the quoted strings it becomes
+# JSON by replacing a few characters, and json.loads (C) builds it several times faster than a
+# token-by-token parser. Anything else (literals, atoms) takes the general parser.
+_QUOTED_SPLIT = re.compile(r'("(?:[^"\\]|\\.)*")')
+
+
+def _fast_value(raw: RawValue) -> Value:
+    if raw.literals or b"{" in raw.text:
+        return raw.value()
+    parts = _QUOTED_SPLIT.split(raw.text.decode("utf-8", "replace"))
+    for index in range(0, len(parts), 2):
+        parts[index] = (
+            parts[index].replace(" ", ",").replace("(", "[").replace(")", "]")
+            .replace("NIL", "null").replace("][", "],[")
+        )  # fmt: skip
+    try:
+        value = json.loads("".join(parts), strict=False)
+    except ValueError:
+        return raw.value()
+    return value if isinstance(value, list) else raw.value()
+
+
+def envelope_summary_of(raw: RawValue) -> dict[str, Any]:
+    """:func:`envelope_summary` of a raw ENVELOPE, through the JSON fast path when it can."""
+    return envelope_summary(_fast_value(raw))
+
+
+def envelope_summary(value: Value) -> dict[str, Any]:
+    """What a mail index keeps of an ENVELOPE (date, decoded subject, sender and recipient
+    addresses, message id), without building the full :class:`Envelope`: display names are not
+    decoded, which is most of the cost of a big first sync."""
+    fields = as_list(value)
+    if len(fields) != 10:
+        raise RemoteProtocolError(f"ENVELOPE needs 10 fields, got {len(fields)}")
+    return {
+        "date": as_str(fields[0]),
+        "subject": decode_words(_bytes(fields[1])),
+        "from": _emails(fields[2]),
+        "to": _emails(fields[5]),
+        "message_id": as_str(fields[9]),
+    }
 
 
 def _params(value: Value) -> dict[str, str]:

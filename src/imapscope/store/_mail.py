@@ -81,7 +81,7 @@ class MailMixin(Database):
             if folder is None:
                 return  # removed meanwhile
             if events:
-                await s.execute(insert(Event), [
+                await s.execute(insert(cast(Table, Event.__table__)), [
                     {"account_id": folder.account_id, "kind": kind, "data": bounded_event(data)}
                     for kind, data in events
                 ])  # fmt: skip
@@ -105,8 +105,9 @@ class MailMixin(Database):
                       "is_seen": "\\Seen" in value} for uid, value in flags.items()],
                 )  # fmt: skip
             if new:
-                await s.execute(
-                    insert(Message), [{"folder_id": folder_id, **_message_columns(m)} for m in new]
+                await s.execute(  # the table, not the mapper: no per-row ORM bookkeeping
+                    insert(cast(Table, Message.__table__)),
+                    [{"folder_id": folder_id, **_message_columns(m)} for m in new],
                 )
             await s.commit()
 

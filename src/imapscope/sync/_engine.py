@@ -16,7 +16,6 @@ from typing import Any
 from imapscope.findings import Finding, finding
 from imapscope.imap import ContinuationRequest as Continue
 from imapscope.imap import (
-    Envelope,
     Exists,
     ExpungeResponse,
     Fetch,
@@ -122,18 +121,6 @@ def _events(
     for uid in gone:
         found.append(("message.expunged", {"folder": folder, "uid": uid}))
     return found
-
-
-def _envelope(env: Envelope | None) -> dict[str, Any]:
-    if env is None:
-        return {}
-    return {
-        "date": env.date,
-        "subject": env.subject,
-        "from": [a.email for a in env.from_],
-        "to": [a.email for a in env.to],
-        "message_id": env.message_id,
-    }
 
 
 def settings(account: AccountView, secret: str, options: SyncOptions) -> Settings:
@@ -446,7 +433,7 @@ class AccountSync:
                 new = [
                     MessageMeta(
                         e.uid, tuple(e.flags or ()), e.internaldate, e.size,
-                        _envelope(e.envelope),
+                        e.envelope_summary() or {},
                     )
                     for e in fetched
                     if isinstance(e, FetchResponse) and e.uid in wanted
