@@ -66,8 +66,9 @@ def stored(db: Path) -> tuple[str, int]:
     return (state[0] if state else ""), int(count)
 
 
-def serve_sync(work: Path, port: int, ca_file: Path, user: str, password: str,
-               n: int) -> tuple[float, int]:  # fmt: skip
+def serve_sync(
+    work: Path, port: int, ca_file: Path, *, user: str, password: str, n: int
+) -> tuple[float, int]:
     import asyncio  # noqa: PLC0415
 
     data = work / "data"
@@ -116,10 +117,13 @@ def main() -> None:
         raw_drain(dovecot.tls_port, ca.ca_file, "big", "big-pw")  # warm Dovecot's index
         raw = min(raw_drain(dovecot.tls_port, ca.ca_file, "big", "big-pw") for _ in range(2))
         print(f"raw drain: {raw:.2f}s")
-        sync, peak = serve_sync(work, dovecot.tls_port, ca.ca_file, "big", "big-pw",
-                                args.messages)  # fmt: skip
-        print(f"serve start -> idle with {args.messages} stored: {sync:.2f}s, "
-              f"peak RSS {peak / 1024:.0f} MiB")
+        sync, peak = serve_sync(
+            work, dovecot.tls_port, ca.ca_file, user="big", password="big-pw", n=args.messages
+        )
+        print(
+            f"serve start -> idle with {args.messages} stored: {sync:.2f}s, "
+            f"peak RSS {peak / 1024:.0f} MiB"
+        )
         print(f"ratio_vs_raw={sync / raw:.2f} peak_rss_mib={peak / 1024:.0f}")
     finally:
         dovecot.stop()
