@@ -14,11 +14,14 @@ from typing import Any
 import pytest
 
 from imapscope.sandbox import SandboxServer, build_store, ensure_certificates
+from imapscope.store import DB_FILE
+from imapscope.store._db import DATABASE_ENV
 from tests import imap_driver
 from tests.scripted import running
 from tests.servers.courier import start_courier
 from tests.servers.cyrus import start_cyrus
 from tests.servers.dovecot import start_dovecot as _start_dovecot
+from tests.servers.postgres import Postgres, start_postgres
 from tests.servers.rig import RunningServer, TestCA
 
 # Seeded INBOX sizes of the session-wide servers (first user).
@@ -112,3 +115,46 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
     )
     with running(server):
         yield Sandbox(server, certificates.ca_file, logins)
+
+
+# --- the store's databases: every store, sync and API test runs on SQLite and on PostgreSQL ---
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A throwaway PostgreSQL cluster (initdb + pg_ctl in a temporary directory)."""
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class Database:
+    """The database a test's store uses: ``kind`` is sqlite or postgresql; for PostgreSQL a
+    fresh database, named to the store through $IMAPSCOPE_DATABASE_URL (Store.open reads it)."""
+
+    kind: str
+    url: str | None
+    server: Postgres | None = None
+
+    def dump(self, data_dir: Path) -> bytes:
+        """Everything the database holds, as bytes on disk or in a dump."""
+        if self.server is None:
+            return b"".join(p.read_bytes() for p in data_dir.iterdir()
+                            if p.name.startswith(DB_FILE))  # fmt: skip
+        assert self.url is not None
+        name = self.url.rsplit("/", 1)[1]
+        return self.server.dump(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Database:
+    if request.param == "sqlite":
+        monkeypatch.delenv(DATABASE_ENV, raising=False)
+        return Database("sqlite", None)
+    server: Postgres = request.getfixturevalue("postgres")
+    url = server.create_database()
+    monkeypatch.setenv(DATABASE_ENV, url)
+    return Database("postgresql", url, server)

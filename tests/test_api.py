@@ -20,6 +20,9 @@ from imapscope.sync import Backoff, SyncOptions
 from tests.conftest import PASSWORD, Sandbox
 from tests.serving import Serving, serving
 
+# Every test here runs on SQLite and on PostgreSQL (the ``database`` fixture).
+pytestmark = pytest.mark.usefixtures("database")
+
 WRONG = "wrong-password-api-77"
 
 

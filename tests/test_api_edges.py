@@ -17,6 +17,9 @@ from imapscope.web._throttle import MAX_FAILURES, WINDOW, LoginThrottle
 from tests.hostile import hostile, hostile_server
 from tests.serving import Serving, serving
 
+# Every test here runs on SQLite and on PostgreSQL (the ``database`` fixture).
+pytestmark = pytest.mark.usefixtures("database")
+
 SECRET = "api-s3cret-Pa55!"
 BIG = 2**63
 

@@ -16,7 +16,8 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from cryptography.fernet import Fernet
-from sqlalchemy import create_engine
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from imapscope.store import (
     DB_FILE,
@@ -30,6 +31,7 @@ from imapscope.store import (
 )
 from imapscope.store._crypto import KEY_ENV, KEY_FILE
 from imapscope.store._models import Base
+from tests.conftest import Database
 
 T = TypeVar("T")
 PASSWORD = "s3cret-Pa55word-xyzzy"
@@ -54,10 +56,18 @@ def run(tmp_path: Path, body: Callable[[Store], Awaitable[T]]) -> T:
 
 
 @pytest.fixture(autouse=True)
-def _no_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_env_key(monkeypatch: pytest.MonkeyPatch, database: Database) -> None:
+    """Every test here runs on SQLite and on PostgreSQL (the ``database`` fixture)."""
     monkeypatch.delenv(KEY_ENV, raising=False)
 
 
+@pytest.fixture
+def sqlite_only(database: Database) -> None:
+    if database.kind != "sqlite":
+        pytest.skip("inspects the SQLite file itself (WAL, file mode)")
+
+
+@pytest.mark.usefixtures("sqlite_only")
 def test_open_creates_schema_wal_and_a_private_key(tmp_path: Path) -> None:
     run(tmp_path, lambda s: s.accounts())
     key = tmp_path / KEY_FILE
@@ -77,12 +87,21 @@ def test_open_creates_schema_wal_and_a_private_key(tmp_path: Path) -> None:
         assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0004"
 
 
-def test_migrations_match_the_models(tmp_path: Path) -> None:
+def test_migrations_match_the_models(tmp_path: Path, database: Database) -> None:
     run(tmp_path, lambda s: s.accounts())
-    engine = create_engine(f"sqlite:///{tmp_path / DB_FILE}")
-    with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-    engine.dispose()
+    url = database.url or f"sqlite+aiosqlite:///{tmp_path / DB_FILE}"
+
+    async def compare() -> list[object]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(
+                    lambda c: compare_metadata(MigrationContext.configure(c), Base.metadata)
+                )
+        finally:
+            await engine.dispose()
+
+    diff = asyncio.run(compare())
     assert diff == [], "models changed without a migration: add one under store/migrations"
 
 
@@ -95,9 +114,9 @@ def test_reopen_keeps_accounts_and_decrypts_with_the_same_key(tmp_path: Path) ->
     assert views[0].state_since.tzinfo is not None
 
 
-def test_password_is_not_in_the_database_file(tmp_path: Path) -> None:
+def test_password_is_not_in_the_database(tmp_path: Path, database: Database) -> None:
     run(tmp_path, lambda s: s.add_account(SPEC, PASSWORD))
-    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith(DB_FILE))
+    raw = database.dump(tmp_path)
     assert SPEC.email.encode() in raw  # the file holds the account: the search is meaningful
     assert PASSWORD.encode() not in raw
 
@@ -216,10 +235,15 @@ def test_remove_account_cascades(tmp_path: Path) -> None:
         await s.remove_account(a.id)
         return a.id
 
+    async def counts(s: Store) -> list[int]:
+        async with s._session() as session:
+            return [
+                int(await session.scalar(text(f"SELECT count(*) FROM {table}")) or 0)  # noqa: S608
+                for table in ("accounts", "errors", "events")
+            ]
+
     run(tmp_path, body)
-    with sqlite3.connect(tmp_path / DB_FILE) as db:
-        for table in ("accounts", "errors", "events"):
-            assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0  # noqa: S608
+    assert run(tmp_path, counts) == [0, 0, 0]
 
 
 def test_summaries_count_per_account_in_grouped_queries(tmp_path: Path) -> None:

@@ -23,6 +23,9 @@ from imapscope.store._crypto import KEY_FILE
 from imapscope.sync import AccountSync, Backoff, SyncOptions, SyncService, health
 from tests.conftest import PASSWORD, Sandbox
 
+# Every test here runs on SQLite and on PostgreSQL (the ``database`` fixture).
+pytestmark = pytest.mark.usefixtures("database")
+
 
 def spec(port: int, security: str = "starttls") -> AccountSpec:
     return AccountSpec(

@@ -93,13 +93,20 @@ def serve_command(
     ca_file: Path | None = typer.Option(None, "--ca-file", help="Trust this CA for servers."),
     insecure: bool = typer.Option(False, "--insecure", help="Do not verify server certificates."),
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds per network step."),
+    database: str | None = typer.Option(
+        None,
+        "--database",
+        envvar="IMAPSCOPE_DATABASE_URL",
+        show_envvar=True,
+        help="postgresql://user:password@host/db instead of SQLite in the data directory.",
+    ),
 ) -> None:
     """Keep the registered accounts in sync, with the REST API and the web UI."""
     from imapscope.sync import SyncOptions  # noqa: PLC0415
 
     options = SyncOptions(ca_file=str(ca_file) if ca_file else None, insecure=insecure,
                           timeout=timeout)  # fmt: skip
-    asyncio.run(_serve(data_dir or default_data_dir(), listen, port, options))
+    asyncio.run(_serve(data_dir or default_data_dir(), listen, port, options, database))
 
 
 def bind(listen: str, port: int) -> socket.socket:
@@ -148,13 +155,15 @@ def address_of(sock: socket.socket) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
-async def _serve(data_dir: Path, listen: str, port: int, options: SyncOptions) -> None:
+async def _serve(
+    data_dir: Path, listen: str, port: int, options: SyncOptions, database: str | None = None
+) -> None:
     from imapscope.api import create_app  # noqa: PLC0415
     from imapscope.store import Store, StoreError  # noqa: PLC0415
     from imapscope.sync import SyncService  # noqa: PLC0415
 
     try:
-        store = await Store.open(data_dir)
+        store = await Store.open(data_dir, database)
     except StoreError as exc:
         fail(str(exc))
     sock = bind(listen, port)

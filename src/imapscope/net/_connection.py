@@ -97,6 +97,8 @@ class Result:
 
 
 READ_SIZE = 64 * 1024
+#: Seconds a close waits for the transport to finish closing.
+CLOSE_TIMEOUT = 0.5
 #: Bytes one step (a greeting, one command's whole response) may bring by default. Generous for
 #: what a check or a metadata sync reads; a live body fetch sets its own.
 DEFAULT_STEP_BUDGET = 64 * 1024 * 1024
@@ -377,7 +379,9 @@ class ImapConnection:
         if self._closed:
             return
         self._closed = True
-        await close_stream(self._writer, 2.0)
+        # Short: closing is also what a cancelled step does on its way out (shutdown, an
+        # abandoned check); a peer that does not read our close is not waited for long.
+        await close_stream(self._writer, CLOSE_TIMEOUT)
 
 
 class CertificateError(NetError):

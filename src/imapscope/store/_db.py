@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Self
 
+import alembic.util
 from sqlalchemy import event
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -23,10 +26,39 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from imapscope.store import _migrate
 from imapscope.store._crypto import SecretBox, load_or_create_key
-from imapscope.store._errors import NotFoundError
+from imapscope.store._errors import NotFoundError, StoreError
 from imapscope.store._models import Account
 
 DB_FILE = "imapscope.db"
+#: The database to use instead of the data directory's SQLite file (``serve --database`` sets
+#: it too): ``postgresql://user:password@host:port/dbname``. The data directory still holds the
+#: key that seals the secrets, which every worker on one database must share.
+DATABASE_ENV = "IMAPSCOPE_DATABASE_URL"
+
+
+def database_url(url: str | None, data_dir: Path) -> str:
+    """The SQLAlchemy URL: ``url``, else $IMAPSCOPE_DATABASE_URL, else SQLite in ``data_dir``.
+    A plain ``postgresql://`` URL is given the asyncpg driver."""
+    chosen = url or os.environ.get(DATABASE_ENV) or f"sqlite+aiosqlite:///{data_dir / DB_FILE}"
+    for plain in ("postgresql://", "postgres://"):
+        if chosen.startswith(plain):
+            return "postgresql+asyncpg://" + chosen.removeprefix(plain)
+    if not chosen.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        raise StoreError(
+            f"unsupported database URL {_redacted(chosen)!r}: use postgresql://user@host/db "
+            "(or leave it out for SQLite in the data directory)"
+        )
+    return chosen
+
+
+def _redacted(url: str) -> str:
+    """A URL without its password (for messages)."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}" if ":" in credentials else url
 
 
 def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -65,18 +97,33 @@ class Database:
 
     @classmethod
     async def open(cls, data_dir: Path, url: str | None = None) -> Self:
-        """Open (creating if needed) the store, its key, and bring the schema up to date."""
+        """Open (creating if needed) the store, its key, and bring the schema up to date. The
+        database is ``url``, $IMAPSCOPE_DATABASE_URL, or SQLite in ``data_dir``
+        (:func:`database_url`); a database that cannot be reached, or whose schema is newer than
+        this imapscope, is a :class:`StoreError` that says so, and nothing is written."""
+        chosen = database_url(url, data_dir)
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         box = SecretBox(load_or_create_key(data_dir))
-        engine = create_async_engine(url or f"sqlite+aiosqlite:///{data_dir / DB_FILE}")
+        engine = create_async_engine(chosen, pool_pre_ping=not chosen.startswith("sqlite"))
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        async with engine.begin() as conn:
-            await conn.run_sync(_migrate.upgrade)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(_migrate.upgrade)
+        except (OSError, DBAPIError, alembic.util.CommandError) as exc:
+            await engine.dispose()
+            raise StoreError(
+                f"cannot open the database {_redacted(chosen)}: {_reason(exc)}"
+            ) from exc
         return cls(engine, box)
 
     async def close(self) -> None:
         await self._engine.dispose()
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._engine.dialect.name
 
     async def _row(self, s: Any, account_id: int) -> Account:
         row = await s.get(Account, account_id)
@@ -86,3 +133,14 @@ class Database:
             )
         assert isinstance(row, Account)
         return row
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in a line: a newer schema, a refused connection, a wrong password."""
+    text = str(exc)
+    if isinstance(exc, alembic.util.CommandError) and "Can't locate revision" in text:
+        return ("its schema is newer than this imapscope knows (a newer version wrote it): "
+                "upgrade imapscope, or use another database")  # fmt: skip
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        text = str(exc.orig)
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -104,8 +104,9 @@ class SyncService:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-        for account_id in list(self._running):
-            await self._stop_one(account_id)
+        # All at once: each supervisor may take a moment to close its connection, and a
+        # thousand of them one after the other would hold up shutdown for minutes.
+        await asyncio.gather(*(self._stop_one(a) for a in list(self._running)))
 
     async def _reconcile_loop(self) -> None:
         while True:
