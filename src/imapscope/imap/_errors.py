@@ -7,7 +7,8 @@ The tree::
     │                             argument that cannot be sent, a literal over our own limit)
     └── RemoteProtocolError       the peer did (unparseable bytes, a response to a tag we never
         │                         sent)
-        └── LimitExceededError    a line, a literal or one line's literals over a named limit
+        ├── LimitExceededError    a line, a literal or one line's literals over a named limit
+        └── MailboxNameError      a mailbox name that is not valid modified UTF-7
 
 Foreign exceptions (OSError, ssl.SSLError) never come from here: the codec does no IO. The IO edge
 translates them.
@@ -38,3 +39,7 @@ class RemoteProtocolError(ProtocolError):
 
 class LimitExceededError(RemoteProtocolError):
     """The peer sent (or announced) more than a named limit allows."""
+
+
+class MailboxNameError(RemoteProtocolError):
+    """A mailbox name that is not valid modified UTF-7 (RFC 3501 §5.1.3)."""

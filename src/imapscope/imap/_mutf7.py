@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from imapscope.imap._errors import RemoteProtocolError
+from imapscope.imap._errors import MailboxNameError
 
 
 def encode(name: str) -> bytes:
@@ -32,6 +32,10 @@ def encode(name: str) -> bytes:
     return bytes(out)
 
 
+def _shown(raw: bytes) -> str:
+    return raw.decode("ascii", "backslashreplace")[:200]
+
+
 def decode(raw: bytes) -> str:
     parts: list[str] = []
     pos = 0
@@ -43,7 +47,9 @@ def decode(raw: bytes) -> str:
         parts.append(raw[pos:amp].decode("ascii", "replace"))
         end = raw.find(b"-", amp)
         if end < 0:
-            raise RemoteProtocolError(f"unterminated modified UTF-7 in mailbox name {raw!r}")
+            raise MailboxNameError(
+                f"Mailbox name is not valid mUTF-7: unterminated '&' in {_shown(raw)}"
+            )
         chunk = raw[amp + 1 : end]
         if not chunk:
             parts.append("&")
@@ -52,9 +58,9 @@ def decode(raw: bytes) -> str:
             try:
                 parts.append(base64.b64decode(padded, validate=True).decode("utf-16-be"))
             except (binascii.Error, UnicodeDecodeError) as exc:
-                raise RemoteProtocolError(
-                    f"invalid modified UTF-7 in mailbox name {raw!r}",
-                    hint="the server sent a mailbox name that is not valid modified UTF-7",
+                raise MailboxNameError(
+                    f"Mailbox name is not valid mUTF-7: {_shown(raw)}",
+                    hint="a mailbox name must be modified UTF-7 (RFC 3501 5.1.3)",
                 ) from exc
         pos = end + 1
     return "".join(parts)

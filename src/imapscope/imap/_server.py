@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from typing import Literal
 
 from imapscope.imap import _mutf7
 from imapscope.imap import _sequence as sequence
@@ -63,7 +64,12 @@ from imapscope.imap._commands import (
     Unsubscribe,
 )
 from imapscope.imap._connection import NEED_DATA, _Sentinel
-from imapscope.imap._errors import LimitExceededError, LocalProtocolError, RemoteProtocolError
+from imapscope.imap._errors import (
+    LimitExceededError,
+    LocalProtocolError,
+    MailboxNameError,
+    RemoteProtocolError,
+)
 from imapscope.imap._events import Response, TaggedResponse, parse_internaldate
 from imapscope.imap._serialize import serialize_response
 from imapscope.imap._state import ALLOWED, ON_NO, ON_OK, State
@@ -97,10 +103,13 @@ class SaslResponse:
 
 @dataclass(frozen=True, slots=True)
 class BadCommand:
-    """Not a valid command here: answer ``tag BAD message`` (tag is ``*`` if there was none)."""
+    """Not a valid command here: answer ``tag BAD message`` (tag is ``*`` if there was none).
+    ``status`` is NO for a well-formed command with an unusable argument (a mailbox name that
+    is not valid modified UTF-7: Dovecot answers NO there, not BAD)."""
 
     tag: str
     message: str
+    status: Literal["BAD", "NO"] = "BAD"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +131,10 @@ ServerEvent = CommandReceived | IdleDone | SaslResponse | BadCommand | TooLarge
 
 
 def _bytes(item: Value) -> bytes:
+    """An astring argument. ``NIL`` is an atom there like any other (``LIST "" NIL`` is a
+    pattern named NIL; Dovecot answers it OK), not the absence of a value."""
+    if item is None:
+        return b"NIL"
     if isinstance(item, str):
         return item.encode()
     if isinstance(item, bytes | bytearray):
@@ -298,6 +311,8 @@ def _build(verb: str, uid: bool, values: list[Value], utf8: bool) -> Command:
         store_flags = (
             tuple(as_text(f) for f in as_list(flags_value))
             if isinstance(flags_value, list)
+            else ()  # NIL: no flags (the parser reads it as an empty list)
+            if flags_value is None
             else (as_text(flags_value),)
         )
         return Store(
@@ -426,6 +441,9 @@ class ServerConnection:
                 return BadCommand(self._sasl_tag, "SASL response is not base64")
         try:
             tag, command = parse_command(frame, utf8=self.utf8)
+        except MailboxNameError as exc:
+            tag = frame.text[:-2].partition(b" ")[0].decode("ascii", "replace")
+            return BadCommand(tag[:64] or "*", str(exc).split(" (hint:")[0], status="NO")
         except RemoteProtocolError as exc:
             tag = frame.text[:-2].partition(b" ")[0].decode("ascii", "replace")
             if not tag or not tag.isprintable() or " " in tag or "\r" in tag:

@@ -13,7 +13,7 @@ from datetime import date
 
 from imapscope.imap import decode_words, expand_sequence
 from imapscope.sandbox._mime import split
-from imapscope.sandbox._store import Message
+from imapscope.sandbox._store import Message, canonical_flags
 
 Predicate = Callable[[Message, int], bool]
 _TOKEN = re.compile(r"\(|\)|\?|[^\s()?]+")
@@ -109,7 +109,7 @@ class _Parser:
         if word == "OLD":
             return lambda m, n: True
         if word in ("KEYWORD", "UNKEYWORD"):
-            keyword = self.argument()
+            (keyword,) = canonical_flags([self.argument()])
             return lambda m, n: (keyword in m.flags) == (word == "KEYWORD")
         if word == "NOT":
             inner = self.key()

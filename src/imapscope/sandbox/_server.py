@@ -96,6 +96,7 @@ from imapscope.sandbox._store import (
     Store,
     StoreError,
     User,
+    canonical_flags,
 )
 
 logger = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ class Session:
     mechanism: str = "PLAIN"
     login_name: str | None = None  # AUTHENTICATE LOGIN: the user name, once given
     oauth_failed: bool = False
+    hold_expunges: bool = False  # answering FETCH/STORE/SEARCH by sequence number
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -205,35 +207,61 @@ class Session:
                 self.writer.write(data)
 
     def updates(self) -> list[Response]:
-        """Pending changes as responses against this session's view; the view follows."""
+        """Pending changes as responses against this session's view; the view follows.
+
+        Order matters to clients that track sequence numbers (RFC 3501 §7.4.1, §5.5): no
+        EXPUNGE while answering FETCH, STORE or SEARCH by sequence number (held until a command
+        that may carry it: NOOP, CHECK, IDLE, EXPUNGE, a UID command, as Dovecot does), and no
+        FETCH for a message number before an EXISTS has announced it."""
         found: list[Response] = []
         mailbox = self.mailbox
         if mailbox is None:
             self.pending.clear()
             return found
-        grew = False
+        told = len(self.view)  # messages the client knows of (EXISTS minus EXPUNGEs)
         vanished: list[int] = []
+        vanish_at = 0
+        held: list[Change] = []
         for change in self.pending:
-            if change.kind == "expunge" and change.uid in self.view:
+            if change.kind == "keywords":
+                found.extend(self.flag_responses())
+            elif change.kind == "expunge" and change.uid in self.view:
+                if self.hold_expunges:
+                    held.append(change)
+                    continue
                 seq = self.view.index(change.uid) + 1
                 self.view.pop(seq - 1)
+                told -= 1
                 if self.qresync:
+                    vanish_at = vanish_at if vanished else len(found)
                     vanished.append(change.uid)
                 else:
                     found.append(ExpungeResponse(seq))
             elif change.kind == "exists" and change.uid not in self.view:
                 self.view.append(change.uid)
-                grew = True
             elif change.kind == "flags" and change.uid in self.view:
                 message = mailbox.by_uid(change.uid)
                 if message is not None:
+                    if self.view.index(change.uid) + 1 > told:
+                        found.append(Exists(len(self.view)))
+                        told = len(self.view)
                     found.append(self.fetch_flags(message, with_uid=True))
-        self.pending.clear()
+        self.pending = held
         if vanished:
-            found.insert(0, Vanished(compact_sequence(vanished), earlier=False))
-        if grew:
+            found.insert(vanish_at, Vanished(compact_sequence(vanished), earlier=False))
+        if len(self.view) > told:
             found.append(Exists(len(self.view)))
         return found
+
+    def flag_responses(self) -> tuple[Flags, UntaggedStatus]:
+        """``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` for the selected mailbox, keywords
+        included."""
+        assert self.mailbox is not None
+        defined = (*SYSTEM_FLAGS, *sorted(self.mailbox.keywords))
+        permanent = () if self.readonly else (*defined, "\\*")
+        return Flags(defined), UntaggedStatus(
+            "OK", ResponseCode("PERMANENTFLAGS", permanent), "Flags permitted"
+        )
 
     def fetch_flags(self, message: Message, *, with_uid: bool) -> FetchResponse:
         return FetchResponse(
@@ -327,7 +355,7 @@ class Session:
             self.send(Bye(None, f"Too large: {event.message}"))
             return False
         if isinstance(event, BadCommand):
-            self.send(bad(event.tag, event.message))
+            self.send(TaggedResponse(event.tag, event.status, None, event.message))
         elif isinstance(event, IdleDone):
             self.idle_tag = None
             self.send(*self.updates(), ok(event.tag, "IDLE terminated"))
@@ -350,6 +378,9 @@ class Session:
                     return False
                 if rule.action in ("no", "bad"):
                     return True
+            self.hold_expunges = verb in ("FETCH", "STORE", "SEARCH") and not getattr(
+                event.command, "uid", False
+            )
             try:
                 result = handler(event.tag, event.command)
                 if asyncio.iscoroutine(result):
@@ -364,6 +395,8 @@ class Session:
                 self.send(TaggedResponse(event.tag, "BAD", ResponseCode("SERVERBUG"),
                                          f"internal error: {type(exc).__name__}"))  # fmt: skip
                 return True
+            finally:
+                self.hold_expunges = False
             if rule is not None and rule.action == "disconnect":  # mid-reply or mid-literal
                 data = self.conn.data_to_send()
                 cut = len(data) // 2
@@ -601,6 +634,21 @@ class Session:
             responses.append(ListResponse(kind, tuple(attributes), DELIMITER, name, raw))
             if status_items:  # LIST-STATUS (RFC 5819): STATUS right after its LIST line
                 responses.append(self.status_of(mailbox, status_items))
+        if lsub and "%" in pattern:
+            # RFC 3501 §6.3.9: a subscribed name below a level that "%" stops at shows its
+            # superior at that level, marked \Noselect when the superior is not subscribed.
+            listed = {r.name for r in responses if isinstance(r, ListResponse)}
+            for name in names:
+                if not boxes[name].subscribed:
+                    continue
+                parts = name.split(DELIMITER)
+                for depth in range(1, len(parts)):
+                    superior = DELIMITER.join(parts[:depth])
+                    if superior not in listed and matcher(superior):
+                        listed.add(superior)
+                        responses.append(ListResponse(
+                            kind, ("\\Noselect",), DELIMITER, superior, encode_mailbox(superior)
+                        ))  # fmt: skip
         self.complete(*responses, ok(tag, f"{kind} completed"))
 
     def do_LSUB(self, tag: str, command: List) -> None:  # noqa: N802
@@ -643,12 +691,12 @@ class Session:
         self.view = [m.uid for m in mailbox.messages]
         mailbox.listeners.add(self.on_change)
         unseen = [i for i, m in enumerate(mailbox.messages, 1) if "\\Seen" not in m.flags]
-        permanent = () if self.readonly else (*SYSTEM_FLAGS, "\\*")
+        flags, permanent = self.flag_responses()
         responses: list[Response] = [
-            Flags(SYSTEM_FLAGS),
+            flags,
             Exists(len(self.view)),
             Recent(0),
-            UntaggedStatus("OK", ResponseCode("PERMANENTFLAGS", permanent), "Flags permitted"),
+            permanent,
             UntaggedStatus("OK", ResponseCode("UIDVALIDITY", mailbox.uidvalidity), "UIDs valid"),
             UntaggedStatus("OK", ResponseCode("UIDNEXT", mailbox.uidnext), "Predicted next UID"),
             UntaggedStatus("OK", ResponseCode("HIGHESTMODSEQ", mailbox.highestmodseq), "Highest"),
@@ -826,10 +874,11 @@ class Session:
             self.complete(no(tag, "Mailbox is read-only", "READ-ONLY"))
             return
         uid = command.uid
-        action, flags = command.action, set(command.flags)
+        action, flags = command.action, canonical_flags(command.flags)
         since = command.unchanged_since
         responses: list[Response] = []
         modified: list[int] = []
+        known = set(self.mailbox.keywords)
         for _, message in self.messages(command.messages, uid):
             if since is not None and message.modseq > since:
                 modified.append(message.uid if uid else self.view.index(message.uid) + 1)
@@ -840,6 +889,8 @@ class Session:
             if not command.silent:
                 responses.append(self.fetch_flags(message, with_uid=uid))
         code = ResponseCode("MODIFIED", compact_sequence(modified)) if modified else None
+        if self.mailbox.keywords != known:  # this session defined one: FLAGS before the FETCH
+            responses[:0] = self.flag_responses()
         self.complete(*responses, ok(tag, "STORE completed", code))
 
     def do_COPY(self, tag: str, command: Copy, move: bool = False) -> None:  # noqa: N802

@@ -26,6 +26,13 @@ SPECIAL_FOLDERS = {
     "Archive": "\\Archive",
 }  # fmt: skip
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+_SYSTEM_BY_LOWER = {flag.lower(): flag for flag in SYSTEM_FLAGS}
+
+
+def canonical_flags(flags: Iterable[str]) -> set[str]:
+    """Flags with the system flags in their canonical case: RFC 3501 §2.3.2 makes flag names
+    case-insensitive, so ``\\deleted`` *is* ``\\Deleted`` (Dovecot stores it so)."""
+    return {_SYSTEM_BY_LOWER.get(flag.lower(), flag) for flag in flags}
 
 
 class StoreError(Exception):
@@ -83,7 +90,8 @@ class Sink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """What happened in a mailbox: ``kind`` is "exists", "expunge" or "flags"."""
+    """What happened in a mailbox: ``kind`` is "exists", "expunge", "flags" or "keywords" (a
+    new keyword was defined; ``uid`` is 0)."""
 
     kind: str
     uid: int
@@ -102,6 +110,16 @@ class Mailbox:
     owner: str = ""
     sink: Sink | None = None
     vanished: list[tuple[int, int]] = field(default_factory=list)  # (uid, modseq) tombstones
+    # Keywords ever used here: like Dovecot's index, a keyword stays defined once it was set.
+    keywords: set[str] = field(default_factory=set)
+
+    def learn(self, flags: set[str], source: Listener | None = None) -> None:
+        """New keywords are announced (``keywords``) before the change that carries them, so
+        every session sends ``* FLAGS`` before a FETCH shows one (Dovecot does)."""
+        new = {f for f in flags if not f.startswith("\\")} - self.keywords
+        if new:
+            self.keywords |= new
+            self.announce(Change("keywords", 0), source)
 
     def announce(self, change: Change, source: Listener | None = None) -> None:
         for listener in list(self.listeners):
@@ -114,10 +132,12 @@ class Mailbox:
         return self.highestmodseq
 
     def append(self, raw: bytes, flags: Iterable[str], when: datetime | None) -> Message:
+        flags = canonical_flags(flags)
+        self.learn(flags)
         message = Message(
             uid=self.uidnext,
             raw=raw,
-            flags=set(flags),
+            flags=flags,
             internaldate=when or datetime.now(UTC).replace(microsecond=0),
             modseq=self.bump(),
         )
@@ -129,8 +149,10 @@ class Mailbox:
         return message
 
     def set_flags(self, message: Message, flags: set[str], source: Listener | None = None) -> bool:
+        flags = canonical_flags(flags)
         if flags == message.flags:
             return False
+        self.learn(flags, source)
         message.flags = flags
         message.modseq = self.bump()
         if self.sink is not None:
@@ -183,9 +205,9 @@ class User:
 
     def __post_init__(self) -> None:
         if not self.mailboxes and self.standard_folders:
-            self.create("INBOX")
+            self.create("INBOX", subscribed=True)
             for name, role in SPECIAL_FOLDERS.items():
-                self.create(name, role)
+                self.create(name, role, subscribed=True)
 
     def key(self, name: str) -> str:
         return "INBOX" if name.upper() == "INBOX" else name
@@ -196,15 +218,30 @@ class User:
             raise StoreError("NONEXISTENT", f"Mailbox doesn't exist: {name}")
         return mailbox
 
-    def create(self, name: str, special_use: str | None = None) -> Mailbox:
+    def create(
+        self, name: str, special_use: str | None = None, *, subscribed: bool = False
+    ) -> Mailbox:
+        """RFC 3501 §6.3.3: a trailing delimiter is dropped (``a/b/`` creates ``a/b``), missing
+        superiors are created too (``a/b/c`` creates ``a`` and ``a/b``), and CREATE does not
+        subscribe (Dovecot's behaviour; only the standard folders start subscribed)."""
         key = self.key(name.rstrip(DELIMITER))
         if not key or key in self.mailboxes:
             raise StoreError("ALREADYEXISTS", f"Mailbox already exists: {name}")
-        mailbox = Mailbox(key, next(_uidvalidity), special_use, owner=self.name, sink=self.sink)
-        self.mailboxes[key] = mailbox
+        parts = key.split(DELIMITER)
+        for depth in range(1, len(parts)):
+            parent = DELIMITER.join(parts[:depth])
+            if parent and self.key(parent) not in self.mailboxes:
+                self._add(Mailbox(self.key(parent), next(_uidvalidity), None, subscribed=False,
+                                  owner=self.name, sink=self.sink))  # fmt: skip
+        mailbox = Mailbox(key, next(_uidvalidity), special_use, subscribed=subscribed,
+                          owner=self.name, sink=self.sink)  # fmt: skip
+        self._add(mailbox)
+        return mailbox
+
+    def _add(self, mailbox: Mailbox) -> None:
+        self.mailboxes[mailbox.name] = mailbox
         if self.sink is not None:
             self.sink.mailbox_saved(self.name, mailbox)
-        return mailbox
 
     def delete(self, name: str) -> None:
         key = self.key(name)

@@ -1,0 +1,189 @@
+"""The sandbox behaves as Dovecot does where clients look closely (RFC 3501/9051; where the RFC
+is loose, Dovecot 2.3 is the reference). Each test here failed on the sandbox before its fix."""
+
+from __future__ import annotations
+
+import imaplib
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import PASSWORD, Sandbox
+
+
+@pytest.fixture
+def client(sandbox: Sandbox) -> Iterator[imaplib.IMAP4]:
+    connection = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
+    connection.login("alice", PASSWORD)
+    try:
+        yield connection
+    finally:
+        connection.logout()
+
+
+def flags_of(client: imaplib.IMAP4, message: str) -> str:
+    typ, data = client.fetch(message, "(FLAGS)")
+    assert typ == "OK"
+    return str(data[0])
+
+
+# --- 1. system flags are case-insensitive (RFC 3501 §2.3.2) ----------------------------------
+
+
+def test_system_flags_in_any_case_are_the_system_flags(client: imaplib.IMAP4) -> None:
+    client.select("INBOX")
+    typ, _ = client.store("1", "+FLAGS", r"(\deleted \SEEN)")
+    assert typ == "OK"
+    shown = flags_of(client, "1")
+    assert "\\Deleted" in shown
+    assert "\\Seen" in shown
+    assert "\\deleted" not in shown  # not stored as a keyword
+    assert client.search(None, "DELETED")[1] == [b"1"]
+    client.store("1", "-FLAGS", r"(\seen)")
+    assert "\\Seen" not in flags_of(client, "1")
+    typ, data = client.expunge()
+    assert data == [b"1"]  # EXPUNGE removed it
+    typ, data = client.select("INBOX")
+    assert data == [b"11"]
+
+
+def test_append_flags_and_status_unseen_ignore_case(client: imaplib.IMAP4) -> None:
+    before = client.status("INBOX", "(MESSAGES UNSEEN)")[1][0]
+    typ, _ = client.append("INBOX", r"(\seen \FLAGGED)", None, b"Subject: x\r\n\r\nbody\r\n")
+    assert typ == "OK"
+    after = client.status("INBOX", "(MESSAGES UNSEEN)")[1][0]
+    unseen = int(before.split(b"UNSEEN ")[1].rstrip(b")"))
+    assert after.split(b"UNSEEN ")[1].rstrip(b")") == str(unseen).encode()  # the new one is seen
+    client.select("INBOX")
+    assert "\\Flagged" in flags_of(client, "13")
+    assert b"13" in client.search(None, "FLAGGED")[1][0].split()
+    assert b"13" in client.search(None, r"KEYWORD \flagged")[1][0].split()
+
+
+def raw(client: imaplib.IMAP4, command: str) -> list[bytes]:
+    """Send one command as written; the lines of the answer, the tagged one last."""
+    tag = client._new_tag().decode()
+    client.send(f"{tag} {command}\r\n".encode())
+    lines = []
+    while True:
+        line = client.readline()
+        lines.append(line)
+        if line.startswith(tag.encode()):
+            return [*lines[:-1], line.removeprefix(tag.encode() + b" ")]
+
+
+# --- 6. grammar corners: NIL as an astring, names that are not modified UTF-7 ----------------
+
+
+def test_nil_where_an_astring_or_flag_list_is_expected(client: imaplib.IMAP4) -> None:
+    assert raw(client, 'LIST "" NIL')[-1].startswith(b"OK")  # as Dovecot answers
+    client.select("INBOX")
+    assert raw(client, "STORE 1 +FLAGS NIL")[-1].startswith(b"OK")
+    assert raw(client, "NOOP")[-1].startswith(b"OK")  # the session goes on
+
+
+@pytest.mark.parametrize("name", ['"a&b"', '"&Jjo"', '"&AGEAYgBj"'])
+def test_a_name_that_is_not_modified_utf7_is_no_not_bad(client: imaplib.IMAP4, name: str) -> None:
+    for command in (f"SELECT {name}", f"CREATE {name}"):
+        answer = raw(client, command)[-1]
+        assert answer.startswith(b"NO "), answer
+        assert b"not valid mUTF-7" in answer
+    assert raw(client, "NOOP")[-1].startswith(b"OK")
+
+
+# --- 7. subscriptions and hierarchy (RFC 3501 §6.3.3, §6.3.9) ----------------------------------
+
+
+def test_create_does_not_subscribe_and_creates_missing_superiors(client: imaplib.IMAP4) -> None:
+    assert client.create("a/b/c")[0] == "OK"
+    assert client.create("x/y/")[0] == "OK"  # the trailing delimiter is dropped
+    listed = b" ".join(client.list('""', "*")[1])  # type: ignore[arg-type]
+    for name in (b'"/" a\r', b'"/" a/b\r', b'"/" a/b/c', b'"/" x/y'):
+        assert name.rstrip(b"\r") in listed
+    assert b"x/y/" not in listed
+    subscribed = b" ".join(d for d in client.lsub('""', "*")[1] if d)  # type: ignore[misc]
+    assert b"a/b/c" not in subscribed
+    assert b"x/y" not in subscribed
+
+
+def test_lsub_shows_an_unsubscribed_superior_as_noselect(client: imaplib.IMAP4) -> None:
+    client.create("p/q")
+    assert client.subscribe("p/q")[0] == "OK"
+    top = [d for d in client.lsub('""', "%")[1] if d]
+    entry = [d for d in top if d.endswith(b' "/" p')]  # type: ignore[union-attr]
+    assert entry, top
+    assert b"\\Noselect" in entry[0]  # type: ignore[operator]
+    assert client.unsubscribe("p/q")[0] == "OK"
+    assert not [d for d in client.lsub('""', "*")[1] if d and b"p/q" in d]  # type: ignore[operator]
+
+
+# --- 5. a new keyword is announced with FLAGS before any FETCH carries it ---------------------
+
+
+def test_a_new_keyword_comes_with_flags_first_in_every_session(
+    sandbox: Sandbox, client: imaplib.IMAP4
+) -> None:
+    other = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
+    other.login("alice", PASSWORD)
+    try:
+        client.select("INBOX")
+        other.select("INBOX")
+        answer = raw(client, "STORE 2 +FLAGS ($Important)")
+        flags_at = next(i for i, line in enumerate(answer) if line.startswith(b"* FLAGS"))
+        fetch_at = next(i for i, line in enumerate(answer) if b"FETCH" in line)
+        assert flags_at < fetch_at, answer
+        assert b"$Important" in answer[flags_at]
+        assert any(b"PERMANENTFLAGS" in line and b"$Important" in line for line in answer)
+        seen = raw(other, "NOOP")  # the other session learns it the same way
+        flags_at = next(i for i, line in enumerate(seen) if line.startswith(b"* FLAGS"))
+        fetch_at = next(i for i, line in enumerate(seen) if b"FETCH" in line)
+        assert flags_at < fetch_at, seen
+        again = raw(other, "SELECT INBOX")
+        assert any(line.startswith(b"* FLAGS") and b"$Important" in line for line in again)
+    finally:
+        other.logout()
+
+
+# --- 4. untagged responses in an order a client can follow (RFC 3501 §7.4.1, §5.5) --------------
+
+
+def test_expunges_wait_for_a_command_that_may_carry_them(
+    sandbox: Sandbox, client: imaplib.IMAP4
+) -> None:
+    other = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
+    other.login("alice", PASSWORD)
+    try:
+        client.select("INBOX")
+        before = raw(client, "FETCH 2,4 (UID)")
+        other.select("INBOX")
+        other.store("3", "+FLAGS", r"(\Deleted)")
+        other.expunge()
+        for command in ("FETCH 2,4 (UID)", "STORE 1 +FLAGS (\\Flagged)", "SEARCH ALL"):
+            answer = raw(client, command)
+            assert not any(b"EXPUNGE" in line for line in answer), (command, answer)
+        # The session was not told: 2 and 4 are still the messages it knows by those numbers.
+        assert raw(client, "FETCH 2,4 (UID)") == before
+        told = raw(client, "NOOP")
+        assert b"* 3 EXPUNGE\r\n" in told
+        after = raw(client, "FETCH 3 (UID)")
+        assert b"UID 4" in after[0]  # message 4 became 3, as the EXPUNGE said
+    finally:
+        other.logout()
+
+
+def test_no_fetch_names_a_message_before_exists_announced_it(
+    sandbox: Sandbox, client: imaplib.IMAP4
+) -> None:
+    other = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
+    other.login("alice", PASSWORD)
+    try:
+        client.select("INBOX")
+        other.append("INBOX", None, None, b"Subject: new\r\n\r\nbody\r\n")
+        other.select("INBOX")
+        other.store("13", "+FLAGS", r"(\Flagged)")
+        answer = raw(client, "NOOP")
+        exists = next(i for i, line in enumerate(answer) if line.endswith(b"EXISTS\r\n"))
+        fetch = next(i for i, line in enumerate(answer) if line.startswith(b"* 13 FETCH"))
+        assert exists < fetch, answer
+    finally:
+        other.logout()
