@@ -187,3 +187,45 @@ def test_no_fetch_names_a_message_before_exists_announced_it(
         assert exists < fetch, answer
     finally:
         other.logout()
+
+
+# --- 2. \Recent: the first session to be told of a message sees it as recent --------------------
+
+
+def test_recent_belongs_to_the_first_read_write_session(
+    sandbox: Sandbox, client: imaplib.IMAP4
+) -> None:
+    # The demo mail was just delivered: the first SELECT takes all of it.
+    client.select("INBOX")
+    assert client.untagged_responses["RECENT"] == [b"12"]
+    assert client.search(None, "RECENT")[1] == [b" ".join(str(n).encode() for n in range(1, 13))]
+    assert "\\Recent" in flags_of(client, "1")
+    other = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
+    other.login("alice", PASSWORD)
+    try:
+        other.select("INBOX")
+        assert other.untagged_responses["RECENT"] == [b"0"]  # taken by the first session
+        assert "\\Recent" not in flags_of(other, "1")
+        assert other.search(None, "OLD")[1][0].split()[-1] == b"12"
+        # New mail: the selected read-write session told of it first takes it.
+        raw(other, "NOOP")
+        client.select("Drafts")  # the appending session is not looking at INBOX
+        client.append("INBOX", None, None, b"Subject: fresh\r\n\r\nbody\r\n")
+        told = raw(other, "NOOP")
+        assert b"* 13 EXISTS\r\n" in told
+        assert b"* 1 RECENT\r\n" in told
+        assert other.search(None, "NEW")[1] == [b"13"]
+        assert b"* 0 RECENT\r\n" in raw(client, "SELECT INBOX")  # 13 was taken by the other
+
+        # STATUS RECENT counts what no session has taken.
+        def recent_in_archive() -> int:
+            status = client.status("Archive", "(RECENT)")[1][0]
+            return int(status.split(b"RECENT ")[1].rstrip(b")"))  # type: ignore[union-attr]
+
+        before = recent_in_archive()
+        client.append("Archive", None, None, b"Subject: archived\r\n\r\nbody\r\n")
+        assert recent_in_archive() == before + 1
+        client.select("Archive")  # taken by this session: none left for STATUS
+        assert recent_in_archive() == 0
+    finally:
+        other.logout()

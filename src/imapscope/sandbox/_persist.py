@@ -91,6 +91,6 @@ class Persistence:
             owner = owner_of(user)
             box = owner.mailboxes.get(mailbox) if owner else None
             if box is not None:
-                box.messages.append(
-                    Message(uid, raw, set(flags.split()), datetime.fromisoformat(date), modseq)
-                )
+                stored = set(flags.split())
+                box.messages.append(Message(uid, raw, stored, datetime.fromisoformat(date), modseq))
+                box.keywords |= {f for f in stored if not f.startswith("\\")}

@@ -64,6 +64,8 @@ def _contains(haystack: str | bytes, needle: str) -> bool:
 
 
 class _Parser:
+    recent: set[int] | frozenset[int] = frozenset()
+
     def __init__(self, criteria: str, strings: tuple[str, ...], largest: int, uids: list[int]):
         self.tokens = _TOKEN.findall(criteria)
         self.strings = list(strings)
@@ -104,10 +106,13 @@ class _Parser:
             return lambda m, n: (flag in m.flags) == present
         if word == "ALL":
             return lambda m, n: True
-        if word in ("NEW", "RECENT"):
-            return lambda m, n: "\\Seen" not in m.flags if word == "NEW" else False
+        recent = self.recent
+        if word == "RECENT":
+            return lambda m, n: m.uid in recent
+        if word == "NEW":  # RFC 3501: RECENT UNSEEN
+            return lambda m, n: m.uid in recent and "\\Seen" not in m.flags
         if word == "OLD":
-            return lambda m, n: True
+            return lambda m, n: m.uid not in recent
         if word in ("KEYWORD", "UNKEYWORD"):
             (keyword,) = canonical_flags([self.argument()])
             return lambda m, n: (keyword in m.flags) == (word == "KEYWORD")
@@ -161,9 +166,12 @@ def _compare(word: str, day: date, of: Callable[[Message], date | None]) -> Pred
 
 
 def compile_search(
-    criteria: str, strings: tuple[str, ...], largest: int, uids: list[int]
-) -> Predicate:
+    criteria: str, strings: tuple[str, ...], largest: int, uids: list[int],
+    *, recent: set[int] | frozenset[int] = frozenset(),
+) -> Predicate:  # fmt: skip
+    """``recent``: the UIDs that are \\Recent in the searching session (RECENT, NEW, OLD)."""
     parser = _Parser(criteria, strings, largest, uids)
+    parser.recent = recent
     predicate = parser.keys()
     if parser.strings:
         raise SearchError("more strings than the criteria use")

@@ -164,6 +164,7 @@ class Session:
     login_name: str | None = None  # AUTHENTICATE LOGIN: the user name, once given
     oauth_failed: bool = False
     hold_expunges: bool = False  # answering FETCH/STORE/SEARCH by sequence number
+    recent: set[int] = field(default_factory=set)  # UIDs that are \\Recent in this session
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -239,19 +240,29 @@ class Session:
                     found.append(ExpungeResponse(seq))
             elif change.kind == "exists" and change.uid not in self.view:
                 self.view.append(change.uid)
+                self.take_recent([change.uid])
             elif change.kind == "flags" and change.uid in self.view:
                 message = mailbox.by_uid(change.uid)
                 if message is not None:
                     if self.view.index(change.uid) + 1 > told:
-                        found.append(Exists(len(self.view)))
+                        found += [Exists(len(self.view)), Recent(len(self.recent))]
                         told = len(self.view)
                     found.append(self.fetch_flags(message, with_uid=True))
         self.pending = held
         if vanished:
             found.insert(vanish_at, Vanished(compact_sequence(vanished), earlier=False))
-        if len(self.view) > told:
-            found.append(Exists(len(self.view)))
+        if len(self.view) > told:  # RFC 3501 §7.3.2: RECENT comes with a changed EXISTS
+            found += [Exists(len(self.view)), Recent(len(self.recent))]
         return found
+
+    def take_recent(self, uids: list[int]) -> None:
+        """A read-write session takes the recent ones it is first to see; a read-only one
+        (EXAMINE) sees them as recent without taking them (RFC 3501 §2.3.2)."""
+        assert self.mailbox is not None
+        if self.readonly:
+            self.recent.update(self.mailbox.unclaimed.intersection(uids))
+        else:
+            self.recent |= self.mailbox.claim(uids)
 
     def flag_responses(self) -> tuple[Flags, UntaggedStatus]:
         """``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` for the selected mailbox, keywords
@@ -263,11 +274,16 @@ class Session:
             "OK", ResponseCode("PERMANENTFLAGS", permanent), "Flags permitted"
         )
 
+    def flags_of(self, message: Message) -> tuple[str, ...]:
+        """The message's flags as this session sees them (\\Recent is per session)."""
+        shown = sorted(message.flags)
+        return (*shown, "\\Recent") if message.uid in self.recent else tuple(shown)
+
     def fetch_flags(self, message: Message, *, with_uid: bool) -> FetchResponse:
         return FetchResponse(
             seq=self.view.index(message.uid) + 1,
             uid=message.uid if with_uid else None,
-            flags=tuple(sorted(message.flags)),
+            flags=self.flags_of(message),
             modseq=message.modseq if self.condstore else None,
         )
 
@@ -290,7 +306,7 @@ class Session:
     def deselect(self) -> None:
         if self.mailbox is not None:
             self.mailbox.listeners.discard(self.on_change)
-        self.mailbox, self.view, self.pending = None, [], []
+        self.mailbox, self.view, self.pending, self.recent = None, [], [], set()
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -661,7 +677,7 @@ class Session:
     def status_of(self, mailbox: Mailbox, wanted: tuple[str, ...]) -> StatusResponse:
         values = {
             "MESSAGES": len(mailbox.messages), "UIDNEXT": mailbox.uidnext,
-            "UIDVALIDITY": mailbox.uidvalidity, "RECENT": 0,
+            "UIDVALIDITY": mailbox.uidvalidity, "RECENT": len(mailbox.unclaimed),
             "UNSEEN": sum(1 for m in mailbox.messages if "\\Seen" not in m.flags),
             "HIGHESTMODSEQ": mailbox.highestmodseq,
             "SIZE": sum(len(m.raw) for m in mailbox.messages),
@@ -689,13 +705,15 @@ class Session:
             self.condstore = True
         self.mailbox, self.readonly = mailbox, command.readonly
         self.view = [m.uid for m in mailbox.messages]
+        self.recent = set()
+        self.take_recent(self.view)
         mailbox.listeners.add(self.on_change)
         unseen = [i for i, m in enumerate(mailbox.messages, 1) if "\\Seen" not in m.flags]
         flags, permanent = self.flag_responses()
         responses: list[Response] = [
             flags,
             Exists(len(self.view)),
-            Recent(0),
+            Recent(len(self.recent)),
             permanent,
             UntaggedStatus("OK", ResponseCode("UIDVALIDITY", mailbox.uidvalidity), "UIDs valid"),
             UntaggedStatus("OK", ResponseCode("UIDNEXT", mailbox.uidnext), "Predicted next UID"),
@@ -774,6 +792,7 @@ class Session:
                 command.strings,
                 len(self.view),
                 self.view,
+                recent=self.recent,
             )
         except (SearchError, ValueError) as exc:
             self.complete(bad(tag, str(exc)))
@@ -858,7 +877,7 @@ class Session:
         return FetchResponse(
             seq=seq,
             uid=message.uid if (with_uid or with_uid_item) else None,
-            flags=tuple(sorted(message.flags)) if show_flags else None,
+            flags=self.flags_of(message) if show_flags else None,
             size=size,
             internaldate_raw=date,
             modseq=modseq

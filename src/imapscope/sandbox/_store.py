@@ -112,6 +112,16 @@ class Mailbox:
     vanished: list[tuple[int, int]] = field(default_factory=list)  # (uid, modseq) tombstones
     # Keywords ever used here: like Dovecot's index, a keyword stays defined once it was set.
     keywords: set[str] = field(default_factory=set)
+    # \\Recent (RFC 3501 §2.3.2): messages no read-write session has been told of yet. The first
+    # such session to see one (by SELECT, or by an update while it has the mailbox selected)
+    # takes it: it shows \\Recent there and in no later session.
+    unclaimed: set[int] = field(default_factory=set)
+
+    def claim(self, uids: Iterable[int]) -> set[int]:
+        """Take the recent ones among ``uids``; the ones taken."""
+        taken = self.unclaimed.intersection(uids)
+        self.unclaimed -= taken
+        return taken
 
     def learn(self, flags: set[str], source: Listener | None = None) -> None:
         """New keywords are announced (``keywords``) before the change that carries them, so
@@ -143,6 +153,7 @@ class Mailbox:
         )
         self.uidnext += 1
         self.messages.append(message)
+        self.unclaimed.add(message.uid)
         if self.sink is not None:
             self.sink.message_saved(self.owner, self, message)
         self.announce(Change("exists", message.uid))
@@ -169,6 +180,7 @@ class Mailbox:
         if gone:
             removed = set(gone)
             self.messages = [m for m in self.messages if m.uid not in removed]
+            self.unclaimed -= removed
             modseq = self.bump()
             self.vanished += [(uid, modseq) for uid in gone]  # for QRESYNC's VANISHED (EARLIER)
             if self.sink is not None:
