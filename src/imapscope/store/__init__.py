@@ -10,6 +10,8 @@ from __future__ import annotations
 from imapscope.store._accounts import AccountsMixin
 from imapscope.store._db import DB_FILE
 from imapscope.store._errors import ConflictError, NotFoundError, SecretKeyError, StoreError
+from imapscope.store._jobs import JobsMixin, JobView
+from imapscope.store._leases import Fence, LeaseLostError, LeasesMixin
 from imapscope.store._log import ERRORS_KEPT, REDACTED, LogMixin
 from imapscope.store._mail import MailMixin
 from imapscope.store._tokens import TokensMixin
@@ -39,7 +41,10 @@ __all__ = [
     "ConflictError",
     "ErrorView",
     "EventView",
+    "Fence",
     "FolderView",
+    "JobView",
+    "LeaseLostError",
     "MessageMeta",
     "MessageView",
     "NotFoundError",
@@ -52,5 +57,5 @@ __all__ = [
 ]  # fmt: skip
 
 
-class Store(AccountsMixin, MailMixin, LogMixin, TokensMixin):
+class Store(AccountsMixin, MailMixin, LogMixin, TokensMixin, LeasesMixin, JobsMixin):
     """The store: every aggregate's operations on one database (see :mod:`._db`)."""

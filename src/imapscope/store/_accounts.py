@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from imapscope.store._db import Database
 from imapscope.store._errors import ConflictError, StoreError
+from imapscope.store._leases import Fence, check_fence
 from imapscope.store._models import Account, ErrorEntry, Event, Folder, Message, utcnow
 from imapscope.store._views import AccountSpec, AccountView, Summary, utc
 
@@ -68,10 +69,11 @@ class AccountsMixin(Database):
         async with self._session() as s:
             return self._box.open((await self._row(s, account_id)).secret)
 
-    async def set_state(self, account_id: int, state: str) -> bool:
+    async def set_state(self, account_id: int, state: str, *, fence: Fence | None = None) -> bool:
         """Set the running state; a change is also an ``account.state`` event, written in the
         same transaction. True when it changed."""
         async with self._session() as s:
+            await check_fence(s, account_id, fence, utcnow())
             row = await self._row(s, account_id)
             if row.state == state:
                 return False
@@ -123,8 +125,9 @@ class AccountsMixin(Database):
             await s.delete(await self._row(s, account_id))
             await s.commit()
 
-    async def mark_synced(self, account_id: int) -> None:
+    async def mark_synced(self, account_id: int, *, fence: Fence | None = None) -> None:
         async with self._session() as s:
+            await check_fence(s, account_id, fence, utcnow())
             row = await self._row(s, account_id)
             row.last_sync = utcnow()
             await s.commit()

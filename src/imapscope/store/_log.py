@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from imapscope.store._bounds import bounded
 from imapscope.store._db import Database
 from imapscope.store._errors import SecretKeyError, StoreError
-from imapscope.store._models import ErrorEntry, Event
+from imapscope.store._leases import Fence, check_fence
+from imapscope.store._models import ErrorEntry, Event, utcnow
 from imapscope.store._views import ErrorView, EventView, utc
 
 ERRORS_KEPT = 20
@@ -32,6 +33,7 @@ class LogMixin(Database):
         server_text: str = "",
         fix: str = "",
         evidence: Sequence[str] = (),
+        fence: Fence | None = None,
     ) -> None:
         """Append to the account's error log, keeping the newest :data:`ERRORS_KEPT`.
 
@@ -39,6 +41,7 @@ class LogMixin(Database):
         field is bounded (:func:`bounded`).
         """
         async with self._session() as s:
+            await check_fence(s, account_id, fence, utcnow())
             row = await self._row(s, account_id)
             try:
                 secret = self._box.open(row.secret)

@@ -11,7 +11,8 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from imapscope.store._bounds import bounded, bounded_envelope, bounded_flags
 from imapscope.store._db import Database
 from imapscope.store._errors import NotFoundError, StoreError
-from imapscope.store._models import Event, Folder, Message
+from imapscope.store._leases import Fence, check_fence
+from imapscope.store._models import Event, Folder, Message, utcnow
 from imapscope.store._views import FolderView, MessageMeta, MessageView, utc
 
 
@@ -27,11 +28,12 @@ class MailMixin(Database):
             ]
 
     async def set_folders(
-        self, account_id: int, names: Sequence[str]
+        self, account_id: int, names: Sequence[str], *, fence: Fence | None = None
     ) -> tuple[list[str], list[str]]:
         """Make the stored folder list equal ``names``; return (added, removed). Each is a
         ``folder.added`` or ``folder.removed`` event, in the same transaction."""
         async with self._session() as s:
+            await check_fence(s, account_id, fence, utcnow())
             rows = {
                 r.name: r
                 for r in await s.scalars(select(Folder).where(Folder.account_id == account_id))
@@ -68,6 +70,7 @@ class MailMixin(Database):
         gone: Sequence[int] = (),
         events: Sequence[tuple[str, dict[str, Any]]] = (),
         complete: bool | None = None,
+        fence: Fence | None = None,
     ) -> None:
         """Apply one folder's sync result, and the events that describe it, in one transaction
         (``reset`` drops every message first: the UIDVALIDITY changed; ``complete`` marks the
@@ -80,6 +83,7 @@ class MailMixin(Database):
             folder = await s.get(Folder, folder_id)
             if folder is None:
                 return  # removed meanwhile
+            await check_fence(s, folder.account_id, fence, utcnow())
             if events:
                 await s.execute(insert(cast(Table, Event.__table__)), [
                     {"account_id": folder.account_id, "kind": kind, "data": bounded_event(data)}

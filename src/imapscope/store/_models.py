@@ -127,3 +127,48 @@ class ApiToken(Base):
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     created: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_used: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class Worker(Base):
+    """A running ``serve`` process; its heartbeat says it is alive."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int]
+    started: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    heartbeat: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Lease(Base):
+    """Who syncs an account: ``owner`` (a worker) until ``expires``; ``epoch`` grows with each
+    new owner, and every write for the account carries it (fencing)."""
+
+    __tablename__ = "leases"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    owner: Mapped[str | None] = mapped_column(String(100), default=None)
+    epoch: Mapped[int] = mapped_column(default=0)
+    expires: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class Job(Base):
+    """Work to be done once across workers (a scheduled check, a notification, a webhook
+    delivery): claimed for a while by one worker, then done, or retried."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_due", "done", "run_at"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str | None] = mapped_column(String(300), unique=True, default=None)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    run_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(default=0)
+    done: Mapped[dt.datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str] = mapped_column(String(2000), default="")

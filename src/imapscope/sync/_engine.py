@@ -37,7 +37,15 @@ from imapscope.session import (
     open_session,
     select,
 )
-from imapscope.store import AccountView, FolderView, MessageMeta, SecretKeyError, Store
+from imapscope.store import (
+    AccountView,
+    Fence,
+    FolderView,
+    LeaseLostError,
+    MessageMeta,
+    SecretKeyError,
+    Store,
+)
 
 log = logging.getLogger("imapscope.serve")
 
@@ -76,6 +84,9 @@ class SyncOptions:
     batch: int = 2000  # messages per FETCH in an initial sync
     #: A whole FETCH batch's response must come within this (each other step: ``timeout``).
     fetch_deadline: float = 120.0
+    #: Seconds a worker's lease on an account lasts without a heartbeat (renewed every third of
+    #: it): how long the accounts of a worker that died wait before another one takes them.
+    lease_ttl: float = 30.0
     #: Bytes one command's response may bring (a batch of metadata is a few MB at most).
     byte_budget: int = 64 * 1024 * 1024
 
@@ -180,9 +191,16 @@ async def fetch_message(
 class AccountSync:
     """Run with :meth:`run` (until cancelled); :meth:`wake` after an edit or resume."""
 
-    def __init__(self, store: Store, account_id: int, options: SyncOptions | None = None) -> None:
+    def __init__(
+        self, store: Store, account_id: int, options: SyncOptions | None = None,
+        fence: Fence | None = None,
+    ) -> None:  # fmt: skip
         self.store = store
         self.account_id = account_id
+        # The lease this supervisor syncs under (several workers): every write carries it, and
+        # the first one refused ends the supervisor (LeaseLostError): another worker has it.
+        self.fence = fence
+        self.lost = False
         self.options = options or SyncOptions()
         self._wake = asyncio.Event()
         self._rng = random.Random()  # noqa: S311 - jitter, not security
@@ -198,9 +216,18 @@ class AccountSync:
 
     async def _set(self, state: str) -> None:
         self.state = state
-        await self.store.set_state(self.account_id, state)  # with its event, when it changed
+        # With its event, when it changed.
+        await self.store.set_state(self.account_id, state, fence=self.fence)
 
     async def run(self) -> None:
+        """Sync until cancelled, or until the lease is lost (another worker has the account)."""
+        try:
+            await self._run()
+        except LeaseLostError as exc:
+            self.lost = True
+            log.info("%s; this worker stops syncing it", exc)
+
+    async def _run(self) -> None:
         failures = auth_failures = 0
         while True:
             account = await self.store.account(self.account_id)
@@ -216,7 +243,7 @@ class AccountSync:
             try:
                 try:
                     await self._session(account)
-                except (SyncFailure, SecretKeyError, asyncio.CancelledError):
+                except (SyncFailure, SecretKeyError, LeaseLostError, asyncio.CancelledError):
                     raise
                 except Exception as exc:
                     # A bug of ours, not the server's: logged with an id that the error entry
@@ -267,7 +294,7 @@ class AccountSync:
         await self.store.record_error(
             self.account_id, state=state, step=found.step, code=found.code,
             message=found.summary, server_text=" ".join(found.evidence), fix=found.fix,
-            evidence=found.evidence,
+            evidence=found.evidence, fence=self.fence,
         )  # fmt: skip
 
     async def _wait_wake(self, timeout: float | None) -> None:
@@ -323,12 +350,13 @@ class AccountSync:
         """Sync every folder, INBOX last so it stays selected for IDLE; True when INBOX changed
         while it was being synced (sync it again before idling)."""
         names = await self._folders(conn, account)
-        await self.store.set_folders(self.account_id, names)  # with folder.added/removed events
+        # With folder.added/removed events.
+        await self.store.set_folders(self.account_id, names, fence=self.fence)
         folders = sorted(await self.store.folders(self.account_id), key=lambda f: f.name == "INBOX")
         dirty = False
         for folder in folders:
             dirty = await self._sync_folder(conn, folder)
-        await self.store.mark_synced(self.account_id)
+        await self.store.mark_synced(self.account_id, fence=self.fence)
         return dirty and bool(folders) and folders[-1].name == "INBOX"
 
     async def _sync_folder(self, conn: ImapConnection, folder: FolderView) -> bool:
@@ -414,7 +442,7 @@ class AccountSync:
         # otherwise after the last batch.
         done = initial and not new_uids
         await self.store.apply_folder(
-            folder_id, uidvalidity=validity, uidnext=uidnext,
+            folder_id, fence=self.fence, uidvalidity=validity, uidnext=uidnext,
             highestmodseq=None if new_uids else modseq, reset=reset, flags=flags, gone=gone,
             events=_events(name, reset, (), flags, gone) + (
                 [("folder.synced", {"folder": name, "messages": exists})] if done else []
@@ -446,7 +474,7 @@ class AccountSync:
                     await writing  # one write in flight: the order of batches is kept
                     self.progress["done"] += len(wanted_before)
                 writing = asyncio.create_task(self.store.apply_folder(
-                    folder_id, uidvalidity=validity, uidnext=uidnext,
+                    folder_id, fence=self.fence, uidvalidity=validity, uidnext=uidnext,
                     highestmodseq=modseq if last else None, new=new, events=events,
                     complete=True if last and initial else None,
                 ))  # fmt: skip

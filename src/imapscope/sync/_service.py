@@ -14,11 +14,16 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
 from typing import Any
 
 from imapscope.net import shrink_tls_read_buffers
 from imapscope.probe import CheckOptions, Report, run_check
-from imapscope.store import AccountSpec, AccountView, Store, StoreError, Summary
+from imapscope.store import AccountSpec, AccountView, Fence, Store, StoreError, Summary
 from imapscope.sync._engine import AccountSync, SyncOptions
 
 log = logging.getLogger("imapscope.serve")
@@ -76,13 +81,19 @@ class _Running:
     sync: AccountSync
     task: asyncio.Task[None]
     revision: int
+    epoch: int = 0
 
 
 class SyncService:
     """Start with :meth:`start`, stop with :meth:`stop` (cancels every supervisor)."""
 
     def __init__(
-        self, store: Store, options: SyncOptions | None = None, *, reconcile_every: float = 2.0
+        self,
+        store: Store,
+        options: SyncOptions | None = None,
+        *,
+        reconcile_every: float = 2.0,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.store = store
         self.options = options or SyncOptions()
@@ -91,9 +102,18 @@ class SyncService:
         self._loop_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.ready = False
+        # This worker, among those sharing the database; the accounts it holds (id -> epoch).
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.owned: dict[int, int] = {}
+        self.clock = clock
+        self._beat_at = 0.0
+        self._known: set[int] = set()
+        self.started = False
 
     async def start(self) -> None:
         shrink_tls_read_buffers()  # one TLS connection per account: see its docstring
+        self.started = True
+        await self.heartbeat()
         await self.reconcile()
         self.ready = True
         self._loop_task = asyncio.create_task(self._reconcile_loop(), name="reconcile")
@@ -107,35 +127,61 @@ class SyncService:
         # All at once: each supervisor may take a moment to close its connection, and a
         # thousand of them one after the other would hold up shutdown for minutes.
         await asyncio.gather(*(self._stop_one(a) for a in list(self._running)))
+        # Hand the leases back at once: the other workers take the accounts over at their
+        # next heartbeat instead of after the lease time.
+        with contextlib.suppress(Exception):
+            await self.store.release_leases(self.worker_id)
+
+    async def heartbeat(self) -> None:
+        """Renew and balance this worker's leases (see :mod:`imapscope.store._leases`)."""
+        self.owned = await self.store.heartbeat(
+            self.worker_id, host=socket.gethostname(), pid=os.getpid(), now=self.clock(),
+            ttl=self.options.lease_ttl,
+        )  # fmt: skip
+        self._beat_at = time.monotonic()
+        self._known = set(await self.store.revisions())
 
     async def _reconcile_loop(self) -> None:
         while True:
             await asyncio.sleep(self.reconcile_every)
             try:
+                if time.monotonic() - self._beat_at >= self.options.lease_ttl / 3:
+                    await self.heartbeat()
                 await self.reconcile()
             except Exception:  # the loop must outlive a passing database error
                 log.exception("reconcile failed; trying again in %ss", self.reconcile_every)
 
     async def reconcile(self) -> None:
+        """Run a supervisor for every account this worker holds the lease of, under that lease;
+        stop the others. A service that was not started (the CLI uses one to verify and add an
+        account) syncs nothing and takes no lease."""
+        if not self.started:
+            return
         async with self._lock:
-            revisions = await self.store.revisions()
+            every = await self.store.revisions()
+            if set(every) - self._known:  # a new account: claim it now, not at the next beat
+                await self.heartbeat()
+            revisions = {a: r for a, r in every.items() if a in self.owned}
             for account_id in [a for a in self._running if a not in revisions]:
                 await self._stop_one(account_id)
             for account_id, revision in revisions.items():
                 running = self._running.get(account_id)
                 if running is not None:
-                    if running.revision == revision and not running.task.done():
+                    if (running.revision == revision and not running.task.done()
+                            and running.epoch == self.owned[account_id]):  # fmt: skip
                         continue
-                    # Changed (edited, paused, resumed), or its supervisor died of a bug (the
-                    # exception is logged): start it over.
+                    # Changed (edited, paused, resumed), its supervisor died of a bug (the
+                    # exception is logged) or lost its lease: start it over.
                     await self._stop_one(account_id)
                 sync = self.supervisor(account_id)
                 task = asyncio.create_task(sync.run(), name=f"account-{account_id}")
-                self._running[account_id] = _Running(sync, task, revision)
+                self._running[account_id] = _Running(sync, task, revision, self.owned[account_id])
 
     def supervisor(self, account_id: int) -> AccountSync:
-        """The supervisor for one account (tests put a faulty one here)."""
-        return AccountSync(self.store, account_id, self.options)
+        """The supervisor for one account, under this worker's lease (tests put a faulty one
+        here)."""
+        fence = Fence(self.worker_id, self.owned[account_id])
+        return AccountSync(self.store, account_id, self.options, fence)
 
     async def _stop_one(self, account_id: int) -> None:
         running = self._running.pop(account_id)

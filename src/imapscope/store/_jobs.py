@@ -1,0 +1,118 @@
+"""Work that must happen once across workers (a scheduled check, a notification, a webhook
+delivery): rows claimed from the ``jobs`` table.
+
+A claim takes due, unclaimed jobs (or ones whose claim ran out: their worker died) and marks them
+claimed by one worker until a deadline. On PostgreSQL the candidates are read ``FOR UPDATE SKIP
+LOCKED``, so workers claiming at the same moment take different jobs without waiting on each
+other; on SQLite one writer at a time does the same. A job is then completed, or failed with the
+time of its next attempt. Whatever must survive a crash is written in the same transaction as the
+change that caused it (``enqueue`` takes the caller's session for that).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+
+from imapscope.store._bounds import bounded
+from imapscope.store._db import Database
+from imapscope.store._models import Job
+from imapscope.store._views import utc
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    id: int
+    kind: str
+    key: str | None
+    payload: dict[str, Any]
+    run_at: dt.datetime
+    attempts: int
+
+
+def _view(row: Job) -> JobView:
+    return JobView(row.id, row.kind, row.key, row.payload, utc(row.run_at), row.attempts)
+
+
+class JobsMixin(Database):
+    async def enqueue(
+        self, kind: str, payload: dict[str, Any], *, run_at: dt.datetime,
+        key: str | None = None,
+    ) -> int:  # fmt: skip
+        """Add a job (a ``key`` makes it unique: the same key again returns the first job)."""
+        async with self._session() as s:
+            if key is not None:
+                found = await s.scalar(select(Job.id).where(Job.key == key))
+                if found is not None:
+                    return int(found)
+            row = Job(kind=kind, key=key, payload=payload, run_at=run_at)
+            s.add(row)
+            await s.commit()
+            return row.id
+
+    async def claim_jobs(
+        self, worker: str, kinds: Sequence[str], *, now: dt.datetime, hold: float,
+        limit: int = 10,
+    ) -> list[JobView]:  # fmt: skip
+        """Claim up to ``limit`` due jobs of these kinds for ``hold`` seconds."""
+        until = now + dt.timedelta(seconds=hold)
+        async with self._session() as s:
+            rows = list(await s.scalars(
+                select(Job)
+                .where(Job.kind.in_(kinds), Job.done.is_(None), Job.run_at <= now,
+                       Job.claimed_until.is_(None) | (Job.claimed_until < now))
+                .order_by(Job.run_at, Job.id).limit(limit)
+                .with_for_update(skip_locked=True)
+            ))  # fmt: skip
+            won = []
+            for row in rows:
+                # Conditional: on SQLite (no SKIP LOCKED) another worker may have read the same
+                # candidates; only one UPDATE finds the job still unclaimed.
+                done = await s.execute(
+                    update(Job)
+                    .where(Job.id == row.id, Job.done.is_(None),
+                           Job.claimed_until.is_(None) | (Job.claimed_until < now))
+                    .values(claimed_by=worker, claimed_until=until, attempts=Job.attempts + 1)
+                    .execution_options(synchronize_session=False)
+                )  # fmt: skip
+                if done.rowcount:  # type: ignore[attr-defined]
+                    won.append(row.id)
+            await s.commit()
+            if not won:
+                return []
+            claimed = await s.scalars(
+                select(Job).where(Job.id.in_(won)).order_by(Job.run_at, Job.id)
+                .execution_options(populate_existing=True)  # the rows just updated, fresh
+            )  # fmt: skip
+            return [_view(r) for r in claimed]
+
+    async def complete_job(self, job_id: int, worker: str, *, now: dt.datetime) -> bool:
+        """Mark a claimed job done; False when this worker's claim was lost meanwhile."""
+        async with self._session() as s:
+            done = await s.execute(
+                update(Job).where(Job.id == job_id, Job.claimed_by == worker, Job.done.is_(None))
+                .values(done=now, claimed_until=None)
+            )  # fmt: skip
+            await s.commit()
+            return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    async def fail_job(
+        self, job_id: int, worker: str, *, error: str, retry_at: dt.datetime | None,
+        now: dt.datetime,
+    ) -> None:  # fmt: skip
+        """Give a claimed job back to be tried again at ``retry_at`` (None: give up)."""
+        async with self._session() as s:
+            values: dict[str, Any] = {"claimed_by": None, "claimed_until": None,
+                                      "last_error": bounded(error, 2000)}  # fmt: skip
+            if retry_at is None:
+                values["done"] = now
+            else:
+                values["run_at"] = retry_at
+            await s.execute(
+                update(Job).where(Job.id == job_id, Job.claimed_by == worker).values(**values)
+            )
+            await s.commit()

@@ -1,0 +1,132 @@
+"""Workers and account leases: which ``serve`` process syncs which account.
+
+Theory of operation
+-------------------
+Each worker heartbeats (its ``workers`` row) and, in the same transaction, renews the leases it
+holds, gives back those above its fair share (accounts / live workers, rounded up), and claims
+free or expired ones up to it. A claim is a conditional UPDATE (the lease must still be free or
+expired), so two workers never both win one; each claim raises the lease's ``epoch``. Every
+write the sync engine makes for an account carries the (owner, epoch) it was started with
+(:class:`Fence`) and is refused (:class:`LeaseLostError`) once the lease moved on: a worker that
+was paused past its lease wakes up unable to write. The database is the only coordinator.
+
+Times come from the caller (an injectable clock), so tests need no sleeping.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, insert, literal, select, update
+
+from imapscope.store._db import Database
+from imapscope.store._errors import StoreError
+from imapscope.store._models import Account, Lease, Worker
+
+
+class LeaseLostError(StoreError):
+    """This worker no longer holds the account's lease: another one syncs it now."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The lease a write is made under."""
+
+    owner: str
+    epoch: int
+
+
+async def check_fence(s: Any, account_id: int, fence: Fence | None, now: dt.datetime) -> None:
+    """Inside a write transaction: refuse it unless the account's lease still has this owner
+    and epoch (a takeover raises the epoch; an expired lease nobody took yet is still ours to
+    write under, since nobody else syncs the account). The lease row is locked (PostgreSQL)
+    until the write commits, so a takeover waits for it."""
+    del now  # the epoch is the fencing token; time is the heartbeat's business
+    if fence is None:
+        return
+    held = await s.scalar(
+        select(Lease.epoch)
+        .where(
+            Lease.account_id == account_id, Lease.owner == fence.owner, Lease.epoch == fence.epoch
+        )
+        .with_for_update()
+    )
+    if held is None:
+        raise LeaseLostError(
+            f"account {account_id}: the lease (epoch {fence.epoch}) is no longer held by "
+            f"{fence.owner}; another worker syncs it"
+        )
+
+
+class LeasesMixin(Database):
+    async def heartbeat(
+        self, worker: str, *, host: str, pid: int, now: dt.datetime, ttl: float
+    ) -> dict[int, int]:
+        """Say this worker is alive, renew its leases, balance them; the leases it holds now
+        (account id -> epoch)."""
+        expires = now + dt.timedelta(seconds=ttl)
+        alive_since = now - dt.timedelta(seconds=ttl)
+        async with self._session() as s:
+            found = await s.get(Worker, worker)
+            if found is None:
+                s.add(Worker(id=worker, host=host, pid=pid, started=now, heartbeat=now))
+            else:
+                found.heartbeat = now
+            await s.execute(  # every account has a lease row (new accounts start free)
+                insert(Lease).from_select(
+                    ["account_id", "epoch"],
+                    select(Account.id, literal(0)).where(
+                        Account.id.not_in(select(Lease.account_id))
+                    ),
+                )
+            )
+            await s.execute(update(Lease).where(Lease.owner == worker).values(expires=expires))
+            accounts = int(await s.scalar(select(func.count()).select_from(Lease)) or 0)
+            workers = int(await s.scalar(
+                select(func.count()).select_from(Worker).where(Worker.heartbeat > alive_since)
+            ) or 1)  # fmt: skip
+            share = math.ceil(accounts / max(1, workers))
+            mine = list(await s.scalars(
+                select(Lease.account_id).where(Lease.owner == worker).order_by(Lease.account_id)
+            ))  # fmt: skip
+            if len(mine) > share:  # a worker joined: hand the surplus back
+                surplus = mine[share:]
+                await s.execute(
+                    update(Lease).where(Lease.account_id.in_(surplus), Lease.owner == worker)
+                    .values(owner=None, expires=None)
+                )  # fmt: skip
+            elif len(mine) < share:
+                free = list(await s.scalars(
+                    select(Lease.account_id)
+                    .where((Lease.owner.is_(None)) | (Lease.expires <= now))
+                    .order_by(Lease.account_id).limit(share - len(mine))
+                ))  # fmt: skip
+                for account_id in free:
+                    await s.execute(
+                        update(Lease)
+                        .where(Lease.account_id == account_id,
+                               (Lease.owner.is_(None)) | (Lease.expires <= now))
+                        .values(owner=worker, epoch=Lease.epoch + 1, expires=expires)
+                    )  # fmt: skip
+            await s.commit()
+            rows = await s.execute(
+                select(Lease.account_id, Lease.epoch).where(Lease.owner == worker)
+            )
+            return {int(a): int(e) for a, e in rows}
+
+    async def release_leases(self, worker: str) -> None:
+        """Give every lease back at once (a clean stop), and forget the worker."""
+        async with self._session() as s:
+            await s.execute(
+                update(Lease).where(Lease.owner == worker).values(owner=None, expires=None)
+            )
+            await s.execute(delete(Worker).where(Worker.id == worker))
+            await s.commit()
+
+    async def lease_owners(self) -> dict[int, str | None]:
+        """Every account's lease owner (for status pages and tests)."""
+        async with self._session() as s:
+            return {int(a): o for a, o in await s.execute(select(Lease.account_id, Lease.owner))}
