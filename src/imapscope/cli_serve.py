@@ -100,12 +100,20 @@ def serve_command(
         show_envvar=True,
         help="postgresql://user:password@host/db instead of SQLite in the data directory.",
     ),
+    lease_ttl: float = typer.Option(
+        30.0,
+        "--lease-ttl",
+        min=3.0,
+        max=3600.0,
+        help="Seconds before another worker takes over the accounts of one that stopped.",
+    ),
 ) -> None:
-    """Keep the registered accounts in sync, with the REST API and the web UI."""
+    """Keep the registered accounts in sync, with the REST API and the web UI. Several serve
+    processes on one --database share the accounts (each held by one, through a lease)."""
     from imapscope.sync import SyncOptions  # noqa: PLC0415
 
     options = SyncOptions(ca_file=str(ca_file) if ca_file else None, insecure=insecure,
-                          timeout=timeout)  # fmt: skip
+                          timeout=timeout, lease_ttl=lease_ttl)  # fmt: skip
     asyncio.run(_serve(data_dir or default_data_dir(), listen, port, options, database))
 
 
