@@ -21,6 +21,17 @@ def client(sandbox: Sandbox) -> Iterator[imaplib.IMAP4]:
         connection.logout()
 
 
+@pytest.fixture
+def other(sandbox: Sandbox) -> Iterator[imaplib.IMAP4]:
+    """A second session of the same user."""
+    connection = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
+    connection.login("alice", PASSWORD)
+    try:
+        yield connection
+    finally:
+        connection.logout()
+
+
 def flags_of(client: imaplib.IMAP4, message: str) -> str:
     typ, data = client.fetch(message, "(FLAGS)")
     assert typ == "OK"
@@ -121,111 +132,91 @@ def test_lsub_shows_an_unsubscribed_superior_as_noselect(client: imaplib.IMAP4) 
 
 
 def test_a_new_keyword_comes_with_flags_first_in_every_session(
-    sandbox: Sandbox, client: imaplib.IMAP4
+    client: imaplib.IMAP4, other: imaplib.IMAP4
 ) -> None:
-    other = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
-    other.login("alice", PASSWORD)
-    try:
-        client.select("INBOX")
-        other.select("INBOX")
-        answer = raw(client, "STORE 2 +FLAGS ($Important)")
-        flags_at = next(i for i, line in enumerate(answer) if line.startswith(b"* FLAGS"))
-        fetch_at = next(i for i, line in enumerate(answer) if b"FETCH" in line)
-        assert flags_at < fetch_at, answer
-        assert b"$Important" in answer[flags_at]
-        assert any(b"PERMANENTFLAGS" in line and b"$Important" in line for line in answer)
-        seen = raw(other, "NOOP")  # the other session learns it the same way
-        flags_at = next(i for i, line in enumerate(seen) if line.startswith(b"* FLAGS"))
-        fetch_at = next(i for i, line in enumerate(seen) if b"FETCH" in line)
-        assert flags_at < fetch_at, seen
-        again = raw(other, "SELECT INBOX")
-        assert any(line.startswith(b"* FLAGS") and b"$Important" in line for line in again)
-    finally:
-        other.logout()
+    client.select("INBOX")
+    other.select("INBOX")
+    answer = raw(client, "STORE 2 +FLAGS ($Important)")
+    flags_at = next(i for i, line in enumerate(answer) if line.startswith(b"* FLAGS"))
+    fetch_at = next(i for i, line in enumerate(answer) if b"FETCH" in line)
+    assert flags_at < fetch_at, answer
+    assert b"$Important" in answer[flags_at]
+    assert any(b"PERMANENTFLAGS" in line and b"$Important" in line for line in answer)
+    seen = raw(other, "NOOP")  # the other session learns it the same way
+    flags_at = next(i for i, line in enumerate(seen) if line.startswith(b"* FLAGS"))
+    fetch_at = next(i for i, line in enumerate(seen) if b"FETCH" in line)
+    assert flags_at < fetch_at, seen
+    again = raw(other, "SELECT INBOX")
+    assert any(line.startswith(b"* FLAGS") and b"$Important" in line for line in again)
 
 
 # --- 4. untagged responses in an order a client can follow (RFC 3501 §7.4.1, §5.5) --------------
 
 
 def test_expunges_wait_for_a_command_that_may_carry_them(
-    sandbox: Sandbox, client: imaplib.IMAP4
+    client: imaplib.IMAP4, other: imaplib.IMAP4
 ) -> None:
-    other = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
-    other.login("alice", PASSWORD)
-    try:
-        client.select("INBOX")
-        before = raw(client, "FETCH 2,4 (UID)")
-        other.select("INBOX")
-        other.store("3", "+FLAGS", r"(\Deleted)")
-        other.expunge()
-        for command in ("FETCH 2,4 (UID)", "STORE 1 +FLAGS (\\Flagged)", "SEARCH ALL"):
-            answer = raw(client, command)
-            assert not any(b"EXPUNGE" in line for line in answer), (command, answer)
-        # The session was not told: 2 and 4 are still the messages it knows by those numbers.
-        assert raw(client, "FETCH 2,4 (UID)") == before
-        told = raw(client, "NOOP")
-        assert b"* 3 EXPUNGE\r\n" in told
-        after = raw(client, "FETCH 3 (UID)")
-        assert b"UID 4" in after[0]  # message 4 became 3, as the EXPUNGE said
-    finally:
-        other.logout()
+    client.select("INBOX")
+    before = raw(client, "FETCH 2,4 (UID)")
+    other.select("INBOX")
+    other.store("3", "+FLAGS", r"(\Deleted)")
+    other.expunge()
+    for command in ("FETCH 2,4 (UID)", "STORE 1 +FLAGS (\\Flagged)", "SEARCH ALL"):
+        answer = raw(client, command)
+        assert not any(b"EXPUNGE" in line for line in answer), (command, answer)
+    # The session was not told: 2 and 4 are still the messages it knows by those numbers.
+    assert raw(client, "FETCH 2,4 (UID)") == before
+    told = raw(client, "NOOP")
+    assert b"* 3 EXPUNGE\r\n" in told
+    after = raw(client, "FETCH 3 (UID)")
+    assert b"UID 4" in after[0]  # message 4 became 3, as the EXPUNGE said
 
 
 def test_no_fetch_names_a_message_before_exists_announced_it(
-    sandbox: Sandbox, client: imaplib.IMAP4
+    client: imaplib.IMAP4, other: imaplib.IMAP4
 ) -> None:
-    other = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
-    other.login("alice", PASSWORD)
-    try:
-        client.select("INBOX")
-        other.append("INBOX", None, None, b"Subject: new\r\n\r\nbody\r\n")
-        other.select("INBOX")
-        other.store("13", "+FLAGS", r"(\Flagged)")
-        answer = raw(client, "NOOP")
-        exists = next(i for i, line in enumerate(answer) if line.endswith(b"EXISTS\r\n"))
-        fetch = next(i for i, line in enumerate(answer) if line.startswith(b"* 13 FETCH"))
-        assert exists < fetch, answer
-    finally:
-        other.logout()
+    client.select("INBOX")
+    other.append("INBOX", None, None, b"Subject: new\r\n\r\nbody\r\n")
+    other.select("INBOX")
+    other.store("13", "+FLAGS", r"(\Flagged)")
+    answer = raw(client, "NOOP")
+    exists = next(i for i, line in enumerate(answer) if line.endswith(b"EXISTS\r\n"))
+    fetch = next(i for i, line in enumerate(answer) if line.startswith(b"* 13 FETCH"))
+    assert exists < fetch, answer
 
 
 # --- 2. \Recent: the first session to be told of a message sees it as recent --------------------
 
 
 def test_recent_belongs_to_the_first_read_write_session(
-    sandbox: Sandbox, client: imaplib.IMAP4
+    client: imaplib.IMAP4, other: imaplib.IMAP4
 ) -> None:
     # The demo mail was just delivered: the first SELECT takes all of it.
     client.select("INBOX")
     assert client.untagged_responses["RECENT"] == [b"12"]
     assert client.search(None, "RECENT")[1] == [b" ".join(str(n).encode() for n in range(1, 13))]
     assert "\\Recent" in flags_of(client, "1")
-    other = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
-    other.login("alice", PASSWORD)
-    try:
-        other.select("INBOX")
-        assert other.untagged_responses["RECENT"] == [b"0"]  # taken by the first session
-        assert "\\Recent" not in flags_of(other, "1")
-        assert other.search(None, "OLD")[1][0].split()[-1] == b"12"
-        # New mail: the selected read-write session told of it first takes it.
-        raw(other, "NOOP")
-        client.select("Drafts")  # the appending session is not looking at INBOX
-        client.append("INBOX", None, None, b"Subject: fresh\r\n\r\nbody\r\n")
-        told = raw(other, "NOOP")
-        assert b"* 13 EXISTS\r\n" in told
-        assert b"* 1 RECENT\r\n" in told
-        assert other.search(None, "NEW")[1] == [b"13"]
-        assert b"* 0 RECENT\r\n" in raw(client, "SELECT INBOX")  # 13 was taken by the other
+    other.select("INBOX")
+    assert other.untagged_responses["RECENT"] == [b"0"]  # taken by the first session
+    assert "\\Recent" not in flags_of(other, "1")
+    assert other.search(None, "OLD")[1][0].split()[-1] == b"12"
+    # New mail: the selected read-write session told of it first takes it.
+    raw(other, "NOOP")
+    client.select("Drafts")  # the appending session is not looking at INBOX
+    client.append("INBOX", None, None, b"Subject: fresh\r\n\r\nbody\r\n")
+    told = raw(other, "NOOP")
+    assert b"* 13 EXISTS\r\n" in told
+    assert b"* 1 RECENT\r\n" in told
+    assert other.search(None, "NEW")[1] == [b"13"]
+    assert b"* 0 RECENT\r\n" in raw(client, "SELECT INBOX")  # 13 was taken by the other
 
-        # STATUS RECENT counts what no session has taken.
-        def recent_in_archive() -> int:
-            status = client.status("Archive", "(RECENT)")[1][0]
-            return int(status.split(b"RECENT ")[1].rstrip(b")"))  # type: ignore[union-attr]
+    # STATUS RECENT counts what no session has taken.
+    def recent_in_archive() -> int:
+        status = client.status("Archive", "(RECENT)")[1][0]
+        return int(status.split(b"RECENT ")[1].rstrip(b")"))  # type: ignore[union-attr]
 
-        before = recent_in_archive()
-        client.append("Archive", None, None, b"Subject: archived\r\n\r\nbody\r\n")
-        assert recent_in_archive() == before + 1
-        client.select("Archive")  # taken by this session: none left for STATUS
-        assert recent_in_archive() == 0
-    finally:
-        other.logout()
+    before = recent_in_archive()
+    client.append("Archive", None, None, b"Subject: archived\r\n\r\nbody\r\n")
+    assert recent_in_archive() == before + 1
+    client.select("Archive")  # taken by this session: none left for STATUS
+    assert recent_in_archive() == 0

@@ -23,6 +23,7 @@ from imapscope.sandbox import SandboxServer, build_store, ensure_certificates
 from imapscope.store import AccountSpec, Store
 from tests.scripted import running
 from tests.servers.postgres import Postgres
+from tests.test_serve_cli import until
 
 ACCOUNTS = 12
 TTL = 3.0
@@ -47,16 +48,6 @@ def query(data: Path, url: str, work: Any) -> Any:
             await store.close()
 
     return asyncio.run(main())
-
-
-def until(what: str, check: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_killed_worker_s_accounts_are_taken_over_with_nothing_lost(
@@ -112,10 +103,11 @@ def test_a_killed_worker_s_accounts_are_taken_over_with_nothing_lost(
                     and max(held.values()) <= ACCOUNTS // 3 + 1)  # fmt: skip
 
         try:
-            until("every account idle, shared by the three workers", shared_out)
+            until("every account idle, shared by the three workers", shared_out, timeout=30)
         except AssertionError:
             owners, states = query(data, url, overview)
-            raise AssertionError(f"owners {owners} states {states}") from None
+            alive = [w.poll() is None for w in workers]
+            raise AssertionError(f"owners {owners} states {states} alive {alive}") from None
         owners, _ = query(data, url, overview)
         victim = next(w for w in workers if any(o and f":{w.pid}:" in o for o in owners.values()))
         orphaned = sorted(a for a, o in owners.items() if o and f":{victim.pid}:" in o)

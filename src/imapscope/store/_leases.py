@@ -20,7 +20,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal, select, update
+from sqlalchemy import delete, func, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from imapscope.store._db import Database
 from imapscope.store._errors import StoreError
@@ -75,13 +77,18 @@ class LeasesMixin(Database):
                 s.add(Worker(id=worker, host=host, pid=pid, started=now, heartbeat=now))
             else:
                 found.heartbeat = now
-            await s.execute(  # every account has a lease row (new accounts start free)
-                insert(Lease).from_select(
+            # Every account has a lease row (new accounts start free). Several workers may add
+            # the same rows at once: the ones already there are left alone.
+            dialect_insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+            await s.execute(
+                dialect_insert(Lease)
+                .from_select(
                     ["account_id", "epoch"],
                     select(Account.id, literal(0)).where(
                         Account.id.not_in(select(Lease.account_id))
                     ),
                 )
+                .on_conflict_do_nothing()
             )
             await s.execute(update(Lease).where(Lease.owner == worker).values(expires=expires))
             accounts = int(await s.scalar(select(func.count()).select_from(Lease)) or 0)
