@@ -198,3 +198,33 @@ def test_an_abandoned_check_is_cancelled(served: Serving) -> None:
         while slow.tasks and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not slow.tasks, "the check kept its connection after the client left"
+
+
+def test_unknown_routes_and_methods_answer_in_the_api_s_shape(served: Serving) -> None:
+    with served.client() as client:
+        missing = client.get("/api/v1/nothing-here")
+        assert missing.status_code == 404
+        assert "no such route" in missing.json()["error"]
+        wrong = client.put("/api/v1/accounts")
+        assert wrong.status_code == 405
+        assert "PUT is not allowed" in wrong.json()["error"]
+        page = client.get("/no/such/page")  # the UI's own: an HTML page
+        assert page.status_code == 404
+        assert page.headers["content-type"].startswith("text/html")
+        assert "/accounts" in page.text
+
+
+def test_event_filters_and_folders_are_checked(served: Serving) -> None:
+    with served.client() as client:
+        bogus = client.get("/api/v1/events", params={"kind": "message.nwe", "wait": 30})
+        assert bogus.status_code == 422  # at once, not after waiting 30 s for nothing
+        assert "message.new" in bogus.json()["error"]
+        assert client.get("/api/v1/events", params={"account": 999}).status_code == 404
+        account_id = made(client)
+        nope = client.get(f"/api/v1/accounts/{account_id}/messages", params={"folder": "Nope"})
+        assert nope.status_code == 404
+        assert "no folder 'Nope'" in nope.json()["error"]
+        broken = client.post("/api/v1/check", content=b"{not json",
+                             headers={"content-type": "application/json"})  # fmt: skip
+        assert broken.status_code == 422
+        assert "not valid JSON" in broken.json()["error"]

@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imapscope import __version__
 from imapscope.api._edge import NO_TOKEN_SAID, Edge
@@ -45,6 +46,17 @@ from imapscope.sync import SyncFailure, SyncService, VerifyError, fetch_message
 __all__ = ["ApiError", "create_app"]
 
 T = TypeVar("T")
+#: Every event kind the store writes (docs/serve.md describes each).
+EVENT_KINDS = (
+    "account.state",
+    "folder.added",
+    "folder.removed",
+    "folder.reset",
+    "folder.synced",
+    "message.new",
+    "message.flags",
+    "message.expunged",
+)
 log = logging.getLogger("imapscope.serve")
 
 
@@ -52,6 +64,15 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status, self.message, self.extra = status, message, extra
+
+
+def _problem(error: Any) -> str:
+    """One validation problem as a person reads it."""
+    where = ".".join(str(p) for p in error["loc"] if p != "body")
+    if error.get("type") == "json_invalid":
+        return (f"the body is not valid JSON ({error.get('ctx', {}).get('error', 'parse error')} "
+                f"at character {where or 0}); send a JSON object")  # fmt: skip
+    return f"{where}: {error['msg']}"
 
 
 def _service(request: Request) -> SyncService:
@@ -152,13 +173,22 @@ def create_app(service: SyncService, *, web: bool = True, manage_service: bool =
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()
-        ]
+        problems = [_problem(e) for e in exc.errors()]
         return JSONResponse(
             {"error": "invalid input: " + "; ".join(problems), "problems": problems},
             status_code=422,
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        """404 and 405 in the API's error shape (the UI's own pages answer HTML)."""
+        said = {404: f"no such route: {request.method} {request.url.path} (the API is under "
+                     "/api/v1; GET /api/v1/openapi.json lists it)",
+                405: f"{request.method} is not allowed on {request.url.path}"}  # fmt: skip
+        return JSONResponse(
+            {"error": said.get(exc.status_code, str(exc.detail))}, status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )  # fmt: skip
 
     @app.get("/livez", tags=["health"])
     async def livez() -> dict[str, str]:
@@ -309,6 +339,11 @@ def _router() -> APIRouter:
     ) -> dict[str, Any]:
         """Stored message metadata, newest first, one page at a time."""
         await service.store.account(account_id)
+        if folder is not None:
+            names = [f.name for f in await service.store.folders(account_id)]
+            if folder not in names:
+                raise ApiError(404, f"no folder {folder!r} in account {account_id}; its folders: "
+                               f"{', '.join(names) or 'none synced yet'}")  # fmt: skip
         total, page = await service.store.messages(
             account_id, folder=folder, unseen=unseen, text=q, limit=limit, offset=offset
         )
@@ -360,6 +395,10 @@ def _router() -> APIRouter:
         """Events after the cursor ``after``, oldest first; ``next`` is the cursor to send
         next. With ``wait`` the call returns as soon as one matches (for tests that wait for
         a message to arrive)."""
+        if kind is not None and kind not in EVENT_KINDS:
+            raise ApiError(422, f"unknown event kind {kind!r}: use one of {', '.join(EVENT_KINDS)}")
+        if account is not None:
+            await service.store.account(account)  # 404 for an account that does not exist
         deadline = asyncio.get_running_loop().time() + wait
         cursor = after
         while True:

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imapscope.probe import CATALOGUE, CheckOptions, Report, new_report, run_check
 from imapscope.store import AccountSpec, AccountView, NotFoundError, StoreError
@@ -395,3 +396,18 @@ def install(app: Any) -> None:
         return page(request, "error.html", None, code=status, message=str(exc))
 
     app.add_exception_handler(StoreError, store_error)
+    http_handler = app.exception_handlers[StarletteHTTPException]  # JSON, for /api/v1
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """An unknown page of the UI is an HTML page that says where to go."""
+        assert isinstance(exc, StarletteHTTPException)
+        if request.url.path.startswith(("/api/", "/livez", "/readyz", "/static/")):
+            return await http_handler(request, exc)  # type: ignore[no-any-return]
+        message = (
+            "There is no such page. The accounts are at /accounts."
+            if exc.status_code == 404
+            else f"{request.method} is not allowed here."
+        )
+        return page(request, "error.html", None, code=exc.status_code, message=message)
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
