@@ -253,3 +253,32 @@ def test_serve_memory_stays_bounded_against_four_huge_literals(tmp_path: Path) -
     assert errors[0]["fix"]
     assert (peak - baseline) < 100 * 1024, f"peak {peak} KiB, baseline {baseline} KiB"
     assert (data / DB_FILE).stat().st_size < 10 * 1024 * 1024
+
+
+def test_listings_are_never_cut_and_have_json(tmp_path: Path) -> None:
+    """Piped (not a terminal), a table is as wide as its values; every listing has --json."""
+    data = tmp_path / "data"
+    host = "a-very-long-server-name-that-a-terminal-table-would-have-cut.example.test"
+    added = cli(data, "accounts", "add", "someone.with.a.long.address@example.test", "--host",
+                host, "--port", "29993", "--password-env", "PW", "--no-verify",
+                env={"PW": "pw-12345", "COLUMNS": "80"})  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    listed = cli(data, "accounts", "list", env={"COLUMNS": "80"})
+    assert f"{host}:29993" in listed.stdout
+    assert "someone.with.a.long.address@example.test" in listed.stdout
+    assert json.loads(cli(data, "accounts", "errors", "1", "--json").stdout) == []
+    made = cli(data, "tokens", "create", "a-token-name-longer-than-eighty-columns-" + "x" * 50)
+    assert made.returncode == 0
+    tokens = json.loads(cli(data, "tokens", "list", "--json").stdout)
+    assert [t["name"] for t in tokens] == ["a-token-name-longer-than-eighty-columns-" + "x" * 50]
+    assert "x" * 50 in cli(data, "tokens", "list", env={"COLUMNS": "80"}).stdout
+
+
+def test_check_takes_security_none_like_the_rest() -> None:
+    refused = subprocess.run(
+        [sys.executable, "-m", "imapscope", "check", "127.0.0.1", "--security", "none"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 3
+    assert "--allow-plaintext" in refused.stdout + refused.stderr
+    assert "must be auto" not in refused.stdout + refused.stderr

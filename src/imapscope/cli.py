@@ -166,8 +166,12 @@ def check(
             "history; use --password-env VAR or --password-file PATH, or leave both out to be "
             "asked"
         )
+    if security == "none":  # the word accounts add, the UI and the API use for plaintext
+        security = "plain"
     if security not in ("auto", "tls", "starttls", "plain"):
-        _fail_unknown(f"--security must be auto, tls, starttls or plain, not {security!r}")
+        _fail_unknown(
+            f"--security must be auto, tls, starttls or plain (or none), not {security!r}"
+        )
     if security == "plain" and not allow_plaintext:
         _fail_unknown("--security plain sends the password unencrypted; add --allow-plaintext")
     if "@" in target:

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -27,8 +28,20 @@ if TYPE_CHECKING:
 # imapscope.store and imapscope.sync (SQLAlchemy, Alembic) are imported by the commands that use
 # them, not here: `imapscope check`, run every few minutes by monitoring, should not pay for them.
 
-console = Console(highlight=False)
+# Not on a terminal (a pipe, a file, CI), output is as wide as it needs to be: a value is never
+# cut to fit 80 columns. On a terminal, tables wrap long values (see table()), never truncate.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 100_000)
 err_console = Console(stderr=True, highlight=False)
+
+
+def table(*headers: str) -> Table:
+    """A table whose cells wrap rather than being cut short with an ellipsis."""
+    found = Table()
+    for header in headers:
+        found.add_column(header, overflow="fold")
+    return found
+
+
 T = TypeVar("T")
 
 DATA_DIR_ENV = "IMAPSCOPE_DATA_DIR"
@@ -285,13 +298,14 @@ def accounts_list(
     if as_json:
         console.print_json(json.dumps(found))
         return
-    table = Table("id", "email", "server", "state", "health", "last sync", "messages", "errors")
+    rows_table = table("id", "email", "server", "state", "health", "last sync", "messages",
+                       "errors")  # fmt: skip
     for r in found:
-        table.add_row(
+        rows_table.add_row(
             str(r["id"]), r["email"], f"{r['host']}:{r['port']}", r["state"], r["health"],
             (r["last_sync"] or "never")[:19], str(r["messages"]), str(r["errors"]),
         )  # fmt: skip
-    console.print(table)
+    console.print(rows_table)
 
 
 @accounts_app.command("show")
@@ -310,22 +324,30 @@ def accounts_show(account_id: int = typer.Argument(...), data_dir: Path | None =
 
 
 @accounts_app.command("errors")
-def accounts_errors(account_id: int = typer.Argument(...), data_dir: Path | None = DataDir) -> None:
-    """The account's last 20 errors, newest first."""
+def accounts_errors(
+    account_id: int = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json", help="JSON instead of a table."),
+    data_dir: Path | None = DataDir,
+) -> None:
+    """The account's last 20 errors, newest first, with the fix for each."""
+    from imapscope.store import jsonable  # noqa: PLC0415
 
     async def errors(store: Store) -> Any:
         await store.account(account_id)
         return await store.errors(account_id)
 
     found = with_store(data_dir, errors)
+    if as_json:
+        console.print_json(json.dumps([jsonable(e) for e in found]))
+        return
     if not found:
         console.print("no errors recorded")
         return
-    table = Table("time (UTC)", "state", "step", "code", "message", "server said")
+    listing = table("time (UTC)", "state", "step", "code", "message", "fix", "server said")
     for e in found:
-        table.add_row(e.at.strftime("%Y-%m-%d %H:%M:%S"), e.state, e.step, e.code, e.message,
-                      e.server_text)  # fmt: skip
-    console.print(table)
+        listing.add_row(e.at.strftime("%Y-%m-%d %H:%M:%S"), e.state, e.step, e.code, e.message,
+                        e.fix, e.server_text)  # fmt: skip
+    console.print(listing)
 
 
 @accounts_app.command("remove")
@@ -377,13 +399,22 @@ def tokens_create(
 
 
 @tokens_app.command("list")
-def tokens_list(data_dir: Path | None = DataDir) -> None:
+def tokens_list(
+    as_json: bool = typer.Option(False, "--json", help="JSON instead of a table."),
+    data_dir: Path | None = DataDir,
+) -> None:
     """Tokens by id and name (the tokens themselves cannot be shown again)."""
-    table = Table("id", "name", "created", "last used")
-    for t in with_store(data_dir, lambda s: s.tokens()):
+    from imapscope.store import jsonable  # noqa: PLC0415
+
+    found = with_store(data_dir, lambda s: s.tokens())
+    if as_json:
+        console.print_json(json.dumps([jsonable(t) for t in found]))
+        return
+    listing = table("id", "name", "created", "last used")
+    for t in found:
         used = t.last_used.strftime("%Y-%m-%d %H:%M") if t.last_used else "never"
-        table.add_row(str(t.id), t.name, t.created.strftime("%Y-%m-%d %H:%M"), used)
-    console.print(table)
+        listing.add_row(str(t.id), t.name, t.created.strftime("%Y-%m-%d %H:%M"), used)
+    console.print(listing)
 
 
 @tokens_app.command("revoke")
@@ -447,12 +478,12 @@ async def demo_service(
                 if states == DEMO_EXPECTED:
                     break
                 await asyncio.sleep(0.1)
-            table = Table("account", "state", "expected", "last error")
+            settled = table("account", "state", "expected", "last error")
             for a in await store.accounts():
                 errors = await store.errors(a.id)
                 last = f"{errors[0].code}: {errors[0].message}" if errors else ""
-                table.add_row(a.spec.name, a.state, DEMO_EXPECTED[a.spec.name], last)
-            console.print(table)
+                settled.add_row(a.spec.name, a.state, DEMO_EXPECTED[a.spec.name], last)
+            console.print(settled)
             status = 0 if states == DEMO_EXPECTED else 2
         else:
             console.print("  Ctrl-C stops", style="dim")
