@@ -446,8 +446,15 @@ class Session:
         return True
 
     def complete(self, *responses: Response) -> None:
-        """Send responses, then the pending updates, before the tagged completion (last)."""
+        """Send responses, then the pending updates, before the tagged completion (last). A
+        keyword another session defined meanwhile is announced (FLAGS) first: the command's own
+        FETCH data may already carry it."""
         *data, tagged = responses
+        if self.mailbox is not None and any(c.kind == "keywords" for c in self.pending):
+            self.pending = [c for c in self.pending if c.kind != "keywords"]
+            announced = self.flag_responses()
+            data = [*announced, *(r for r in data if not isinstance(r, Flags | UntaggedStatus)
+                                  or r not in announced)]  # fmt: skip
         self.send(*data, *self.updates(), tagged)
 
     # -- any state ----------------------------------------------------------------------------
