@@ -280,9 +280,13 @@ class ImapConnection:
                 phase, f"the server sent over {self.byte_budget} bytes for the {phase} step "
                 f"(the step's byte budget)",
             )  # fmt: skip
-        self.codec.receive_data(self._mask(chunk) if chunk else self._mask.flush() + chunk)
-        if not chunk:
-            self.codec.receive_data(b"")
+        if chunk:
+            self.codec.receive_data(self._mask(chunk))
+            return
+        held = self._mask.flush()  # EOF: a held-back prefix was not a secret after all
+        if held:
+            self.codec.receive_data(held)
+        self.codec.receive_data(b"")
 
     async def next_response(self, phase: str = "read", timeout: float | None = None) -> Response:
         """The next response; ``timeout`` bounds each read (use :meth:`deadline` to bound a
