@@ -11,8 +11,7 @@ import pytest
 from tests.conftest import PASSWORD, Sandbox
 
 
-@pytest.fixture
-def client(sandbox: Sandbox) -> Iterator[imaplib.IMAP4]:
+def _logged_in(sandbox: Sandbox) -> Iterator[imaplib.IMAP4]:
     connection = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
     connection.login("alice", PASSWORD)
     try:
@@ -21,15 +20,8 @@ def client(sandbox: Sandbox) -> Iterator[imaplib.IMAP4]:
         connection.logout()
 
 
-@pytest.fixture
-def other(sandbox: Sandbox) -> Iterator[imaplib.IMAP4]:
-    """A second session of the same user."""
-    connection = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
-    connection.login("alice", PASSWORD)
-    try:
-        yield connection
-    finally:
-        connection.logout()
+client = pytest.fixture(_logged_in, name="client")
+other = pytest.fixture(_logged_in, name="other")  # a second session of the same user
 
 
 def flags_of(client: imaplib.IMAP4, message: str) -> str:
