@@ -422,7 +422,7 @@ async def login(
             )) from exc  # fmt: skip
         except (NetError, ProtocolError) as exc:
             found = classify_net_error(exc, "authenticate", connection.transcript)
-            if not isinstance(exc, NetTimeoutError):
+            if found.code == "SERVER_TEMPORARY_ERROR":  # not a budget crossed: a dropped line
                 found = dataclasses.replace(
                     found, summary="The server closed the connection in the middle of the login."
                 )
