@@ -447,14 +447,12 @@ class Session:
 
     def complete(self, *responses: Response) -> None:
         """Send responses, then the pending updates, before the tagged completion (last). A
-        keyword another session defined meanwhile is announced (FLAGS) first: the command's own
-        FETCH data may already carry it."""
+        keyword defined meanwhile (by this command or another session) is announced (FLAGS)
+        first: the command's own FETCH data may already carry it."""
         *data, tagged = responses
         if self.mailbox is not None and any(c.kind == "keywords" for c in self.pending):
             self.pending = [c for c in self.pending if c.kind != "keywords"]
-            announced = self.flag_responses()
-            data = [*announced, *(r for r in data if not isinstance(r, Flags | UntaggedStatus)
-                                  or r not in announced)]  # fmt: skip
+            data = [*self.flag_responses(), *data]
         self.send(*data, *self.updates(), tagged)
 
     # -- any state ----------------------------------------------------------------------------
@@ -904,7 +902,6 @@ class Session:
         since = command.unchanged_since
         responses: list[Response] = []
         modified: list[int] = []
-        known = set(self.mailbox.keywords)
         for _, message in self.messages(command.messages, uid):
             if since is not None and message.modseq > since:
                 modified.append(message.uid if uid else self.view.index(message.uid) + 1)
@@ -915,8 +912,6 @@ class Session:
             if not command.silent:
                 responses.append(self.fetch_flags(message, with_uid=uid))
         code = ResponseCode("MODIFIED", compact_sequence(modified)) if modified else None
-        if self.mailbox.keywords != known:  # this session defined one: FLAGS before the FETCH
-            responses[:0] = self.flag_responses()
         self.complete(*responses, ok(tag, "STORE completed", code))
 
     def do_COPY(self, tag: str, command: Copy, move: bool = False) -> None:  # noqa: N802

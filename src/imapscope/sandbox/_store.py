@@ -123,13 +123,13 @@ class Mailbox:
         self.unclaimed -= taken
         return taken
 
-    def learn(self, flags: set[str], source: Listener | None = None) -> None:
+    def learn(self, flags: set[str]) -> None:
         """New keywords are announced (``keywords``) before the change that carries them, so
         every session sends ``* FLAGS`` before a FETCH shows one (Dovecot does)."""
         new = {f for f in flags if not f.startswith("\\")} - self.keywords
         if new:
             self.keywords |= new
-            self.announce(Change("keywords", 0), source)
+            self.announce(Change("keywords", 0))
 
     def announce(self, change: Change, source: Listener | None = None) -> None:
         for listener in list(self.listeners):
@@ -163,7 +163,7 @@ class Mailbox:
         flags = canonical_flags(flags)
         if flags == message.flags:
             return False
-        self.learn(flags, source)
+        self.learn(flags)  # every session, the changing one too: see Session.complete
         message.flags = flags
         message.modseq = self.bump()
         if self.sink is not None:
