@@ -17,6 +17,7 @@ from imapscope.sync._engine import (
     Backoff,
     SyncFailure,
     SyncOptions,
+    check_options,
     connect,
     fetch_message,
 )
@@ -24,7 +25,6 @@ from imapscope.sync._service import (
     FAILING_STATES,
     SyncService,
     VerifyError,
-    check_options,
     health,
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import random
@@ -30,6 +31,7 @@ from imapscope.imap import (
     compact_sequence,
 )
 from imapscope.net import ImapConnection, NetError
+from imapscope.probe import CheckOptions
 from imapscope.session import (
     SessionFailure,
     Settings,
@@ -38,6 +40,7 @@ from imapscope.session import (
     select,
 )
 from imapscope.store import (
+    AccountSpec,
     AccountView,
     Fence,
     FolderView,
@@ -101,10 +104,6 @@ class SyncFailure(Exception):  # noqa: N818 - carries a finding, not a bug
         super().__init__(found.summary)
         self.finding = found
 
-    @property
-    def server_text(self) -> str:
-        return " ".join(self.finding.evidence)
-
 
 def _changed_flags(
     responses: Sequence[Any], known: dict[int, tuple[str, ...]]
@@ -134,18 +133,27 @@ def _events(
     return found
 
 
-def settings(account: AccountView, secret: str, options: SyncOptions) -> Settings:
-    """The session path's settings for a registered account (the same as ``check`` uses)."""
-    spec = account.spec
+def check_options(spec: AccountSpec, secret: str, options: SyncOptions) -> CheckOptions:
+    """The check ladder's options for a registered (or about to be) account. The engine's own
+    session settings derive from them (:func:`settings`): verify-before-save and the running
+    account connect the same way."""
     oauth2 = spec.auth == "oauth2"
-    return Settings(
-        host=spec.host, port=spec.port,
-        security="plain" if spec.security == "none" else spec.security,
+    plain = spec.security == "none"  # the account's word for plaintext
+    return CheckOptions(
+        host=spec.host, port=spec.port, security="plain" if plain else spec.security,
         user=spec.username, password=None if oauth2 else secret,
         oauth2_token=secret if oauth2 else None, ca_file=options.ca_file,
         insecure=options.insecure, timeout=options.timeout, proxy=spec.proxy,
-        byte_budget=options.byte_budget,
+        allow_plaintext=plain,
     )  # fmt: skip
+
+
+def settings(account: AccountView, secret: str, options: SyncOptions) -> Settings:
+    """The session path's settings for a registered account (those ``check`` uses)."""
+    check = check_options(account.spec, secret, options)
+    return dataclasses.replace(
+        check.settings(check.security, account.spec.port), byte_budget=options.byte_budget
+    )
 
 
 async def connect(store: Store, account: AccountView, options: SyncOptions) -> ImapConnection:

@@ -22,9 +22,9 @@ from collections.abc import Callable
 from typing import Any
 
 from imapscope.net import shrink_tls_read_buffers
-from imapscope.probe import CheckOptions, Report, run_check
+from imapscope.probe import Report, run_check
 from imapscope.store import AccountSpec, AccountView, Fence, Store, StoreError, Summary
-from imapscope.sync._engine import AccountSync, SyncOptions
+from imapscope.sync._engine import AccountSync, SyncOptions, check_options
 
 log = logging.getLogger("imapscope.serve")
 
@@ -63,17 +63,6 @@ def health(
     ):
         return "failing"
     return "degraded" if recent_errors else "ok"
-
-
-def check_options(spec: AccountSpec, secret: str, sync: SyncOptions) -> CheckOptions:
-    """The check ladder's options for a registered (or about to be) account."""
-    oauth2 = spec.auth == "oauth2"
-    return CheckOptions(
-        host=spec.host, port=spec.port, security=spec.security, user=spec.username,
-        password=None if oauth2 else secret, oauth2_token=secret if oauth2 else None,
-        ca_file=sync.ca_file, insecure=sync.insecure, timeout=sync.timeout, proxy=spec.proxy,
-        allow_plaintext=spec.security == "none",
-    )  # fmt: skip
 
 
 @dataclasses.dataclass
