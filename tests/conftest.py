@@ -96,6 +96,7 @@ class Sandbox:
     server: SandboxServer
     ca_file: Path
     logins: list[str]
+    cert_file: Path  # the server's certificate (PEM)
 
 
 @pytest.fixture
@@ -114,7 +115,7 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
         store, port=0, tls_port=0, smtp_port=0, tls_context=certificates.server_context()
     )
     with running(server):
-        yield Sandbox(server, certificates.ca_file, logins)
+        yield Sandbox(server, certificates.ca_file, logins, certificates.cert_file)
 
 
 # --- the store's databases: every store, sync and API test runs on SQLite and on PostgreSQL ---

@@ -242,7 +242,7 @@ def test_an_unexpected_exception_is_an_internal_error_entry_and_backs_off(
             async with asyncio.timeout(10):
                 while not (errors := await store.errors(added.id)):
                     await asyncio.sleep(0.02)
-                while sync.next_attempt is None:
+                while (await store.account(added.id)).next_attempt is None:
                     await asyncio.sleep(0.02)
             return errors[0].code, errors[0].evidence[0], sync.state
         finally:

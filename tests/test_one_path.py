@@ -90,6 +90,10 @@ SCENARIOS: dict[str, tuple[Scenario, str]] = {
     "self-signed certificate": (lambda ca: scripted(tls_server(ca, "self_signed"), security="tls",
                                                     host="localhost", ca_file=str(ca.ca_file)),
                                 "CERT_UNTRUSTED"),
+    "pinned certificate replaced": (lambda ca: scripted(tls_server(ca, "self_signed"),
+                                                        security="tls", host="localhost",
+                                                        pin_sha256="ab" * 32),
+                                    "CERT_PIN_MISMATCH"),
     "wrong password": (lambda _: scripted(login_only(
         LOGIN=lambda tag, c: [no(tag, "Authentication failed.",
                                  ResponseCode("AUTHENTICATIONFAILED"))]), security="plain"),
@@ -129,7 +133,7 @@ def check_headline(settings: dict[str, Any]) -> Finding:
     options = CheckOptions(
         host=settings["host"], port=settings["port"], security=security, user="alice",
         password="right-password", ca_file=settings.get("ca_file"), timeout=TIMEOUT,
-        allow_plaintext=security == "plain",
+        allow_plaintext=security == "plain", pin_sha256=settings.get("pin_sha256"),
     )  # fmt: skip
     report = asyncio.run(run_check(options))
     assert report.headline is not None, report.steps
@@ -141,6 +145,7 @@ def serve_error(settings: dict[str, Any], tmp_path: Path) -> ErrorView:
     spec = AccountSpec(
         email="alice@example.test", host=settings["host"], port=settings["port"],
         security=security, username="alice", poll_interval=60,
+        pin_sha256=settings.get("pin_sha256"),
     )  # fmt: skip
     options = SyncOptions(ca_file=settings.get("ca_file"), timeout=TIMEOUT,
                           backoff=Backoff(first=60))  # fmt: skip

@@ -16,7 +16,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from cryptography.fernet import Fernet
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from imapscope.store import (
@@ -30,7 +30,7 @@ from imapscope.store import (
     Summary,
 )
 from imapscope.store._crypto import KEY_ENV, KEY_FILE
-from imapscope.store._models import Base
+from imapscope.store._models import Base, ErrorEntry
 from tests.conftest import Database
 
 T = TypeVar("T")
@@ -84,7 +84,7 @@ def test_open_creates_schema_wal_and_a_private_key(tmp_path: Path) -> None:
             "alembic_version",
             "api_tokens",
         } <= tables
-        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0005"
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0006"
 
 
 def test_migrations_match_the_models(tmp_path: Path, database: Database) -> None:
@@ -172,7 +172,9 @@ def test_duplicate_and_missing_accounts(tmp_path: Path) -> None:
         run(tmp_path, lambda s: s.add_account(SPEC, ""))
 
 
-def test_error_log_keeps_the_newest_20_and_scrubs_the_secret(tmp_path: Path) -> None:
+def test_error_log_keeps_the_newest_20_and_the_last_hour_and_scrubs_secrets(
+    tmp_path: Path,
+) -> None:
     async def body(s: Store) -> None:
         a = await s.add_account(SPEC, PASSWORD)
         for i in range(ERRORS_KEPT + 5):
@@ -189,7 +191,24 @@ def test_error_log_keeps_the_newest_20_and_scrubs_the_secret(tmp_path: Path) -> 
             f"attempt {i} with ***" for i in reversed(range(5, ERRORS_KEPT + 5))
         ]
         assert all(PASSWORD not in e.server_text for e in errors)
+        # The last hour's entries are all kept, so the hour's count is not the log's length.
+        assert await s.count_errors(a.id) == ERRORS_KEPT + 5
+        hour_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1, seconds=1)
+        summary = (await s.summaries(hour_ago))[a.id]
+        assert (summary.errors, summary.recent_errors) == (ERRORS_KEPT, ERRORS_KEPT + 5)
+        # Once they are older than an hour, only the newest 20 stay.
+        async with s._session() as session:
+            await session.execute(update(ErrorEntry).values(at=hour_ago))
+            await session.commit()
+        await s.record_error(a.id, state="auth_error", step="login", code="AUTH_FAILED",
+                             message="the latest")  # fmt: skip
         assert await s.count_errors(a.id) == ERRORS_KEPT
+        assert [e.message for e in await s.errors(a.id)][:2] == [
+            "the latest",
+            "attempt 24 with ***",
+        ]
+        summary = (await s.summaries(hour_ago + dt.timedelta(seconds=1)))[a.id]
+        assert (summary.errors, summary.recent_errors) == (ERRORS_KEPT, 1)
 
     run(tmp_path, body)
 

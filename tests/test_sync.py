@@ -218,17 +218,24 @@ def test_next_attempt_is_known_while_waiting(tmp_path: Path) -> None:
                 store, sync,
             ):  # fmt: skip
                 await until("1 error", lambda: _errors_at_least(store, sync, 1))
-                await until("scheduled", lambda: _true(sync.next_attempt is not None))
-                assert sync.next_attempt is not None
-                wait = (sync.next_attempt - dt.datetime.now(dt.UTC)).total_seconds()
+                # In the store, so every worker's API and UI (and `accounts show`) can say it.
+                await until("scheduled", lambda: _scheduled(store, sync.account_id))
+                account = await store.account(sync.account_id)
+                assert account.next_attempt is not None
+                wait = (account.next_attempt - dt.datetime.now(dt.UTC)).total_seconds()
                 assert 10 < wait <= 30  # full jitter over [cap/2, cap]
-                assert sync.halted is None
+                assert account.halted is None
+                assert account.state == "connect_error"
 
         asyncio.run(main())
 
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def _scheduled(store: Store, account_id: int) -> bool:
+    return (await store.account(account_id)).next_attempt is not None
 
 
 def test_backoff_is_capped_exponential_with_jitter() -> None:

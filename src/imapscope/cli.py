@@ -85,6 +85,10 @@ def _read_secret(env: str | None, path: Path | None, what: str, prompt: bool) ->
     return None
 
 
+def _ask_password(where: str) -> str | None:
+    return str(typer.prompt(f"Password for {where}", hide_input=True)) or None
+
+
 @app.command()
 def check(
     target: str = typer.Argument(
@@ -114,7 +118,10 @@ def check(
         help="Read an OAuth2 access token from this environment variable.",
     ),
     ca_file: Path | None = typer.Option(
-        None, "--ca-file", help="Trust this CA (PEM) in addition to nothing else."
+        None, "--ca-file", help="Also trust the CA certificates in this PEM file."
+    ),
+    pin: str | None = typer.Option(
+        None, "--pin", help="Trust only the server certificate with this SHA-256 fingerprint."
     ),
     insecure: bool = typer.Option(
         False, "--insecure", help="Do not verify the certificate (the report still shows it)."
@@ -203,13 +210,28 @@ def check(
     token = _read_secret(oauth2_token_env, None, "oauth2-token", prompt=False)
     secret = None
     if user is not None and token is None:
-        secret = _read_secret(password_env, password_file, "password", prompt=True)
+        # From a variable or file now; else asked at the terminal once the server is known
+        # (after discovery and DNS: no password typed for a domain that has no mail server).
+        secret = _read_secret(password_env, password_file, "password", prompt=False)
+        if secret is None and not sys.stdin.isatty():
+            _fail_unknown(
+                "no password: give --password-env VAR or --password-file PATH "
+                "(there is no terminal to ask on)"
+            )
+    pinned = None
+    if pin is not None:
+        from imapscope.trust import normalise_pin  # noqa: PLC0415
+
+        try:
+            pinned = normalise_pin(pin)
+        except ValueError as exc:
+            _fail_unknown(f"--pin: {exc}")
     options = CheckOptions(
         host=target, port=port, security=security, user=user, password=secret,
         oauth2_token=token, ca_file=str(ca_file) if ca_file else None, insecure=insecure,
         timeout=timeout, mailbox=mailbox, nameserver=nameserver,
         allow_plaintext=allow_plaintext, source_address=source_address, write_tests=write_tests,
-        proxy=proxy,
+        proxy=proxy, pin_sha256=pinned, ask_password=_ask_password,
     )  # fmt: skip
     report = asyncio.run(run_check(options))
     if as_json:

@@ -248,7 +248,12 @@ def accounts_add(
     poll_interval: int = typer.Option(300, "--poll-interval", help="Seconds between polls."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Run the check first."),
     force: bool = typer.Option(False, "--force", help="Save even when verification fails."),
-    ca_file: Path | None = typer.Option(None, "--ca-file", help="Trust this CA when verifying."),
+    ca_file: Path | None = typer.Option(
+        None, "--ca-file", help="Also trust the CA certificates in this PEM file (kept with it)."
+    ),
+    pin: str | None = typer.Option(
+        None, "--pin", help="Trust only the server certificate with this SHA-256 fingerprint."
+    ),
     data_dir: Path | None = DataDir,
 ) -> None:
     """Register an account (verified with the check ladder before it is saved)."""
@@ -262,11 +267,17 @@ def accounts_add(
         poll_interval=poll_interval,
     )  # fmt: skip
     try:
+        ca_pem = ca_file.read_text() if ca_file else None
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read --ca-file {ca_file}: {exc}")
+    try:
+        spec = spec.trusting(ca_pem, pin)
         spec.validate()
-    except StoreError as exc:
-        fail(str(exc))
+    except (StoreError, ValueError) as exc:
+        fail(f"--ca-file/--pin: {exc}" if isinstance(exc, ValueError) else str(exc))
     secret = _secret(password_env, password_file)
-    options = SyncOptions(ca_file=str(ca_file) if ca_file else None)
+    # The CA travels with the account: verify now and `serve` later trust the same.
+    options = SyncOptions()
 
     async def add(store: Store) -> Any:
         return await SyncService(store, options).add(spec, secret, verify=verify, force=force)

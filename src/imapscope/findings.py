@@ -123,8 +123,14 @@ CATALOGUE: dict[str, Spec] = _specs(
      "on port 993 if it works."),
     ("CERT_UNTRUSTED", "certificate", "error",
      "The server's certificate is not issued by a trusted authority (self-signed or unknown CA).",
-     "Install a certificate from a public CA (e.g. Let's Encrypt) on the server, or give the "
-     "client the server's CA file."),
+     "Install a certificate from a public CA (e.g. Let's Encrypt) on the server, or trust the "
+     "server's CA (check --ca-file; an account's CA certificate in serve), or pin this "
+     "certificate's SHA-256 fingerprint (the report's tls.certificate.sha256) with --pin."),
+    ("CERT_PIN_MISMATCH", "certificate", "error",
+     "The server's certificate is not the one pinned for it.",
+     "The server's certificate was replaced (a renewal) or something between here and the "
+     "server presents its own: compare the fingerprints in the evidence with the server's "
+     "administrator, then pin the new one (or trust its CA instead of a pin)."),
     ("CERT_MALFORMED", "certificate", "error",
      "The server sent a certificate (chain) that cannot be parsed.",
      "The certificate file on the server is corrupt or in the wrong format: reinstall the "

@@ -427,6 +427,7 @@ def _router() -> APIRouter:
             user=body.user, password=body.password, oauth2_token=body.oauth2_token,
             ca_file=service.options.ca_file, insecure=service.options.insecure,
             timeout=min(body.timeout, 60.0), allow_plaintext=body.allow_plaintext or plain,
+            ca_pem=body.ca_pem, pin_sha256=body.pin_sha256,
         )  # fmt: skip
         return (await unless_disconnected(request, run_check(options))).to_json()
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from imapscope.net import check_host, validate_proxy
 from imapscope.store import AccountSpec, AccountView
+from imapscope.trust import MAX_CA_PEM, normalise_pin, parse_ca_pem
 
 #: SQLite's (and PostgreSQL's bigint) largest integer: ids, offsets and cursors stop here.
 MAX_ID = 2**63 - 1
@@ -25,6 +26,28 @@ def valid_host(value: str) -> str:
         return check_host(value.strip())
     except ValueError as exc:
         raise ValueError(f"{exc}; give the IMAP server's name or IP address") from exc
+
+
+def valid_ca(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    parse_ca_pem(value)  # ValueError says what is wrong
+    return value.strip()
+
+
+def valid_pin(value: str | None) -> str | None:
+    return normalise_pin(value) if value is not None and value.strip() else None
+
+
+CA_FIELD = Field(
+    None, max_length=MAX_CA_PEM,
+    description="CA certificates (PEM) trusted for this server besides the system's",
+)  # fmt: skip
+PIN_FIELD = Field(
+    None, max_length=200,
+    description="the SHA-256 fingerprint of the server's certificate (hex, colons allowed): "
+    "then only that certificate is accepted",
+)  # fmt: skip
 
 
 def valid_proxy(value: str | None) -> str | None:
@@ -57,9 +80,16 @@ class AccountIn(BaseModel):
     include_folders: FolderList = Field([], max_length=MAX_FOLDERS)
     exclude_folders: FolderList = Field([], max_length=MAX_FOLDERS)
     poll_interval: int = Field(300, ge=10, le=86400)
+    ca_pem: str | None = CA_FIELD
+    pin_sha256: str | None = PIN_FIELD
 
     _host = field_validator("host")(valid_host)
     _proxy = field_validator("proxy")(valid_proxy)
+    _ca = field_validator("ca_pem")(valid_ca)
+    _pin = field_validator("pin_sha256")(valid_pin)
+
+
+CLEARABLE = ("proxy", "secret", "ca_pem", "pin_sha256")
 
 
 class AccountPatch(BaseModel):
@@ -79,6 +109,11 @@ class AccountPatch(BaseModel):
     include_folders: FolderList | None = Field(None, max_length=MAX_FOLDERS)
     exclude_folders: FolderList | None = Field(None, max_length=MAX_FOLDERS)
     poll_interval: int | None = Field(None, ge=10, le=86400)
+    ca_pem: str | None = CA_FIELD
+    pin_sha256: str | None = PIN_FIELD
+
+    _ca = field_validator("ca_pem")(valid_ca)
+    _pin = field_validator("pin_sha256")(valid_pin)
 
     @field_validator("host")
     @classmethod
@@ -89,11 +124,11 @@ class AccountPatch(BaseModel):
 
     @model_validator(mode="after")
     def _no_nulls(self) -> AccountPatch:
-        """``null`` cannot clear a setting that must have a value (only ``proxy`` can be
-        cleared): leave a field out to keep it."""
+        """``null`` cannot clear a setting that must have a value (only ``proxy``, ``ca_pem``
+        and ``pin_sha256`` can be cleared): leave a field out to keep it."""
         nulls = sorted(
             name for name in self.model_fields_set
-            if getattr(self, name) is None and name not in ("proxy", "secret")
+            if getattr(self, name) is None and name not in CLEARABLE
         )  # fmt: skip
         if nulls:
             raise ValueError(
@@ -118,6 +153,8 @@ class AccountOut(BaseModel):
     include_folders: list[str]
     exclude_folders: list[str]
     poll_interval: int
+    ca_pem: str | None
+    pin_sha256: str | None
     paused: bool
     state: str
     state_since: str
@@ -139,8 +176,12 @@ class CheckIn(BaseModel):
     oauth2_token: str | None = Field(None, max_length=8000, repr=False)
     timeout: float = Field(10.0, gt=0, le=60)
     allow_plaintext: bool = False
+    ca_pem: str | None = CA_FIELD
+    pin_sha256: str | None = PIN_FIELD
 
     _host = field_validator("host")(valid_host)
+    _ca = field_validator("ca_pem")(valid_ca)
+    _pin = field_validator("pin_sha256")(valid_pin)
 
 
 class TokenIn(BaseModel):
@@ -151,7 +192,7 @@ class TokenIn(BaseModel):
 
 SPEC_FIELDS = (
     "email", "name", "host", "port", "security", "username", "auth", "proxy",
-    "include_folders", "exclude_folders", "poll_interval",
+    "include_folders", "exclude_folders", "poll_interval", "ca_pem", "pin_sha256",
 )  # fmt: skip
 
 
@@ -182,6 +223,8 @@ def account_out(account: AccountView, status: dict[str, Any]) -> AccountOut:
         include_folders=list(spec.include_folders),
         exclude_folders=list(spec.exclude_folders),
         poll_interval=spec.poll_interval,
+        ca_pem=spec.ca_pem,
+        pin_sha256=spec.pin_sha256,
         paused=account.paused,
         state=account.state,
         state_since=account.state_since.isoformat(),

@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from imapscope.net._stream import close_stream, open_stream
+from imapscope.trust import fingerprint
 
 # Issuers of certificates minted by TLS-inspecting middleboxes and antivirus products. A server
 # certificate issued by one of these means something between the client and the server decrypts
@@ -34,6 +35,7 @@ class CertificateInfo:
     not_after: datetime
     serial: str
     self_signed: bool
+    sha256: str = ""  # the fingerprint a pin compares (hex)
 
     def days_left(self, now: datetime | None = None) -> int:
         return (self.not_after - (now or datetime.now(UTC))).days
@@ -71,13 +73,25 @@ def shrink_tls_read_buffers(size: int = TLS_READ_BUFFER) -> None:
 
 
 @cache
-def client_context(ca_file: str | None = None, insecure: bool = False) -> ssl.SSLContext:
-    """A shared client context per configuration (TLS 1.2+, system CAs or ``ca_file``): a
-    thousand accounts share one, and its CA store, instead of loading one each. Callers must
-    not change it."""
-    context = ssl.create_default_context(cafile=ca_file)
+def client_context(
+    ca_file: str | None = None, insecure: bool = False, ca_pem: str | None = None,
+    pinned: bool = False,
+) -> ssl.SSLContext:  # fmt: skip
+    """A shared client context per configuration: a thousand accounts share one, and its CA
+    store, instead of loading one each. Callers must not change it.
+
+    TLS 1.2+; the system's CAs, plus ``ca_file`` and ``ca_pem`` (PEM text) when given: a
+    private CA is added to the public ones, never instead of them, so one process can watch a
+    company server and a public provider. ``insecure`` and ``pinned`` verify nothing here: a pin
+    is compared with the server's certificate after the handshake (the session path).
+    """
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    if ca_pem:
+        context.load_verify_locations(cadata=ca_pem)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if insecure:
+    if insecure or pinned:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
@@ -102,6 +116,7 @@ def certificate_info(der: bytes) -> CertificateInfo:
         not_after=cert.not_valid_after_utc,
         serial=format(cert.serial_number, "x"),
         self_signed=cert.issuer == cert.subject,
+        sha256=fingerprint(der),
     )
 
 

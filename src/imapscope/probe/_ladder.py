@@ -121,12 +121,17 @@ class CheckOptions:
     ca_file: str | None = None
     insecure: bool = False
     timeout: float = 10.0
+    ca_pem: str | None = None  # CA certificates (PEM) trusted besides the system's
+    pin_sha256: str | None = None  # the server certificate's SHA-256: then nothing else counts
     mailbox: str = "INBOX"
     nameserver: str | None = None
     allow_plaintext: bool = False
     source_address: str | None = None
     write_tests: bool = False
     proxy: str | None = None
+    # Asked for the password once the server is known (after discovery and DNS), when a user
+    # is given without one: the CLI's prompt ("alice@example.com at imap.example.com").
+    ask_password: Callable[[str], str | None] | None = field(default=None, repr=False)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -137,6 +142,7 @@ class CheckOptions:
         return Settings(
             host=self.host, port=port, security=security, user=self.user,
             password=self.password, oauth2_token=self.oauth2_token, ca_file=self.ca_file,
+            ca_pem=self.ca_pem, pin_sha256=self.pin_sha256,
             insecure=self.insecure, timeout=self.timeout, proxy=self.proxy,
             source_address=self.source_address, nameserver=self.nameserver,
             byte_budget=CHECK_STEP_BUDGET,
@@ -208,6 +214,7 @@ class Ladder:
         if "@" in self.options.host:
             await self.discovery()
         addresses = await self.dns()
+        await self.ask_password()
         modes = self.modes()
         for index, (security, port) in enumerate(modes):
             last = index == len(modes) - 1
@@ -224,6 +231,14 @@ class Ladder:
             if len(modes) > 1:
                 self.report.working.append(f"{security} on port {port}")
             return
+
+    async def ask_password(self) -> None:
+        """Ask for the password now that the server is known, when it is wanted and missing."""
+        o = self.options
+        if o.ask_password is None or not o.user or o.password or o.oauth2_token:
+            return
+        where = o.host + (f":{o.port}" if o.port else "")
+        o.password = await asyncio.to_thread(o.ask_password, f"{o.user} at {where}") or None
 
     async def discovery(self) -> None:
         """From an email address to a server: the first candidate whose port answers."""
@@ -387,13 +402,17 @@ class Ladder:
             "verified": not self.options.insecure,
             "certificate": None,
         }
+        if self.options.pin_sha256:
+            # Compared with the pin (a mismatch has already stopped the ladder): the chain,
+            # name and dates are not what decides.
+            self.report.tls["pinned"] = self.options.pin_sha256
         if cert is None:
             return
         days = cert.days_left()
         self.report.tls["certificate"] = _certificate_json(tls)["certificate"]
         record = Step("certificate", "pass", 0.0, f"{cert.issuer}; {days} days left")
         self.report.steps.append(record)
-        if self.options.insecure:
+        if self.options.insecure and not self.options.pin_sha256:
             # Not verified on request; still say what verification would have found.
             problems = []
             if days < 0:
@@ -801,7 +820,7 @@ def _certificate_json(tls: TlsInfo) -> dict[str, Any]:
         "certificate": None if cert is None else {
             "subject": cert.subject, "issuer": cert.issuer, "names": list(cert.names),
             "not_after": cert.not_after.isoformat(), "days_left": cert.days_left(),
-            "self_signed": cert.self_signed,
+            "self_signed": cert.self_signed, "sha256": cert.sha256,
         },
     }  # fmt: skip
 

@@ -58,6 +58,7 @@ from imapscope.session._classify import (
     said,
     what_works,
 )
+from imapscope.trust import colon_hex
 
 DEFAULT_PORTS = {"tls": 993, "starttls": 143, "plain": 143}
 #: A TLS port says nothing to a plaintext client: how long a plaintext greeting is waited for
@@ -78,6 +79,8 @@ class Settings:
     ca_file: str | None = None
     insecure: bool = False
     timeout: float = 10.0
+    ca_pem: str | None = None
+    pin_sha256: str | None = None
     proxy: str | None = None
     source_address: str | None = None
     nameserver: str | None = None
@@ -93,7 +96,7 @@ class Settings:
 
     @property
     def context(self) -> ssl.SSLContext:
-        return client_context(self.ca_file, self.insecure)
+        return client_context(self.ca_file, self.insecure, self.ca_pem, bool(self.pin_sha256))
 
 
 class SessionFailure(Exception):  # noqa: N818 - carries a finding, not a bug
@@ -237,8 +240,27 @@ async def connect(
         )
         assert connection.tls is not None
         record.detail = f"{connection.tls.version} {connection.tls.cipher}"
+        try:
+            check_pin(settings, connection.tls, record)
+        except SessionFailure:
+            await connection.close()  # not handed back: the caller cannot close it
+            raise
     steps.tls(connection.tls)
     return connection
+
+
+def check_pin(settings: Settings, tls: TlsInfo, record: Record) -> None:
+    """With a pinned fingerprint, the server's certificate must be that one: CERT_PIN_MISMATCH."""
+    if not settings.pin_sha256:
+        return
+    got = tls.certificate.sha256 if tls.certificate is not None else "none"
+    if got != settings.pin_sha256:
+        record.detail = "the certificate is not the pinned one"
+        raise SessionFailure(finding(
+            "CERT_PIN_MISMATCH", "certificate",
+            evidence=[f"server's certificate SHA-256 {colon_hex(got)}",
+                      f"pinned SHA-256 {colon_hex(settings.pin_sha256)}"],
+        ), tls=tls)  # fmt: skip
 
 
 async def _open(
@@ -371,6 +393,7 @@ async def starttls(
             )
         assert connection.tls is not None
         record.detail = f"{connection.tls.version} {connection.tls.cipher}"
+        check_pin(settings, connection.tls, record)
     steps.tls(connection.tls)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from imapscope.store._db import Database
 from imapscope.store._errors import ConflictError, StoreError
 from imapscope.store._leases import Fence, check_fence
+from imapscope.store._log import ERRORS_KEPT
 from imapscope.store._models import Account, ErrorEntry, Event, Folder, Message, utcnow
 from imapscope.store._views import AccountSpec, AccountView, Summary, utc
 
@@ -36,6 +37,8 @@ def _view(row: Account) -> AccountView:
         state_since=utc(row.state_since),
         last_sync=utc(row.last_sync) if row.last_sync else None,
         revision=row.revision,
+        next_attempt=utc(row.next_attempt) if row.next_attempt else None,
+        halted=row.halted,
     )
 
 
@@ -69,18 +72,26 @@ class AccountsMixin(Database):
         async with self._session() as s:
             return self._box.open((await self._row(s, account_id)).secret)
 
-    async def set_state(self, account_id: int, state: str, *, fence: Fence | None = None) -> bool:
-        """Set the running state; a change is also an ``account.state`` event, written in the
-        same transaction. True when it changed."""
+    async def set_state(
+        self, account_id: int, state: str, *, next_attempt: dt.datetime | None = None,
+        halted: str | None = None, fence: Fence | None = None,
+    ) -> bool:  # fmt: skip
+        """Set the running state, when the next attempt is due and why there is none
+        (``halted``); a change of state is also an ``account.state`` event, written in the same
+        transaction. True when the state changed."""
         async with self._session() as s:
             await check_fence(s, account_id, fence, utcnow())
             row = await self._row(s, account_id)
-            if row.state == state:
+            due = utc(row.next_attempt) if row.next_attempt else None
+            if row.state == state and due == next_attempt and row.halted == halted:
                 return False
-            row.state, row.state_since = state, utcnow()
-            s.add(Event(account_id=account_id, kind="account.state", data={"state": state}))
+            row.next_attempt, row.halted = next_attempt, halted
+            changed = row.state != state
+            if changed:
+                row.state, row.state_since = state, utcnow()
+                s.add(Event(account_id=account_id, kind="account.state", data={"state": state}))
             await s.commit()
-            return True
+            return changed
 
     async def update_account(
         self, account_id: int, spec: AccountSpec, secret: str | None = None
@@ -158,5 +169,6 @@ class AccountsMixin(Database):
         for a in set(counted) | set(failed) | set(account_ids or ()):
             f, m = counted.get(a, (0, 0))
             n, r, last = failed.get(a, (0, 0, None))
-            found[a] = Summary(folders=f, messages=m, errors=n, recent_errors=r, last_error=last)
+            found[a] = Summary(folders=f, messages=m, errors=min(n, ERRORS_KEPT), recent_errors=r,
+                               last_error=last)  # fmt: skip
         return found

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, delete, func, or_, select
 
 from imapscope.store._bounds import bounded
 from imapscope.store._db import Database
@@ -16,6 +17,10 @@ from imapscope.store._models import ErrorEntry, Event, utcnow
 from imapscope.store._views import ErrorView, EventView, utc
 
 ERRORS_KEPT = 20
+#: Entries of the last hour are kept beyond :data:`ERRORS_KEPT`, so that "errors in the last
+#: hour" is a count, not the log's length; at most this many (one a second for an hour).
+ERRORS_HOUR_CAP = 3600
+ERRORS_WINDOW = dt.timedelta(hours=1)
 #: Evidence lines kept per error entry (each bounded too).
 ERROR_EVIDENCE_KEPT = 10
 REDACTED = "***"
@@ -35,7 +40,8 @@ class LogMixin(Database):
         evidence: Sequence[str] = (),
         fence: Fence | None = None,
     ) -> None:
-        """Append to the account's error log, keeping the newest :data:`ERRORS_KEPT`.
+        """Append to the account's error log: the newest :data:`ERRORS_KEPT` are kept, and
+        every entry of the last hour up to :data:`ERRORS_HOUR_CAP` (the hour's count).
 
         The account's own secret is scrubbed from the text whatever the caller passed; every
         field is bounded (:func:`bounded`).
@@ -64,19 +70,23 @@ class LogMixin(Database):
                 )
             )
             await s.flush()
-            keep = (
+            newest = (
                 select(ErrorEntry.id)
                 .where(ErrorEntry.account_id == account_id)
                 .order_by(ErrorEntry.id.desc())
-                .limit(ERRORS_KEPT)
             )
-            old = await s.scalars(
-                select(ErrorEntry).where(
-                    ErrorEntry.account_id == account_id, ErrorEntry.id.not_in(keep)
+            await s.execute(
+                delete(ErrorEntry).where(
+                    ErrorEntry.account_id == account_id,
+                    or_(
+                        ErrorEntry.id.not_in(newest.limit(ERRORS_HOUR_CAP)),
+                        and_(
+                            ErrorEntry.id.not_in(newest.limit(ERRORS_KEPT)),
+                            ErrorEntry.at < utcnow() - ERRORS_WINDOW,
+                        ),
+                    ),
                 )
             )
-            for entry in old:
-                await s.delete(entry)
             await s.commit()
 
     async def errors(self, account_id: int, limit: int = ERRORS_KEPT) -> list[ErrorView]:

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Index,
     LargeBinary,
     String,
+    Text,
     UniqueConstraint,
     false,
 )
@@ -46,6 +47,10 @@ class Account(Base):
     include_folders: Mapped[list[str]] = mapped_column(default=list)
     exclude_folders: Mapped[list[str]] = mapped_column(default=list)
     poll_interval: Mapped[int] = mapped_column(default=300)  # seconds
+    # Trust for this account's server, besides the system's CAs: CA certificates (PEM), or
+    # the SHA-256 of the server's own certificate (hex), which is then all that is checked.
+    ca_pem: Mapped[str | None] = mapped_column(Text, default=None)
+    pin_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     paused: Mapped[bool] = mapped_column(default=False)
     # Bumped by every edit, pause and resume: how a `serve` process notices changes made by
     # another process (the CLI, another worker) and restarts that account's supervisor.
@@ -53,6 +58,10 @@ class Account(Base):
     state: Mapped[str] = mapped_column(String(32), default="connecting")
     state_since: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_sync: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # When the worker syncing it tries again, or why it does not (``halted``), so that every
+    # worker's API and UI can say so.
+    next_attempt: Mapped[dt.datetime | None] = mapped_column(default=None)
+    halted: Mapped[str | None] = mapped_column(String(300), default=None)
     created: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -127,6 +136,18 @@ class ApiToken(Base):
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     created: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_used: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class WebSession(Base):
+    """A web UI login: the cookie's SHA-256 (never the cookie), the token it was made with
+    (revoking the token ends it), its CSRF token and expiry."""
+
+    __tablename__ = "web_sessions"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id", ondelete="CASCADE"))
+    csrf: Mapped[str] = mapped_column(String(64))
+    expires: Mapped[dt.datetime]
 
 
 class Worker(Base):

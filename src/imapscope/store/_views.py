@@ -8,6 +8,7 @@ import datetime as dt
 from typing import Any
 
 from imapscope.store._errors import StoreError
+from imapscope.trust import normalise_pin, parse_ca_pem
 
 SECURITY_MODES = ("tls", "starttls", "none")
 AUTH_KINDS = ("password", "oauth2")
@@ -28,6 +29,10 @@ class AccountSpec:
     include_folders: tuple[str, ...] = ()
     exclude_folders: tuple[str, ...] = ()
     poll_interval: int = 300
+    # Trust besides the system's CAs: CA certificates (PEM text), or the SHA-256 of the
+    # server's own certificate (then the chain and name are not checked, only that).
+    ca_pem: str | None = None
+    pin_sha256: str | None = None
 
     def validate(self) -> None:
         if "@" not in self.email:
@@ -50,6 +55,31 @@ class AccountSpec:
             raise StoreError(
                 f"poll interval {self.poll_interval}s is too short; use 10 seconds or more"
             )
+        try:
+            if self.ca_pem is not None:
+                parse_ca_pem(self.ca_pem)
+            if self.pin_sha256 is not None and normalise_pin(self.pin_sha256) != self.pin_sha256:
+                raise ValueError(
+                    "the pinned fingerprint must be 64 lowercase hex digits (normalise_pin)"
+                )
+        except ValueError as exc:
+            raise StoreError(str(exc)) from None
+        if self.ca_pem and self.pin_sha256:
+            raise StoreError(
+                "give a CA certificate or a pinned fingerprint, not both: with a pin only the "
+                "server's own certificate counts"
+            )
+        if self.security == "none" and (self.ca_pem or self.pin_sha256):
+            raise StoreError("a CA certificate or pin means nothing with security 'none'")
+
+    def trusting(self, ca_pem: str | None, pin: str | None) -> AccountSpec:
+        """This spec with the trust given as people type it (empty means none; a pin in any of
+        the forms :func:`normalise_pin` reads); ValueError says what is wrong."""
+        ca = (ca_pem or "").strip() or None
+        if ca is not None:
+            parse_ca_pem(ca)
+        pinned = normalise_pin(pin) if pin and pin.strip() else None
+        return dataclasses.replace(self, ca_pem=ca, pin_sha256=pinned)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +93,8 @@ class AccountView:
     state_since: dt.datetime
     last_sync: dt.datetime | None
     revision: int = 1
+    next_attempt: dt.datetime | None = None  # when the worker syncing it tries again
+    halted: str | None = None  # why it does not try again by itself, when it does not
 
 
 @dataclasses.dataclass(frozen=True)

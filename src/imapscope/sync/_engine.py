@@ -144,7 +144,7 @@ def check_options(spec: AccountSpec, secret: str, options: SyncOptions) -> Check
         user=spec.username, password=None if oauth2 else secret,
         oauth2_token=secret if oauth2 else None, ca_file=options.ca_file,
         insecure=options.insecure, timeout=options.timeout, proxy=spec.proxy,
-        allow_plaintext=plain,
+        allow_plaintext=plain, ca_pem=spec.ca_pem, pin_sha256=spec.pin_sha256,
     )  # fmt: skip
 
 
@@ -214,18 +214,22 @@ class AccountSync:
         self._rng = random.Random()  # noqa: S311 - jitter, not security
         self.state = "connecting"
         # Live status, for the UI's sync modal (the store has the durable part).
+        # (When the next attempt is due, or why there is none, are in the store: every worker
+        # shows them.)
         self.progress: dict[str, Any] = {}  # folder, done, total of the folder being synced
-        self.next_attempt: dt.datetime | None = None
-        self.halted: str | None = None  # why no attempt is scheduled, when none is
         self.connected_since: dt.datetime | None = None
 
     def wake(self) -> None:
         self._wake.set()
 
-    async def _set(self, state: str) -> None:
+    async def _set(
+        self, state: str, *, next_attempt: dt.datetime | None = None, halted: str | None = None
+    ) -> None:
         self.state = state
-        # With its event, when it changed.
-        await self.store.set_state(self.account_id, state, fence=self.fence)
+        # With its event, when it changed; the retry schedule with it.
+        await self.store.set_state(
+            self.account_id, state, next_attempt=next_attempt, halted=halted, fence=self.fence
+        )
 
     async def run(self) -> None:
         """Sync until cancelled, or until the lease is lost (another worker has the account)."""
@@ -243,10 +247,10 @@ class AccountSync:
                 await self._set("paused")
                 await self._wait_wake(None)
                 continue
-            if not failures:
-                # A retry keeps the failure's name (auth_error, connect_error, backoff) until an
-                # attempt succeeds: the badge does not flicker to "connecting" and back.
-                await self._set("connecting")
+            # A retry keeps the failure's name (auth_error, connect_error, backoff) until an
+            # attempt succeeds: the badge does not flicker to "connecting" and back. Its
+            # schedule is over, though.
+            await self._set(self.state if failures else "connecting")
             started = time.monotonic()
             try:
                 try:
@@ -273,29 +277,28 @@ class AccountSync:
                 state = "auth_error" if auth else "backoff" if exc.connected else "connect_error"
                 # The error first: whoever sees the state finds its error in the log.
                 await self._record(state, exc.finding)
-                await self._set(state)
                 if auth and auth_failures >= self.options.max_auth_failures:
                     # No hammering a locked account: wait in auth_error until edited or resumed.
-                    self.halted = (
+                    halted = (
                         f"{auth_failures} refused logins in a row: edit the account or resume it"
                     )
+                    await self._set(state, halted=halted)
                     await self._wait_wake(None)
-                    self.halted = None
                     failures = auth_failures = 0
                     continue
                 delay = self.options.backoff.delay(failures, self._rng)
-                self.next_attempt = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
+                due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)
+                await self._set(state, next_attempt=due)
                 await self._wait_wake(delay)
-                self.next_attempt = None
             except SecretKeyError as exc:
                 # The data directory's key cannot open this account's secret (the key was
                 # replaced): nothing to retry until the account is edited with a new password.
                 found = finding("STORED_SECRET_UNREADABLE", "authenticate", evidence=[str(exc)])
                 await self._record("disabled", found)
-                await self._set("disabled")
-                self.halted = "the stored password cannot be decrypted: edit the account"
+                await self._set(
+                    "disabled", halted="the stored password cannot be decrypted: edit the account"
+                )
                 await self._wait_wake(None)
-                self.halted = None
 
     async def _record(self, state: str, found: Finding) -> None:
         """One error entry: the finding as ``check`` reports it (code, summary, fix, evidence)."""

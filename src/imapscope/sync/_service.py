@@ -255,8 +255,8 @@ class SyncService:
             ),
             "errors_last_hour": summary.recent_errors,
             "last_sync": account.last_sync.isoformat() if account.last_sync else None,
-            "next_attempt": sync.next_attempt.isoformat() if sync and sync.next_attempt else None,
-            "halted": sync.halted if sync else None,
+            "next_attempt": account.next_attempt.isoformat() if account.next_attempt else None,
+            "halted": account.halted,
             "connected_since": (
                 sync.connected_since.isoformat() if sync and sync.connected_since else None
             ),
