@@ -167,3 +167,14 @@ def test_envelope_summary_fast_path_equals_the_general_parser(envelope: Envelope
 )  # fmt: skip
 def test_decode_words(encoded: bytes, decoded: str) -> None:
     assert decode_words(encoded) == decoded
+
+
+def test_envelope_summary_keeps_the_senders_decoded_display_name() -> None:
+    bob = [b"=?utf-8?q?Bob_Sm=C3=AFth?=", None, b"bob", b"example.com"]
+    group = [None, None, b"team", None]  # a group marker has no host: not a sender
+    value = [b"Mon, 1 Jan 2024", b"hi", [group, bob], None, None, [], None, None, None, b"<1@x>"]
+    summary = envelope_summary(value)
+    assert summary["from"] == ["bob@example.com"]
+    assert summary["from_name"] == "Bob Smïth"
+    nameless = [None, None, b"alice", b"example.com"]
+    assert envelope_summary([*value[:2], [nameless], *value[3:]])["from_name"] == ""

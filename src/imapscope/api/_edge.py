@@ -60,7 +60,13 @@ class Edge:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+                # A response may set its own (a message's HTML, framed by the UI, sets a
+                # stricter policy); the others get these.
+                own = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = [
+                    *message.get("headers", []),
+                    *((k, v) for k, v in SECURITY_HEADERS if k not in own),
+                ]
             await send(message)
 
         length = headers.get(b"content-length", b"0")

@@ -84,6 +84,15 @@ def _emails(value: Value) -> list[str]:
     return found
 
 
+def _first_name(value: Value) -> str:
+    """The decoded display name of the first address ("" without one)."""
+    for entry in as_list(value):
+        fields = as_list(entry)
+        if len(fields) == 4 and fields[2] is not None and fields[3] is not None:
+            return decode_words(_bytes(fields[0])) or "" if fields[0] is not None else ""
+    return ""
+
+
 # An ENVELOPE is nested lists of NIL and quoted strings: outside the quoted strings it becomes
 # JSON by replacing a few characters, and json.loads (C) builds it several times faster than a
 # token-by-token parser. Anything else (literals, atoms) takes the general parser.
@@ -113,8 +122,9 @@ def envelope_summary_of(raw: RawValue) -> dict[str, Any]:
 
 def envelope_summary(value: Value) -> dict[str, Any]:
     """What a mail index keeps of an ENVELOPE (date, decoded subject, sender and recipient
-    addresses, message id), without building the full :class:`Envelope`: display names are not
-    decoded, which is most of the cost of a big first sync."""
+    addresses, the first sender's display name, message id), without building the full
+    :class:`Envelope`: the recipients' display names are not decoded, which is most of the
+    cost of a big first sync."""
     fields = as_list(value)
     if len(fields) != 10:
         raise RemoteProtocolError(f"ENVELOPE needs 10 fields, got {len(fields)}")
@@ -122,6 +132,7 @@ def envelope_summary(value: Value) -> dict[str, Any]:
         "date": as_str(fields[0]),
         "subject": decode_words(_bytes(fields[1])),
         "from": _emails(fields[2]),
+        "from_name": _first_name(fields[2]),
         "to": _emails(fields[5]),
         "message_id": as_str(fields[9]),
     }

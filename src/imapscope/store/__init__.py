@@ -1,5 +1,5 @@
 """The storage interface: accounts (credentials encrypted), folders, messages, errors, events,
-tokens; one facade, :class:`Store`, over one module per aggregate.
+tokens, web sessions; one facade, :class:`Store`, over one module per aggregate.
 
 SQLite in the data directory by default (WAL), through SQLAlchemy 2's asyncio layer; the schema
 is portable to PostgreSQL. Alembic migrations are applied by :meth:`Store.open`.
@@ -29,6 +29,7 @@ from imapscope.store._views import (
     TokenView,
     jsonable,
 )
+from imapscope.store._web_sessions import WebSessionsMixin, WebSessionView
 
 __all__ = [
     "AUTH_KINDS",
@@ -53,9 +54,12 @@ __all__ = [
     "StoreError",
     "Summary",
     "TokenView",
+    "WebSessionView",
     "jsonable",
 ]  # fmt: skip
 
 
-class Store(AccountsMixin, MailMixin, LogMixin, TokensMixin, LeasesMixin, JobsMixin):
+class Store(
+    AccountsMixin, MailMixin, LogMixin, TokensMixin, WebSessionsMixin, LeasesMixin, JobsMixin
+):
     """The store: every aggregate's operations on one database (see :mod:`._db`)."""

@@ -27,7 +27,8 @@ def bounded(text: str, limit: int) -> str:
 def bounded_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
     """An envelope (as the sync engine stores it) with every field bounded."""
     out = dict(envelope)
-    for key, limit in (("subject", MAX_SUBJECT), ("message_id", MAX_MESSAGE_ID), ("date", 200)):
+    for key, limit in (("subject", MAX_SUBJECT), ("message_id", MAX_MESSAGE_ID), ("date", 200),
+                       ("from_name", MAX_ADDRESS)):  # fmt: skip
         if isinstance(out.get(key), str):
             out[key] = bounded(out[key], limit)
     for key in ("from", "to", "cc", "reply_to", "sender", "bcc"):

@@ -213,5 +213,8 @@ def _message_columns(meta: MessageMeta) -> dict[str, Any]:
         "size": meta.size,
         "envelope": env,
         "subject": str(env.get("subject") or "")[:1000],
-        "sender": " ".join(str(a) for a in env.get("from") or [] if a)[:1000],
+        # Searched by name and address: "Bob Smith bob@example.com".
+        "sender": " ".join(
+            [str(env.get("from_name") or "")] + [str(a) for a in env.get("from") or [] if a]
+        ).strip()[:1000],
     }

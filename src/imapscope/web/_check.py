@@ -1,0 +1,60 @@
+"""The Check page: run the ladder against any server and watch its steps complete."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from imapscope.probe import CheckOptions
+from imapscope.store import NotFoundError
+from imapscope.web._common import CheckJob, Sess, page, service_of, start_check, web_state
+
+
+def _job(request: Request, job_id: str) -> CheckJob:
+    job = web_state(request).checks.get(job_id)
+    if job is None:
+        raise NotFoundError("no such check (they are kept in memory: run it again)")
+    return job
+
+
+def router() -> APIRouter:
+    r = APIRouter(include_in_schema=False)
+
+    @r.get("/check")
+    async def check_form(request: Request, s: Sess) -> HTMLResponse:
+        return page(request, "check.html", s, job=None, job_id="", form={"security": "auto"})
+
+    @r.post("/check")
+    async def run(request: Request, s: Sess) -> Response:
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        service = service_of(request)
+        try:
+            port = int(form["port"]) if form.get("port") else None
+        except ValueError:
+            return page(request, "check.html", s, code=422, job=None, job_id="", form=form,
+                        error="the port must be a whole number")  # fmt: skip
+        if not form.get("host", "").strip():
+            return page(request, "check.html", s, code=422, job=None, job_id="", form=form,
+                        error="give the server's host name")  # fmt: skip
+        security = form.get("security", "auto")
+        if security not in ("auto", "tls", "starttls", "none"):
+            security = "auto"
+        plain = security == "none"  # the UI's word for plaintext, as in the account form
+        options = CheckOptions(
+            host=form["host"].strip(), port=port, security="plain" if plain else security,
+            allow_plaintext=plain,
+            user=form.get("user") or None, password=form.get("password") or None,
+            ca_file=service.options.ca_file, insecure=service.options.insecure,
+            timeout=service.options.timeout,
+        )  # fmt: skip
+        return RedirectResponse(f"/check/{start_check(request, options)}", status_code=303)
+
+    @r.get("/check/{job_id}")
+    async def check_page(request: Request, job_id: str, s: Sess) -> HTMLResponse:
+        return page(request, "check.html", s, job=_job(request, job_id), job_id=job_id, form={})
+
+    @r.get("/ui/check/{job_id}")
+    async def check_steps(request: Request, job_id: str, s: Sess) -> HTMLResponse:
+        return page(request, "_check.html", s, job=_job(request, job_id), job_id=job_id)
+
+    return r
