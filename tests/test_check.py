@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 import trustme
+from rich.console import Console
 
 from imapscope.imap import Bye, ContinuationRequest, Greeting, ResponseCode
-from imapscope.probe import CheckOptions, Report, run_check
+from imapscope.probe import CheckOptions, Report, render_human, run_check
 from tests.scripted import (
     CAPABILITIES,
     DnsZone,
@@ -92,6 +93,51 @@ def test_auto_mode_finds_the_working_combination(dovecot: RunningServer, test_ca
     assert report.status == "ok"
     assert report.target.security == "tls"
     assert report.working == [f"tls on port {dovecot.tls_port}"]
+
+
+def test_auto_mode_shows_each_attempt_and_which_mode_it_was_for(
+    dovecot: RunningServer, test_ca: TestCA
+) -> None:
+    # The plaintext port: implicit TLS is tried on it first and fails; STARTTLS works.
+    report = check(**login_options(dovecot, test_ca, port=dovecot.port, security="auto"))
+    assert report.status == "ok", codes(report)
+    assert report.target.security == "starttls"
+    rows = [(s.name, s.status) for s in report.steps[:4]]
+    assert rows == [("dns", "pass"), ("tcp", "pass"), ("tls", "skip"), ("tcp", "pass")]
+    tcp_for_tls, tried, tcp_for_starttls = report.steps[1:4]
+    assert tcp_for_tls.detail.startswith("for tls: ")
+    assert tcp_for_starttls.detail.startswith("for starttls: ")
+    assert f"No TLS session on port {dovecot.port}" in tried.detail
+    assert "Trying the next mode" in tried.detail
+    console = Console(record=True, width=200)
+    render_human(report, console)
+    shown = console.export_text()
+    assert f"localhost:{dovecot.port} (starttls)" in shown
+    assert "No TLS session" in shown  # the failed attempt is in the human report too
+
+
+def test_the_password_is_asked_for_once_the_server_is_known(
+    dovecot: RunningServer, test_ca: TestCA
+) -> None:
+    user, password = next(iter(dovecot.users.items()))
+    asked: list[str] = []
+
+    def ask(where: str) -> str:
+        asked.append(where)
+        return password
+
+    options = login_options(dovecot, test_ca, password=None, ask_password=ask)
+    report = check(**options)
+    assert report.status == "ok", codes(report)
+    assert asked == [f"{user} at localhost:{dovecot.tls_port}"]
+    assert password not in "\n".join(report.transcript)
+    # A domain whose lookup fails: nothing is asked (no password typed for nothing).
+    with full_listener() as dead_dns:
+        report = check(host="alice@example.invalid", user="alice@example.invalid",
+                       nameserver=f"127.0.0.1:{dead_dns}", timeout=1.0,
+                       ask_password=ask)  # fmt: skip
+    assert report.status == "critical"
+    assert asked == [f"{user} at localhost:{dovecot.tls_port}"]
 
 
 def test_without_a_user_the_ladder_stops_before_login(

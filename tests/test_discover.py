@@ -149,6 +149,29 @@ def test_discovery_none() -> None:
     assert any("autoconfig" in line for line in report.findings[0].evidence)
 
 
+def test_a_resolver_that_denies_everything_is_named_not_the_domain() -> None:
+    broken = DnsZone()  # NXDOMAIN for every name, the root zone included
+    healthy = DnsZone(records={("", "NS"): ["a.root-servers.test."]})  # the root exists
+    with dns_server(broken), dns_server(healthy):
+        denied = asyncio.run(discover("x@example.test", nameserver=f"127.0.0.1:{broken.port}"))
+        missing = asyncio.run(discover("x@example.test", nameserver=f"127.0.0.1:{healthy.port}"))
+        report = asyncio.run(run_check(CheckOptions(
+            host="x@example.test", nameserver=f"127.0.0.1:{broken.port}", timeout=2.0
+        )))  # fmt: skip
+        shown = CliRunner().invoke(
+            app, ["discover", "x@example.test", "--nameserver", f"127.0.0.1:{broken.port}"]
+        )
+    assert denied.resolver_problem is not None
+    assert "even the root zone" in denied.resolver_problem
+    assert "DNS itself is broken" in denied.resolver_problem
+    assert missing.candidates == []
+    assert missing.resolver_problem is None  # a working resolver: the domain has no mail
+    assert report.headline is not None
+    assert report.headline.code == "DISCOVERY_NONE"
+    assert "DNS itself is broken" in report.headline.fix
+    assert "DNS itself is broken" in " ".join(shown.output.split())
+
+
 def test_discover_command(mail_server: RunningServer) -> None:
     zone = DnsZone(records={
         ("_imaps._tcp.example.test", "SRV"): [f"0 1 {mail_server.tls_port} mail.example.test."],

@@ -374,6 +374,10 @@ def test_demo_command_checks_its_own_sandbox(tmp_path: Path) -> None:
         ), result.output
     assert "AUTH_FAILED" in text
     assert "TLS_ON_PLAINTEXT_PORT" in text
+    assert "imapscope accounts list --data-dir " in text  # where its accounts can be seen
+    # The wrong-TLS-mode account's handshake bytes are never echoed to the console.
+    assert "unrecognised" not in result.output
+    assert not [c for c in result.output if ord(c) < 32 and c not in "\n\t"]
 
 
 def test_mbsync_two_way_sync(sandbox: Running, tmp_path: Path) -> None:

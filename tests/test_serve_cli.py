@@ -4,6 +4,8 @@ database file."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import json
 import os
 import signal
@@ -15,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from imapscope.store import DB_FILE
+from imapscope.store import DB_FILE, Store
 from tests.conftest import PASSWORD, Sandbox
 
 WRONG = "wrong-cli-password-5150"
@@ -258,6 +260,9 @@ def test_serve_memory_stays_bounded_against_four_huge_literals(tmp_path: Path) -
 def test_listings_are_never_cut_and_have_json(tmp_path: Path) -> None:
     """Piped (not a terminal), a table is as wide as its values; every listing has --json."""
     data = tmp_path / "data"
+    empty = cli(data, "accounts", "list")
+    assert f"No accounts in {data}" in " ".join(empty.stdout.split())
+    assert "--data-dir" in empty.stdout  # where a demo's accounts are
     host = "a-very-long-server-name-that-a-terminal-table-would-have-cut.example.test"
     added = cli(data, "accounts", "add", "someone.with.a.long.address@example.test", "--host",
                 host, "--port", "29993", "--password-env", "PW", "--no-verify",
@@ -272,6 +277,18 @@ def test_listings_are_never_cut_and_have_json(tmp_path: Path) -> None:
     tokens = json.loads(cli(data, "tokens", "list", "--json").stdout)
     assert [t["name"] for t in tokens] == ["a-token-name-longer-than-eighty-columns-" + "x" * 50]
     assert "x" * 50 in cli(data, "tokens", "list", env={"COLUMNS": "80"}).stdout
+    # A retrying account's next attempt is in the store (the worker wrote it): shown by `show`.
+    due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=40)
+
+    async def retrying() -> None:
+        store = await Store.open(data)
+        await store.set_state(1, "connect_error", next_attempt=due)
+        await store.close()
+
+    asyncio.run(retrying())
+    shown = json.loads(cli(data, "accounts", "show", "1").stdout)
+    assert shown["status"]["state"] == "connect_error"
+    assert shown["status"]["next_attempt"] == due.isoformat()
 
 
 def test_check_takes_security_none_like_the_rest() -> None:

@@ -497,8 +497,8 @@ def overflowing(page: Page) -> list[str]:
     """The elements that stick out to the right of the viewport (for the failure message)."""
     found: list[str] = page.evaluate(
         """() => Array.from(document.querySelectorAll("body *"))
-            .filter(el => el.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
-            .slice(0, 8).map(el => el.tagName + "." + el.className + "#" + el.id)"""
+            .filter(e => e.getBoundingClientRect().right > document.body.clientWidth + 1)
+            .slice(0, 8).map(e => e.tagName + "." + e.className + "#" + e.id)"""
     )
     return found
 

@@ -275,6 +275,8 @@ def discover(
             )
         if not found.candidates:
             console.print(f"[bold red]DISCOVERY_NONE[/]: no IMAP server found for {address}")
+            if found.resolver_problem:
+                console.print(f"[bold]but[/]: {found.resolver_problem}")
         for source, said in found.tried:
             console.print(f"[dim]{source}: {said}[/]")
     raise typer.Exit(0 if found.candidates else 2)
@@ -398,9 +400,13 @@ def fault_add(
 @fault_app.command("list")
 def fault_list(
     admin: str = typer.Option(DEFAULT_ADMIN, "--admin", help="The sandbox's admin API."),
+    as_json: bool = typer.Option(False, "--json", help="JSON instead of a line per rule."),
 ) -> None:
     """List a running sandbox's fault rules."""
     rules = _admin("GET", f"{admin}/faults")
+    if as_json:
+        print(json.dumps(rules, indent=2))
+        return
     if not rules:
         console.print("no fault rules")
     for rule in rules:

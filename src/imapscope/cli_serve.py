@@ -309,6 +309,13 @@ def accounts_list(
     if as_json:
         console.print_json(json.dumps(found))
         return
+    if not found:
+        where = data_dir or default_data_dir()
+        console.print(
+            f"No accounts in {where}. Add one with 'imapscope accounts add', or give the "
+            "--data-dir of the serve you mean (a running 'imapscope demo' prints its own)."
+        )
+        return
     rows_table = table("id", "email", "server", "state", "health", "last sync", "messages",
                        "errors")  # fmt: skip
     for r in found:
@@ -478,6 +485,8 @@ async def demo_service(
     console.print(f"imapscope serve (demo) on {address}/ with 3 sandbox accounts")
     console.print(f"  token (for the web UI and API): {token}", soft_wrap=True)
     console.print(f"  data directory (temporary):     {data_dir}")
+    listing = f"imapscope accounts list --data-dir {data_dir}"
+    console.print(f"  from the command line:          {listing}", soft_wrap=True)
     status = 0
     try:
         if once:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
+import dns.asyncresolver
 import dns.exception
 import dns.resolver
 import httpx
@@ -42,6 +43,9 @@ class Discovery:
     domain: str
     candidates: list[Candidate] = field(default_factory=list)
     tried: list[tuple[str, str]] = field(default_factory=list)  # (source, what it said)
+    # When nothing was found: the resolver itself fails (it denies even the root zone), so the
+    # domain is not what is wrong.
+    resolver_problem: str | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -57,6 +61,7 @@ class Discovery:
                 for c in self.candidates
             ],
             "tried": [{"source": s, "result": r} for s, r in self.tried],
+            "resolver_problem": self.resolver_problem,
         }
 
 
@@ -186,7 +191,34 @@ async def discover(
             result.tried.append(("host-guess", f"{guess} resolves"))
         else:
             result.tried.append(("host-guess", f"{guess} does not resolve"))
+    if not result.candidates:
+        result.resolver_problem = await resolver_problem(resolver, nameserver)
+        if result.resolver_problem:
+            result.tried.append(("resolver", result.resolver_problem))
     return result
+
+
+async def resolver_problem(
+    resolver: dns.asyncresolver.Resolver, nameserver: str | None
+) -> str | None:
+    """Whether the resolver works at all: the root zone always exists, so a resolver that denies
+    it (an offline machine's, a broken captive portal's) makes every lookup look like a missing
+    domain. None when it answers."""
+    which = f"the DNS server {nameserver}" if nameserver else "this machine's DNS resolver"
+    try:
+        await resolver.resolve(".", "NS")
+    except dns.resolver.NXDOMAIN:
+        said = "says that even the root zone ('.') does not exist"
+    except dns.resolver.NoAnswer:
+        said = "gives no name servers for the root zone ('.')"
+    except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
+        said = f"does not answer ({exc})"
+    else:
+        return None
+    return (
+        f"{which} {said}: DNS itself is broken here, not the mail domain; check "
+        "/etc/resolv.conf and the network, or give --nameserver IP"
+    )
 
 
 async def _resolves(host: str, nameserver: str | None, timeout: float) -> bool:

@@ -19,6 +19,7 @@ Nothing here changes the mailbox: EXAMINE is read-only and FETCH uses BODY.PEEK 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -159,6 +160,7 @@ class Ladder:
         self.report = report
         self.connection: ImapConnection | None = None
         self.capability_set: frozenset[str] = frozenset()
+        self.mode = ""  # in auto mode, which mode a tcp step is for
 
     # -- bookkeeping --------------------------------------------------------------------------
 
@@ -174,7 +176,8 @@ class Ladder:
             yield record
         except SessionFailure as exc:
             if exc.soft:  # auto mode: this port/mode does not answer; the next is tried
-                self.report.steps.remove(record)
+                record.status = "skip"
+                record.detail = f"{exc.finding.summary} Trying the next mode (auto)."
                 raise _TryNext from exc
             self.report.working.extend(w for w in exc.working if w not in self.report.working)
             if exc.tls is not None or exc.finding.step == "certificate":
@@ -218,6 +221,7 @@ class Ladder:
         modes = self.modes()
         for index, (security, port) in enumerate(modes):
             last = index == len(modes) - 1
+            self.mode = f"for {security}: " if len(modes) > 1 else ""
             address = await self.tcp(addresses, port, quiet=not last)
             if address is None:
                 continue
@@ -255,7 +259,10 @@ class Ladder:
             self.report.discovery = found.to_json()
             evidence = [f"{source}: {said}" for source, said in found.tried]
             if not found.candidates:
-                raise self.fail(record, finding("DISCOVERY_NONE", "discovery", evidence=evidence))
+                none = finding("DISCOVERY_NONE", "discovery", evidence=evidence)
+                if found.resolver_problem:  # the domain is not what is wrong
+                    none = dataclasses.replace(none, fix=found.resolver_problem)
+                raise self.fail(record, none)
             chosen = None
             for candidate in found.candidates:
                 try:
@@ -326,7 +333,7 @@ class Ladder:
                     results[address] = "timeout"
                 except OSError as exc:
                     results[address] = exc.strerror or str(exc)
-            record.detail = "; ".join(f"{a}:{port} {r}" for a, r in results.items())
+            record.detail = self.mode + "; ".join(f"{a}:{port} {r}" for a, r in results.items())
             working = [a for a, r in results.items() if r.startswith("ok")]
             broken_v6 = [a for a in results if ":" in a and a not in working]
             if working and broken_v6 and any(":" not in a for a in working):
@@ -334,8 +341,9 @@ class Ladder:
                 self.add(finding("IPV6_PATH_BROKEN", "tcp", evidence=[record.detail]))
             if working:
                 return working[0]
-            if quiet:
-                self.report.steps.pop()
+            if quiet:  # auto mode: the next port is tried
+                record.status = "skip"
+                record.detail += "; trying the next mode (auto)"
                 return None
             code = "TCP_TIMEOUT" if all(r == "timeout" for r in results.values()) else "TCP_REFUSED"
             raise self.fail(record, finding(code, "tcp", evidence=[record.detail]))

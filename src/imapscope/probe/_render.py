@@ -16,7 +16,10 @@ _VERDICT_STYLE = {"ok": "bold green", "warning": "bold yellow", "critical": "bol
 
 def render_human(report: Report, console: Console, *, transcript: bool = False) -> None:
     target = report.target
-    where = f"{target.host}:{target.port or '?'} ({target.security})"
+    if target.port is not None:
+        where = f"{target.host}:{target.port} ({target.security})"
+    else:  # auto, and no mode worked: say what was tried
+        where = f"{target.host} (auto: TLS on 993, then STARTTLS on 143)"
     if target.address and target.address != target.host:
         where += f" at {target.address}"
     console.print(Text.assemble(("imapscope check ", "bold"), where))

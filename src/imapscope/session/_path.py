@@ -280,8 +280,11 @@ async def _open(
         record.detail = exc.verify_message
         raise await certificate_failure(settings, exc, address, starttls=False) from exc
     except NetError as exc:
-        if exploring:
-            raise SessionFailure(finding("TCP_REFUSED", step), soft=True) from exc
+        if exploring:  # auto mode: say what happened, then the next mode is tried
+            raise SessionFailure(finding(
+                "TCP_REFUSED", step, summary=f"No {security.upper()} session on port "
+                f"{settings.port}: {exc}.",
+            ), soft=True) from exc  # fmt: skip
         if exc.phase == "tcp":
             code = "TCP_TIMEOUT" if isinstance(exc, NetTimeoutError) else "TCP_REFUSED"
             raise SessionFailure(finding(code, step, evidence=[str(exc)])) from exc
