@@ -519,6 +519,7 @@ class AccountSync:
                     break
             if inbox is None:
                 continue
+            self.progress = {}  # nothing in progress while idle
             await self._set("idle")
             tag = conn.codec.send(Idle())
             changed = False
