@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from datetime import UTC, datetime
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from imapscope.imap import (
@@ -213,6 +215,8 @@ responses = st.one_of(
 
 @settings(max_examples=400)
 @given(responses)
+@example(UntaggedStatus("OK", None, "{0}"))  # found by hypothesis: it ends like a literal
+@example(UntaggedStatus("NO", None, "Mailbox doesn't exist: x{12+}"))
 def test_responses_round_trip(response: object) -> None:
     wire = serialize_response(response)  # type: ignore[arg-type]
     buffer = ReceiveBuffer()
@@ -233,5 +237,9 @@ def test_responses_round_trip(response: object) -> None:
         )
         assert parsed.internaldate_raw == response.internaldate_raw
         assert dict(parsed.sections) == dict(response.sections)
+    elif re.search(r"\{\d+[+-]?\}$", str(getattr(response, "text", ""))):
+        # A text that would end like a literal announcement gets a trailing space on the wire
+        # (else the peer waits for a literal and swallows the next line); the rest is as sent.
+        assert parsed == dataclasses.replace(response, text=response.text + " ")  # type: ignore
     else:
         assert parsed == response

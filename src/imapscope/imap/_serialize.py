@@ -159,10 +159,18 @@ def code(response_code: ResponseCode) -> bytes:
     )
 
 
+#: A line that ends in {N} announces a literal, whatever the grammar says comes there.
+_ENDS_LIKE_LITERAL = re.compile(rb"\{\d+[+-]?\}\Z")
+
+
 def _resp_text(response_code: ResponseCode | None, text: str) -> bytes:
     said = text.encode()
     if b"\r" in said or b"\n" in said:
         raise LocalProtocolError("response text cannot contain CR or LF")
+    if _ENDS_LIKE_LITERAL.search(said):
+        # Text ending in "{0}" (a mailbox name echoed at the end, say) would make the peer wait
+        # for a literal and swallow the next line: a trailing space keeps it text.
+        said += b" "
     if response_code is None:
         return said
     return code(response_code) + (b" " + said if said else b"")
