@@ -3,6 +3,7 @@ sandbox: every endpoint, bad input, missing and invalid tokens, and no secret in
 
 from __future__ import annotations
 
+import os
 import smtplib
 import socket
 import threading
@@ -64,8 +65,12 @@ def no_secret(*texts: str) -> None:
 def test_tokens_are_required_everywhere_but_the_probes(served: Serving) -> None:
     with served.client(token=None) as anonymous:
         assert anonymous.get("/livez").json() == {"status": "ok"}
-        # Orchestrator probes cannot send a token; /readyz tells nothing but a count.
-        assert anonymous.get("/readyz").json() == {"status": "ready", "accounts": 0}
+        # Orchestrator probes cannot send a token; /readyz tells a count and which process.
+        assert anonymous.get("/readyz").json() == {
+            "status": "ready",
+            "accounts": 0,
+            "pid": os.getpid(),
+        }  # (serve runs in this test's process)
         for method, path in [
             ("GET", "/api/v1/accounts"), ("POST", "/api/v1/accounts"),
             ("GET", "/api/v1/accounts/1"), ("PATCH", "/api/v1/accounts/1"),
@@ -82,7 +87,8 @@ def test_tokens_are_required_everywhere_but_the_probes(served: Serving) -> None:
         assert answer.status_code == 401
         assert "not valid" in answer.json()["error"]
     with served.client() as client:
-        assert client.get("/readyz").json() == {"status": "ready", "accounts": 0}
+        ready = {"status": "ready", "accounts": 0, "pid": os.getpid()}
+        assert client.get("/readyz").json() == ready
         spec = client.get("/api/v1/openapi.json").json()
         assert "/api/v1/accounts/{account_id}/messages/{uid}" in spec["paths"]
         assert "/api/v1/openapi.json" not in spec["paths"]

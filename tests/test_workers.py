@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import smtplib
 import subprocess
@@ -17,6 +18,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from imapscope.sandbox import SandboxServer, build_store, ensure_certificates
@@ -165,3 +167,109 @@ def test_a_killed_worker_s_accounts_are_taken_over_with_nothing_lost(
                 worker.wait(5)
             assert worker.stderr is not None
             worker.stderr.close()
+
+
+def test_serve_workers_share_one_port_the_accounts_logins_and_checks(
+    postgres: Postgres, sandbox: tuple[SandboxServer, Path], tmp_path: Path
+) -> None:
+    """`serve --workers 2`: one port, two processes; the accounts are shared out between them;
+    whichever process a request reaches shows every account, accepts a login made on the
+    other, and shows a check the other runs; a killed worker is replaced; SIGTERM stops all."""
+    server, ca_file = sandbox
+    url = postgres.create_database()
+    data = tmp_path / "data"
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "imapscope", "serve", "--workers", "2", "--data-dir", str(data),
+         "--port", "0", "--database", url, "--lease-ttl", str(TTL), "--ca-file", str(ca_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert parent.stdout is not None
+        lines = [parent.stdout.readline() for _ in range(4)]
+        base = lines[0].split("web UI ")[1].split("/ ")[0]
+        token = lines[2].strip()
+        pids = [int(p) for p in lines[3].split("pids ")[1].split(", ")]
+        assert len(pids) == 2, lines
+        api = {"Authorization": f"Bearer {token}"}
+        for i in range(ACCOUNTS):
+            body = {"email": f"u{i}@example.test", "host": "localhost", "username": f"u{i}",
+                    "port": server.tls_port, "secret": f"pw-{i:04d}"}  # fmt: skip
+            with httpx.Client(base_url=base, headers=api, timeout=30) as client:  # new connection
+                assert client.post("/api/v1/accounts", json=body).status_code == 201
+
+        async def owners(store: Store) -> dict[int, str | None]:
+            return await store.lease_owners()
+
+        def shared_by(expected: set[int]) -> bool:
+            held = Counter(o.split(":")[1] for o in query(data, url, owners).values() if o)
+            return set(map(int, held)) == expected and max(held.values()) <= ACCOUNTS // 2 + 1
+
+        until("the accounts shared by the two workers", lambda: shared_by(set(pids)), timeout=30)
+
+        # Every request is a new connection, so they reach both workers: each answers alike.
+        seen: set[int] = set()
+        for _ in range(12):
+            with httpx.Client(base_url=base, headers=api) as client:
+                listed = client.get("/api/v1/accounts").json()
+                assert len(listed) == ACCOUNTS
+                seen.add(client.get("/readyz").json().get("pid"))
+        assert seen == set(pids), seen  # both workers answered
+
+        # A login made on one worker is good on the other; so is a check it runs.
+        with httpx.Client(base_url=base, follow_redirects=False) as browser:
+            assert browser.post("/login", data={"token": token}).status_code == 303
+            cookies = dict(browser.cookies)
+            csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/check").text)
+            assert csrf is not None
+            started = browser.post("/check", data={
+                "csrf": csrf.group(1), "host": "localhost", "port": str(server.tls_port),
+                "security": "tls",
+            })  # fmt: skip
+            assert started.status_code == 303
+            check_path = started.headers["location"]
+        for _ in range(12):
+            with httpx.Client(base_url=base, cookies=cookies, follow_redirects=False) as other:
+                assert other.get("/accounts").status_code == 200
+                page = other.get(check_path)
+                assert page.status_code == 200, page.text
+        until("the check done", lambda: 'data-done="yes"' in httpx.get(
+            base + check_path, cookies=cookies).text)  # fmt: skip
+
+        # A worker killed is replaced; its accounts are held again by two live workers.
+        os.kill(pids[0], signal.SIGKILL)
+
+        def replaced() -> set[int]:
+            held = {int(o.split(":")[1]) for o in query(data, url, owners).values() if o}
+            return held if len(held) == 2 and pids[0] not in held else set()
+
+        now_held = until("a new worker holding accounts", replaced, timeout=TTL + 20)
+        assert pids[1] in now_held
+    finally:
+        parent.send_signal(signal.SIGTERM)
+        try:
+            parent.wait(20)
+        except subprocess.TimeoutExpired:
+            parent.kill()
+            raise
+        assert parent.stderr is not None
+        said = parent.stderr.read()
+        parent.stderr.close()
+        assert parent.stdout is not None
+        parent.stdout.close()
+    assert parent.returncode == 0, said
+    assert f"worker {pids[0]} exited" in said
+
+    left = query(data, url, owners)
+    assert not any(left.values())  # every lease handed back on SIGTERM
+
+
+def test_several_workers_on_sqlite_ask_for_postgresql(tmp_path: Path) -> None:
+    refused = subprocess.run(
+        [sys.executable, "-m", "imapscope", "serve", "--workers", "2", "--data-dir",
+         str(tmp_path / "data"), "--port", "0"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    said = " ".join(refused.stderr.split())
+    assert "--workers 2 needs PostgreSQL" in said
+    assert not (tmp_path / "data").exists()  # nothing written

@@ -12,7 +12,9 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -120,14 +122,127 @@ def serve_command(
         max=3600.0,
         help="Seconds before another worker takes over the accounts of one that stopped.",
     ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        min=1,
+        max=64,
+        help="Worker processes on this machine sharing the port and the accounts (PostgreSQL).",
+    ),
+    listen_fd: int | None = typer.Option(None, "--listen-fd", hidden=True),
 ) -> None:
     """Keep the registered accounts in sync, with the REST API and the web UI. Several serve
-    processes on one --database share the accounts (each held by one, through a lease)."""
+    processes on one --database share the accounts (each held by one, through a lease);
+    --workers N starts N of them on this machine, sharing one port."""
     from imapscope.sync import SyncOptions  # noqa: PLC0415
 
     options = SyncOptions(ca_file=str(ca_file) if ca_file else None, insecure=insecure,
                           timeout=timeout, lease_ttl=lease_ttl)  # fmt: skip
-    asyncio.run(_serve(data_dir or default_data_dir(), listen, port, options, database))
+    directory = data_dir or default_data_dir()
+    if workers > 1:
+        if not (database or "").startswith(("postgresql:", "postgresql+asyncpg:", "postgres:")):
+            fail(
+                f"--workers {workers} needs PostgreSQL (--database postgresql://... or "
+                "$IMAPSCOPE_DATABASE_URL): SQLite takes one writer at a time, so several "
+                "processes would wait on each other. One process on SQLite needs no setup."
+            )
+        raise typer.Exit(run_workers(workers, directory, listen, port, database, sys.argv[1:]))
+    asyncio.run(_serve(directory, listen, port, options, database, listen_fd=listen_fd))
+
+
+#: How often a worker that keeps dying right after it starts is restarted before serve gives up.
+WORKER_RESTARTS = 5
+
+
+def run_workers(
+    count: int, data_dir: Path, listen: str, port: int, database: str | None, argv: list[str]
+) -> int:
+    """Start ``count`` serve processes sharing one listening socket (the kernel hands each new
+    connection to one of them) and one database (leases share the accounts out). Restart a
+    worker that dies; on SIGINT or SIGTERM stop them all (each hands its leases back)."""
+    from imapscope.store import Store, StoreError  # noqa: PLC0415
+
+    async def prepare() -> str | None:
+        try:
+            store = await Store.open(data_dir, database)  # migrations run once, here
+        except StoreError as exc:
+            fail(str(exc))
+        try:
+            return await first_token(store)
+        finally:
+            await store.close()
+
+    token = asyncio.run(prepare())
+    sock = bind(listen, port)
+    sock.listen(1024)
+    child_args = _without_option(argv, "--workers")
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "imapscope", *child_args, "--listen-fd", str(sock.fileno())],
+            pass_fds=(sock.fileno(),),
+            process_group=0,  # Ctrl-C reaches this process, which stops them in order
+        )
+
+    stopping = False
+
+    def stop(_signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    children = [start() for _ in range(count)]
+    _announce(address_of(sock), token)
+    console.print(f"  {count} workers: pids {', '.join(str(c.pid) for c in children)}")
+    quick_deaths = [0] * count
+    started = [time.monotonic()] * count
+    status = 0
+    while not stopping:
+        time.sleep(0.2)
+        for index, child in enumerate(children):
+            code = child.poll()
+            if code is None or stopping:
+                continue
+            quick_deaths[index] = (
+                quick_deaths[index] + 1 if time.monotonic() - started[index] < 5 else 1
+            )
+            if quick_deaths[index] > WORKER_RESTARTS:
+                err_console.print(f"worker {child.pid} keeps exiting ({code}); serve stops")
+                stopping, status = True, 1
+                break
+            err_console.print(f"worker {child.pid} exited with {code}; starting another")
+            children[index] = start()
+            started[index] = time.monotonic()
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + 15
+    for child in children:
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    sock.close()
+    return status
+
+
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """``argv`` without ``name VALUE`` or ``name=VALUE``."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == name:
+            skip = True
+            continue
+        if arg.startswith(name + "="):
+            continue
+        out.append(arg)
+    return out
 
 
 def bind(listen: str, port: int) -> socket.socket:
@@ -177,8 +292,11 @@ def address_of(sock: socket.socket) -> str:
 
 
 async def _serve(
-    data_dir: Path, listen: str, port: int, options: SyncOptions, database: str | None = None
-) -> None:
+    data_dir: Path, listen: str, port: int, options: SyncOptions, database: str | None = None,
+    *, listen_fd: int | None = None,
+) -> None:  # fmt: skip
+    """One serve process. With ``listen_fd`` it is a worker of ``--workers``: the socket is
+    its parent's (shared by every worker) and the parent has printed where it listens."""
     from imapscope.api import create_app  # noqa: PLC0415
     from imapscope.store import Store, StoreError  # noqa: PLC0415
     from imapscope.sync import SyncService  # noqa: PLC0415
@@ -187,13 +305,14 @@ async def _serve(
         store = await Store.open(data_dir, database)
     except StoreError as exc:
         fail(str(exc))
-    sock = bind(listen, port)
+    sock = bind(listen, port) if listen_fd is None else socket.socket(fileno=listen_fd)
     try:
         token = await first_token(store)
         service = SyncService(store, options)
         app = create_app(service, manage_service=True)
         server = http_server(app)
-        _announce(address_of(sock), token)
+        if listen_fd is None:
+            _announce(address_of(sock), token)
         await server.serve(sockets=[sock])
     finally:
         sock.close()

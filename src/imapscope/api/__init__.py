@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -219,7 +220,8 @@ def _health_router() -> APIRouter:
         if not service.ready:
             response.status_code = 503
             return {"status": "starting", "accounts": accounts}
-        return {"status": "ready", "accounts": accounts}
+        # Which process answered: with --workers N, the one the connection reached.
+        return {"status": "ready", "accounts": accounts, "pid": os.getpid()}
 
     return router
 

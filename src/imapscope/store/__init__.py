@@ -8,6 +8,7 @@ is portable to PostgreSQL. Alembic migrations are applied by :meth:`Store.open`.
 from __future__ import annotations
 
 from imapscope.store._accounts import AccountsMixin
+from imapscope.store._checks import CheckRunView, ChecksMixin
 from imapscope.store._db import DB_FILE
 from imapscope.store._errors import ConflictError, NotFoundError, SecretKeyError, StoreError
 from imapscope.store._jobs import JobsMixin, JobView
@@ -39,6 +40,7 @@ __all__ = [
     "SECURITY_MODES",
     "AccountSpec",
     "AccountView",
+    "CheckRunView",
     "ConflictError",
     "ErrorView",
     "EventView",
@@ -60,6 +62,13 @@ __all__ = [
 
 
 class Store(
-    AccountsMixin, MailMixin, LogMixin, TokensMixin, WebSessionsMixin, LeasesMixin, JobsMixin
+    AccountsMixin,
+    MailMixin,
+    LogMixin,
+    TokensMixin,
+    WebSessionsMixin,
+    ChecksMixin,
+    LeasesMixin,
+    JobsMixin,
 ):
     """The store: every aggregate's operations on one database (see :mod:`._db`)."""

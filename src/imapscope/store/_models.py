@@ -150,6 +150,18 @@ class WebSession(Base):
     expires: Mapped[dt.datetime]
 
 
+class CheckRun(Base):
+    """A check started from the web UI: its report's JSON as it fills (any worker shows it)."""
+
+    __tablename__ = "check_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    done: Mapped[bool] = mapped_column(default=False)
+    back: Mapped[str] = mapped_column(String(300), default="")
+    report: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
 class Worker(Base):
     """A running ``serve`` process; its heartbeat says it is alive."""
 

@@ -6,15 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from imapscope.probe import CheckOptions
-from imapscope.store import NotFoundError
-from imapscope.web._common import CheckJob, Sess, page, service_of, start_check, web_state
-
-
-def _job(request: Request, job_id: str) -> CheckJob:
-    job = web_state(request).checks.get(job_id)
-    if job is None:
-        raise NotFoundError("no such check (they are kept in memory: run it again)")
-    return job
+from imapscope.web._common import Sess, find_check, page, service_of, start_check
 
 
 def router() -> APIRouter:
@@ -51,10 +43,12 @@ def router() -> APIRouter:
 
     @r.get("/check/{job_id}")
     async def check_page(request: Request, job_id: str, s: Sess) -> HTMLResponse:
-        return page(request, "check.html", s, job=_job(request, job_id), job_id=job_id, form={})
+        job = await find_check(request, job_id)
+        return page(request, "check.html", s, job=job, job_id=job_id, form={})
 
     @r.get("/ui/check/{job_id}")
     async def check_steps(request: Request, job_id: str, s: Sess) -> HTMLResponse:
-        return page(request, "_check.html", s, job=_job(request, job_id), job_id=job_id)
+        job = await find_check(request, job_id)
+        return page(request, "_check.html", s, job=job, job_id=job_id)
 
     return r

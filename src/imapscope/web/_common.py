@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -16,11 +17,12 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from imapscope.probe import CATALOGUE, CheckOptions, Report, new_report, run_check
-from imapscope.store import WebSessionView
+from imapscope.store import NotFoundError, WebSessionView
 from imapscope.sync import STATES, SyncService
 from imapscope.trust import colon_hex
 from imapscope.web._throttle import LoginThrottle
 
+log = logging.getLogger("imapscope.serve")
 HERE = Path(__file__).parent
 COOKIE = "imapscope_session"
 SESSION_LIFETIME = dt.timedelta(hours=12)
@@ -56,6 +58,7 @@ class CheckJob:
     report: Report
     task: asyncio.Task[Report] | None = None
     back: str = ""  # where "back" goes (the account a stored-settings check is for)
+    publisher: asyncio.Task[None] | None = None  # writes the report for the other workers
 
     @property
     def done(self) -> bool:
@@ -117,13 +120,53 @@ def page(
     )
 
 
+@dataclass
+class StoredCheck:
+    """A check run by another worker (or before a restart), as its report's JSON: the pages
+    read it the same way (Jinja reads a key as it reads an attribute)."""
+
+    report: dict[str, Any]
+    done: bool
+    back: str
+
+
+#: How often a running check's report is written for the other workers.
+CHECK_SAVE_EVERY = 0.3
+
+
 def start_check(request: Request, options: CheckOptions, back: str = "") -> str:
-    """Run a check in the background; its id, for the page that shows its steps."""
+    """Run a check in the background; its id, for the page that shows its steps. Its report is
+    written to the store as it fills, so that any worker can show it."""
     job = CheckJob(new_report(options), back=back)
-    job.task = asyncio.create_task(run_check(options, job.report))
+    task = job.task = asyncio.create_task(run_check(options, job.report))
     job_id = secrets.token_urlsafe(12)
     jobs = web_state(request).checks
     jobs[job_id] = job
-    while len(jobs) > 50:  # keep the newest
+    while len(jobs) > 50:  # keep the newest here; the store keeps more
         jobs.pop(next(iter(jobs)))
+    store = service_of(request).store
+
+    async def publish() -> None:
+        while True:
+            done = task.done()
+            try:
+                await store.save_check_run(job_id, job.report.to_json(), done=done, back=back)
+            except Exception:  # the page on this worker still has it; others may not
+                log.exception("check %s: its report could not be written", job_id)
+            if done:
+                return
+            await asyncio.wait([task], timeout=CHECK_SAVE_EVERY)
+
+    job.publisher = asyncio.create_task(publish())
     return job_id
+
+
+async def find_check(request: Request, job_id: str) -> CheckJob | StoredCheck:
+    """The check on this worker, or as another worker wrote it."""
+    job = web_state(request).checks.get(job_id)
+    if job is not None:
+        return job
+    stored = await service_of(request).store.check_run(job_id[:32])
+    if stored is None:
+        raise NotFoundError("no such check (the newest 200 are kept: run it again)")
+    return StoredCheck(stored.report, stored.done, stored.back)
