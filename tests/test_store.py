@@ -84,7 +84,7 @@ def test_open_creates_schema_wal_and_a_private_key(tmp_path: Path) -> None:
             "alembic_version",
             "api_tokens",
         } <= tables
-        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0007"
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0008"
 
 
 def test_migrations_match_the_models(tmp_path: Path, database: Database) -> None:
@@ -122,12 +122,18 @@ def test_password_is_not_in_the_database(tmp_path: Path, database: Database) -> 
 
 
 def test_key_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KEY_ENV, Fernet.generate_key().decode())
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv(KEY_ENV, key)
     added = run(tmp_path, lambda s: s.add_account(SPEC, PASSWORD))
     assert not (tmp_path / KEY_FILE).exists()
+    before = run(tmp_path, lambda s: s.accounts())
+    # A worker with another key is refused at open, before it writes anything.
     monkeypatch.setenv(KEY_ENV, Fernet.generate_key().decode())
-    with pytest.raises(SecretKeyError, match="encrypted with another key"):
-        run(tmp_path, lambda s: s.secret(added.id))
+    with pytest.raises(StoreError, match=r"sealed with another key.*IMAPSCOPE_SECRET_KEY"):
+        run(tmp_path, lambda s: s.accounts())
+    monkeypatch.setenv(KEY_ENV, key)
+    assert run(tmp_path, lambda s: s.accounts()) == before
+    assert run(tmp_path, lambda s: s.secret(added.id)) == PASSWORD
 
 
 def test_bad_keys_are_refused_with_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

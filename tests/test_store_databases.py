@@ -76,3 +76,24 @@ def test_the_environment_variable_names_the_database(
 
     assert asyncio.run(main()) == "postgresql"
     assert not (tmp_path / "data" / "imapscope.db").exists()
+
+
+def test_a_worker_with_another_key_is_refused_at_start(postgres: Postgres, tmp_path: Path) -> None:
+    """Two workers on one database with different keys (two data directories): the second is
+    refused before it serves or writes anything, saying what to share."""
+    url = postgres.create_database()
+    open_store(tmp_path / "first", url)  # the first worker's key seals the key check
+    name = url.rsplit("/", 1)[1]
+    before = postgres.psql("SELECT count(*) FROM settings", name)
+    done = subprocess.run(
+        [sys.executable, "-m", "imapscope", "serve", "--data-dir", str(tmp_path / "second"),
+         "--port", "0", "--database", url], capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    said = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 1
+    assert "sealed with another key" in said
+    assert "every worker needs the same key" in said
+    assert "web UI" not in done.stdout
+    assert postgres.psql("SELECT count(*) FROM settings", name) == before
+    open_store(tmp_path / "first", url)  # the first key still opens it

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import update
 
 from imapscope.store import AccountSpec, EventView, Store
-from imapscope.store._crypto import KEY_FILE
+from imapscope.store._models import Account
 from imapscope.sync import AccountSync, Backoff, SyncOptions, SyncService, health
 from tests.conftest import PASSWORD, Sandbox
 
@@ -361,15 +363,17 @@ async def _synced_after(store: Store, account_id: int, when: Any) -> bool:
 
 
 def test_unreadable_secret_disables_the_account(tmp_path: Path) -> None:
-    """A replaced key cannot open the stored password: the account waits in `disabled` with
-    the finding, and makes no connection."""
+    """A stored password this key cannot open (sealed with another key: a row copied from
+    another database): the account waits in `disabled` with the finding, and makes no
+    connection. (A whole database with another key is refused at open: tests/test_store.py.)"""
 
     async def main() -> None:
         store = await Store.open(tmp_path / "data")
         added = await store.add_account(spec(1), PASSWORD)
-        await store.close()
-        (tmp_path / "data" / KEY_FILE).unlink()  # a new key is made at the next open
-        store = await Store.open(tmp_path / "data")
+        foreign = Fernet(Fernet.generate_key()).encrypt(PASSWORD.encode())
+        async with store._session() as session:
+            await session.execute(update(Account).values(secret=foreign))
+            await session.commit()
         sync = AccountSync(store, added.id, SyncOptions(timeout=1))
         task = asyncio.create_task(sync.run())
         try:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import alembic.util
-from sqlalchemy import event
+from sqlalchemy import event, insert, select
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -25,9 +25,9 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from imapscope.store import _migrate
-from imapscope.store._crypto import SecretBox, load_or_create_key
-from imapscope.store._errors import NotFoundError, StoreError
-from imapscope.store._models import Account
+from imapscope.store._crypto import KEY_ENV, SecretBox, load_or_create_key
+from imapscope.store._errors import NotFoundError, SecretKeyError, StoreError
+from imapscope.store._models import Account, Setting
 
 DB_FILE = "imapscope.db"
 #: The database to use instead of the data directory's SQLite file (``serve --database`` sets
@@ -110,11 +110,15 @@ class Database:
         try:
             async with engine.begin() as conn:
                 await conn.run_sync(_migrate.upgrade)
+                await conn.run_sync(_check_key, box)
         except (OSError, DBAPIError, alembic.util.CommandError) as exc:
             await engine.dispose()
             raise StoreError(
                 f"cannot open the database {_redacted(chosen)}: {_reason(exc)}"
             ) from exc
+        except SecretKeyError as exc:
+            await engine.dispose()
+            raise StoreError(f"cannot use the database {_redacted(chosen)}: {exc}") from None
         return cls(engine, box)
 
     async def close(self) -> None:
@@ -133,6 +137,36 @@ class Database:
             )
         assert isinstance(row, Account)
         return row
+
+
+KEY_CHECK = "key_check"
+KEY_CHECK_TEXT = "imapscope key check"
+KEY_MISMATCH = (
+    "its stored passwords are sealed with another key than this one ({where}): every worker "
+    "needs the same key (the same data directory's secret.key, or the same "
+    "$IMAPSCOPE_SECRET_KEY); nothing was written"
+)
+
+
+def _check_key(conn: Any, box: SecretBox) -> None:
+    """Refuse a key that is not the database's: the key check (a value sealed with the key
+    that seals the secrets) must open. The first store to open a database writes it; a database
+    from before the check is checked against an account's secret first."""
+    where = f"${KEY_ENV}" if os.environ.get(KEY_ENV) else "this data directory's secret.key"
+    found = conn.execute(select(Setting.value).where(Setting.name == KEY_CHECK)).scalar()
+    if found is None:
+        sealed = conn.execute(select(Account.secret).limit(1)).scalar()
+        if sealed is not None:
+            try:
+                box.open(sealed)
+            except SecretKeyError:
+                raise SecretKeyError(KEY_MISMATCH.format(where=where)) from None
+        conn.execute(insert(Setting).values(name=KEY_CHECK, value=box.seal(KEY_CHECK_TEXT)))
+        return
+    try:
+        box.open(found)
+    except SecretKeyError:
+        raise SecretKeyError(KEY_MISMATCH.format(where=where)) from None
 
 
 def _reason(exc: BaseException) -> str:

@@ -150,6 +150,15 @@ class WebSession(Base):
     expires: Mapped[dt.datetime]
 
 
+class Setting(Base):
+    """A value the store keeps about itself (the key check)."""
+
+    __tablename__ = "settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class CheckRun(Base):
     """A check started from the web UI: its report's JSON as it fills (any worker shows it)."""
 
