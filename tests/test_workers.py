@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import re
 import signal
 import smtplib
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -273,3 +275,100 @@ def test_several_workers_on_sqlite_ask_for_postgresql(tmp_path: Path) -> None:
     said = " ".join(refused.stderr.split())
     assert "--workers 2 needs PostgreSQL" in said
     assert not (tmp_path / "data").exists()  # nothing written
+
+
+def start_worker(data: Path, url: str, ca_file: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "imapscope", "serve", "--data-dir", str(data), "--port", "0",
+         "--database", url, "--lease-ttl", str(TTL), "--ca-file", str(ca_file)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+
+
+def test_a_rolling_restart_under_a_trickle_of_mail_misses_nothing_and_doubles_nothing(
+    postgres: Postgres, sandbox: tuple[SandboxServer, Path], tmp_path: Path
+) -> None:
+    """Every worker is restarted in turn (SIGTERM, then a new one) while mail keeps arriving:
+    each message is reported once, none is missed."""
+    server, ca_file = sandbox
+    url = postgres.create_database()
+    data = tmp_path / "data"
+
+    async def register(store: Store) -> None:
+        for i in range(ACCOUNTS):
+            spec = AccountSpec(email=f"u{i}@example.test", host="localhost",
+                               port=server.tls_port or 0, security="tls", username=f"u{i}",
+                               poll_interval=60)  # fmt: skip
+            await store.add_account(spec, f"pw-{i:04d}")
+
+    query(data, url, register)
+
+    async def overview(store: Store) -> tuple[dict[int, str | None], dict[int, str]]:
+        return await store.lease_owners(), {a.id: a.state for a in await store.accounts()}
+
+    def shared_by(workers: list[subprocess.Popen[str]]) -> bool:
+        owners, states = query(data, url, overview)
+        pids = {int(o.split(":")[1]) for o in owners.values() if o}
+        return set(states.values()) == {"idle"} and pids == {w.pid for w in workers}
+
+    workers = [start_worker(data, url, ca_file) for _ in range(3)]
+    sent: list[str] = []
+    stop_sending = threading.Event()
+
+    def trickle() -> None:
+        rng = random.Random(7)
+        with smtplib.SMTP("127.0.0.1", server.smtp_port or 0) as smtp:
+            while not stop_sending.is_set() and len(sent) < 400:
+                message = EmailMessage()
+                subject = f"trickle {len(sent)}"
+                message["From"] = "bob@example.test"
+                message["To"] = f"u{rng.randrange(ACCOUNTS)}@example.test"
+                message["Subject"] = subject
+                message.set_content("hello")
+                smtp.send_message(message)
+                sent.append(subject)
+                stop_sending.wait(0.1)
+
+    sender = threading.Thread(target=trickle, daemon=True)
+    try:
+        until("every account idle, shared by three workers", lambda: shared_by(workers), 30)
+        sender.start()
+        for index in range(len(workers)):
+            workers[index].send_signal(signal.SIGTERM)
+            workers[index].wait(20)
+            workers[index] = start_worker(data, url, ca_file)
+            until(f"restart {index + 1}: shared by three workers again",
+                  lambda: shared_by(workers), timeout=TTL + 30)  # fmt: skip
+        stop_sending.set()
+        sender.join(10)
+        assert len(sent) >= 20
+
+        async def reported(store: Store) -> list[tuple[int, str, int, str]]:
+            found: list[tuple[int, str, int, str]] = []
+            after = 0
+            while batch := await store.events(after=after, limit=1000):
+                after = batch[-1].id
+                found += [(e.account_id, e.data["folder"], e.data["uid"], e.data.get("subject"))
+                          for e in batch if e.kind == "message.new"]  # fmt: skip
+            return found
+
+        def all_reported() -> bool:
+            subjects = {r[3] for r in query(data, url, reported)}
+            return set(sent) <= subjects
+
+        until("every message sent during the restarts reported", all_reported, timeout=30)
+        time.sleep(1.0)  # a duplicate would be written by now
+        news = [r for r in query(data, url, reported) if str(r[3]).startswith("trickle ")]
+        assert Counter(r[3] for r in news) == Counter(sent)  # each once: none missed or doubled
+        assert len({r[:3] for r in news}) == len(news)
+    finally:
+        stop_sending.set()
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            try:
+                worker.wait(15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(5)
