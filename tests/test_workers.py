@@ -54,12 +54,8 @@ def query(data: Path, url: str, work: Any) -> Any:
     return asyncio.run(main())
 
 
-def test_a_killed_worker_s_accounts_are_taken_over_with_nothing_lost(
-    postgres: Postgres, sandbox: tuple[SandboxServer, Path], tmp_path: Path
-) -> None:
-    server, ca_file = sandbox
-    url = postgres.create_database()
-    data = tmp_path / "data"  # shared by the workers: it holds the key that seals the secrets
+def register_accounts(data: Path, url: str, server: SandboxServer) -> None:
+    """The sandbox's ACCOUNTS users as accounts (each its own login)."""
 
     async def register(store: Store) -> None:
         for i in range(ACCOUNTS):
@@ -69,30 +65,39 @@ def test_a_killed_worker_s_accounts_are_taken_over_with_nothing_lost(
             await store.add_account(spec, f"pw-{i:04d}")
 
     query(data, url, register)
-    workers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "imapscope",
-                "serve",
-                "--data-dir",
-                str(data),
-                "--port",
-                "0",
-                "--database",
-                url,
-                "--lease-ttl",
-                str(TTL),
-                "--ca-file",
-                str(ca_file),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(3)
-    ]
+
+
+def start_worker(data: Path, url: str, ca_file: Path, **io: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "imapscope", "serve", "--data-dir", str(data), "--port", "0",
+         "--database", url, "--lease-ttl", str(TTL), "--ca-file", str(ca_file)],
+        text=True, **({"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL} | io),
+    )  # fmt: skip
+
+
+def stop_all(workers: list[subprocess.Popen[str]]) -> None:
+    """SIGTERM to every worker still running, then wait (kill what does not stop)."""
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(5)
+        if worker.stderr is not None:
+            worker.stderr.close()
+
+
+def test_a_killed_worker_s_accounts_are_taken_over_with_nothing_lost(
+    postgres: Postgres, sandbox: tuple[SandboxServer, Path], tmp_path: Path
+) -> None:
+    server, ca_file = sandbox
+    url = postgres.create_database()
+    data = tmp_path / "data"  # shared by the workers: it holds the key that seals the secrets
+    register_accounts(data, url, server)
+    workers = [start_worker(data, url, ca_file, stderr=subprocess.PIPE) for _ in range(3)]
     try:
 
         async def overview(store: Store) -> tuple[dict[int, str | None], dict[int, str]]:
@@ -158,17 +163,7 @@ def test_a_killed_worker_s_accounts_are_taken_over_with_nothing_lost(
         assert len(delivered) == len(set(delivered))  # no message reported twice
         assert took < TTL + 15, took
     finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            try:
-                worker.wait(15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait(5)
-            assert worker.stderr is not None
-            worker.stderr.close()
+        stop_all(workers)
 
 
 def test_serve_workers_share_one_port_the_accounts_logins_and_checks(
@@ -277,14 +272,6 @@ def test_several_workers_on_sqlite_ask_for_postgresql(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()  # nothing written
 
 
-def start_worker(data: Path, url: str, ca_file: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "imapscope", "serve", "--data-dir", str(data), "--port", "0",
-         "--database", url, "--lease-ttl", str(TTL), "--ca-file", str(ca_file)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-
-
 def test_a_rolling_restart_under_a_trickle_of_mail_misses_nothing_and_doubles_nothing(
     postgres: Postgres, sandbox: tuple[SandboxServer, Path], tmp_path: Path
 ) -> None:
@@ -293,15 +280,7 @@ def test_a_rolling_restart_under_a_trickle_of_mail_misses_nothing_and_doubles_no
     server, ca_file = sandbox
     url = postgres.create_database()
     data = tmp_path / "data"
-
-    async def register(store: Store) -> None:
-        for i in range(ACCOUNTS):
-            spec = AccountSpec(email=f"u{i}@example.test", host="localhost",
-                               port=server.tls_port or 0, security="tls", username=f"u{i}",
-                               poll_interval=60)  # fmt: skip
-            await store.add_account(spec, f"pw-{i:04d}")
-
-    query(data, url, register)
+    register_accounts(data, url, server)
 
     async def overview(store: Store) -> tuple[dict[int, str | None], dict[int, str]]:
         return await store.lease_owners(), {a.id: a.state for a in await store.accounts()}
@@ -363,12 +342,4 @@ def test_a_rolling_restart_under_a_trickle_of_mail_misses_nothing_and_doubles_no
         assert len({r[:3] for r in news}) == len(news)
     finally:
         stop_sending.set()
-        for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            try:
-                worker.wait(15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait(5)
+        stop_all(workers)

@@ -16,6 +16,8 @@ from imapscope.web._common import MESSAGES_CACHED, Sess, page, service_of, web_s
 from imapscope.web._mime import HTML_POLICY, readable
 
 PAGE = 50
+FolderName = Annotated[str, Query(max_length=1000)]
+MessageUid = Annotated[int, Query(ge=1, le=MAX_UID)]
 
 
 async def _fetched(request: Request, service: SyncService, account_id: int, folder: str,
@@ -39,7 +41,7 @@ def router() -> APIRouter:
     @r.get("/accounts/{account_id}/messages")
     async def messages(
         request: Request, account_id: AccountId, s: Sess,
-        folder: Annotated[str, Query(max_length=1000)] = "",
+        folder: FolderName = "",
         q: Annotated[str, Query(max_length=200)] = "",
         unseen: bool = False,
         page_number: Annotated[int, Query(alias="page", ge=1, le=10**6)] = 1,
@@ -67,8 +69,7 @@ def router() -> APIRouter:
     @r.get("/accounts/{account_id}/message")
     async def message(
         request: Request, account_id: AccountId, s: Sess,
-        folder: Annotated[str, Query(max_length=1000)],
-        uid: Annotated[int, Query(ge=1, le=MAX_UID)],
+        folder: FolderName, uid: MessageUid,
     ) -> HTMLResponse:  # fmt: skip
         service = service_of(request)
         account = await service.store.account(account_id)
@@ -88,8 +89,7 @@ def router() -> APIRouter:
     @r.get("/ui/accounts/{account_id}/message.html")
     async def message_html(
         request: Request, account_id: AccountId, s: Sess,
-        folder: Annotated[str, Query(max_length=1000)],
-        uid: Annotated[int, Query(ge=1, le=MAX_UID)],
+        folder: FolderName, uid: MessageUid,
     ) -> Response:  # fmt: skip
         """The message's HTML part, for the sandboxed frame: its own policy lets nothing run
         and nothing load from the network."""
