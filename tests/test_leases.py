@@ -69,6 +69,27 @@ def test_leases_are_shared_taken_over_and_fenced(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+def test_workers_started_together_share_from_their_first_heartbeat(tmp_path: Path) -> None:
+    """`serve --workers 2`: the first worker up claims half, not everything, so the second
+    need not wait for a rebalance before it has work."""
+
+    async def main() -> None:
+        store = await open_with_accounts(tmp_path, 10)
+        other = await Store.open(tmp_path)
+        try:
+            first = await store.heartbeat("w1", host="h", pid=1, now=at(0), ttl=TTL, at_least=2)
+            assert len(first) == 5  # w2 is not up yet; w1 still takes only its share
+            second = await other.heartbeat("w2", host="h", pid=2, now=at(1), ttl=TTL,
+                                            at_least=2)  # fmt: skip
+            assert len(second) == 5
+            assert set(first).isdisjoint(second)
+        finally:
+            await other.close()
+            await store.close()
+
+    asyncio.run(main())
+
+
 def test_each_job_is_claimed_by_one_worker(tmp_path: Path) -> None:
     async def main() -> None:
         stores = [await Store.open(tmp_path) for _ in range(3)]

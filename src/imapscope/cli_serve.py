@@ -130,6 +130,7 @@ def serve_command(
         help="Worker processes on this machine sharing the port and the accounts (PostgreSQL).",
     ),
     listen_fd: int | None = typer.Option(None, "--listen-fd", hidden=True),
+    started_together: int = typer.Option(1, "--started-together", hidden=True, min=1),
 ) -> None:
     """Keep the registered accounts in sync, with the REST API and the web UI. Several serve
     processes on one --database share the accounts (each held by one, through a lease);
@@ -137,7 +138,8 @@ def serve_command(
     from imapscope.sync import SyncOptions  # noqa: PLC0415
 
     options = SyncOptions(ca_file=str(ca_file) if ca_file else None, insecure=insecure,
-                          timeout=timeout, lease_ttl=lease_ttl)  # fmt: skip
+                          timeout=timeout, lease_ttl=lease_ttl,
+                          started_together=started_together)  # fmt: skip
     directory = data_dir or default_data_dir()
     if workers > 1:
         if not (database or "").startswith(("postgresql:", "postgresql+asyncpg:", "postgres:")):
@@ -179,7 +181,16 @@ def run_workers(
 
     def start() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "imapscope", *child_args, "--listen-fd", str(sock.fileno())],
+            [
+                sys.executable,
+                "-m",
+                "imapscope",
+                *child_args,
+                "--listen-fd",
+                str(sock.fileno()),
+                "--started-together",
+                str(count),
+            ],
             pass_fds=(sock.fileno(),),
             process_group=0,  # Ctrl-C reaches this process, which stops them in order
         )

@@ -65,10 +65,12 @@ async def check_fence(s: Any, account_id: int, fence: Fence | None, now: dt.date
 
 class LeasesMixin(Database):
     async def heartbeat(
-        self, worker: str, *, host: str, pid: int, now: dt.datetime, ttl: float
-    ) -> dict[int, int]:
+        self, worker: str, *, host: str, pid: int, now: dt.datetime, ttl: float,
+        at_least: int = 1,
+    ) -> dict[int, int]:  # fmt: skip
         """Say this worker is alive, renew its leases, balance them; the leases it holds now
-        (account id -> epoch)."""
+        (account id -> epoch). ``at_least``: the workers to share with even if fewer are alive
+        yet (workers started together, in their first moments)."""
         expires = now + dt.timedelta(seconds=ttl)
         alive_since = now - dt.timedelta(seconds=ttl)
         async with self._session() as s:
@@ -95,7 +97,7 @@ class LeasesMixin(Database):
             workers = int(await s.scalar(
                 select(func.count()).select_from(Worker).where(Worker.heartbeat > alive_since)
             ) or 1)  # fmt: skip
-            share = math.ceil(accounts / max(1, workers))
+            share = math.ceil(accounts / max(1, workers, at_least))
             mine = list(await s.scalars(
                 select(Lease.account_id).where(Lease.owner == worker).order_by(Lease.account_id)
             ))  # fmt: skip

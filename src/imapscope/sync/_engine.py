@@ -90,6 +90,9 @@ class SyncOptions:
     #: Seconds a worker's lease on an account lasts without a heartbeat (renewed every third of
     #: it): how long the accounts of a worker that died wait before another one takes them.
     lease_ttl: float = 30.0
+    #: Workers started together (``serve --workers N``): during their first lease time each
+    #: claims only its share of N, instead of all the accounts before the others are up.
+    started_together: int = 1
     #: Bytes one command's response may bring (a batch of metadata is a few MB at most).
     byte_budget: int = 64 * 1024 * 1024
 

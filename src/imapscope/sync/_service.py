@@ -96,6 +96,7 @@ class SyncService:
         self.owned: dict[int, int] = {}
         self.clock = clock
         self._beat_at = 0.0
+        self._first_beat: dt.datetime | None = None
         self._known: set[int] = set()
         self.started = False
 
@@ -123,9 +124,15 @@ class SyncService:
 
     async def heartbeat(self) -> None:
         """Renew and balance this worker's leases (see :mod:`imapscope.store._leases`)."""
+        now = self.clock()
+        self._first_beat = self._first_beat or now
+        # Workers started together share from the start; after a lease time, only the live
+        # ones count (one that never came up must not leave accounts unsynced).
+        young = (now - self._first_beat).total_seconds() < self.options.lease_ttl
         self.owned = await self.store.heartbeat(
-            self.worker_id, host=socket.gethostname(), pid=os.getpid(), now=self.clock(),
+            self.worker_id, host=socket.gethostname(), pid=os.getpid(), now=now,
             ttl=self.options.lease_ttl,
+            at_least=self.options.started_together if young else 1,
         )  # fmt: skip
         self._beat_at = time.monotonic()
         self._known = set(await self.store.revisions())
