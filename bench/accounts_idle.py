@@ -34,9 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from tests.servers.dovecot import start_dovecot
-from tests.servers.rig import TestCA
+from tests.servers.rig import RunningServer, TestCA
 
+from bench._many_users import dovecot_for
+from bench._many_users import users as many_users
 from imapscope.store import DB_FILE, AccountSpec, Store
 
 
@@ -106,123 +107,104 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="imapscope-bench-"))
     ca = TestCA(work / "ca")
-    users = {f"u{i:05d}": f"pw-{i:05d}" for i in range(n)}
-    # One imap process per connection (Dovecot's default) and limits above N.
-    limits = f"""
-default_process_limit = {n + 200}
-default_client_limit = {4 * n + 1000}
-service imap {{
-  process_limit = {n + 200}
-}}
-service anvil {{
-  client_limit = {4 * n + 1000}
-}}
-"""
-    # Dovecot's IDLE watches the mailbox with inotify, one instance per imap process, all under
-    # one uid: past the kernel's per-user limit (128 by default) the rest fall back to polling
-    # every 30 s, which would measure Dovecot's fallback, not imapscope. Raised for the run.
-    inotify = Path("/proc/sys/fs/inotify/max_user_instances")
-    old_inotify = int(inotify.read_text())
-    if old_inotify < n + 256:
-        inotify.write_text(str(n + 256))
-        print(f"fs.inotify.max_user_instances raised from {old_inotify} to {n + 256} for this run")
-    started = time.perf_counter()
-    dovecot = start_dovecot(ca, users=users, extra_config=limits)
-    print(f"dovecot with {n} users started in {time.perf_counter() - started:.1f}s")
+    users = many_users(n)
+    with dovecot_for(ca, users) as dovecot:
+        measure(args, work, ca, users, dovecot)
+
+
+def measure(args: argparse.Namespace, work: Path, ca: TestCA, users: dict[str, str],
+            dovecot: RunningServer) -> None:  # fmt: skip
+    n = args.accounts
     port = {"tls": dovecot.tls_port, "starttls": dovecot.port, "none": dovecot.port}
+    baseline_dir = work / "empty"
+    empty = serve(baseline_dir, ca.ca_file)
+    baseline = settle_rss(empty.proc.pid)
+    stop(empty.proc)
+
+    data = work / "data"
+
+    async def register() -> None:
+        store = await Store.open(data)
+        for user, password in users.items():
+            spec = AccountSpec(
+                email=f"{user}@bench.test", host="localhost", port=port[args.security],
+                security=args.security, username=user, poll_interval=3600,
+            )  # fmt: skip
+            await store.add_account(spec, password)
+        await store.close()
+
+    asyncio.run(register())
+    db = data / DB_FILE
+    t0 = time.perf_counter()
+    served = serve(data, ca.ca_file, args.profile)
+    proc = served.proc
     try:
-        baseline_dir = work / "empty"
-        empty = serve(baseline_dir, ca.ca_file)
-        baseline = settle_rss(empty.proc.pid)
-        stop(empty.proc)
+        seen: dict[str, int] = {}
+        while time.perf_counter() - t0 < args.timeout:
+            seen = states(db)
+            if seen.get("idle", 0) == n:
+                break
+            time.sleep(0.05)
+        connect_all = time.perf_counter() - t0
+        connect_cpu = cpu_seconds(proc.pid)
+        if seen.get("idle", 0) != n:
+            raise SystemExit(f"not all idle after {args.timeout:.0f}s: {seen}")
+        rss = settle_rss(proc.pid)
+        headers = {"Authorization": f"Bearer {served.token}"}
+        with httpx.Client(base_url=served.url, headers=headers, timeout=60) as api:
+            listed = []
+            for _ in range(5):
+                began = time.perf_counter()
+                answer = api.get("/api/v1/accounts")
+                listed.append(time.perf_counter() - began)
+                if answer.status_code != 200 or len(answer.json()) != n:
+                    raise SystemExit(f"GET /api/v1/accounts: {answer.status_code}")
 
-        data = work / "data"
-
-        async def register() -> None:
-            store = await Store.open(data)
-            for user, password in users.items():
-                spec = AccountSpec(
-                    email=f"{user}@bench.test", host="localhost", port=port[args.security],
-                    security=args.security, username=user, poll_interval=3600,
-                )  # fmt: skip
-                await store.add_account(spec, password)
-            await store.close()
-
-        asyncio.run(register())
-        db = data / DB_FILE
-        t0 = time.perf_counter()
-        served = serve(data, ca.ca_file, args.profile)
-        proc = served.proc
-        try:
-            seen: dict[str, int] = {}
-            while time.perf_counter() - t0 < args.timeout:
-                seen = states(db)
-                if seen.get("idle", 0) == n:
-                    break
-                time.sleep(0.05)
-            connect_all = time.perf_counter() - t0
-            connect_cpu = cpu_seconds(proc.pid)
-            if seen.get("idle", 0) != n:
-                raise SystemExit(f"not all idle after {args.timeout:.0f}s: {seen}")
-            rss = settle_rss(proc.pid)
-            headers = {"Authorization": f"Bearer {served.token}"}
-            with httpx.Client(base_url=served.url, headers=headers, timeout=60) as api:
-                listed = []
-                for _ in range(5):
-                    began = time.perf_counter()
-                    answer = api.get("/api/v1/accounts")
-                    listed.append(time.perf_counter() - began)
-                    if answer.status_code != 200 or len(answer.json()) != n:
-                        raise SystemExit(f"GET /api/v1/accounts: {answer.status_code}")
-
-            latencies = []
-            rng = random.Random(1)
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-                cursor = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
-                for i in range(args.messages):
-                    user = f"u{rng.randrange(n):05d}"
-                    client = imaplib.IMAP4(dovecot.host, dovecot.port)
-                    client.login(user, users[user])
-                    raw = f"From: bench@x\r\nSubject: bench {i}\r\n\r\nhi\r\n".encode()
-                    client.append("INBOX", None, None, raw)
-                    sent = dt.datetime.now(dt.UTC)
-                    client.logout()
-                    deadline = time.perf_counter() + 30
-                    while True:
-                        row = conn.execute(
-                            "SELECT id, at FROM events WHERE kind = 'message.new' AND id > ?"
-                            " ORDER BY id LIMIT 1",
-                            (cursor,),
-                        ).fetchone()
-                        if row:
-                            cursor = row[0]
-                            at = dt.datetime.fromisoformat(row[1]).replace(tzinfo=dt.UTC)
-                            latencies.append(max(0.0, (at - sent).total_seconds() * 1000))
-                            break
-                        if time.perf_counter() > deadline:
-                            raise SystemExit(f"message {i} to {user} never became an event")
-                        time.sleep(0.002)
-        finally:
-            stop(proc)
-        latencies.sort()
-        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-        print(f"accounts: {n} ({args.security}) on one serve process, cores: {os.cpu_count()}")
-        print(
-            f"connect-all (serve start to all idle): {connect_all:.1f} s, "
-            f"serve's own CPU meanwhile {connect_cpu:.1f} s (the rest: Dovecot, on 2 cores)"
-        )
-        print(f"serve RSS: {baseline} KiB with 0 accounts, {rss} KiB with {n} idle")
-        print(f"RSS per account: {(rss - baseline) / n:.1f} KiB")
-        took = statistics.median(listed) * 1000
-        print(f"GET /api/v1/accounts ({n} accounts): median of 5 {took:.0f} ms")
-        print(
-            f"new-mail-to-event latency over {len(latencies)} messages: "
-            f"p50 {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms, "
-            f"max {latencies[-1]:.1f} ms"
-        )
+        latencies = []
+        rng = random.Random(1)
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            cursor = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+            for i in range(args.messages):
+                user = f"u{rng.randrange(n):05d}"
+                client = imaplib.IMAP4(dovecot.host, dovecot.port)
+                client.login(user, users[user])
+                raw = f"From: bench@x\r\nSubject: bench {i}\r\n\r\nhi\r\n".encode()
+                client.append("INBOX", None, None, raw)
+                sent = dt.datetime.now(dt.UTC)
+                client.logout()
+                deadline = time.perf_counter() + 30
+                while True:
+                    row = conn.execute(
+                        "SELECT id, at FROM events WHERE kind = 'message.new' AND id > ?"
+                        " ORDER BY id LIMIT 1",
+                        (cursor,),
+                    ).fetchone()
+                    if row:
+                        cursor = row[0]
+                        at = dt.datetime.fromisoformat(row[1]).replace(tzinfo=dt.UTC)
+                        latencies.append(max(0.0, (at - sent).total_seconds() * 1000))
+                        break
+                    if time.perf_counter() > deadline:
+                        raise SystemExit(f"message {i} to {user} never became an event")
+                    time.sleep(0.002)
     finally:
-        dovecot.stop()
-        inotify.write_text(str(old_inotify))
+        stop(proc)
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    print(f"accounts: {n} ({args.security}) on one serve process, cores: {os.cpu_count()}")
+    print(
+        f"connect-all (serve start to all idle): {connect_all:.1f} s, "
+        f"serve's own CPU meanwhile {connect_cpu:.1f} s (the rest: Dovecot, on 2 cores)"
+    )
+    print(f"serve RSS: {baseline} KiB with 0 accounts, {rss} KiB with {n} idle")
+    print(f"RSS per account: {(rss - baseline) / n:.1f} KiB")
+    took = statistics.median(listed) * 1000
+    print(f"GET /api/v1/accounts ({n} accounts): median of 5 {took:.0f} ms")
+    print(
+        f"new-mail-to-event latency over {len(latencies)} messages: "
+        f"p50 {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms, "
+        f"max {latencies[-1]:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

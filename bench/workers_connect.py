@@ -22,10 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.servers.dovecot import start_dovecot
-from tests.servers.postgres import start_postgres
-from tests.servers.rig import TestCA
+from tests.servers.postgres import Postgres, start_postgres
+from tests.servers.rig import RunningServer, TestCA
 
+from bench._many_users import dovecot_for
+from bench._many_users import users as many_users
 from imapscope.store import AccountSpec, Store
 
 
@@ -95,40 +96,30 @@ def main() -> None:
     n = args.accounts
     work = Path(tempfile.mkdtemp(prefix="imapscope-workers-"))
     ca = TestCA(work / "ca")
-    users = {f"u{i:05d}": f"pw-{i:05d}" for i in range(n)}
-    limits = f"""
-default_process_limit = {n + 200}
-default_client_limit = {4 * n + 1000}
-service imap {{
-  process_limit = {n + 200}
-}}
-service anvil {{
-  client_limit = {4 * n + 1000}
-}}
-"""
-    inotify = Path("/proc/sys/fs/inotify/max_user_instances")
-    old_inotify = int(inotify.read_text())
-    if old_inotify < n + 256:
-        inotify.write_text(str(n + 256))
-    dovecot = start_dovecot(ca, users=users, extra_config=limits)
-    postgres = start_postgres()
+    users = many_users(n)
+    with dovecot_for(ca, users) as dovecot:
+        postgres = start_postgres()
+        try:
+            compare(args, work, ca, users, dovecot=dovecot, postgres=postgres)
+        finally:
+            postgres.stop()
+
+
+def compare(args: argparse.Namespace, work: Path, ca: TestCA, users: dict[str, str], *,
+            dovecot: RunningServer, postgres: Postgres) -> None:  # fmt: skip
+    n = args.accounts
     port = dovecot.tls_port if args.security == "tls" else dovecot.port
-    try:
-        results = {}
-        for workers in (1, 2):
-            url = postgres.create_database(f"w{workers}")
-            results[workers] = run(workers, url, work, users, port=port, ca=ca.ca_file,
-                                   security=args.security, timeout=args.timeout)  # fmt: skip
-        print(f"accounts: {n} ({args.security}), PostgreSQL, cores: {os.cpu_count()}")
-        for workers, (took, cpu) in results.items():
-            print(f"--workers {workers}: connect-all {took:.1f} s ({n / took:.0f} accounts/s), "
-                  f"serve CPU {cpu:.1f} s ({cpu / n * 1000:.1f} ms per account)")  # fmt: skip
-        ratio = results[1][0] / results[2][0]
-        print(f"rate_ratio_2_vs_1={ratio:.2f} (target >= 1.8)")
-    finally:
-        postgres.stop()
-        dovecot.stop()
-        inotify.write_text(str(old_inotify))
+    results = {}
+    for workers in (1, 2):
+        url = postgres.create_database(f"w{workers}")
+        results[workers] = run(workers, url, work, users, port=port, ca=ca.ca_file,
+                               security=args.security, timeout=args.timeout)  # fmt: skip
+    print(f"accounts: {n} ({args.security}), PostgreSQL, cores: {os.cpu_count()}")
+    for workers, (took, cpu) in results.items():
+        print(f"--workers {workers}: connect-all {took:.1f} s ({n / took:.0f} accounts/s), "
+              f"serve CPU {cpu:.1f} s ({cpu / n * 1000:.1f} ms per account)")  # fmt: skip
+    ratio = results[1][0] / results[2][0]
+    print(f"rate_ratio_2_vs_1={ratio:.2f} (target >= 1.8)")
 
 
 if __name__ == "__main__":
