@@ -423,12 +423,11 @@ def _router() -> APIRouter:
         --json``); the password is used for this check only and never stored. ``security:
         none`` is plaintext (it implies ``allow_plaintext``); the check ends when the client
         disconnects."""
-        plain = body.security == "none"
         options = CheckOptions(
-            host=body.host, port=body.port, security="plain" if plain else body.security,
+            host=body.host, port=body.port, security=body.security,
             user=body.user, password=body.password, oauth2_token=body.oauth2_token,
             ca_file=service.options.ca_file, insecure=service.options.insecure,
-            timeout=min(body.timeout, 60.0), allow_plaintext=body.allow_plaintext or plain,
+            timeout=min(body.timeout, 60.0), allow_plaintext=body.allow_plaintext,
             ca_pem=body.ca_pem, pin_sha256=body.pin_sha256,
         )  # fmt: skip
         return (await unless_disconnected(request, run_check(options))).to_json()

@@ -134,6 +134,12 @@ class CheckOptions:
     # is given without one: the CLI's prompt ("alice@example.com at imap.example.com").
     ask_password: Callable[[str], str | None] | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        # "none" is what accounts, the UI and the API call plaintext: choosing it is the
+        # permission (the CLI asks for --allow-plaintext before it gets here).
+        if self.security == "none":
+            self.security, self.allow_plaintext = "plain", True
+
     @property
     def secrets(self) -> tuple[str, ...]:
         return tuple(s for s in (self.password, self.oauth2_token) if s)

@@ -141,13 +141,12 @@ def check_options(spec: AccountSpec, secret: str, options: SyncOptions) -> Check
     session settings derive from them (:func:`settings`): verify-before-save and the running
     account connect the same way."""
     oauth2 = spec.auth == "oauth2"
-    plain = spec.security == "none"  # the account's word for plaintext
     return CheckOptions(
-        host=spec.host, port=spec.port, security="plain" if plain else spec.security,
+        host=spec.host, port=spec.port, security=spec.security,
         user=spec.username, password=None if oauth2 else secret,
         oauth2_token=secret if oauth2 else None, ca_file=options.ca_file,
         insecure=options.insecure, timeout=options.timeout, proxy=spec.proxy,
-        allow_plaintext=plain, ca_pem=spec.ca_pem, pin_sha256=spec.pin_sha256,
+        ca_pem=spec.ca_pem, pin_sha256=spec.pin_sha256,
     )  # fmt: skip
 
 

@@ -31,10 +31,8 @@ def router() -> APIRouter:
         security = form.get("security", "auto")
         if security not in ("auto", "tls", "starttls", "none"):
             security = "auto"
-        plain = security == "none"  # the UI's word for plaintext, as in the account form
         options = CheckOptions(
-            host=form["host"].strip(), port=port, security="plain" if plain else security,
-            allow_plaintext=plain,
+            host=form["host"].strip(), port=port, security=security,
             user=form.get("user") or None, password=form.get("password") or None,
             ca_file=service.options.ca_file, insecure=service.options.insecure,
             timeout=service.options.timeout,
