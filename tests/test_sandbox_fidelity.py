@@ -3,7 +3,9 @@ is loose, Dovecot 2.3 is the reference). Each test here failed on the sandbox be
 
 from __future__ import annotations
 
+import base64
 import imaplib
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -212,3 +214,176 @@ def test_recent_belongs_to_the_first_read_write_session(
     assert recent_in_archive() == before + 1
     client.select("Archive")  # taken by this session: none left for STATUS
     assert recent_in_archive() == 0
+
+
+# --- 3. MIME: parsing, part addressing, byte-for-byte sections, BINARY ------------------------
+
+FOLDED = (
+    b"From: a@example.com\r\n"
+    b'Content-Type: multipart/mixed; boundary="foo\r\n bar"\r\n'
+    b"Subject: folded\r\n"
+    b"\r\n"
+    b"preamble\r\n"
+    b"--foo bar \r\n"  # transport padding after the delimiter: still a delimiter, kept as sent
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n"
+    b"\r\n"
+    b"caf=C3=A9 =   \r\n"  # a soft line break followed by whitespace
+    b"au lait  \r\n"  # trailing whitespace is not data
+    b"--foo bar\r\n"
+    b"Content-Type: message/rfc822\r\n"
+    b"\r\n"
+    b"From: Inner <inner@example.com>\r\n"
+    b"Subject: inside\r\n"
+    b'Content-Type: multipart/alternative; boundary="in"\r\n'
+    b"\r\n"
+    b"--in\r\n"
+    b"\r\n"
+    b"inner text\r\n"
+    b"--in\r\n"
+    b"Content-Type: text/html\r\n"
+    b"\r\n"
+    b"<p>inner</p>\r\n"
+    b"--in--\r\n"
+    b"--foo bar\r\n"
+    b"Content-Type: multipart/digest; boundary=d\r\n"
+    b"\r\n"
+    b"--d\r\n"
+    b"\r\n"
+    b"Subject: digested\r\n"
+    b"\r\n"
+    b"one\r\n"
+    b"--d--\r\n"
+    b"--foo bar--\r\n"
+    b"epilogue\r\n"
+)
+
+
+def _literal_after(lines: list[bytes], marker: bytes) -> bytes:
+    """The literal that follows ``marker`` in a FETCH answer read line by line."""
+    joined = b"".join(lines)
+    start = joined.index(marker) + len(marker)
+    head = re.match(rb" ~?\{(\d+)\}\r\n", joined[start:])
+    if head is None:
+        quoted = re.match(rb' "((?:[^"\\]|\\.)*)"', joined[start:])
+        assert quoted is not None, joined[start : start + 80]
+        return quoted.group(1)
+    begin = start + head.end()
+    return joined[begin : begin + int(head.group(1))]
+
+
+def _appended(client: imaplib.IMAP4, message: bytes) -> str:
+    typ, data = client.append("INBOX", None, None, message)
+    assert typ == "OK", data
+    client.select("INBOX")
+    return str(int(client.untagged_responses["EXISTS"][-1]))
+
+
+def test_a_folded_boundary_is_unfolded_and_parts_are_served_as_stored(
+    client: imaplib.IMAP4,
+) -> None:
+    n = _appended(client, FOLDED)
+    whole = raw(client, f"FETCH {n} (BODY.PEEK[] BODY.PEEK[TEXT])")
+    assert _literal_after(whole, b"BODY[]") == FOLDED  # byte for byte
+    assert b"--foo bar \r\n" in _literal_after(whole, b"BODY[TEXT]")  # the space kept
+    answer = b"".join(raw(client, f"FETCH {n} (BODYSTRUCTURE)"))
+    assert b'"text" "plain" ("charset" "utf-8") NIL NIL "quoted-printable"' in answer
+    assert b'"mixed" ("boundary" "foo bar")' in answer
+    part = raw(client, f"FETCH {n} (BODY.PEEK[1] BINARY.PEEK[1] BINARY.SIZE[1])")
+    assert _literal_after(part, b"BODY[1]") == b"caf=C3=A9 =   \r\nau lait  "
+    assert _literal_after(part, b"BINARY[1]") == "café au lait".encode()
+    assert b"BINARY.SIZE[1] 13" in b"".join(part)
+
+
+def test_message_rfc822_parts_are_addressed_as_rfc3501_says(client: imaplib.IMAP4) -> None:
+    n = _appended(client, FOLDED)
+    items = "BODY.PEEK[2] BODY.PEEK[2.HEADER] BODY.PEEK[2.TEXT] BODY.PEEK[2.1] BODY.PEEK[2.2.MIME]"
+    answer = raw(
+        client, f"FETCH {n} ({items} BODY.PEEK[2.HEADER.FIELDS (SUBJECT)] BODY.PEEK[2.MIME])"
+    )
+    inner = FOLDED[
+        FOLDED.index(b"From: Inner") : FOLDED.index(b"--foo bar\r\nContent-Type: multipart/digest")
+    ]
+    # the whole encapsulated message; as Dovecot, the line break after its close delimiter is its
+    assert _literal_after(answer, b"BODY[2]") == inner
+    assert _literal_after(answer, b"BODY[2.HEADER]").startswith(b"From: Inner <inner@example.com>")
+    assert _literal_after(answer, b"BODY[2.TEXT]").startswith(b"--in\r\n")
+    assert _literal_after(answer, b"BODY[2.1]") == b"inner text"
+    assert _literal_after(answer, b"BODY[2.2.MIME]") == b"Content-Type: text/html\r\n\r\n"
+    assert _literal_after(answer, b"BODY[2.HEADER.FIELDS (SUBJECT)]") == b"Subject: inside\r\n\r\n"
+    assert _literal_after(answer, b"BODY[2.MIME]") == b"Content-Type: message/rfc822\r\n\r\n"
+    structure = b"".join(raw(client, f"FETCH {n} (BODYSTRUCTURE)"))
+    # message/rfc822: envelope and body of the inner message, then its lines
+    assert b'"message" "rfc822" NIL NIL NIL "7bit"' in structure
+    assert b'"inside" (("Inner" NIL "inner" "example.com"))' in structure
+    # a digest's part without a Content-Type is a message (RFC 2046 5.1.5)
+    assert b'("message" "rfc822" NIL NIL NIL "7bit" 24 (NIL "digested"' in structure
+    # HEADER of a part that is not a message is empty (Dovecot); a missing part too
+    empty = raw(client, f"FETCH {n} (BODY.PEEK[1.HEADER] BODY.PEEK[9])")
+    assert _literal_after(empty, b"BODY[1.HEADER]") == b""
+    assert _literal_after(empty, b"BODY[9]") == b""
+
+
+def test_header_fields_with_no_match_is_one_crlf(client: imaplib.IMAP4) -> None:
+    client.select("INBOX")
+    answer = raw(client, "FETCH 1 (BODY.PEEK[HEADER.FIELDS (X-NOT-THERE)])")
+    assert b"BODY[HEADER.FIELDS (X-NOT-THERE)] {2}\r\n" in answer[0]
+
+
+def _append8(client: imaplib.IMAP4, message: bytes) -> str:
+    """APPEND with a literal8 (RFC 3516), which may carry NULs."""
+    tag = client._new_tag().decode()
+    client.send(f"{tag} APPEND INBOX ~{{{len(message)}}}\r\n".encode())
+    assert client.readline().startswith(b"+")
+    client.send(message + b"\r\n")
+    while not (line := client.readline()).startswith(tag.encode()):
+        pass
+    assert b" OK " in line, line
+    client.select("INBOX")
+    return str(int(client.untagged_responses["EXISTS"][-1]))
+
+
+def test_nuls_reach_only_binary_and_only_as_literal8(client: imaplib.IMAP4) -> None:
+    data = b"\x00\x01binary\x00"
+    message = (
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+        b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(data).replace(b"\n", b"\r\n")
+        + b"--b\r\nContent-Transfer-Encoding: binary\r\n\r\nraw\x00nul\r\n--b--\r\n"
+    )
+    n = _append8(client, message)
+    answer = b"".join(raw(client, f"FETCH {n} (BINARY.PEEK[1] BODY.PEEK[2] BINARY.SIZE[1])"))
+    assert b"BINARY[1] ~{%d}\r\n" % len(data) + data in answer
+    assert b"BODY[2] {7}\r\nraw\x80nul" in answer  # a literal, NUL sent as 0x80 (Dovecot)
+    assert b"BINARY.SIZE[1] 9" in answer
+    assert b"~{" not in answer.split(b"BODY[2]")[1]
+
+
+def test_binary_of_an_unknown_encoding_is_no_unknown_cte(client: imaplib.IMAP4) -> None:
+    n = _appended(client, b"Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 f\r\n")
+    answer = raw(client, f"FETCH {n} (BINARY.PEEK[1])")
+    assert answer[-1].startswith(b"NO [UNKNOWN-CTE]"), answer
+    assert raw(client, f"FETCH {n} (BINARY.PEEK[HEADER])")[-1].startswith(b"BAD")
+
+
+ADDRESSES = (
+    b"From: john (Work) @ example (corp) . com\r\n"
+    b'To: Team: a@example.com, "B, Q." <b@example.com>;, solo@example.com (Solo Person)\r\n'
+    b"Cc: undisclosed-recipients:;\r\n"
+    b"Bcc: <@relay.example,@hop.example:routed@example.com>\r\n"
+    b"Subject: addresses\r\n\r\nbody\r\n"
+)
+
+
+def test_envelope_has_groups_routes_and_comments(client: imaplib.IMAP4) -> None:
+    n = _appended(client, ADDRESSES)
+    envelope = b"".join(raw(client, f"FETCH {n} (ENVELOPE)"))
+    assert b'((NIL NIL "Team" NIL)(NIL NIL "a" "example.com")' in envelope
+    assert b'("B, Q." NIL "b" "example.com")(NIL NIL NIL NIL)' in envelope
+    assert b'("Solo Person" NIL "solo" "example.com")' in envelope  # a comment as the name
+    assert b'((NIL NIL "undisclosed-recipients" NIL)(NIL NIL NIL NIL))' in envelope
+    assert b'((NIL "@relay.example,@hop.example" "routed" "example.com"))' in envelope
+    assert b'"john" "example.com"' in envelope
+    assert client.search(None, "FROM", "john@example.com")[1] == [n.encode()]
+    assert client.search(None, "TO", "b@example.com")[1] == [n.encode()]
+    assert client.search(None, "TO", '"Solo Person"')[1] == [n.encode()]

@@ -119,7 +119,7 @@ from imapscope.imap._server import (
     parse_command,
 )
 from imapscope.imap._state import State, state_diagram
-from imapscope.imap._values import RawValue, Value
+from imapscope.imap._values import Literal8, RawValue, Value
 
 
 def raw_envelope(envelope: Envelope) -> RawValue:
@@ -186,6 +186,7 @@ __all__ = [
     "LimitExceededError",
     "List",
     "ListResponse",
+    "Literal8",
     "LocalProtocolError",
     "Login",
     "Logout",

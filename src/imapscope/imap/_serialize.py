@@ -50,7 +50,7 @@ from imapscope.imap._events import (
     UntaggedStatus,
     Vanished,
 )
-from imapscope.imap._values import RawValue, Value
+from imapscope.imap._values import Literal8, RawValue, Value
 
 _ATOM = re.compile(rb'[^\x00-\x20\x7f(){%*"\\\[\]]+\Z')
 _QUOTABLE = re.compile(rb"[\x01-\x09\x0b\x0c\x0e-\x7f]*\Z")
@@ -69,6 +69,17 @@ def string(data: bytes | bytearray | str | None) -> bytes:
     if b"\0" in raw:  # NUL is only allowed in a literal8 (RFC 3516, BINARY)
         return b"~{%d}\r\n" % len(raw) + raw
     return b"{%d}\r\n" % len(raw) + raw
+
+
+def literal(data: bytes | bytearray | None) -> bytes:
+    """Message data as a literal, as Dovecot sends body sections whatever their content; a
+    literal8 (``~{N}``, RFC 3516) for :class:`Literal8` data (BINARY data decoded from a
+    transfer encoding) and for data with a NUL, which only a literal8 may carry."""
+    if data is None:
+        return b"NIL"
+    raw = bytes(data)
+    eight = isinstance(data, Literal8) or b"\0" in raw
+    return (b"~{%d}\r\n" if eight else b"{%d}\r\n") % len(raw) + raw
 
 
 def astring(data: bytes | str) -> bytes:
@@ -299,7 +310,8 @@ def fetch(response: Fetch) -> bytes:
     for name, raw in response.items.items():
         items.append(name.encode() + b" " + raw_value(raw))
     for name, data in response.sections.items():
-        items.append(name.encode() + b" " + string(data))
+        body = "[" in name or name.startswith("RFC822")
+        items.append(name.encode() + b" " + (literal(data) if body else string(data)))
     return b"* %d FETCH (" % response.seq + b" ".join(items) + b")\r\n"
 
 

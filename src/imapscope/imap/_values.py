@@ -184,6 +184,10 @@ class Scanner:
                 self.pos += 1
 
 
+class Literal8(bytes):
+    """Bytes a server sends as a literal8 (``~{N}``, RFC 3516): BINARY data it decoded."""
+
+
 @dataclass(frozen=True, slots=True)
 class RawValue:
     """A value kept as its bytes (and literals), parsed only when :meth:`value` is called."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import date
 
 from imapscope.imap import decode_words, expand_sequence
-from imapscope.sandbox._mime import split
+from imapscope.sandbox._address import parse as parse_addresses
 from imapscope.sandbox._store import Message, canonical_flags
 
 Predicate = Callable[[Message, int], bool]
@@ -26,6 +26,7 @@ _FLAG_KEYS = {
     "FLAGGED": ("\\Flagged", True), "UNFLAGGED": ("\\Flagged", False),
     "SEEN": ("\\Seen", True), "UNSEEN": ("\\Seen", False),
 }  # fmt: skip
+_ADDRESS_HEADERS = frozenset({"FROM", "TO", "CC", "BCC", "SENDER", "REPLY-TO"})
 
 
 class SearchError(ValueError):
@@ -43,7 +44,7 @@ def _date(text: str) -> date:
 def _sent(message: Message) -> date | None:
     from email.utils import parsedate_to_datetime  # noqa: PLC0415
 
-    value = message.parsed.get("Date")
+    value = message.parsed.get("date")
     try:
         return parsedate_to_datetime(str(value)).date() if value else None
     except (TypeError, ValueError):
@@ -51,11 +52,17 @@ def _sent(message: Message) -> date | None:
 
 
 def _header_contains(message: Message, name: str, needle: str) -> bool:
-    """Matches against the decoded header (RFC 2047 encoded words included), case-insensitively."""
-    return any(
-        _contains(decode_words(str(value).encode()) or "", needle)
-        for value in message.parsed.get_all(name, [])
-    )
+    """Matches against the decoded header (RFC 2047 encoded words included), case-insensitively;
+    an address header also as its addresses read (``name <mailbox@host>``, comments and routes
+    left out), so ``FROM john@example.com`` finds ``john (Work) @ example.com`` as Dovecot does."""
+    values = message.parsed.get_all(name.lower())
+    texts = [decode_words(value.encode()) or "" for value in values]
+    if name.upper() in _ADDRESS_HEADERS and values:
+        for address in parse_addresses(", ".join(values)):
+            email = f"{address.mailbox}@{address.host}" if address.host else address.mailbox
+            shown = decode_words(address.name.encode()) if address.name else None
+            texts.append(f"{shown} <{email}>" if shown else email or "")
+    return any(_contains(text, needle) for text in texts)
 
 
 def _contains(haystack: str | bytes, needle: str) -> bool:
@@ -130,7 +137,7 @@ class _Parser:
             return lambda m, n: _header_contains(m, name, needle)
         if word == "BODY":
             needle = self.argument()
-            return lambda m, n: _contains(split(m.raw)[1], needle)
+            return lambda m, n: _contains(m.parsed.text, needle)
         if word == "TEXT":
             needle = self.argument()
             return lambda m, n: _contains(m.raw, needle)

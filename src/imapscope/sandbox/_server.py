@@ -22,7 +22,6 @@ import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.message import Message as EmailMessage
 from typing import Literal
 
 from imapscope import __version__
@@ -830,7 +829,12 @@ class Session:
         for seq, message in self.messages(command.messages, uid):
             if since is not None and message.modseq <= since:
                 continue
-            responses.append(self.fetch_one(seq, message, items, uid or since is not None))
+            try:
+                responses.append(self.fetch_one(seq, message, items, uid or since is not None))
+            except _mime.UnknownEncodingError as exc:  # RFC 3516 4.2
+                text = f"Unknown Content-Transfer-Encoding: {str(exc)[:64]}"
+                self.complete(*responses, no(tag, text, "UNKNOWN-CTE"))
+                return
         self.complete(*responses, ok(tag, "FETCH completed"))
 
     def fetch_one(
@@ -858,17 +862,23 @@ class Session:
             elif name in ("BODYSTRUCTURE", "BODY") and section is None:
                 raw_items[name] = message.body(extensions=name == "BODYSTRUCTURE")
             elif name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
-                header, text = _mime.split(message.raw)
-                sections[name] = {"RFC822": message.raw, "RFC822.HEADER": header,
-                                  "RFC822.TEXT": text}[name]  # fmt: skip
+                part = message.parsed
+                data = {"RFC822": message.raw, "RFC822.HEADER": part.header,
+                        "RFC822.TEXT": part.text}[name]  # fmt: skip
+                sections[name] = _no_nuls(data)
                 mark_seen |= name != "RFC822.HEADER"
             elif name == "PREVIEW":
                 sections["PREVIEW"] = _mime.preview(message.parsed).encode()
             elif name in ("EMAILID", "THREADID"):
                 raw_items[name] = RawValue(b"(" + _mime.object_id(message, name).encode() + b")")
+            elif name == "BINARY.SIZE" and section is not None:
+                data = _mime.decoded(message.parsed, section)
+                raw_items[f"BINARY.SIZE[{section}]"] = RawValue(str(len(data)).encode())
             elif name in ("BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK") and section is not None:
-                binary = name.startswith("BINARY")
-                data = _binary(message, section) if binary else _section(message, section)
+                if name.startswith("BINARY"):  # decoded, NULs and all (sent as literal8)
+                    data = _mime.decoded(message.parsed, section)
+                else:  # Dovecot: a literal carries no NUL, so NULs are sent as 0x80
+                    data = _no_nuls(_mime.section(message.parsed, section))
                 label = f"{name.removesuffix('.PEEK')}[{section}]"
                 if origin is not None:
                     data = data[origin : None if count is None else origin + count]
@@ -978,6 +988,8 @@ def _fetch_items(text: str) -> list[FetchItem] | None:
         if match is None:
             return None
         name, section, origin, count = match.groups()
+        if section is not None and not _valid_section(name.upper(), section.upper()):
+            return None
         found.append((name.upper(), None if section is None else section.upper(),
                       None if origin is None else int(origin),
                       None if count is None else int(count)))  # fmt: skip
@@ -986,62 +998,23 @@ def _fetch_items(text: str) -> list[FetchItem] | None:
 
 
 _LITERAL = re.compile(rb"~?\{(\d+)\}\r\n")
+_PART_NUMBER = re.compile(r"[1-9]\d*(?:\.[1-9]\d*)*")
 
 
-def _part(message: Message, path: str) -> EmailMessage | None:
-    """The MIME part a section's part number names ("1", "2.3"); None if there is none. In a
-    message that is not multipart, part 1 is its body."""
-    part: EmailMessage = message.parsed
-    for number in (int(n) for n in path.split(".")):
-        if part.is_multipart():
-            children = part.get_payload()
-            assert isinstance(children, list)
-            if not 1 <= number <= len(children):
-                return None
-            child = children[number - 1]
-            assert isinstance(child, EmailMessage)
-            part = child
-        elif number != 1:
-            return None
-    return part
+def _valid_section(name: str, section: str) -> bool:
+    """BODY[...] takes any section-spec; BINARY[...] and BINARY.SIZE[...] only a part number or
+    nothing (RFC 3516 section-binary)."""
+    if name.startswith("BINARY"):
+        return section == "" or bool(_PART_NUMBER.fullmatch(section))
+    if not name.startswith("BODY"):
+        return False
+    path = _mime.SECTION.fullmatch(section)
+    number = path.group(1) if path else None
+    return path is not None and (number is None or bool(_PART_NUMBER.fullmatch(number)))
 
 
-def _binary(message: Message, section: str) -> bytes:
-    """BINARY[section] (RFC 3516): the part with its content-transfer-encoding undone."""
-    if not re.fullmatch(r"[\d.]+", section):
-        return _section(message, section)
-    part = _part(message, section)
-    payload = part.get_payload(decode=True) if part is not None else None
-    return payload if isinstance(payload, bytes) else b""
-
-
-def _section(message: Message, section: str) -> bytes:
-    """BODY[section] of a message (RFC 9051 6.4.5): whole, HEADER, TEXT, HEADER.FIELDS[.NOT],
-    or a part number, optionally with .HEADER, .TEXT or .MIME."""
-    header, text = _mime.split(message.raw)
-    if section == "":
-        return message.raw
-    if section == "HEADER":
-        return header
-    if section == "TEXT":
-        return text
-    fields = re.fullmatch(r"HEADER\.FIELDS(\.NOT)? \(([^)]*)\)", section)
-    if fields:
-        names = {n.strip('"').upper() for n in fields.group(2).split()}
-        return _mime.header_fields(header, names, exclude=bool(fields.group(1)))
-    path = re.fullmatch(r"([\d.]+?)(?:\.(HEADER|TEXT|MIME))?", section)
-    if not path:
-        return b""
-    part = _part(message, path.group(1))
-    if part is None:
-        return b""
-    part_header, part_text = _mime.split(
-        part.as_bytes().replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
-    )
-    suffix = path.group(2)
-    if suffix in ("HEADER", "MIME"):
-        return part_header
-    return part_text
+def _no_nuls(data: bytes) -> bytes:
+    return data.replace(b"\0", b"\x80") if b"\0" in data else data
 
 
 @dataclass

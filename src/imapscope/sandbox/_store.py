@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import Message as EmailMessage
 from typing import Protocol
 
 from imapscope.imap import RawValue, raw_body, raw_envelope
@@ -51,12 +50,12 @@ class Message:
     flags: set[str]
     internaldate: datetime
     modseq: int
-    _parsed: EmailMessage | None = None
+    _parsed: _mime.Part | None = None
     _envelope: RawValue | None = None
     _body: RawValue | None = None
 
     @property
-    def parsed(self) -> EmailMessage:
+    def parsed(self) -> _mime.Part:
         if self._parsed is None:
             self._parsed = _mime.parse(self.raw)
         return self._parsed
