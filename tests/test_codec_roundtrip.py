@@ -50,9 +50,11 @@ from imapscope.imap import (
     Search,
     SearchResponse,
     Select,
+    Sort,
     StatusResponse,
     Store,
     TaggedResponse,
+    Thread,
     UnknownResponse,
     UntaggedStatus,
     Vanished,
@@ -90,6 +92,24 @@ commands = st.one_of(
     st.builds(Rename, mailboxes, mailboxes),
     st.builds(List, st.just(""), st.sampled_from(["*", "%", "INBOX.*"]), lsub=st.booleans()),
     st.builds(Append, mailboxes, st.binary(min_size=1, max_size=200), flags, st.none() | dates),
+    st.builds(  # MULTIAPPEND (RFC 3502) and CATENATE (RFC 4469)
+        lambda name, more, parts: Append(name, b"", (), None, parts, tuple(
+            Append(name, message, f, d) for message, f, d in more)),
+        mailboxes,
+        st.lists(st.tuples(st.binary(min_size=1, max_size=50), flags, st.none() | dates),
+                 max_size=3),
+        st.lists(st.tuples(st.just("TEXT"), st.binary(min_size=1, max_size=50))
+                 | st.tuples(st.just("URL"), st.just(b"/INBOX;UIDVALIDITY=7/;UID=3/;SECTION=1")),
+                 min_size=1, max_size=3).map(tuple),
+    ),
+    st.builds(List, st.just(""), st.sampled_from(["*", "%"]), more_patterns=st.lists(
+        st.sampled_from(["INBOX", "Drafts/%", "a b"]), min_size=1, max_size=3).map(tuple)),
+    st.builds(Sort, st.lists(st.sampled_from(["REVERSE", "DATE", "SUBJECT", "ARRIVAL"]),
+                             min_size=1, max_size=3).map(tuple),
+              st.sampled_from(["ALL", "UNSEEN", "FROM ?"]).map(lambda c: c), uid=st.booleans())
+    .filter(lambda c: "?" not in c.criteria),
+    st.builds(Thread, st.sampled_from(["REFERENCES", "ORDEREDSUBJECT"]),
+              st.sampled_from(["ALL", "UNSEEN SINCE 1-Jan-2024"]), uid=st.booleans()),
     st.builds(Store, sets, flags.filter(bool), st.sampled_from(["+", "-", ""]), st.booleans(),
               st.booleans()),
     st.builds(Copy, sets, mailboxes, st.booleans()),

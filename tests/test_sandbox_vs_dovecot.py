@@ -6,6 +6,7 @@ deliberate difference documented in docs/sandbox.md."""
 from __future__ import annotations
 
 import imaplib
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -113,3 +114,153 @@ def test_fetch_answers_are_dovecots(
         if sandbox_said != dovecot_said
     ]
     assert not differences, "\n".join(differences)
+
+
+# --- SEARCH RETURN, SORT and THREAD over a mailbox of conversations ---------------------------
+
+
+def _mail(n: int, subject: str, date: str, sender: str, to: str, ids: str = "") -> bytes:  # noqa: PLR0917
+    return (
+        f"Message-ID: <m{n}@example.com>\r\nDate: {date}\r\nFrom: {sender}\r\nTo: {to}\r\n"
+        f"Subject: {subject}\r\n{ids}\r\nbody {'x' * (n * 7 % 23)}\r\n"
+    ).encode()
+
+
+CONVERSATIONS = [
+    _mail(1, "Plans", "Mon, 1 Jan 2024 10:00:00 +0000", "Zed <zed@example.com>", "b@x.org"),
+    _mail(2, "Re: Plans", "Mon, 1 Jan 2024 11:00:00 +0000", "amy@example.com", "a@x.org",
+          "In-Reply-To: <m1@example.com>\r\n"),
+    _mail(3, "[list] Re: Plans (fwd)", "Mon, 1 Jan 2024 09:00:00 -0500", "Bob <bob@example.com>",
+          "c@x.org", "References: <m1@example.com> <m2@example.com>\r\n"),
+    _mail(4, "Fwd: other", "Tue, 2 Jan 2024 08:00:00 +0100", "carl@example.com", "a@x.org"),
+    _mail(5, "Re: other", "Tue, 2 Jan 2024 09:00:00 +0000", "dan@example.com", "d@x.org",
+          "References: <gone@example.com>\r\n"),
+    _mail(6, "other", "Wed, 3 Jan 2024 08:00:00 +0000", "eve@example.com", "b@x.org"),
+    _mail(7, "RE: [Fwd: Plans]", "Thu, 4 Jan 2024 08:00:00 +0000", "fay@example.com", "a@x.org",
+          "References: <gone@example.com> <m3@example.com>\r\n"),
+    _mail(8, "lonely", "garbage date", "gus@example.com", "e@x.org"),
+    _mail(9, "Re: lonely", "Fri, 5 Jan 2024 08:00:00 +0000", "hal@example.com", "e@x.org",
+          "References: <nowhere@example.com>\r\n"),
+    _mail(10, "Re: lonely", "Fri, 5 Jan 2024 09:00:00 +0000", "ian@example.com", "f@x.org",
+          "References: <nowhere@example.com>\r\n"),
+]  # fmt: skip
+SEARCHES = (
+    "SEARCH RETURN (MIN MAX COUNT) SUBJECT plans",
+    "SEARCH RETURN () ALL",
+    "UID SEARCH RETURN (ALL COUNT) FROM example",
+    "SEARCH RETURN (MIN) SUBJECT nothing-matches",
+    "SEARCH RETURN (COUNT) SUBJECT nothing-matches",
+    "SEARCH RETURN (SAVE) SUBJECT other",
+    "SEARCH $",
+    "FETCH $ (UID)",
+    "SEARCH RETURN (SAVE MIN) SUBJECT lonely",
+    "UID SEARCH UID $",
+    "SORT (SUBJECT) UTF-8 ALL",
+    "SORT (REVERSE DATE) UTF-8 ALL",
+    "SORT (FROM ARRIVAL) UTF-8 ALL",
+    "SORT (TO REVERSE SIZE) UTF-8 ALL",
+    "UID SORT (DISPLAYFROM) UTF-8 ALL",
+    "SORT (SIZE) UTF-8 SUBJECT plans",
+    "THREAD ORDEREDSUBJECT UTF-8 ALL",
+    "THREAD REFERENCES UTF-8 ALL",
+    "UID THREAD REFERENCES UTF-8 NOT SUBJECT lonely",
+    "SORT (NOSUCHKEY) UTF-8 ALL",
+)
+
+
+def _converse(connection: imaplib.IMAP4) -> list[bytes]:
+    mailbox = "threads-" + uuid.uuid4().hex[:8]
+    assert connection.create(mailbox)[0] == "OK"
+    try:
+        for message in CONVERSATIONS:
+            assert connection.append(mailbox, None, None, message)[0] == "OK"
+        connection.select(mailbox)
+        answers = []
+        for command in SEARCHES:
+            lines = raw(connection, command)
+            untagged = [re.sub(rb'\(TAG "[^"]*"\)', b"(TAG)", line) for line in lines[:-1]]
+            uids = re.compile(rb"\d+")  # UIDs differ between the servers: count them only
+            if command.startswith("UID") or "(UID)" in command:
+                untagged = [uids.sub(b"n", line) for line in untagged]
+            answers.append(b"".join(untagged) + lines[-1].split(b" ")[0])
+        connection.close()
+        return answers
+    finally:
+        connection.delete(mailbox)
+
+
+def test_search_sort_and_thread_answers_are_dovecots(
+    dovecot_session: imaplib.IMAP4, sandbox_session: imaplib.IMAP4
+) -> None:
+    theirs = _converse(dovecot_session)
+    ours = _converse(sandbox_session)
+    differences = [
+        f"{command}:\n  dovecot: {dovecot_said!r}\n  sandbox: {sandbox_said!r}"
+        for command, dovecot_said, sandbox_said in zip(SEARCHES, theirs, ours, strict=True)
+        if sandbox_said != dovecot_said
+    ]
+    assert not differences, "\n".join(differences)
+
+
+# --- MULTIAPPEND and CATENATE -----------------------------------------------------------------
+
+
+def _send(connection: imaplib.IMAP4, *pieces: bytes | str) -> list[bytes]:
+    """A command of text and literals (bytes, sent as LITERAL+), then its answer's lines."""
+    tag = connection._new_tag().decode()
+    wire = tag.encode() + b" "
+    for piece in pieces:
+        wire += piece.encode() if isinstance(piece, str) else b"{%d+}\r\n" % len(piece) + piece
+    connection.send(wire + b"\r\n")
+    lines = []
+    while not (line := connection.readline()).startswith(tag.encode()):
+        lines.append(line)
+    return [*lines, line.removeprefix(tag.encode() + b" ")]
+
+
+def _appends(connection: imaplib.IMAP4) -> list[bytes]:
+    mailbox = "appends-" + uuid.uuid4().hex[:8]
+    assert connection.create(mailbox)[0] == "OK"
+    try:
+        status = connection.status(mailbox, "(UIDVALIDITY)")[1][0]
+        validity = re.search(rb"UIDVALIDITY (\d+)", status).group(1).decode()  # type: ignore[union-attr]
+        answers = []
+        multi = _send(
+            connection,
+            f"APPEND {mailbox} (\\Seen) ",
+            FOLDED,
+            " ",
+            SIMPLE,
+            " (\\Flagged) ",
+            ADDRESSES,
+        )
+        answers.append(multi[-1].split(b" ")[0])
+        url = f"/{mailbox};UIDVALIDITY={validity}/;UID="
+        catenated = _send(
+            connection,
+            f"APPEND {mailbox} CATENATE (TEXT ",
+            b"Subject: put together\r\n\r\n",
+            f' URL "{url}1/;SECTION=2.TEXT" TEXT ',
+            b"\r\n--\r\n",
+            f' URL "{url}2/;SECTION=TEXT" URL "{url}3/;PARTIAL=0.20")',
+        )
+        answers.append(catenated[-1].split(b" ")[0])
+        bad_url = _send(connection, f'APPEND {mailbox} CATENATE (URL "{url}99")')
+        answers.append(b" ".join(bad_url[-1].split(b" ")[:2]))  # NO [BADURL
+        none = _send(connection, f"APPEND {mailbox} (\\Seen) ", b"", " ", SIMPLE)  # all or none
+        answers.append(none[-1].split(b" ")[0])
+        connection.select(mailbox)
+        fetched = raw(connection, "FETCH 1:* (FLAGS BODY.PEEK[])")
+        answers.append(b"".join(fetched[:-1]))
+        connection.close()
+        return answers
+    finally:
+        connection.delete(mailbox)
+
+
+def test_multiappend_and_catenate_are_dovecots(
+    dovecot_session: imaplib.IMAP4, sandbox_session: imaplib.IMAP4
+) -> None:
+    theirs = _appends(dovecot_session)
+    ours = _appends(sandbox_session)
+    assert ours == theirs

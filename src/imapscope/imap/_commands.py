@@ -408,17 +408,24 @@ class List(Command):
     select: tuple[str, ...] = ()
     returns: tuple[str, ...] = ()
     lsub: bool = False
+    more_patterns: tuple[str, ...] = ()  # LIST-EXTENDED: several patterns at once
 
     def verb(self) -> str:
         return "LSUB" if self.lsub else "LIST"
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        return (self.pattern, *self.more_patterns)
 
     def args(self, *, utf8: bool = False) -> list[Arg]:
         found: list[Arg] = []
         if self.select:
             found.append(ListArg(tuple(atom(s) for s in self.select)))
         ref = _mutf7.encode(self.reference) if not utf8 else self.reference.encode()
-        pat = _mutf7.encode(self.pattern) if not utf8 else self.pattern.encode()
-        found += [StringArg(ref, allow_atom=bool(ref)), _list_pattern(pat)]
+        encoded = [_mutf7.encode(p) if not utf8 else p.encode() for p in self.patterns]
+        patterns = [_list_pattern(p) for p in encoded]
+        found += [StringArg(ref, allow_atom=bool(ref))]
+        found.append(ListArg(tuple(patterns)) if len(patterns) > 1 else patterns[0])
         if self.returns:
             found += [AtomArg(b"RETURN"), ListArg(tuple(raw(r) for r in self.returns))]
         return found
@@ -451,20 +458,44 @@ def format_internaldate(when: datetime) -> str:
     return when.strftime("%d-%b-%Y %H:%M:%S ") + f"{sign}{minutes // 60:02d}{minutes % 60:02d}"
 
 
+#: One CATENATE part (RFC 4469): ("TEXT", literal bytes) or ("URL", an IMAP URL).
+CatenatePart = tuple[Literal["TEXT", "URL"], bytes]
+
+
 @dataclass(frozen=True, slots=True)
 class Append(Command):
+    """APPEND of one message, or of several at once (MULTIAPPEND, RFC 3502: ``more`` holds the
+    others, their ``mailbox`` ignored). A message may be put together from parts with CATENATE
+    (RFC 4469): ``catenate`` then replaces ``message``."""
+
     name: ClassVar[str] = "APPEND"
     mailbox: str
     message: bytes = field(repr=False)
     flags: tuple[str, ...] = ()
     date: datetime | None = None
+    catenate: tuple[CatenatePart, ...] | None = field(default=None, repr=False)
+    more: tuple[Append, ...] = field(default=(), repr=False)
 
     def args(self, *, utf8: bool = False) -> list[Arg]:
         found: list[Arg] = [mailbox(self.mailbox, utf8=utf8)]
+        for one in (self, *self.more):
+            found += one.message_args()
+        return found
+
+    def message_args(self) -> list[Arg]:
+        found: list[Arg] = []
         if self.flags:
             found.append(ListArg(tuple(flag(f) for f in self.flags)))
         if self.date is not None:
             found.append(RawArg(_quote(format_internaldate(self.date).encode())))
+        if self.catenate is not None:
+            parts: list[Arg] = []
+            for kind, data in self.catenate:
+                parts.append(AtomArg(kind.encode()))
+                literal = kind == "TEXT"
+                parts.append(StringArg(data, force_literal=literal, binary=b"\x00" in data))
+            found += [AtomArg(b"CATENATE"), ListArg(tuple(parts))]
+            return found
         found.append(StringArg(self.message, force_literal=True, binary=b"\x00" in self.message))
         return found
 
@@ -518,6 +549,40 @@ class Search(Command):
         if self.charset:
             found += [AtomArg(b"CHARSET"), atom(self.charset)]
         return found + _criteria(self.criteria, self.strings)
+
+
+@dataclass(frozen=True, slots=True)
+class Sort(Command):
+    """SORT (RFC 5256): ``keys`` like ``("REVERSE", "DATE")``, then search criteria as for
+    :class:`Search`."""
+
+    name: ClassVar[str] = "SORT"
+    uid_capable: ClassVar[bool] = True
+    keys: tuple[str, ...] = ("ARRIVAL",)
+    criteria: str = "ALL"
+    strings: tuple[str, ...] = ()
+    charset: str = "UTF-8"
+    uid: bool = False
+
+    def args(self, *, utf8: bool = False) -> list[Arg]:
+        keys = ListArg(tuple(atom(k) for k in self.keys))
+        return [keys, atom(self.charset), *_criteria(self.criteria, self.strings)]
+
+
+@dataclass(frozen=True, slots=True)
+class Thread(Command):
+    """THREAD (RFC 5256): ``algorithm`` REFERENCES or ORDEREDSUBJECT, then search criteria."""
+
+    name: ClassVar[str] = "THREAD"
+    uid_capable: ClassVar[bool] = True
+    algorithm: str = "REFERENCES"
+    criteria: str = "ALL"
+    strings: tuple[str, ...] = ()
+    charset: str = "UTF-8"
+    uid: bool = False
+
+    def args(self, *, utf8: bool = False) -> list[Arg]:
+        return [atom(self.algorithm), atom(self.charset), *_criteria(self.criteria, self.strings)]
 
 
 _CRITERIA_TOKEN = re.compile(r"\(|\)|\?|[^\s()?]+")

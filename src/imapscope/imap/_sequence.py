@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from imapscope.imap._errors import LocalProtocolError, RemoteProtocolError
 
 _SET = re.compile(r"(?:\d+|\*)(?::(?:\d+|\*))?(?:,(?:\d+|\*)(?::(?:\d+|\*))?)*\Z")
+_SET_OR_SAVED = re.compile(r"\$\Z|" + _SET.pattern)  # "$": the saved search result (RFC 5182)
 
 
 def _ranges(ids: Iterable[int]) -> Iterator[tuple[int, int]]:
@@ -65,7 +66,8 @@ def split(ids: Iterable[int], max_bytes: int = 8000) -> list[str]:
 
 
 def validate(text: str) -> str:
-    if not _SET.match(text):
+    """A sequence set, or ``$`` (the last saved search result, RFC 5182)."""
+    if not _SET_OR_SAVED.match(text):
         raise LocalProtocolError(f"not a sequence set: {text!r}", hint='use e.g. "1:5,7" or "1:*"')
     return text
 

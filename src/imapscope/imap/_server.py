@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,6 +32,7 @@ from imapscope.imap._commands import (
     Append,
     Authenticate,
     Capability,
+    CatenatePart,
     Check,
     Close,
     Command,
@@ -56,10 +58,12 @@ from imapscope.imap._commands import (
     Rename,
     Search,
     Select,
+    Sort,
     StartTLS,
     Status,
     Store,
     Subscribe,
+    Thread,
     Unselect,
     Unsubscribe,
 )
@@ -184,9 +188,12 @@ def parse_command(frame: Frame, *, utf8: bool = False) -> tuple[str, Command]:
         start += len(sub) + 1
     scanner = Scanner(text, min(start, len(text) - 2), frame.literals)
     values = scanner.values_to_end() if start < len(text) - 1 else []
-    if verb == "APPEND" and (not frame.literals or values[-1] is not frame.literals[-1]):
-        raise RemoteProtocolError("APPEND needs the message as a literal")
+    if verb == "APPEND" and not uid:  # needs to tell literals from quoted strings
+        return tag.decode("ascii"), _append(values, utf8, frame.literals)
     return tag.decode("ascii"), _build(verb, uid, values, utf8)
+
+
+_UID_VERBS = frozenset({"FETCH", "SEARCH", "STORE", "COPY", "MOVE", "EXPUNGE", "SORT", "THREAD"})
 
 
 def _build(verb: str, uid: bool, values: list[Value], utf8: bool) -> Command:
@@ -195,7 +202,16 @@ def _build(verb: str, uid: bool, values: list[Value], utf8: bool) -> Command:
         "NAMESPACE": Namespace, "CHECK": Check, "CLOSE": Close, "UNSELECT": Unselect,
         "IDLE": Idle,
     }  # fmt: skip
-    if uid and verb not in ("FETCH", "SEARCH", "STORE", "COPY", "MOVE", "EXPUNGE"):
+    if uid and verb not in (
+        "FETCH",
+        "SEARCH",
+        "STORE",
+        "COPY",
+        "MOVE",
+        "EXPUNGE",
+        "SORT",
+        "THREAD",
+    ):
         raise RemoteProtocolError(f"UID {verb} is not a command")
     if verb in simple:
         _arity(values, 0)
@@ -255,27 +271,19 @@ def _build(verb: str, uid: bool, values: list[Value], utf8: bool) -> Command:
             returns = _return_options(as_list(values[3]))
             values = values[:2]
         _arity(values, 2)
-        reference, pattern = _bytes(values[0]), _bytes(values[1])
         decode = (lambda b: b.decode("utf-8", "replace")) if utf8 else _mutf7.decode
-        return List(decode(reference), decode(pattern), select, returns, verb == "LSUB")
+        reference = decode(_bytes(values[0]))
+        if isinstance(values[1], list) and verb == "LIST":  # several patterns (RFC 5258)
+            patterns = [decode(_bytes(p)) for p in values[1]]
+            if not patterns:
+                raise RemoteProtocolError("LIST needs at least one pattern")
+            return List(reference, patterns[0], select, returns, False, tuple(patterns[1:]))
+        return List(reference, decode(_bytes(values[1])), select, returns, verb == "LSUB")
     if verb == "STATUS":
         _arity(values, 2)
         return Status(
             _mailbox(values[0], utf8), tuple(as_text(v).upper() for v in as_list(values[1]))
         )
-    if verb == "APPEND":
-        _arity(values, 2, 4)
-        name, message = _mailbox(values[0], utf8), values[-1]
-        if not isinstance(message, bytes | bytearray):
-            raise RemoteProtocolError("APPEND needs the message as a literal")
-        flags: tuple[str, ...] = ()
-        date = None
-        for argument in values[1:-1]:
-            if isinstance(argument, list):
-                flags = tuple(as_text(f) for f in argument)
-            else:
-                date = parse_internaldate(as_text(argument))
-        return Append(name, bytes(message), flags, date)
     if verb == "EXPUNGE":
         if uid:
             _arity(values, 1)
@@ -284,6 +292,8 @@ def _build(verb: str, uid: bool, values: list[Value], utf8: bool) -> Command:
         return Expunge()
     if verb == "SEARCH":
         return _search(values, uid)
+    if verb in ("SORT", "THREAD"):
+        return _sort_or_thread(verb, values, uid)
     if verb == "FETCH":
         _arity(values, 2, 3)
         changed_since, vanished = None, False
@@ -362,6 +372,74 @@ def _search(values: list[Value], uid: bool) -> Search:
     strings: list[str] = []
     criteria = " ".join(_syntax(v, strings) for v in values)
     return Search(criteria, tuple(strings), charset, returns, uid)
+
+
+def _append(values: list[Value], utf8: bool, literals: Sequence[bytes | bytearray]) -> Append:
+    """APPEND mailbox, then one or more messages (MULTIAPPEND, RFC 3502), each with optional
+    flags and date, as a literal or as CATENATE (parts) (RFC 4469)."""
+    if len(values) < 2:
+        raise RemoteProtocolError("APPEND needs a mailbox and a message")
+    name = _mailbox(values[0], utf8)
+    sent_as_literal = {id(literal) for literal in literals}
+    messages: list[Append] = []
+    flags: tuple[str, ...] = ()
+    date = None
+    rest = values[1:]
+    while rest:
+        item = rest.pop(0)
+        if isinstance(item, list):
+            flags = tuple(as_text(f) for f in item)
+        elif isinstance(item, bytes | bytearray) and id(item) in sent_as_literal:
+            messages.append(Append(name, bytes(item), flags, date))
+            flags, date = (), None
+        elif isinstance(item, str) and item.upper() == "CATENATE":
+            listed = rest.pop(0) if rest else None
+            if not isinstance(listed, list) or not listed:
+                raise RemoteProtocolError("CATENATE needs a list of TEXT and URL parts")
+            parts = _catenate(listed, sent_as_literal)
+            messages.append(Append(name, b"", flags, date, parts))
+            flags, date = (), None
+        elif isinstance(item, bytes | bytearray) and date is None and rest:  # date-time
+            date = parse_internaldate(bytes(item).decode("ascii", "replace"))
+        else:
+            raise RemoteProtocolError(f"APPEND: unexpected {as_text(item)[:40]!r}")
+    if not messages or flags or date is not None:
+        raise RemoteProtocolError("APPEND needs the message as a literal")
+    first, *more = messages
+    return Append(first.mailbox, first.message, first.flags, first.date, first.catenate,
+                  tuple(more))  # fmt: skip
+
+
+def _catenate(items: list[Value], sent_as_literal: set[int]) -> tuple[CatenatePart, ...]:
+    if len(items) % 2:
+        raise RemoteProtocolError("CATENATE parts come in pairs: TEXT literal or URL url")
+    parts: list[CatenatePart] = []
+    for kind_value, data in zip(items[::2], items[1::2], strict=True):
+        kind = as_text(kind_value).upper()
+        if kind == "TEXT" and isinstance(data, bytes | bytearray) and id(data) in sent_as_literal:
+            parts.append(("TEXT", bytes(data)))
+        elif kind == "URL" and data is not None and not isinstance(data, list):
+            parts.append(("URL", data.encode() if isinstance(data, str) else bytes(data)))
+        else:
+            wanted = "a literal" if kind == "TEXT" else "a URL"
+            raise RemoteProtocolError(f"CATENATE: {kind} needs {wanted}")
+    return tuple(parts)
+
+
+def _sort_or_thread(verb: str, values: list[Value], uid: bool) -> Sort | Thread:
+    """SORT (keys) charset criteria, THREAD algorithm charset criteria (RFC 5256)."""
+    if len(values) < 3:
+        first = "(keys)" if verb == "SORT" else "an algorithm"
+        raise RemoteProtocolError(f"{verb} needs {first}, a charset and criteria")
+    strings: list[str] = []
+    criteria = " ".join(_syntax(v, strings) for v in values[2:])
+    charset = as_text(values[1]).upper()
+    if verb == "SORT":
+        if not isinstance(values[0], list) or not values[0]:
+            raise RemoteProtocolError("SORT needs a parenthesized list of sort keys")
+        keys = tuple(as_text(k).upper() for k in values[0])
+        return Sort(keys, criteria, tuple(strings), charset, uid)
+    return Thread(as_text(values[0]).upper(), criteria, tuple(strings), charset, uid)
 
 
 def _text_or_none(item: Value) -> str | None:

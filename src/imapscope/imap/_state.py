@@ -59,7 +59,7 @@ ALLOWED: dict[str, frozenset[State]] = {
     # selected
     "CHECK": _SELECTED, "CLOSE": _SELECTED, "UNSELECT": _SELECTED, "EXPUNGE": _SELECTED,
     "SEARCH": _SELECTED, "FETCH": _SELECTED, "STORE": _SELECTED, "COPY": _SELECTED,
-    "MOVE": _SELECTED, "UID": _SELECTED,
+    "MOVE": _SELECTED, "UID": _SELECTED, "SORT": _SELECTED, "THREAD": _SELECTED,
 }  # fmt: skip
 
 ON_OK: dict[str, State] = {

@@ -72,6 +72,7 @@ def _contains(haystack: str | bytes, needle: str) -> bool:
 
 class _Parser:
     recent: set[int] | frozenset[int] = frozenset()
+    saved: set[int] | frozenset[int] = frozenset()
 
     def __init__(self, criteria: str, strings: tuple[str, ...], largest: int, uids: list[int]):
         self.tokens = _TOKEN.findall(criteria)
@@ -151,8 +152,12 @@ class _Parser:
             size = int(self.argument())
             return lambda m, n: len(m.raw) > size if word == "LARGER" else len(m.raw) < size
         if word == "UID":
-            uids = set(expand_sequence(self.argument(), self.max_uid))
+            argument = self.argument()
+            uids = self.saved if argument == "$" else set(expand_sequence(argument, self.max_uid))
             return lambda m, n: m.uid in uids
+        if piece == "$":  # the saved result (RFC 5182), kept as UIDs
+            saved = self.saved
+            return lambda m, n: m.uid in saved
         if word == "MODSEQ":
             value = int(self.argument())
             return lambda m, n: m.modseq >= value
@@ -175,10 +180,12 @@ def _compare(word: str, day: date, of: Callable[[Message], date | None]) -> Pred
 def compile_search(
     criteria: str, strings: tuple[str, ...], largest: int, uids: list[int],
     *, recent: set[int] | frozenset[int] = frozenset(),
+    saved: set[int] | frozenset[int] = frozenset(),
 ) -> Predicate:  # fmt: skip
-    """``recent``: the UIDs that are \\Recent in the searching session (RECENT, NEW, OLD)."""
+    """``recent``: the UIDs that are \\Recent in the searching session (RECENT, NEW, OLD);
+    ``saved``: the UIDs of the last SEARCH RETURN (SAVE), which ``$`` names (RFC 5182)."""
     parser = _Parser(criteria, strings, largest, uids)
-    parser.recent = recent
+    parser.recent, parser.saved = recent, saved
     predicate = parser.keys()
     if parser.strings:
         raise SearchError("more strings than the criteria use")

@@ -37,6 +37,7 @@ from imapscope.imap import (
     ContinuationRequest,
     CopyUid,
     Enabled,
+    ESearch,
     Exists,
     ExpungeResponse,
     FetchResponse,
@@ -56,6 +57,7 @@ from imapscope.imap import (
     StatusResponse,
     TaggedResponse,
     TooLarge,
+    UnknownResponse,
     UntaggedStatus,
     Vanished,
     compact_sequence,
@@ -77,10 +79,12 @@ from imapscope.imap._commands import (
     Rename,
     Search,
     Select,
+    Sort,
     Status,
+    Thread,
 )
 from imapscope.imap._commands import Store as StoreCommand
-from imapscope.sandbox import _mime
+from imapscope.sandbox import _catenate, _mime, _sort
 from imapscope.sandbox._admin import AdminServer
 from imapscope.sandbox._faults import FaultRule, Faults
 from imapscope.sandbox._search import SearchError, compile_search
@@ -102,7 +106,8 @@ logger = logging.getLogger(__name__)
 BASE_CAPABILITIES = (
     "IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS",
     "UNSELECT", "MOVE", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "QRESYNC", "LIST-STATUS",
-    "BINARY", "PREVIEW", "OBJECTID",
+    "BINARY", "PREVIEW", "OBJECTID", "ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY",
+    "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "MULTIAPPEND", "CATENATE",
 )  # fmt: skip
 _MACROS = {
     "ALL": "FLAGS INTERNALDATE RFC822.SIZE ENVELOPE",
@@ -164,6 +169,8 @@ class Session:
     oauth_failed: bool = False
     hold_expunges: bool = False  # answering FETCH/STORE/SEARCH by sequence number
     recent: set[int] = field(default_factory=set)  # UIDs that are \\Recent in this session
+    saved: set[int] = field(default_factory=set)  # SEARCH RETURN (SAVE): UIDs "$" names
+    rev2: bool = False  # ENABLE IMAP4rev2 (or a server that speaks only IMAP4rev2)
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -289,7 +296,9 @@ class Session:
     def messages(self, text: str, uid: bool) -> list[tuple[int, Message]]:
         """(sequence number, message) for a sequence or UID set, in view order."""
         assert self.mailbox is not None
-        if uid:
+        if text == "$":  # the saved search result (RFC 5182), whichever form the command is
+            wanted = set(self.saved)
+        elif uid:
             wanted = set(expand_sequence(text, max(self.view, default=0))) if self.view else set()
         else:
             numbers = set(expand_sequence(text, len(self.view))) if self.view else set()
@@ -306,6 +315,7 @@ class Session:
         if self.mailbox is not None:
             self.mailbox.listeners.discard(self.on_change)
         self.mailbox, self.view, self.pending, self.recent = None, [], [], set()
+        self.saved = set()  # RFC 5182: "$" is reset when a mailbox is (de)selected
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -689,17 +699,36 @@ class Session:
         return StatusResponse(mailbox.name, {k: values[k] for k in wanted if k in values})
 
     def do_APPEND(self, tag: str, command: Append) -> None:  # noqa: N802
+        """APPEND of one message or several (MULTIAPPEND, RFC 3502: all or none), each perhaps
+        put together with CATENATE (RFC 4469)."""
         try:
             mailbox = self.lookup(command.mailbox)
         except StoreError:
             self.complete(no(tag, "Mailbox doesn't exist", "TRYCREATE"))
             return
-        message = mailbox.append(
-            command.message,
-            command.flags,
-            command.date,
-        )
-        code = ResponseCode("APPENDUID", AppendUid(mailbox.uidvalidity, str(message.uid)))
+        messages = []
+        for one in (command, *command.more):
+            data = one.message
+            if one.catenate is not None:
+                try:
+                    data = b"".join(
+                        text if kind == "TEXT" else _catenate.resolve(text.decode(), self.lookup)
+                        for kind, text in one.catenate
+                    )
+                except (_catenate.BadUrlError, UnicodeDecodeError) as exc:
+                    url = exc.url if isinstance(exc, _catenate.BadUrlError) else "?"
+                    code = ResponseCode("BADURL", url[:200])
+                    self.complete(TaggedResponse(tag, "NO", code, f"Bad URL: {exc}"))
+                    return
+                if len(data) > SERVER_MAX_LITERAL:
+                    self.complete(no(tag, "The message would be too large", "TOOBIG"))
+                    return
+            if not data:  # Dovecot refuses an empty message
+                self.complete(no(tag, "Can't save a zero byte message"))
+                return
+            messages.append((data, one.flags, one.date))
+        uids = [mailbox.append(data, flags, date).uid for data, flags, date in messages]
+        code = ResponseCode("APPENDUID", AppendUid(mailbox.uidvalidity, compact_sequence(uids)))
         self.complete(ok(tag, "APPEND completed", code))
 
     def do_SELECT(self, tag: str, command: Select) -> None:  # noqa: N802
@@ -788,26 +817,85 @@ class Session:
         wanted = None if uids is None else {m.uid for _, m in self.messages(uids, uid=True)}
         self.complete(*self.expunge(wanted), ok(tag, "EXPUNGE completed"))
 
+    def matching(self, criteria: str, strings: tuple[str, ...]) -> list[tuple[int, Message]]:
+        """(sequence number, message) of the selected messages that meet the criteria."""
+        predicate = compile_search(
+            criteria, strings, len(self.view), self.view, recent=self.recent, saved=self.saved
+        )
+        return [(seq, m) for seq, m in self.messages("1:*", uid=False) if predicate(m, seq)]
+
     def do_SEARCH(self, tag: str, command: Search) -> None:  # noqa: N802
         assert self.mailbox is not None
+        returns = command.returns
+        if returns is None and self.rev2:  # IMAP4rev2 answers every SEARCH with ESEARCH
+            returns = ("ALL",)
+        unknown = set(returns or ()) - {"MIN", "MAX", "ALL", "COUNT", "SAVE"}
+        if unknown:
+            self.complete(bad(tag, f"Unknown SEARCH RETURN option: {sorted(unknown)[0]}"))
+            return
         try:
-            predicate = compile_search(
-                command.criteria,
-                command.strings,
-                len(self.view),
-                self.view,
-                recent=self.recent,
-            )
+            found = self.matching(command.criteria, command.strings)
         except (SearchError, ValueError) as exc:
+            if returns is not None and "SAVE" in returns:
+                self.saved = set()  # RFC 5182: a failed SEARCH RETURN (SAVE) empties "$"
             self.complete(bad(tag, str(exc)))
             return
         uid = command.uid
-        hits = [
-            (message.uid if uid else seq)
-            for seq, message in self.messages("1:*", uid=False)
-            if predicate(message, seq)
-        ]
-        self.complete(SearchResponse(tuple(hits)), ok(tag, "SEARCH completed"))
+        numbers = [m.uid if uid else seq for seq, m in found]
+        if returns is None:
+            self.complete(SearchResponse(tuple(numbers)), ok(tag, "SEARCH completed"))
+            return
+        self.complete(*self.esearch(tag, uid, found, numbers, set(returns) or {"ALL"}),
+                      ok(tag, "SEARCH completed"))  # fmt: skip
+
+    def esearch(
+        self, tag: str, uid: bool, found: list[tuple[int, Message]], numbers: list[int],
+        options: set[str],
+    ) -> list[Response]:  # fmt: skip
+        """RFC 4731 ESEARCH data, and the RFC 5182 saved result (as UIDs, so it follows the
+        mailbox): with MIN and/or MAX only, just those are saved."""
+        if "SAVE" in options:
+            uids = [m.uid for _, m in found]
+            if options & {"MIN", "MAX"} and not options & {"ALL", "COUNT"}:
+                ends = {"MIN": min(uids, default=None), "MAX": max(uids, default=None)}
+                uids = [u for key, u in ends.items() if key in options and u is not None]
+            self.saved = set(uids)
+            options = options - {"SAVE"}
+            if not options:  # RFC 5182: SAVE alone answers nothing but the tagged OK
+                return []
+        items: dict[str, str | int] = {}
+        if numbers and "MIN" in options:
+            items["MIN"] = min(numbers)
+        if numbers and "MAX" in options:
+            items["MAX"] = max(numbers)
+        if numbers and "ALL" in options:
+            items["ALL"] = compact_sequence(numbers)
+        if "COUNT" in options:
+            items["COUNT"] = len(numbers)
+        return [ESearch(tag, uid, items)]
+
+    def do_SORT(self, tag: str, command: Sort) -> None:  # noqa: N802
+        self.sort_or_thread(tag, command)
+
+    def do_THREAD(self, tag: str, command: Thread) -> None:  # noqa: N802
+        self.sort_or_thread(tag, command)
+
+    def sort_or_thread(self, tag: str, command: Sort | Thread) -> None:
+        verb = command.name
+        if command.charset not in ("UTF-8", "US-ASCII"):
+            self.complete(no(tag, f"Unsupported charset {command.charset[:40]}", "BADCHARSET"))
+            return
+        try:
+            found = self.matching(command.criteria, command.strings)
+            numbered = [(m.uid if command.uid else seq, m) for seq, m in found]
+            if isinstance(command, Sort):
+                text = " ".join(str(n) for n in _sort.sort(numbered, command.keys))
+            else:
+                text = _sort.thread(numbered, command.algorithm)
+        except (SearchError, _sort.SortError, ValueError) as exc:
+            self.complete(bad(tag, str(exc)))
+            return
+        self.complete(UnknownResponse(verb, text.encode()), ok(tag, f"{verb} completed"))
 
     def do_FETCH(self, tag: str, command: Fetch) -> None:  # noqa: N802
         uid = command.uid
