@@ -264,3 +264,57 @@ def test_multiappend_and_catenate_are_dovecots(
     theirs = _appends(dovecot_session)
     ours = _appends(sandbox_session)
     assert ours == theirs
+
+
+# --- LIST-EXTENDED ----------------------------------------------------------------------------
+
+
+def _lists(connection: imaplib.IMAP4) -> list[bytes]:
+    found = re.search(rb'"(.)"', connection.list('""', '""')[1][0])  # type: ignore[arg-type]
+    assert found is not None
+    sep = found.group(1).decode()  # Dovecot's rig uses ".", the sandbox "/"
+    top = "lx" + uuid.uuid4().hex[:8]
+    names = [f"{top}{sep}a", f"{top}{sep}a{sep}b", f"{top}{sep}c", f"{top}{sep}d"]
+    for name in names:
+        assert connection.create(name)[0] == "OK"
+    try:
+        for name in (names[1], names[2]):
+            assert connection.subscribe(name)[0] == "OK"
+        t = top + sep
+        commands = (
+            f'LIST (SUBSCRIBED) "" "{t}*"',
+            f'LIST (SUBSCRIBED RECURSIVEMATCH) "" "{t}%"',
+            f'LIST "" ("{t}a" "{t}c" "{t}nothing") RETURN (SUBSCRIBED CHILDREN)',
+            f'LIST "" "{t}%" RETURN (STATUS (MESSAGES UIDNEXT))',
+            f'LIST (REMOTE) "" "{t}d"',
+            'LIST (RECURSIVEMATCH) "" "*"',
+            'LIST (NO-SUCH-OPTION) "" "*"',
+            f'LSUB "" "{t}%"',
+        )
+        answers = []
+        for command in commands:
+            lines = raw(connection, command)
+            text = b"".join(sorted(lines[:-1])).replace(top.encode(), b"top")
+            for old, new in ((f'"{sep}"', '"/"'), (f"top{sep}", "top/"), (f"a{sep}b", "a/b")):
+                text = text.replace(old.encode(), new.encode())
+            answers.append(text + lines[-1].split(b" ")[0])
+        return answers
+    finally:
+        for name in (names[1], names[2]):
+            connection.unsubscribe(name)
+        for name in reversed(names):
+            connection.delete(name)
+        connection.delete(top)
+
+
+def test_list_extended_answers_are_dovecots(
+    dovecot_session: imaplib.IMAP4, sandbox_session: imaplib.IMAP4
+) -> None:
+    theirs = _lists(dovecot_session)
+    ours = _lists(sandbox_session)
+    differences = [
+        f"dovecot: {dovecot_said!r}\n  sandbox: {sandbox_said!r}"
+        for dovecot_said, sandbox_said in zip(theirs, ours, strict=True)
+        if sandbox_said != dovecot_said
+    ]
+    assert not differences, "\n".join(differences)

@@ -59,6 +59,7 @@ from imapscope.imap import (
     TooLarge,
     UnknownResponse,
     UntaggedStatus,
+    Value,
     Vanished,
     compact_sequence,
     encode_mailbox,
@@ -107,7 +108,7 @@ BASE_CAPABILITIES = (
     "IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS",
     "UNSELECT", "MOVE", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "QRESYNC", "LIST-STATUS",
     "BINARY", "PREVIEW", "OBJECTID", "ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY",
-    "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "MULTIAPPEND", "CATENATE",
+    "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "MULTIAPPEND", "CATENATE", "LIST-EXTENDED",
 )  # fmt: skip
 _MACROS = {
     "ALL": "FLAGS INTERNALDATE RFC822.SIZE ENVELOPE",
@@ -634,37 +635,67 @@ class Session:
         self.do_SUBSCRIBE(tag, command, subscribe=False)
 
     def do_LIST(self, tag: str, command: List) -> None:  # noqa: N802
-        reference, pattern = command.reference, command.pattern
-        lsub = command.lsub
+        """LIST and LSUB, with LIST-EXTENDED (RFC 5258) selection and return options, several
+        patterns, LIST-STATUS (RFC 5819) and SPECIAL-USE (RFC 6154) attributes."""
+        reference, lsub = command.reference, command.lsub
         kind: Literal["LIST", "LSUB"] = "LSUB" if lsub else "LIST"
-        if pattern == "":
+        select = set(command.select)
+        returns = {option.split()[0].upper() for option in command.returns}
+        unknown = (select - {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"}) | (
+            returns - {"SUBSCRIBED", "CHILDREN", "STATUS", "SPECIAL-USE"}
+        )
+        if unknown:
+            self.complete(bad(tag, f"Unknown LIST option: {sorted(unknown)[0]}"))
+            return
+        if "RECURSIVEMATCH" in select and not select - {"RECURSIVEMATCH", "REMOTE"}:
+            self.complete(bad(tag, "RECURSIVEMATCH needs another selection option (RFC 5258)"))
+            return
+        if command.patterns == ("",) and not select:
             self.complete(ListResponse(kind, ("\\Noselect",), DELIMITER, "", b""),
                           ok(tag, f"{kind} completed"))  # fmt: skip
             return
-        matcher = _pattern(reference + pattern)
+        matchers = [_pattern(reference + pattern) for pattern in command.patterns if pattern]
         status_items: tuple[str, ...] = ()
         for option in command.returns:
             if option.upper().startswith("STATUS"):
                 status_items = tuple(option[6:].strip(" ()").upper().split())
         owners = [self.account]
-        if (reference + pattern).startswith(SHARED_PREFIX):  # "*" lists the personal namespace
-            owners = [self.server.store.shared]
+        if any((reference + p).startswith(SHARED_PREFIX) for p in command.patterns):
+            owners = [self.server.store.shared]  # "*" lists the personal namespace
         boxes = {name: box for owner in owners for name, box in owner.mailboxes.items()}
         names = sorted(boxes, key=lambda n: (n != "INBOX", n))
+        subscribed_only = lsub or "SUBSCRIBED" in select
+        special_only = "SPECIAL-USE" in select  # RFC 6154: only the special-use mailboxes
+        show_subscribed = "SUBSCRIBED" in select or "SUBSCRIBED" in returns
+        # Dovecot: a plain LIST tells of children; an extended one only when RETURN (CHILDREN)
+        # asks (RFC 5258 leaves it to the server); LSUB never
+        with_children = not lsub and ("CHILDREN" in returns or not (select or returns))
         responses: list[Response] = []
         for name in names:
             mailbox = boxes[name]
-            if not matcher(name) or (lsub and not mailbox.subscribed):
+            if not any(match(name) for match in matchers):
                 continue
-            children = any(other.startswith(name + DELIMITER) for other in names)
-            attributes = ["\\HasChildren" if children else "\\HasNoChildren"]
+            chosen = (not subscribed_only or mailbox.subscribed) and (
+                not special_only or bool(mailbox.special_use)
+            )
+            below = [boxes[o] for o in names if o.startswith(name + DELIMITER)]
+            extended: tuple[Value, ...] = ()
+            if "RECURSIVEMATCH" in select and any(b.subscribed for b in below):
+                extended = (["CHILDINFO", [b"SUBSCRIBED"]],)  # RFC 5258 3.5
+            if not chosen and not extended:
+                continue
+            attributes = []  # in Dovecot's order
+            if show_subscribed and mailbox.subscribed and not lsub:
+                attributes.append("\\Subscribed")
+            if with_children:
+                attributes.append("\\HasChildren" if below else "\\HasNoChildren")
             if mailbox.special_use:
                 attributes.append(mailbox.special_use)
             raw = b"INBOX" if name == "INBOX" else encode_mailbox(name)
-            responses.append(ListResponse(kind, tuple(attributes), DELIMITER, name, raw))
-            if status_items:  # LIST-STATUS (RFC 5819): STATUS right after its LIST line
+            responses.append(ListResponse(kind, tuple(attributes), DELIMITER, name, raw, extended))
+            if status_items and chosen:  # LIST-STATUS: STATUS right after its LIST line
                 responses.append(self.status_of(mailbox, status_items))
-        if lsub and "%" in pattern:
+        if lsub and any("%" in p for p in command.patterns):
             # RFC 3501 §6.3.9: a subscribed name below a level that "%" stops at shows its
             # superior at that level, marked \Noselect when the superior is not subscribed.
             listed = {r.name for r in responses if isinstance(r, ListResponse)}
@@ -674,7 +705,7 @@ class Session:
                 parts = name.split(DELIMITER)
                 for depth in range(1, len(parts)):
                     superior = DELIMITER.join(parts[:depth])
-                    if superior not in listed and matcher(superior):
+                    if superior not in listed and any(match(superior) for match in matchers):
                         listed.add(superior)
                         responses.append(ListResponse(
                             kind, ("\\Noselect",), DELIMITER, superior, encode_mailbox(superior)
