@@ -1,5 +1,7 @@
 """The stress mix of tests/stress.py against the sandbox and the rig's Dovecot, side by side:
-commands per second for each, the ratio, and the state errors each session's model found.
+commands per second for each, the ratio, and the state errors each session's model found. Each
+server runs in its own processes, so the client's Python does not share a core's GIL with the
+server it measures.
 
 Needs root (the rig).
 
@@ -14,12 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.scripted import running
+from tests.scripted import sandbox_process
 from tests.servers.dovecot import start_dovecot
 from tests.servers.rig import TestCA
 from tests.stress import Model, session
-
-from imapscope.sandbox import SandboxServer, build_store
 
 
 def run(port: int, user: str, password: str, sessions: int, seconds: float) -> tuple[int, int]:
@@ -37,9 +37,16 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=15.0)
     args = parser.parse_args()
-    sandbox = SandboxServer(build_store([("stress", "pw-stress")]), port=0)
-    with running(sandbox):
-        ours, our_errors = run(sandbox.port, "stress", "pw-stress", args.sessions, args.seconds)
+    sandbox, banner = sandbox_process(
+        "--user", "stress:pw-stress", "--port", "0", "--tls-port", "0", "--smtp-port", "0",
+        "--admin-port", "0", "--data-dir", tempfile.mkdtemp(prefix="imapscope-stress-"),
+    )  # fmt: skip
+    try:
+        port = int(banner.split("plaintext+STARTTLS port:")[1].split()[0])
+        ours, our_errors = run(port, "stress", "pw-stress", args.sessions, args.seconds)
+    finally:
+        sandbox.terminate()
+        sandbox.wait(10)
     ca = TestCA(Path(tempfile.mkdtemp(prefix="imapscope-stress-")) / "ca")
     dovecot = start_dovecot(ca, users={"stress": "pw-stress"})
     try:

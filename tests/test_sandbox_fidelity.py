@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import imaplib
 import re
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -387,3 +388,66 @@ def test_envelope_has_groups_routes_and_comments(client: imaplib.IMAP4) -> None:
     assert client.search(None, "FROM", "john@example.com")[1] == [n.encode()]
     assert client.search(None, "TO", "b@example.com")[1] == [n.encode()]
     assert client.search(None, "TO", '"Solo Person"')[1] == [n.encode()]
+
+
+# --- 8. IMAP4rev2 (RFC 9051): both revisions by default, either one alone on request ----------
+
+
+def test_imap4rev2_once_enabled(client: imaplib.IMAP4, other: imaplib.IMAP4) -> None:
+    capabilities = raw(client, "CAPABILITY")[0].split()
+    assert b"IMAP4rev1" in capabilities
+    assert b"IMAP4rev2" in capabilities
+    for needed in (b"ESEARCH", b"SEARCHRES", b"LIST-EXTENDED", b"LIST-STATUS", b"MOVE",
+                   b"BINARY", b"SPECIAL-USE", b"STATUS=SIZE", b"UNSELECT", b"UIDPLUS"):  # fmt: skip
+        assert needed in capabilities, needed
+    assert raw(client, "ENABLE IMAP4rev2")[0] == b"* ENABLED IMAP4rev2\r\n"
+    selected = raw(client, "SELECT INBOX")
+    assert not any(b"RECENT" in line or b"[UNSEEN" in line for line in selected)
+    assert b'* LIST (\\HasNoChildren) "/" INBOX\r\n' in selected
+    searched = raw(client, "SEARCH ALL")[0]
+    assert searched.startswith(b'* ESEARCH (TAG "')
+    assert searched.endswith(b") ALL 1:12\r\n")
+    assert b") UID ALL " in raw(client, "UID SEARCH UNDELETED")[0]
+    assert b"\\Recent" not in b"".join(raw(client, "FETCH 1 (FLAGS)"))
+    status = raw(client, "STATUS INBOX (MESSAGES DELETED SIZE)")[0]
+    assert re.match(rb"\* STATUS INBOX \(MESSAGES 12 DELETED 0 SIZE \d+\)", status), status
+    # UTF-8 names, no modified UTF-7
+    assert raw(client, 'CREATE "Entwürfe"')[-1].startswith(b"OK")
+    assert '"Entwürfe"'.encode() in b"".join(raw(client, 'LIST "" "Entw*"'))
+    assert b"[CLOSED]" in b"".join(raw(client, "SELECT Entwürfe"))
+    # a session that did not ENABLE it stays IMAP4rev1
+    other.select("INBOX")
+    assert raw(other, "SEARCH ALL")[0].startswith(b"* SEARCH 1 2 ")
+    assert b"&APw-" in b"".join(raw(other, 'LIST "" "Entw*"'))
+
+
+@pytest.mark.parametrize("revision", ["rev1", "rev2"])
+def test_a_sandbox_can_speak_one_revision_only(revision: str) -> None:
+    from imapscope.sandbox import REVISIONS, SandboxServer, build_store  # noqa: PLC0415
+    from tests.scripted import running  # noqa: PLC0415
+
+    store = build_store([("alice", PASSWORD)], demo_messages=3)
+    server = SandboxServer(store, port=0, revisions=REVISIONS[revision])
+    with running(server), socket.create_connection(("127.0.0.1", server.port)) as sock:
+        lines = sock.makefile("rb")  # imaplib refuses a server without IMAP4rev1: a socket
+
+        def ask(command: str) -> bytes:
+            sock.sendall(f"t {command}\r\n".encode())
+            answer = b""
+            while not (line := lines.readline()).startswith(b"t "):
+                answer += line
+            return answer
+
+        lines.readline()  # the greeting
+        capabilities = ask("CAPABILITY").split()
+        ask(f"LOGIN alice {PASSWORD}")
+        ask("SELECT INBOX")
+        searched = ask("SEARCH ALL")
+        enabled = ask("ENABLE IMAP4rev2")
+    assert (b"IMAP4rev1" in capabilities) == (revision == "rev1")
+    assert (b"IMAP4rev2" in capabilities) == (revision == "rev2")
+    if revision == "rev2":  # IMAP4rev2 from the start, without ENABLE
+        assert searched == b'* ESEARCH (TAG "t") ALL 1:3\r\n'
+    else:
+        assert searched == b"* SEARCH 1 2 3\r\n"
+        assert enabled == b"* ENABLED\r\n"

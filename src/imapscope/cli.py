@@ -333,6 +333,11 @@ def sandbox(
     config: Path | None = typer.Option(
         None, "--config", help="TOML file with users, open mode and faults (docs/sandbox.md)."
     ),
+    imap: str = typer.Option(
+        "both",
+        "--imap",
+        help="Which IMAP to speak: both (IMAP4rev2 once a client ENABLEs it), rev1 or rev2.",
+    ),
 ) -> None:
     """Run a real IMAP server (in memory) with SMTP delivery, for tests and demos, until Ctrl-C."""
     if ctx.invoked_subcommand is not None:
@@ -351,6 +356,7 @@ def sandbox(
         rules.extend(settings.faults)
         user = [f"{name}:{secret}" for name, secret in settings.users] + list(user)
         open_mode = open_mode or settings.open_mode
+        imap = settings.imap or imap
     try:
         for spec in fault:
             rules.append(parse_rule(spec))
@@ -358,9 +364,14 @@ def sandbox(
             rules.extend(persona_rules(name))
     except (FaultError, ValueError) as exc:
         _fail_unknown(str(exc))
+    from imapscope.sandbox import REVISIONS  # noqa: PLC0415
+
+    if imap not in REVISIONS:
+        _fail_unknown(f"--imap takes {', '.join(REVISIONS)}, not {imap!r}")
     _run_sandbox(
         host, port, tls_port, smtp_port, user, open_mode, demo_messages, data_dir, rules=rules,
         admin_port=admin_port, tls_variant=tls_variant, persist=data_dir is not None,
+        revisions=REVISIONS[imap],
     )  # fmt: skip
 
 
@@ -462,6 +473,7 @@ def _run_sandbox(
     tls_variant: str | None = None,
     persist: bool = False,
     ui_port: int = 8400,
+    revisions: tuple[str, ...] = ("IMAP4rev1", "IMAP4rev2"),
 ) -> None:
     import asyncio  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
@@ -490,7 +502,7 @@ def _run_sandbox(
     server = SandboxServer(
         store, host=host, port=port, tls_port=tls_port, smtp_port=smtp_port,
         tls_context=_server_context(certificates, tls_variant), faults=Faults(list(rules)),
-        admin_port=admin_port,
+        admin_port=admin_port, revisions=revisions,
     )  # fmt: skip
 
     async def run() -> int:

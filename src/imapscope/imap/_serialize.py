@@ -52,8 +52,9 @@ from imapscope.imap._events import (
 )
 from imapscope.imap._values import Literal8, RawValue, Value
 
-_ATOM = re.compile(rb'[^\x00-\x20\x7f(){%*"\\\[\]]+\Z')
+_ATOM = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\\[\]]+\Z')  # 8-bit is never an atom
 _QUOTABLE = re.compile(rb"[\x01-\x09\x0b\x0c\x0e-\x7f]*\Z")
+_QUOTABLE_UTF8 = re.compile(rb"[\x01-\x09\x0b\x0c\x0e-\xff]{1,1000}\Z")
 _LITERAL_MARKER = re.compile(rb"~?\{(\d+)[+-]?\}\r\n")
 # tag = 1*<any ASTRING-CHAR except "+"> (RFC 9051)
 _TAG = re.compile(rb'[^\x00-\x20\x7f(){%*"\\+]+\Z')
@@ -90,7 +91,10 @@ def astring(data: bytes | str) -> bytes:
 def mailbox(name: str, utf8: bool = False) -> bytes:
     if name.upper() == "INBOX":
         return b"INBOX"
-    return astring(name.encode() if utf8 else _mutf7.encode(name))
+    raw = name.encode() if utf8 else _mutf7.encode(name)
+    if utf8 and not raw.isascii() and _QUOTABLE_UTF8.match(raw):  # RFC 9051 / 6855: quoted
+        return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+    return astring(raw)
 
 
 def value(item: Value) -> bytes:

@@ -24,11 +24,12 @@ from imapscope.sandbox._faults import (
     persona,
 )
 from imapscope.sandbox._persist import Persistence
-from imapscope.sandbox._server import SandboxServer, Session
+from imapscope.sandbox._server import REVISIONS, SandboxServer, Session
 from imapscope.sandbox._store import Mailbox, Message, Store, StoreError, User
 
 __all__ = [
     "PERSONAS",
+    "REVISIONS",
     "Certificates",
     "ConfigError",
     "FaultError",

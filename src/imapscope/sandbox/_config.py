@@ -1,6 +1,7 @@
 """The sandbox's config file (TOML): users and faults at start, as the flags give them.
 
 open = false
+imap = "both"                   # or "rev1", "rev2": which IMAP the sandbox speaks
 users = [{ name = "alice", password = "secret" }, { name = "bob", password = "pw" }]
 
 [[faults]]
@@ -34,6 +35,7 @@ class SandboxConfig:
     users: list[tuple[str, str]] = field(default_factory=list)
     open_mode: bool = False
     faults: list[FaultRule] = field(default_factory=list)
+    imap: str | None = None  # "both", "rev1" or "rev2"
 
 
 def load_config(path: Path) -> SandboxConfig:
@@ -43,11 +45,15 @@ def load_config(path: Path) -> SandboxConfig:
         raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
-    unknown = set(data) - {"users", "open", "faults"}
+    unknown = set(data) - {"users", "open", "faults", "imap"}
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}; "
-                          "expected users, open, faults")  # fmt: skip
+                          "expected users, open, faults, imap")  # fmt: skip
     config = SandboxConfig(open_mode=bool(data.get("open", False)))
+    if "imap" in data:
+        if data["imap"] not in ("both", "rev1", "rev2"):
+            raise ConfigError(f"{path}: imap is both, rev1 or rev2, not {data['imap']!r}")
+        config.imap = data["imap"]
     for index, user in enumerate(data.get("users", [])):
         if not isinstance(user, dict) or not user.get("name") or "password" not in user:
             raise ConfigError(f"{path}: users[{index}] needs a name and a password")

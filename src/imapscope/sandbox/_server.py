@@ -104,11 +104,15 @@ from imapscope.sandbox._store import (
 )
 
 logger = logging.getLogger(__name__)
+#: Which IMAP the sandbox speaks: both (IMAP4rev2 semantics once a client ENABLEs it, RFC 9051
+#: 7.1), or only one of them (a server that speaks only IMAP4rev2 uses it from the start).
+REVISIONS = {"both": ("IMAP4rev1", "IMAP4rev2"), "rev1": ("IMAP4rev1",), "rev2": ("IMAP4rev2",)}
 BASE_CAPABILITIES = (
-    "IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS",
+    "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS",
     "UNSELECT", "MOVE", "SPECIAL-USE", "CHILDREN", "CONDSTORE", "QRESYNC", "LIST-STATUS",
     "BINARY", "PREVIEW", "OBJECTID", "ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY",
     "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "MULTIAPPEND", "CATENATE", "LIST-EXTENDED",
+    "STATUS=SIZE",
 )  # fmt: skip
 _MACROS = {
     "ALL": "FLAGS INTERNALDATE RFC822.SIZE ENVELOPE",
@@ -177,7 +181,7 @@ class Session:
 
     @property
     def capabilities(self) -> tuple[str, ...]:
-        caps = list(BASE_CAPABILITIES)
+        caps = [*self.server.revisions, *BASE_CAPABILITIES]
         faults = self.server.faults
         if self.server.tls_context is not None and not self.tls:
             caps.append("STARTTLS")
@@ -252,15 +256,21 @@ class Session:
                 message = mailbox.by_uid(change.uid)
                 if message is not None:
                     if self.view.index(change.uid) + 1 > told:
-                        found += [Exists(len(self.view)), Recent(len(self.recent))]
+                        found += self.exists()
                         told = len(self.view)
                     found.append(self.fetch_flags(message, with_uid=True))
         self.pending = held
         if vanished:
             found.insert(vanish_at, Vanished(compact_sequence(vanished), earlier=False))
-        if len(self.view) > told:  # RFC 3501 §7.3.2: RECENT comes with a changed EXISTS
-            found += [Exists(len(self.view)), Recent(len(self.recent))]
+        if len(self.view) > told:
+            found += self.exists()
         return found
+
+    def exists(self) -> list[Response]:
+        """EXISTS, and RECENT with it (RFC 3501 §7.3.2; IMAP4rev2 has no RECENT)."""
+        if self.rev2:
+            return [Exists(len(self.view))]
+        return [Exists(len(self.view)), Recent(len(self.recent))]
 
     def take_recent(self, uids: list[int]) -> None:
         """A read-write session takes the recent ones it is first to see; a read-only one
@@ -284,7 +294,9 @@ class Session:
     def flags_of(self, message: Message) -> tuple[str, ...]:
         """The message's flags as this session sees them (\\Recent is per session)."""
         shown = sorted(message.flags)
-        return (*shown, "\\Recent") if message.uid in self.recent else tuple(shown)
+        if message.uid in self.recent and not self.rev2:  # IMAP4rev2 has no \\Recent
+            return (*shown, "\\Recent")
+        return tuple(shown)
 
     def fetch_flags(self, message: Message, *, with_uid: bool) -> FetchResponse:
         return FetchResponse(
@@ -578,6 +590,11 @@ class Session:
 
     # -- authenticated ------------------------------------------------------------------------
 
+    def use_rev2(self) -> None:
+        """IMAP4rev2 semantics (RFC 9051): ESEARCH for SEARCH, no \\Recent, UTF-8 names."""
+        self.rev2 = True
+        self.conn.utf8 = True
+
     @property
     def account(self) -> User:
         assert self.user is not None
@@ -585,7 +602,10 @@ class Session:
 
     def do_ENABLE(self, tag: str, command: Enable) -> None:  # noqa: N802
         wanted = {c.upper() for c in command.capabilities}
-        enabled = [c for c in ("CONDSTORE", "QRESYNC") if c in wanted]
+        enabled: list[str] = [c for c in ("CONDSTORE", "QRESYNC") if c in wanted]
+        if "IMAP4REV2" in wanted and "IMAP4rev2" in self.server.revisions and not self.rev2:
+            enabled.append("IMAP4rev2")
+            self.use_rev2()
         self.condstore = self.condstore or bool(enabled)  # QRESYNC implies CONDSTORE
         self.qresync = self.qresync or "QRESYNC" in enabled
         self.complete(Enabled(tuple(enabled)), ok(tag, "ENABLE completed"))
@@ -691,7 +711,7 @@ class Session:
                 attributes.append("\\HasChildren" if below else "\\HasNoChildren")
             if mailbox.special_use:
                 attributes.append(mailbox.special_use)
-            raw = b"INBOX" if name == "INBOX" else encode_mailbox(name)
+            raw = b"INBOX" if name == "INBOX" else b"" if self.rev2 else encode_mailbox(name)
             responses.append(ListResponse(kind, tuple(attributes), DELIMITER, name, raw, extended))
             if status_items and chosen:  # LIST-STATUS: STATUS right after its LIST line
                 responses.append(self.status_of(mailbox, status_items))
@@ -707,8 +727,9 @@ class Session:
                     superior = DELIMITER.join(parts[:depth])
                     if superior not in listed and any(match(superior) for match in matchers):
                         listed.add(superior)
+                        raw = b"" if self.rev2 else encode_mailbox(superior)
                         responses.append(ListResponse(
-                            kind, ("\\Noselect",), DELIMITER, superior, encode_mailbox(superior)
+                            kind, ("\\Noselect",), DELIMITER, superior, raw
                         ))  # fmt: skip
         self.complete(*responses, ok(tag, f"{kind} completed"))
 
@@ -726,6 +747,7 @@ class Session:
             "UNSEEN": sum(1 for m in mailbox.messages if "\\Seen" not in m.flags),
             "HIGHESTMODSEQ": mailbox.highestmodseq,
             "SIZE": sum(len(m.raw) for m in mailbox.messages),
+            "DELETED": sum(1 for m in mailbox.messages if "\\Deleted" in m.flags),
         }  # fmt: skip
         return StatusResponse(mailbox.name, {k: values[k] for k in wanted if k in values})
 
@@ -763,6 +785,9 @@ class Session:
         self.complete(ok(tag, "APPEND completed", code))
 
     def do_SELECT(self, tag: str, command: Select) -> None:  # noqa: N802
+        if self.mailbox is not None and (self.rev2 or self.qresync):
+            # RFC 9051 7.1 / RFC 7162 3.2.11: the end of the old mailbox's responses
+            self.send(UntaggedStatus("OK", ResponseCode("CLOSED"), "Previous mailbox closed"))
         self.deselect()  # a failed SELECT leaves no mailbox selected (RFC 3501 6.3.1)
         mailbox = self.lookup(command.mailbox)
         if command.condstore:
@@ -776,14 +801,19 @@ class Session:
         flags, permanent = self.flag_responses()
         responses: list[Response] = [
             flags,
-            Exists(len(self.view)),
-            Recent(len(self.recent)),
+            *self.exists(),
             permanent,
             UntaggedStatus("OK", ResponseCode("UIDVALIDITY", mailbox.uidvalidity), "UIDs valid"),
             UntaggedStatus("OK", ResponseCode("UIDNEXT", mailbox.uidnext), "Predicted next UID"),
             UntaggedStatus("OK", ResponseCode("HIGHESTMODSEQ", mailbox.highestmodseq), "Highest"),
         ]
-        if unseen:
+        if self.rev2:  # RFC 9051 6.3.2: a LIST response names the mailbox; no UNSEEN code
+            below = any(
+                name.startswith(mailbox.name + DELIMITER) for name in self.account.mailboxes
+            )
+            attributes = ("\\HasChildren" if below else "\\HasNoChildren",)
+            responses.append(ListResponse("LIST", attributes, DELIMITER, mailbox.name, b""))
+        elif unseen:
             responses.append(
                 UntaggedStatus("OK", ResponseCode("UNSEEN", unseen[0]), "First unseen")
             )
@@ -1150,6 +1180,7 @@ class SandboxServer:
     servers: list[asyncio.Server] = field(default_factory=list)
     sessions: set[asyncio.Task[None]] = field(default_factory=set)
     prelogin_idle_timeout: float = PRELOGIN_IDLE_TIMEOUT
+    revisions: tuple[str, ...] = REVISIONS["both"]
 
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: bool
@@ -1158,7 +1189,10 @@ class SandboxServer:
         if task is not None:
             self.sessions.add(task)
             task.add_done_callback(self.sessions.discard)
-        await Session(self, reader, writer, tls).run()
+        session = Session(self, reader, writer, tls)
+        if self.revisions == REVISIONS["rev2"]:
+            session.use_rev2()
+        await session.run()
 
     async def start(self) -> None:
         plain = await asyncio.start_server(

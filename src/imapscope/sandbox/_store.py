@@ -105,6 +105,9 @@ class Mailbox:
     uidnext: int = 1
     highestmodseq: int = 1
     messages: list[Message] = field(default_factory=list)
+    _index: dict[int, Message] = field(default_factory=dict, repr=False)
+    _indexed_list: list[Message] | None = field(default=None, repr=False)
+    _indexed_count: int = field(default=0, repr=False)
     listeners: set[Listener] = field(default_factory=set)
     owner: str = ""
     sink: Sink | None = None
@@ -197,10 +200,18 @@ class Mailbox:
         return sorted(u for u, m in self.vanished if m > modseq and (uids is None or u in uids))
 
     def by_uid(self, uid: int) -> Message | None:
-        for message in self.messages:
-            if message.uid == uid:
-                return message
-        return None
+        """The message with this UID, through an index that follows ``messages``: appends are
+        added to it, a replaced list (an expunge) rebuilds it."""
+        messages = self.messages
+        index = self._index
+        if self._indexed_list is not messages or self._indexed_count > len(messages):
+            index.clear()
+            self._indexed_list, self._indexed_count = messages, 0
+        if self._indexed_count < len(messages):
+            for message in messages[self._indexed_count :]:
+                index[message.uid] = message
+            self._indexed_count = len(messages)
+        return index.get(uid)
 
 
 _uidvalidity = itertools.count(int(time.time()))
