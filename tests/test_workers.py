@@ -343,3 +343,111 @@ def test_a_rolling_restart_under_a_trickle_of_mail_misses_nothing_and_doubles_no
     finally:
         stop_sending.set()
         stop_all(workers)
+
+
+async def _last_event_id(store: Store) -> int:
+    last = 0
+    while batch := await store.events(after=last, limit=1000):
+        last = batch[-1].id
+    return last
+
+
+def test_a_worker_paused_past_its_lease_wakes_up_fenced(
+    postgres: Postgres, sandbox: tuple[SandboxServer, Path], tmp_path: Path
+) -> None:
+    """SIGSTOP a worker past its lease: the other takes its accounts over and records the mail
+    that arrived meanwhile. SIGCONT: the woken worker (whose IDLE sessions now read that mail)
+    writes nothing for the accounts it lost: each message is reported once."""
+    server, ca_file = sandbox
+    url = postgres.create_database()
+    data = tmp_path / "data"
+    register_accounts(data, url, server)
+    workers = [start_worker(data, url, ca_file) for _ in range(2)]
+
+    async def overview(store: Store) -> tuple[dict[int, str | None], dict[int, str]]:
+        return await store.lease_owners(), {a.id: a.state for a in await store.accounts()}
+
+    async def reported(store: Store) -> list[tuple[int, str, int, str]]:
+        found: list[tuple[int, str, int, str]] = []
+        after = 0
+        while batch := await store.events(after=after, limit=1000):
+            after = batch[-1].id
+            found += [(e.account_id, e.data["folder"], e.data["uid"], e.data.get("subject"))
+                      for e in batch if e.kind == "message.new"]  # fmt: skip
+        return found
+
+    def shared() -> bool:
+        owners, states = query(data, url, overview)
+        pids = {int(o.split(":")[1]) for o in owners.values() if o}
+        return set(states.values()) == {"idle"} and pids == {w.pid for w in workers}
+
+    def shared_or_paused() -> bool:
+        owners, states = query(data, url, overview)
+        pids = {int(o.split(":")[1]) for o in owners.values() if o}
+        return set(states.values()) <= {"idle", "paused"} and pids == {w.pid for w in workers}
+
+    victim = workers[0]
+    try:
+        until("every account idle, shared by both workers", shared, timeout=30)
+        owners, _ = query(data, url, overview)
+        lost = sorted(a for a, o in owners.items() if o and f":{victim.pid}:" in o)
+        assert lost
+        os.kill(victim.pid, signal.SIGSTOP)
+        subjects = []
+        with smtplib.SMTP("127.0.0.1", server.smtp_port or 0) as smtp:
+            for account_id in lost:  # the paused worker's IDLE sessions are told of these
+                message = EmailMessage()
+                message["From"], message["To"] = (
+                    "bob@example.test",
+                    f"u{account_id - 1}@example.test",
+                )
+                message["Subject"] = f"while paused {account_id}"
+                message.set_content("hello")
+                smtp.send_message(message)
+                subjects.append(message["Subject"])
+
+        def taken_over() -> bool:
+            owners, states = query(data, url, overview)
+            return all(owners[a] and f":{workers[1].pid}:" in owners[a] and states[a] == "idle"
+                       for a in lost)  # fmt: skip
+
+        until("the paused worker's accounts idle on the other", taken_over, timeout=TTL + 20)
+
+        def recorded() -> bool:
+            return set(subjects) <= {r[3] for r in query(data, url, reported)}
+
+        until("the mail sent during the pause recorded", recorded, timeout=15)
+
+        async def pause(store: Store) -> None:  # the new owner marks them "paused"
+            for account_id in lost:
+                await store.set_paused(account_id, True)
+
+        query(data, url, pause)
+
+        def all_paused() -> bool:
+            return all(query(data, url, overview)[1][a] == "paused" for a in lost)
+
+        until("the taken-over accounts paused by their new owner", all_paused, timeout=15)
+        mark = query(data, url, _last_event_id)
+        os.kill(victim.pid, signal.SIGCONT)
+        # The woken worker's IDLE sessions read the EXISTS they were sent and go to sync (a
+        # "syncing" state, new messages): every such write is refused, since the lease moved
+        # on. It heartbeats, finds its leases gone and lets the accounts go; the two workers
+        # then share them out again (a paused account stays "paused" whoever holds it).
+        until("both workers share the accounts again", shared_or_paused, timeout=TTL + 30)
+        assert victim.poll() is None  # fenced, not crashed
+
+        async def states_since(store: Store) -> list[tuple[int, str]]:
+            events = await store.events(after=mark, limit=1000)
+            return [(e.account_id, e.data["state"]) for e in events
+                    if e.kind == "account.state" and e.account_id in lost]  # fmt: skip
+
+        assert all(state == "paused" for _, state in query(data, url, states_since))
+        assert all_paused()
+        news = [r for r in query(data, url, reported) if str(r[3]).startswith("while paused")]
+        assert Counter(r[3] for r in news) == Counter(subjects)  # each once, none doubled
+        assert len({r[:3] for r in news}) == len(news)
+    finally:
+        if victim.poll() is None:
+            os.kill(victim.pid, signal.SIGCONT)
+        stop_all(workers)
