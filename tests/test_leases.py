@@ -126,3 +126,64 @@ def test_each_job_is_claimed_by_one_worker(tmp_path: Path) -> None:
                 await store.close()
 
     asyncio.run(main())
+
+
+def test_an_ended_worker_on_this_machine_is_known_at_once(tmp_path: Path) -> None:
+    """A worker's lock in the shared directory outlives it only as a file: once its process is
+    gone (kill -9 included), the next worker sees it ended and takes its leases over at once,
+    with a new epoch that fences the old one."""
+    import os  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from imapscope.sync._local import LocalWorkers  # noqa: PLC0415
+
+    directory = tmp_path / "workers"
+    holder = (
+        "import sys, time; from pathlib import Path; from imapscope.sync._local import "
+        "LocalWorkers; held = LocalWorkers(Path(sys.argv[1]), sys.argv[2]); held.claim(); "
+        "print('held', flush=True); time.sleep(60)"
+    )
+    alive = subprocess.Popen([sys.executable, "-c", holder, str(directory), "h:1:alive"],
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    doomed = subprocess.Popen([sys.executable, "-c", holder, str(directory), "h:2:doomed"],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        for process in (alive, doomed):
+            assert process.stdout is not None
+            assert process.stdout.readline().strip() == "held"
+        me = LocalWorkers(directory, "h:3:me")
+        me.claim()
+        assert me.gone() == []  # both alive
+        os.kill(doomed.pid, signal.SIGKILL)
+        doomed.wait(10)
+        assert me.gone() == ["h:2:doomed"]
+        assert me.gone() == []  # its file is gone with it
+        assert sorted(p.name for p in directory.iterdir()) == ["h:1:alive.lock", "h:3:me.lock"]
+        me.release()
+        assert sorted(p.name for p in directory.iterdir()) == ["h:1:alive.lock"]
+    finally:
+        for process in (alive, doomed):
+            process.kill()
+            process.wait(10)
+            if process.stdout is not None:
+                process.stdout.close()
+
+    async def main() -> None:
+        store = await open_with_accounts(tmp_path / "db", 2)
+        try:
+            held = await beat(store, "h:2:doomed", 0)
+            assert len(held) == 2
+            await store.expire_workers(["h:2:doomed"], at(1))
+            taken = await beat(store, "h:3:me", 1)  # long before the lease time
+            assert set(taken) == set(held)
+            assert all(taken[a] > held[a] for a in held)  # a new epoch: the old one is fenced
+            with pytest.raises(LeaseLostError):
+                await store.set_state(
+                    next(iter(held)), "idle", fence=Fence("h:2:doomed", held[next(iter(held))])
+                )
+        finally:
+            await store.close()
+
+    asyncio.run(main())

@@ -319,7 +319,7 @@ async def _serve(
     sock = bind(listen, port) if listen_fd is None else socket.socket(fileno=listen_fd)
     try:
         token = await first_token(store)
-        service = SyncService(store, options)
+        service = SyncService(store, options, local_dir=data_dir / "workers")
         app = create_app(service, manage_service=True)
         server = http_server(app)
         if listen_fd is None:
@@ -594,7 +594,7 @@ async def demo_service(
 
     store = await Store.open(data_dir)
     options = SyncOptions(ca_file=str(ca_file), timeout=5)
-    service = SyncService(store, options)
+    service = SyncService(store, options, local_dir=data_dir / "workers")
     specs = {
         "healthy": (AccountSpec(f"{user}@sandbox.test", "localhost", tls_port, "tls", user,
                                 name="healthy", poll_interval=60), password),

@@ -135,6 +135,14 @@ class LeasesMixin(Database):
             await s.execute(delete(Worker).where(Worker.id == worker))
             await s.commit()
 
+    async def expire_workers(self, workers: list[str], now: dt.datetime) -> None:
+        """Workers known to have ended (see :mod:`imapscope.sync._local`): their leases are free
+        to claim now (a claim raises the epoch, which fences any late write of theirs)."""
+        async with self._session() as s:
+            await s.execute(update(Lease).where(Lease.owner.in_(workers)).values(expires=now))
+            await s.execute(delete(Worker).where(Worker.id.in_(workers)))
+            await s.commit()
+
     async def lease_owners(self) -> dict[int, str | None]:
         """Every account's lease owner (for status pages and tests)."""
         async with self._session() as s:

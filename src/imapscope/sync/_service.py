@@ -19,12 +19,14 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from imapscope.net import shrink_tls_read_buffers
 from imapscope.probe import Report, run_check
 from imapscope.store import AccountSpec, AccountView, Fence, Store, StoreError, Summary
 from imapscope.sync._engine import AccountSync, SyncOptions, check_options
+from imapscope.sync._local import LocalWorkers
 
 log = logging.getLogger("imapscope.serve")
 
@@ -83,6 +85,7 @@ class SyncService:
         *,
         reconcile_every: float = 2.0,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        local_dir: Path | None = None,
     ) -> None:
         self.store = store
         self.options = options or SyncOptions()
@@ -99,10 +102,19 @@ class SyncService:
         self._first_beat: dt.datetime | None = None
         self._known: set[int] = set()
         self.started = False
+        # The workers of this machine (a shared directory): one that is gone (kill -9, a crash)
+        # loses its leases at once rather than after the lease time (see _local).
+        self.local = LocalWorkers(local_dir, self.worker_id) if local_dir is not None else None
 
     async def start(self) -> None:
         shrink_tls_read_buffers()  # one TLS connection per account: see its docstring
         self.started = True
+        if self.local is not None:
+            self.local.claim()
+            gone = self.local.gone()
+            if gone:
+                await self.store.expire_workers(gone, self.clock())
+                log.info("took over at once the leases of ended workers %s", ", ".join(gone))
         await self.heartbeat()
         await self.reconcile()
         self.ready = True
@@ -121,6 +133,8 @@ class SyncService:
         # next heartbeat instead of after the lease time.
         with contextlib.suppress(Exception):
             await self.store.release_leases(self.worker_id)
+        if self.local is not None:
+            self.local.release()
 
     async def heartbeat(self) -> None:
         """Renew and balance this worker's leases (see :mod:`imapscope.store._leases`)."""
