@@ -407,7 +407,9 @@ class AccountSync:
                         modseq = number
         reset = known_validity is not None and validity != known_validity
         initial = reset or not folder.complete
-        known = {} if reset else await self.store.folder_known(folder_id)
+        # A folder never stored under a UIDVALIDITY holds no message yet: nothing to read.
+        never = known_validity is None and validity is not None
+        known = {} if reset or never else await self.store.folder_known(folder_id)
         highest = max(known, default=0)
         self.progress = {"folder": name, "done": 0, "total": 0}
         changes: list[Any] = []
@@ -454,14 +456,17 @@ class AccountSync:
         # HIGHESTMODSEQ is stored only once everything below it is: here when nothing is new,
         # otherwise after the last batch.
         done = initial and not new_uids
-        await self.store.apply_folder(
-            folder_id, fence=self.fence, uidvalidity=validity, uidnext=uidnext,
-            highestmodseq=None if new_uids else modseq, reset=reset, flags=flags, gone=gone,
-            events=_events(name, reset, (), flags, gone) + (
-                [("folder.synced", {"folder": name, "messages": exists})] if done else []
-            ),
-            complete=True if done else (False if reset else None),
-        )  # fmt: skip
+        changed: dict[str, Any] = {"reset": reset, "flags": flags, "gone": gone,
+                                   "events": _events(name, reset, (), flags, gone)}  # fmt: skip
+        if not new_uids:  # else they are written with the first batch, in its transaction
+            await self.store.apply_folder(
+                folder_id, fence=self.fence, uidvalidity=validity, uidnext=uidnext,
+                highestmodseq=modseq, reset=reset, flags=flags, gone=gone,
+                events=changed["events"] + (
+                    [("folder.synced", {"folder": name, "messages": exists})] if done else []
+                ),
+                complete=True if done else (False if reset else None),
+            )  # fmt: skip
         self.progress["total"] = len(new_uids)
         batch = self.options.batch
         writing: asyncio.Task[None] | None = None
@@ -480,16 +485,20 @@ class AccountSync:
                     if isinstance(e, FetchResponse) and e.uid in wanted
                 ]  # fmt: skip
                 last = start + batch >= len(new_uids)
-                events = [] if initial else _events(name, False, new, {}, ())
+                first = start == 0
+                events = list(changed["events"]) if first else []
+                events += [] if initial else _events(name, False, new, {}, ())
                 if last and initial:
                     events.append(("folder.synced", {"folder": name, "messages": exists}))
                 if writing is not None:
                     await writing  # one write in flight: the order of batches is kept
                     self.progress["done"] += len(wanted_before)
+                complete = True if last and initial else (False if first and reset else None)
                 writing = asyncio.create_task(self.store.apply_folder(
                     folder_id, fence=self.fence, uidvalidity=validity, uidnext=uidnext,
                     highestmodseq=modseq if last else None, new=new, events=events,
-                    complete=True if last and initial else None,
+                    complete=complete, reset=first and reset,
+                    flags=flags if first else None, gone=gone if first else (),
                 ))  # fmt: skip
                 wanted_before = chunk
             if writing is not None:
