@@ -67,6 +67,25 @@ def register_accounts(data: Path, url: str, server: SandboxServer) -> None:
     query(data, url, register)
 
 
+async def every_event(store: Store) -> list[Any]:
+    """Every event in the store, oldest first (read in pages)."""
+    found: list[Any] = []
+    while batch := await store.events(after=found[-1].id if found else 0, limit=1000):
+        found += batch
+    return found
+
+
+async def reported(store: Store) -> list[tuple[int, str, int, str]]:
+    """(account, folder, uid, subject) of every ``message.new`` event."""
+    return [(e.account_id, e.data["folder"], e.data["uid"], e.data.get("subject"))
+            for e in await every_event(store) if e.kind == "message.new"]  # fmt: skip
+
+
+async def _last_event_id(store: Store) -> int:
+    events = await every_event(store)
+    return events[-1].id if events else 0
+
+
 def start_worker(data: Path, url: str, ca_file: Path, **io: Any) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "imapscope", "serve", "--data-dir", str(data), "--port", "0",
@@ -322,15 +341,6 @@ def test_a_rolling_restart_under_a_trickle_of_mail_misses_nothing_and_doubles_no
         sender.join(10)
         assert len(sent) >= 20
 
-        async def reported(store: Store) -> list[tuple[int, str, int, str]]:
-            found: list[tuple[int, str, int, str]] = []
-            after = 0
-            while batch := await store.events(after=after, limit=1000):
-                after = batch[-1].id
-                found += [(e.account_id, e.data["folder"], e.data["uid"], e.data.get("subject"))
-                          for e in batch if e.kind == "message.new"]  # fmt: skip
-            return found
-
         def all_reported() -> bool:
             subjects = {r[3] for r in query(data, url, reported)}
             return set(sent) <= subjects
@@ -343,13 +353,6 @@ def test_a_rolling_restart_under_a_trickle_of_mail_misses_nothing_and_doubles_no
     finally:
         stop_sending.set()
         stop_all(workers)
-
-
-async def _last_event_id(store: Store) -> int:
-    last = 0
-    while batch := await store.events(after=last, limit=1000):
-        last = batch[-1].id
-    return last
 
 
 def test_a_worker_paused_past_its_lease_wakes_up_fenced(
@@ -366,15 +369,6 @@ def test_a_worker_paused_past_its_lease_wakes_up_fenced(
 
     async def overview(store: Store) -> tuple[dict[int, str | None], dict[int, str]]:
         return await store.lease_owners(), {a.id: a.state for a in await store.accounts()}
-
-    async def reported(store: Store) -> list[tuple[int, str, int, str]]:
-        found: list[tuple[int, str, int, str]] = []
-        after = 0
-        while batch := await store.events(after=after, limit=1000):
-            after = batch[-1].id
-            found += [(e.account_id, e.data["folder"], e.data["uid"], e.data.get("subject"))
-                      for e in batch if e.kind == "message.new"]  # fmt: skip
-        return found
 
     def shared() -> bool:
         owners, states = query(data, url, overview)
