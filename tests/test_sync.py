@@ -502,3 +502,73 @@ def test_an_interrupted_first_sync_resumes_where_it_stopped(
             await store.close()
 
     asyncio.run(main())
+
+
+def test_a_synced_account_s_connection_keeps_a_bounded_transcript(sandbox: Sandbox) -> None:
+    """A synced account's connection lives for days: it keeps the last lines of its transcript
+    (enough to name a failure), not every line it ever saw; two connections to one server share
+    one capability set instead of a copy each."""
+    from imapscope.imap import Login, Noop  # noqa: PLC0415
+    from imapscope.net import ImapConnection  # noqa: PLC0415
+    from imapscope.sync._engine import TRANSCRIPT_KEPT  # noqa: PLC0415
+
+    async def main() -> None:
+        conns = []
+        for _ in range(2):
+            conn = await ImapConnection.open(
+                "127.0.0.1",
+                "127.0.0.1",
+                sandbox.server.port,
+                security="plain",
+                context=None,
+                timeout=10,
+            )
+            await conn.greeting()
+            await conn.run(Login("alice", PASSWORD))
+            conns.append(conn)
+        first, second = conns
+        assert first.codec.capabilities == second.codec.capabilities
+        assert first.codec.capabilities is second.codec.capabilities
+        first.keep_last(TRANSCRIPT_KEPT)
+        for _ in range(TRANSCRIPT_KEPT * 3):
+            await first.run(Noop())
+        assert len(first.transcript) == TRANSCRIPT_KEPT
+        assert first.transcript[-1].direction == "S"
+        assert "NOOP completed" in first.transcript[-1].text
+        assert len(second.transcript) == 3  # the other keeps everything (as check's does)
+        for conn in conns:
+            await conn.close()
+
+    asyncio.run(main())
+
+
+def test_the_sync_engine_bounds_its_connection_s_transcript(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine's own connection, after a sync of every folder and a round of pushed mail,
+    holds no more than the bound."""
+    from imapscope.sync import _engine  # noqa: PLC0415
+
+    opened: list[Any] = []
+    connect = _engine.connect
+
+    async def keeping(*args: Any) -> Any:
+        conn = await connect(*args)
+        opened.append(conn)
+        return conn
+
+    monkeypatch.setattr(_engine, "connect", keeping)
+
+    async def main() -> None:
+        options = SyncOptions(ca_file=str(sandbox.ca_file), timeout=5)
+        async with engine(tmp_path, spec(sandbox.server.port), PASSWORD, options) as (store, sync):
+            await until("idle", lambda: _state_is(store, sync, "idle"))
+            client = imap(sandbox)
+            for n in range(5):
+                client.append("INBOX", None, None, f"Subject: push {n}\r\n\r\nhi\r\n".encode())
+            client.logout()
+            await until("the pushed mail", lambda: _count_at_least(store, "message.new", 0, 5))
+            assert opened
+            assert len(opened[-1].transcript) <= _engine.TRANSCRIPT_KEPT
+
+    asyncio.run(main())

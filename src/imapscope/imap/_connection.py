@@ -94,6 +94,21 @@ def _as_logged(frame: Frame) -> bytes:
     return frame.text[:200] + b"... <%d bytes>\r\n" % size
 
 
+_SEEN_CAPABILITIES: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _shared(capabilities: frozenset[str]) -> frozenset[str]:
+    """One object per distinct capability set: a thousand connections to one server share it
+    (each set is dozens of strings) instead of keeping a copy each. Bounded: a server that
+    varies its list endlessly gets copies past the first 256 sets."""
+    found = _SEEN_CAPABILITIES.get(capabilities)
+    if found is not None:
+        return found
+    if len(_SEEN_CAPABILITIES) < 256:
+        _SEEN_CAPABILITIES[capabilities] = capabilities
+    return capabilities
+
+
 class ClientConnection:
     """One IMAP client connection (see the module docstring)."""
 
@@ -308,7 +323,7 @@ class ClientConnection:
         if isinstance(event, TaggedResponse):
             self._complete(event)
         elif isinstance(event, Capability):
-            self.capabilities = frozenset(c.upper() for c in event.capabilities)
+            self.capabilities = _shared(frozenset(c.upper() for c in event.capabilities))
         elif isinstance(event, Enabled):
             self.enabled |= {c.upper() for c in event.capabilities}
         elif isinstance(event, UntaggedStatus):
@@ -319,7 +334,7 @@ class ClientConnection:
 
     def _note_code(self, code: ResponseCode | None) -> None:
         if code is not None and code.name == "CAPABILITY" and isinstance(code.value, tuple):
-            self.capabilities = frozenset(str(c).upper() for c in code.value)
+            self.capabilities = _shared(frozenset(str(c).upper() for c in code.value))
 
     def _continuation(self, event: ContinuationRequest) -> Response | None:
         if self._blocked is not None:

@@ -23,6 +23,7 @@ import base64
 import contextlib
 import ssl
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -175,12 +176,18 @@ class ImapConnection:
         self.byte_budget = byte_budget
         self._tracer = tracer
         self._started = time.perf_counter()
-        self.transcript: list[WireLine] = []
+        self.transcript: list[WireLine] | deque[WireLine] = []
         self.codec = ClientConnection(log=self._log, max_literal=byte_budget)
         self._mask = SecretMask(secrets)
         self.tls: TlsInfo | None = None
         self._closed = False
         self._step_bytes = 0  # received since the current step began
+
+    def keep_last(self, lines: int) -> None:
+        """From now on keep only the last ``lines`` of the transcript: a connection that lives
+        for days (a synced account's) must not keep every line it ever saw. What a failure is
+        named from is the last few lines the server sent."""
+        self.transcript = deque(self.transcript, maxlen=lines)
 
     def _log(self, direction: str, line: bytes) -> None:
         at = (time.perf_counter() - self._started) * 1000

@@ -53,7 +53,7 @@ class TlsInfo:
     certificate: CertificateInfo | None
 
 
-TLS_READ_BUFFER = 32 * 1024
+TLS_READ_BUFFER = 8 * 1024
 
 
 def shrink_tls_read_buffers(size: int = TLS_READ_BUFFER) -> None:

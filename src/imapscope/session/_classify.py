@@ -9,6 +9,7 @@ them raises for a server problem.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from imapscope.findings import Finding, finding
 from imapscope.imap import Bye, ProtocolError, ResponseCode, TaggedResponse, UntaggedStatus
@@ -167,7 +168,7 @@ def classify_mailbox(result: Result, step: str) -> Finding:
 
 
 def classify_net_error(
-    exc: NetError | ProtocolError, step: str, transcript: list[WireLine] | None = None
+    exc: NetError | ProtocolError, step: str, transcript: Iterable[WireLine] | None = None
 ) -> Finding:
     """Anything a step did not expect: a deadline passed, a byte budget was crossed, the
     connection dropped, or the server broke the protocol."""

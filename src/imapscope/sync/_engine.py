@@ -62,6 +62,10 @@ AUTH_CODES = frozenset({
     "PLAINTEXT_LOGIN_REFUSED", "AUTH_MECH_UNSUPPORTED", "STORED_SECRET_UNREADABLE",
 })  # fmt: skip
 FETCH_ITEMS = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)"
+#: Lines of its transcript a synced account's connection keeps (a failure is named from the
+#: last lines the server sent; the connection may live for days).
+TRANSCRIPT_KEPT = 20
+_JITTER = random.Random()  # noqa: S311 - jitter, not security
 
 
 @dataclass(frozen=True)
@@ -213,7 +217,7 @@ class AccountSync:
         self.lost = False
         self.options = options or SyncOptions()
         self._wake = asyncio.Event()
-        self._rng = random.Random()  # noqa: S311 - jitter, not security
+        self._rng = _JITTER  # one generator for all: each holds 2.5 KiB of state
         self.state = "connecting"
         # Live status, for the UI's sync modal (the store has the durable part).
         # (When the next attempt is due, or why there is none, are in the store: every worker
@@ -326,6 +330,7 @@ class AccountSync:
 
     async def _session(self, account: AccountView) -> None:
         conn = await self._connect(account)
+        conn.keep_last(TRANSCRIPT_KEPT)
         self.connected_since = dt.datetime.now(dt.UTC)
         try:
             await self._set("syncing")
