@@ -3,8 +3,11 @@
 Needs root (the rig; and it raises fs.inotify.max_user_instances for the run, see below).
 
     .venv/bin/python -m bench.accounts_idle [--accounts 1000] [--messages 50] [--security tls]
+        [--server dovecot|sandbox]
 
-Starts Dovecot (the test rig, needs root) with N users, registers N accounts in a fresh data
+Starts Dovecot (the test rig, needs root; or, with ``--server sandbox``, `imapscope sandbox` in
+its own process, for counts Dovecot's process per connection cannot hold, e.g. 10,000) with N
+users, registers N accounts in a fresh data
 directory, starts `imapscope serve` as its own process and measures:
 - connect-all: from the serve process start until every account is `idle` (read from the
   store's SQLite file);
@@ -23,6 +26,7 @@ import datetime as dt
 import imaplib
 import os
 import random
+import resource
 import signal
 import sqlite3
 import statistics
@@ -34,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from tests.servers.rig import RunningServer, TestCA
+from tests.scripted import sandbox_process
+from tests.servers.rig import TestCA
 
 from bench._many_users import dovecot_for
 from bench._many_users import users as many_users
@@ -102,22 +107,50 @@ def main() -> None:
     parser.add_argument("--security", choices=["tls", "starttls", "none"], default="tls")
     parser.add_argument("--timeout", type=float, default=300.0, help="for connect-all")
     parser.add_argument("--profile", help="write serve's cProfile data (N accounts) here")
+    parser.add_argument("--server", choices=["dovecot", "sandbox"], default="dovecot")
     args = parser.parse_args()
     n = args.accounts
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # one connection per account
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     work = Path(tempfile.mkdtemp(prefix="imapscope-bench-"))
-    ca = TestCA(work / "ca")
     users = many_users(n)
+    if args.server == "sandbox":
+        proc, banner = sandbox_process(
+            "--open", "--port", "0", "--tls-port", "0", "--smtp-port", "0", "--admin-port", "0",
+            "--data-dir", str(work / "sandbox"),
+        )  # fmt: skip
+        try:
+            target = Target(
+                "127.0.0.1", int(banner.split("plaintext+STARTTLS port:")[1].split()[0]),
+                int(banner.split("implicit TLS port:")[1].split()[0]),
+                Path(banner.split("CA file:")[1].split()[0]),
+            )  # fmt: skip
+            measure(args, work, users, target)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        return
+    ca = TestCA(work / "ca")
     with dovecot_for(ca, users) as dovecot:
-        measure(args, work, ca, users, dovecot)
+        measure(args, work, users, Target(dovecot.host, dovecot.port, dovecot.tls_port, ca.ca_file))
 
 
-def measure(args: argparse.Namespace, work: Path, ca: TestCA, users: dict[str, str],
-            dovecot: RunningServer) -> None:  # fmt: skip
+@dataclass
+class Target:
+    """The IMAP server the accounts are on."""
+
+    host: str
+    port: int  # plaintext (STARTTLS)
+    tls_port: int
+    ca_file: Path
+
+
+def measure(args: argparse.Namespace, work: Path, users: dict[str, str], server: Target) -> None:
     n = args.accounts
-    port = {"tls": dovecot.tls_port, "starttls": dovecot.port, "none": dovecot.port}
+    port = {"tls": server.tls_port, "starttls": server.port, "none": server.port}
     baseline_dir = work / "empty"
-    empty = serve(baseline_dir, ca.ca_file)
+    empty = serve(baseline_dir, server.ca_file)
     baseline = settle_rss(empty.proc.pid)
     stop(empty.proc)
 
@@ -136,7 +169,7 @@ def measure(args: argparse.Namespace, work: Path, ca: TestCA, users: dict[str, s
     asyncio.run(register())
     db = data / DB_FILE
     t0 = time.perf_counter()
-    served = serve(data, ca.ca_file, args.profile)
+    served = serve(data, server.ca_file, args.profile)
     proc = served.proc
     try:
         seen: dict[str, int] = {}
@@ -166,7 +199,7 @@ def measure(args: argparse.Namespace, work: Path, ca: TestCA, users: dict[str, s
             cursor = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
             for i in range(args.messages):
                 user = f"u{rng.randrange(n):05d}"
-                client = imaplib.IMAP4(dovecot.host, dovecot.port)
+                client = imaplib.IMAP4(server.host, server.port)
                 client.login(user, users[user])
                 raw = f"From: bench@x\r\nSubject: bench {i}\r\n\r\nhi\r\n".encode()
                 client.append("INBOX", None, None, raw)
@@ -191,10 +224,11 @@ def measure(args: argparse.Namespace, work: Path, ca: TestCA, users: dict[str, s
         stop(proc)
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    print(f"accounts: {n} ({args.security}) on one serve process, cores: {os.cpu_count()}")
+    print(f"accounts: {n} ({args.security}, {args.server}) on one serve process, "
+          f"cores: {os.cpu_count()}")  # fmt: skip
     print(
         f"connect-all (serve start to all idle): {connect_all:.1f} s, "
-        f"serve's own CPU meanwhile {connect_cpu:.1f} s (the rest: Dovecot, on 2 cores)"
+        f"serve's own CPU meanwhile {connect_cpu:.1f} s (the rest: the server, on 2 cores)"
     )
     print(f"serve RSS: {baseline} KiB with 0 accounts, {rss} KiB with {n} idle")
     print(f"RSS per account: {(rss - baseline) / n:.1f} KiB")
