@@ -25,8 +25,19 @@ def _columns(spec: AccountSpec) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
 
-def _view(row: Account) -> AccountView:
-    values = {f.name: getattr(row, f.name) for f in dataclasses.fields(AccountSpec)}
+_SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(AccountSpec))
+# What a view is made of, without the sealed secret: listing 10,000 accounts reads these as plain
+# rows (no ORM object, no identity map), several times faster than whole Account objects.
+_VIEW_COLUMNS = (
+    *(getattr(Account, name) for name in _SPEC_FIELDS),
+    Account.id, Account.paused, Account.state, Account.state_since, Account.last_sync,
+    Account.revision, Account.next_attempt, Account.halted,
+)  # fmt: skip
+
+
+def _view(row: Any) -> AccountView:
+    """An account's view from its ORM object or a row of :data:`_VIEW_COLUMNS`."""
+    values = {name: getattr(row, name) for name in _SPEC_FIELDS}
     fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     spec = AccountSpec(**fields)
     return AccountView(
@@ -64,7 +75,7 @@ class AccountsMixin(Database):
 
     async def accounts(self) -> list[AccountView]:
         async with self._session() as s:
-            rows = (await s.scalars(select(Account).order_by(Account.id))).all()
+            rows = await s.execute(select(*_VIEW_COLUMNS).order_by(Account.id))
             return [_view(r) for r in rows]
 
     async def secret(self, account_id: int) -> str:
