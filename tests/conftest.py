@@ -16,6 +16,7 @@ import pytest
 from imapscope.sandbox import SandboxServer, build_store, ensure_certificates
 from imapscope.store import DB_FILE
 from imapscope.store._db import DATABASE_ENV
+from imapscope.sync import Backoff, SyncOptions
 from tests import imap_driver
 from tests.scripted import running
 from tests.servers.courier import start_courier
@@ -23,6 +24,7 @@ from tests.servers.cyrus import start_cyrus
 from tests.servers.dovecot import start_dovecot as _start_dovecot
 from tests.servers.postgres import Postgres, start_postgres
 from tests.servers.rig import RunningServer, TestCA
+from tests.serving import Serving, serving
 
 # Seeded INBOX sizes of the session-wide servers (first user).
 DOVECOT_MESSAGES = 200
@@ -159,3 +161,14 @@ def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     url = server.create_database()
     monkeypatch.setenv(DATABASE_ENV, url)
     return Database("postgresql", url, server)
+
+
+@pytest.fixture
+def served(sandbox: Sandbox, tmp_path: Path) -> Iterator[Serving]:
+    """``serve``'s app and sync service in this process, on a fresh data directory, with the
+    sandbox's CA trusted and quick retries."""
+    options = SyncOptions(
+        ca_file=str(sandbox.ca_file), timeout=5, backoff=Backoff(first=0.05, cap=0.2)
+    )
+    with serving(tmp_path / "data", options) as s:
+        yield s

@@ -8,32 +8,20 @@ import smtplib
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from imapscope.store import MessageMeta, Store
-from imapscope.sync import Backoff, SyncOptions
 from tests.conftest import PASSWORD, Sandbox
-from tests.serving import Serving, serving
+from tests.serving import Serving
 
 # Every test here runs on SQLite and on PostgreSQL (the ``database`` fixture).
 pytestmark = pytest.mark.usefixtures("database")
 
 WRONG = "wrong-password-api-77"
-
-
-@pytest.fixture
-def served(sandbox: Sandbox, tmp_path: Path) -> Iterator[Serving]:
-    options = SyncOptions(
-        ca_file=str(sandbox.ca_file), timeout=5, backoff=Backoff(first=0.05, cap=0.2)
-    )
-    with serving(tmp_path / "data", options) as s:
-        yield s
 
 
 def account(sandbox: Sandbox, **change: Any) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imapscope import __version__
 from imapscope.api._edge import NO_TOKEN_SAID, Edge
+from imapscope.api._metrics import metrics_router
 from imapscope.api._models import (
     MAX_ID,
     MAX_UID,
@@ -198,6 +199,7 @@ def create_app(service: SyncService, *, web: bool = True, manage_service: bool =
 
     app.include_router(_router(), prefix="/api/v1", dependencies=[Depends(require_token)])
     app.include_router(_health_router())
+    app.include_router(metrics_router(_service, require_token))
     if web:
         from imapscope.web import install  # noqa: PLC0415 - optional surface
 

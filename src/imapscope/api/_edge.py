@@ -22,8 +22,8 @@ TokenCheck = Callable[[str], Awaitable[object | None]]
 #: less). Larger ones are refused with 413 on their Content-Length, or as soon as they cross it.
 MAX_BODY = 1024 * 1024
 #: Paths that need the API token (the web UI has its own session login; /livez and /readyz are
-#: for orchestrator probes, which cannot send a token).
-TOKEN_PREFIXES = ("/api/",)
+#: for orchestrator probes, which cannot send a token; a Prometheus scrape job can).
+TOKEN_PREFIXES = ("/api/", "/metrics")
 #: Sent with every response. The UI loads nothing from elsewhere (htmx is vendored) and is never
 #: framed; a message's HTML is shown only in a sandboxed frame of its own.
 SECURITY_HEADERS = [

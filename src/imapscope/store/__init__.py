@@ -13,7 +13,7 @@ from imapscope.store._db import DB_FILE
 from imapscope.store._errors import ConflictError, NotFoundError, SecretKeyError, StoreError
 from imapscope.store._jobs import JobsMixin, JobView
 from imapscope.store._leases import Fence, LeaseLostError, LeasesMixin
-from imapscope.store._log import ERRORS_KEPT, REDACTED, LogMixin
+from imapscope.store._log import ERRORS_KEPT, ERRORS_WINDOW, REDACTED, LogMixin
 from imapscope.store._mail import MailMixin
 from imapscope.store._tokens import TokensMixin
 from imapscope.store._views import (
@@ -36,6 +36,7 @@ __all__ = [
     "AUTH_KINDS",
     "DB_FILE",
     "ERRORS_KEPT",
+    "ERRORS_WINDOW",
     "REDACTED",
     "SECURITY_MODES",
     "AccountSpec",

@@ -27,6 +27,17 @@ REDACTED = "***"
 
 
 class LogMixin(Database):
+    async def error_counts(self, since: dt.datetime) -> dict[str, int]:
+        """Error entries since ``since`` per finding code, over every account (the log keeps
+        every entry of the last hour: counts over up to an hour are exact)."""
+        async with self._session() as s:
+            rows = await s.execute(
+                select(ErrorEntry.code, func.count(ErrorEntry.id))
+                .where(ErrorEntry.at >= since)
+                .group_by(ErrorEntry.code)
+            )
+            return {str(code): int(n) for code, n in rows}
+
     async def record_error(
         self,
         account_id: int,

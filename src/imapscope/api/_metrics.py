@@ -1,0 +1,111 @@
+"""``/metrics`` in the Prometheus text format (prometheus-client), made from the database at each
+scrape: with several workers, every one of them answers the same, whichever the scraper reaches.
+
+Labels carry account ids and finding codes, never an address, a host or a secret; the account's
+id is what the API and the UI use (``/api/v1/accounts/{id}``). Documented in docs/serve.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from imapscope.store import ERRORS_WINDOW
+from imapscope.sync import STATES, SyncService
+
+Snapshot = list[Metric]
+
+
+async def snapshot(service: SyncService, now: dt.datetime) -> Snapshot:
+    """Every metric, read from the store in a handful of grouped queries."""
+    store = service.store
+    since = now - ERRORS_WINDOW
+    accounts = await store.accounts()
+    summaries = await store.summaries(since)
+    by_state = Counter(a.state for a in accounts)
+    states = GaugeMetricFamily(
+        "imapscope_accounts", "Registered accounts by running state.", labels=["state"]
+    )
+    for name in sorted(set(STATES) | set(by_state)):
+        states.add_metric([name], by_state.get(name, 0))
+    state = GaugeMetricFamily(
+        "imapscope_account_state",
+        "1 for the account's running state (one series per account and state it is in).",
+        labels=["account_id", "state"],
+    )
+    last_sync = GaugeMetricFamily(
+        "imapscope_account_last_sync_timestamp_seconds",
+        "When the account was last fully synced (Unix time); absent before the first sync.",
+        labels=["account_id"],
+    )
+    lag = GaugeMetricFamily(
+        "imapscope_account_sync_lag_seconds",
+        "Seconds since the account was last fully synced; absent before the first sync.",
+        labels=["account_id"],
+    )
+    messages = GaugeMetricFamily(
+        "imapscope_account_messages", "Messages stored for the account.", labels=["account_id"]
+    )
+    recent = GaugeMetricFamily(
+        "imapscope_account_errors_last_hour", "Sync errors in the last hour.",
+        labels=["account_id"],
+    )  # fmt: skip
+    for account in accounts:
+        key = str(account.id)
+        state.add_metric([key, account.state], 1)
+        summary = summaries.get(account.id)
+        messages.add_metric([key], summary.messages if summary else 0)
+        recent.add_metric([key], summary.recent_errors if summary else 0)
+        if account.last_sync is not None:
+            last_sync.add_metric([key], account.last_sync.timestamp())
+            lag.add_metric([key], max(0.0, (now - account.last_sync).total_seconds()))
+    errors = GaugeMetricFamily(
+        "imapscope_errors_last_hour", "Sync errors in the last hour, by finding code.",
+        labels=["code"],
+    )  # fmt: skip
+    for code, count in sorted((await store.error_counts(since)).items()):
+        errors.add_metric([code], count)
+    owners = Counter(o for o in (await store.lease_owners()).values() if o)
+    leases = GaugeMetricFamily(
+        "imapscope_worker_accounts", "Accounts each live worker holds the lease of.",
+        labels=["worker"],
+    )  # fmt: skip
+    for worker, count in sorted(owners.items()):
+        leases.add_metric([worker], count)
+    return [states, state, last_sync, lag, messages, recent, errors, leases]
+
+
+class _Fixed(Collector):
+    def __init__(self, metrics: Snapshot) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.metrics
+
+
+def exposition(metrics: Snapshot) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Fixed(metrics))
+    return generate_latest(registry)
+
+
+def metrics_router(
+    service_dependency: Callable[..., SyncService], token_dependency: Callable[..., Any]
+) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/metrics", include_in_schema=False, dependencies=[Depends(token_dependency)])
+    async def metrics(service: SyncService = Depends(service_dependency)) -> Response:  # noqa: B008
+        body = exposition(await snapshot(service, dt.datetime.now(dt.UTC)))
+        # The 0.0.4 text format, which every Prometheus reads (the names need no escaping)
+        return Response(body, media_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+    return router
