@@ -82,6 +82,8 @@
 
   var before = {};
   document.addEventListener("htmx:beforeSwap", function () { before = states(); });
+  // A swapped-in table gets keyboard access at once, not only after the settle delay.
+  document.addEventListener("htmx:afterSwap", function () { scrollables(); });
   document.addEventListener("htmx:afterSettle", function (event) {
     var after = states();
     var changes = [];
@@ -125,7 +127,9 @@
     showTimes(document);
     scrollables();
     window.addEventListener("resize", scrollables);
-    setInterval(function () { showTimes(document); }, 1000);
+    // Times change width as they count up: a table they widen may become scrollable, and a
+    // scrollable region needs keyboard access (axe: scrollable-region-focusable).
+    setInterval(function () { showTimes(document); scrollables(); }, 1000);
     var d = dialog();
     if (d) {
       d.addEventListener("close", function () {
