@@ -451,3 +451,24 @@ def test_a_sandbox_can_speak_one_revision_only(revision: str) -> None:
     else:
         assert searched == b"* SEARCH 1 2 3\r\n"
         assert enabled == b"* ENABLED\r\n"
+
+
+def test_hostile_mime_is_described_not_a_server_bug(client: imaplib.IMAP4) -> None:
+    """A boundary that is not ASCII, and multiparts nested a thousand deep: BODYSTRUCTURE and
+    sections are answered OK (nesting past 100 is a leaf, as Dovecot caps it)."""
+    utf8 = (
+        'Content-Type: multipart/mixed; boundary="grenze-ä"\r\n\r\n'
+        "--grenze-ä\r\n\r\nteil eins\r\n--grenze-ä--\r\n"
+    ).encode()
+    deep = (
+        b"".join(
+            b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+            for i in range(1000)
+        )
+        + b"\r\ninnermost\r\n"
+    )
+    for message in (utf8, deep):
+        n = _appended(client, message)
+        answer = raw(client, f"FETCH {n} (BODYSTRUCTURE BODY.PEEK[1] BINARY.PEEK[1])")
+        assert answer[-1].startswith(b"OK"), answer[-1]
+    assert b"teil eins" in b"".join(raw(client, f"FETCH {int(n) - 1} (BODY.PEEK[1])"))

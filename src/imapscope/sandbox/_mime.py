@@ -74,8 +74,13 @@ class Part:
 # --- parsing ----------------------------------------------------------------------------------
 
 
+#: Deeper multipart or message/rfc822 nesting is treated as a leaf (Dovecot caps it too), so a
+#: hostile message cannot exhaust the stack.
+MAX_NESTING = 100
+
+
 def parse(raw: bytes, start: int = 0, end: int | None = None,
-          default: tuple[str, str] = ("text", "plain")) -> Part:  # fmt: skip
+          default: tuple[str, str] = ("text", "plain"), depth: int = 0) -> Part:  # fmt: skip
     """The entity in ``raw[start:end]``: header fields, type, and its parts, recursively."""
     end = len(raw) if end is None else end
     fields, body = _fields(raw, start, end)
@@ -87,11 +92,13 @@ def parse(raw: bytes, start: int = 0, end: int | None = None,
         if kind is not None:  # Dovecot: an unreadable Content-Type leaves the default type
             part.type, part.subtype = kind
         part.params = params
+    if depth >= MAX_NESTING:
+        return part
     if part.type.lower() == "multipart" and part.params.get("boundary"):
         digest = part.subtype.lower() == "digest"  # RFC 2046 5.1.5: parts default to messages
-        ranges, closed = _split_parts(raw, body, end, part.params["boundary"].encode("latin-1"))
+        ranges, closed = _split_parts(raw, body, end, part.params["boundary"].encode())
         part.children = [
-            parse(raw, a, b, ("message", "rfc822") if digest else ("text", "plain"))
+            parse(raw, a, b, ("message", "rfc822") if digest else ("text", "plain"), depth + 1)
             for a, b in ranges
         ]
         # Dovecot: when the close delimiter is the entity's last line, its line break is the
@@ -100,7 +107,7 @@ def parse(raw: bytes, start: int = 0, end: int | None = None,
     elif (part.type.lower(), part.subtype.lower()) == ("message", "rfc822") and (
         part.encoding in _DECODED  # Dovecot parses an encapsulated message only if not encoded
     ):
-        part.inner = parse(raw, body, end)
+        part.inner = parse(raw, body, end, depth=depth + 1)
         part.end = part.inner.end
     return part
 
