@@ -10,9 +10,11 @@ places say so.
 from __future__ import annotations
 
 import binascii
+import datetime as dt
 import hashlib
 import re
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 from imapscope.imap import Address, BodyPart, BodyStructure, Envelope, Literal8, Multipart
@@ -63,6 +65,16 @@ class Part:
     @property
     def encoding(self) -> str:
         return (self.get("content-transfer-encoding") or "7bit").strip().lower()
+
+    def sent(self) -> dt.datetime | None:
+        """The Date header as a time (in its own zone; UTC when it names none); None when it
+        is missing or unreadable."""
+        value = self.get("date")
+        try:
+            when = parsedate_to_datetime(value) if value else None
+        except (TypeError, ValueError, IndexError):
+            return None
+        return when if when is None or when.tzinfo else when.replace(tzinfo=dt.UTC)
 
     def walk(self) -> list[Part]:
         found = [self]
@@ -423,9 +435,3 @@ def object_id(message: Message, kind: str) -> str:
     root = (str(parsed.get("references") or parsed.get("in-reply-to") or "").split() or
             [str(parsed.get("message-id") or message.uid)])[0]  # fmt: skip
     return "T" + hashlib.sha256(root.encode()).hexdigest()[:24]
-
-
-def split(raw: bytes) -> tuple[bytes, bytes]:
-    """(header block including the blank line, body)."""
-    part = parse(raw)
-    return part.header, part.text

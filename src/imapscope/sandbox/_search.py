@@ -42,13 +42,9 @@ def _date(text: str) -> date:
 
 
 def _sent(message: Message) -> date | None:
-    from email.utils import parsedate_to_datetime  # noqa: PLC0415
-
-    value = message.parsed.get("date")
-    try:
-        return parsedate_to_datetime(str(value)).date() if value else None
-    except (TypeError, ValueError):
-        return None
+    """The sent date, in the Date header's own zone (RFC 3501: SENTON ignores the time)."""
+    when = message.parsed.sent()
+    return None if when is None else when.date()
 
 
 def _header_contains(message: Message, name: str, needle: str) -> bool:
@@ -59,7 +55,7 @@ def _header_contains(message: Message, name: str, needle: str) -> bool:
     texts = [decode_words(value.encode()) or "" for value in values]
     if name.upper() in _ADDRESS_HEADERS and values:
         for address in parse_addresses(", ".join(values)):
-            email = f"{address.mailbox}@{address.host}" if address.host else address.mailbox
+            email = address.email if address.host else address.mailbox
             shown = decode_words(address.name.encode()) if address.name else None
             texts.append(f"{shown} <{email}>" if shown else email or "")
     return any(_contains(text, needle) for text in texts)

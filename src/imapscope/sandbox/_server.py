@@ -62,7 +62,6 @@ from imapscope.imap import (
     Value,
     Vanished,
     compact_sequence,
-    encode_mailbox,
     expand_sequence,
 )
 from imapscope.imap import Command as ImapCommand
@@ -711,8 +710,8 @@ class Session:
                 attributes.append("\\HasChildren" if below else "\\HasNoChildren")
             if mailbox.special_use:
                 attributes.append(mailbox.special_use)
-            raw = b"INBOX" if name == "INBOX" else b"" if self.rev2 else encode_mailbox(name)
-            responses.append(ListResponse(kind, tuple(attributes), DELIMITER, name, raw, extended))
+            # No raw name: the codec encodes it (modified UTF-7, or UTF-8 once IMAP4rev2 is on)
+            responses.append(ListResponse(kind, tuple(attributes), DELIMITER, name, b"", extended))
             if status_items and chosen:  # LIST-STATUS: STATUS right after its LIST line
                 responses.append(self.status_of(mailbox, status_items))
         if lsub and any("%" in p for p in command.patterns):
@@ -727,9 +726,8 @@ class Session:
                     superior = DELIMITER.join(parts[:depth])
                     if superior not in listed and any(match(superior) for match in matchers):
                         listed.add(superior)
-                        raw = b"" if self.rev2 else encode_mailbox(superior)
                         responses.append(ListResponse(
-                            kind, ("\\Noselect",), DELIMITER, superior, raw
+                            kind, ("\\Noselect",), DELIMITER, superior, b""
                         ))  # fmt: skip
         self.complete(*responses, ok(tag, f"{kind} completed"))
 

@@ -7,7 +7,6 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from imapscope.imap import decode_words
@@ -60,14 +59,8 @@ def base_subject(subject: str | None) -> tuple[str, bool]:
 
 def sent_date(message: Message) -> datetime:
     """The Date header in UTC; the arrival time when it is missing or unreadable (RFC 5256)."""
-    value = message.parsed.get("date")
-    try:
-        when = parsedate_to_datetime(value) if value else None
-    except (TypeError, ValueError, IndexError):
-        when = None
-    if when is None:
-        return message.internaldate.astimezone(UTC)
-    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+    when = message.parsed.sent()
+    return (when or message.internaldate).astimezone(UTC)
 
 
 def _first_address(message: Message, header: str, display: bool) -> str:
@@ -79,9 +72,7 @@ def _first_address(message: Message, header: str, display: bool) -> str:
     if display and first.name:  # RFC 5957: the display name, decoded
         return (decode_words(first.name.encode()) or "").upper()
     if display:
-        return (
-            f"{first.mailbox}@{first.host}".upper() if first.host else (first.mailbox or "").upper()
-        )
+        return ((first.email if first.host else first.mailbox) or "").upper()
     return (first.mailbox or "").upper()
 
 

@@ -25,7 +25,7 @@ class LocalWorkers:
         self._held: IO[str] | None = None
 
     def _path(self, worker_id: str) -> Path:
-        return self.directory / (worker_id.replace("/", "_") + ".lock")
+        return self.directory / f"{worker_id}.lock"  # host:pid:token (a host name has no "/")
 
     def claim(self) -> None:
         """Mark this worker alive (until the process ends)."""
@@ -46,7 +46,7 @@ class LocalWorkers:
         found = []
         for path in sorted(self.directory.glob("*.lock")):
             worker_id = path.name.removesuffix(".lock")
-            if worker_id == self.worker_id.replace("/", "_"):
+            if worker_id == self.worker_id:
                 continue
             try:
                 with path.open("r+") as handle:
