@@ -17,6 +17,7 @@ import uvicorn
 
 from imapscope.api import create_app
 from imapscope.cli_serve import first_token
+from imapscope.monitor import MonitorService
 from imapscope.store import Store
 from imapscope.sync import SyncOptions, SyncService
 
@@ -30,6 +31,7 @@ class Serving:
     store: Store
     service: SyncService
     loop: asyncio.AbstractEventLoop
+    monitors: MonitorService
 
     def call(self, work: Callable[[Store], Awaitable[T]]) -> T:
         """Run ``work(store)`` on the service's loop (the store belongs to it)."""
@@ -60,13 +62,15 @@ def serving(
         token = await first_token(store) or (await store.create_token("tests"))[1]
         service = SyncService(store, options, reconcile_every=reconcile_every)
         app = create_app(service, manage_service=True)
+        holder["app"] = app
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
         holder["server"] = server
         holder["task"] = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started:
             await asyncio.sleep(0.01)
         port = sock.getsockname()[1]
-        return Serving(f"http://127.0.0.1:{port}", token, store, service, loop)
+        app.state.monitors.public_url = f"http://127.0.0.1:{port}"
+        return Serving(f"http://127.0.0.1:{port}", token, store, service, loop, app.state.monitors)
 
     async def stop(s: Serving) -> None:
         holder["server"].should_exit = True

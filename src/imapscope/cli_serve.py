@@ -48,6 +48,9 @@ T = TypeVar("T")
 
 DATA_DIR_ENV = "IMAPSCOPE_DATA_DIR"
 DEFAULT_PORT = 8400
+#: Where people reach the web UI (behind a proxy, say): the links notifications carry. Without
+#: it, the address serve listens on.
+PUBLIC_URL_ENV = "IMAPSCOPE_PUBLIC_URL"
 
 accounts_app = typer.Typer(help="Register and inspect the accounts `serve` keeps in sync.")
 tokens_app = typer.Typer(help="API and web UI tokens.")
@@ -320,7 +323,8 @@ async def _serve(
     try:
         token = await first_token(store)
         service = SyncService(store, options, local_dir=data_dir / "workers")
-        app = create_app(service, manage_service=True)
+        public_url = os.environ.get(PUBLIC_URL_ENV) or address_of(sock)
+        app = create_app(service, manage_service=True, public_url=public_url)
         server = http_server(app)
         if listen_fd is None:
             _announce(address_of(sock), token)

@@ -34,6 +34,8 @@ from imapscope.api._models import (
     account_out,
     spec_of,
 )
+from imapscope.api._monitors import monitors_router
+from imapscope.monitor import MonitorService
 from imapscope.probe import CheckOptions, run_check
 from imapscope.store import (
     AccountView,
@@ -114,17 +116,26 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
             await asyncio.wait([task])
 
 
-def create_app(service: SyncService, *, web: bool = True, manage_service: bool = False) -> FastAPI:
-    """The app. ``manage_service`` starts and stops the service with the app (``serve``)."""
+def create_app(
+    service: SyncService, *, web: bool = True, manage_service: bool = False,
+    public_url: str | None = None,
+) -> FastAPI:  # fmt: skip
+    """The app. ``manage_service`` starts and stops the sync service and the monitors with the
+    app (``serve``); ``public_url`` is where people reach the UI (links in notifications)."""
+    monitors = MonitorService(
+        service.store, service.options, service.worker_id, public_url=public_url
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if manage_service:
             await service.start()
+            await monitors.start()
         try:
             yield
         finally:
             if manage_service:
+                await monitors.stop()
                 await service.stop()
 
     app = FastAPI(
@@ -140,6 +151,7 @@ def create_app(service: SyncService, *, web: bool = True, manage_service: bool =
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.monitors = monitors
     app.add_middleware(Edge, check_token=service.store.check_token)
 
     @app.exception_handler(ApiError)
@@ -198,6 +210,7 @@ def create_app(service: SyncService, *, web: bool = True, manage_service: bool =
         return {"status": "ok"}
 
     app.include_router(_router(), prefix="/api/v1", dependencies=[Depends(require_token)])
+    app.include_router(monitors_router(), prefix="/api/v1", dependencies=[Depends(require_token)])
     app.include_router(_health_router())
     app.include_router(metrics_router(_service, require_token))
     if web:

@@ -1,5 +1,6 @@
 """The storage interface: accounts (credentials encrypted), folders, messages, errors, events,
-tokens, web sessions; one facade, :class:`Store`, over one module per aggregate.
+tokens, web sessions, monitors (runs, history, incidents), channels (notifications) and
+maintenance windows; one facade, :class:`Store`, over one module per aggregate.
 
 SQLite in the data directory by default (WAL), through SQLAlchemy 2's asyncio layer; the schema
 is portable to PostgreSQL. Alembic migrations are applied by :meth:`Store.open`.
@@ -8,13 +9,42 @@ is portable to PostgreSQL. Alembic migrations are applied by :meth:`Store.open`.
 from __future__ import annotations
 
 from imapscope.store._accounts import AccountsMixin
+from imapscope.store._channels import (
+    CHANNEL_KINDS,
+    NOTIFY_JOB,
+    NOTIFY_RETRIES,
+    ChannelsMixin,
+    ChannelView,
+    NotificationView,
+)
 from imapscope.store._checks import CheckRunView, ChecksMixin
 from imapscope.store._db import DB_FILE
 from imapscope.store._errors import ConflictError, NotFoundError, SecretKeyError, StoreError
+from imapscope.store._history import (
+    BUCKETS_MS,
+    HOURS_KEPT,
+    RAW_KEPT,
+    HistoryMixin,
+    Stats,
+    StepStats,
+)
 from imapscope.store._jobs import JobsMixin, JobView
 from imapscope.store._leases import Fence, LeaseLostError, LeasesMixin
 from imapscope.store._log import ERRORS_KEPT, ERRORS_WINDOW, REDACTED, LogMixin
 from imapscope.store._mail import MailMixin
+from imapscope.store._maintenance import MaintenanceMixin, MaintenanceView
+from imapscope.store._monitors import (
+    MIN_INTERVAL,
+    MONITOR_KINDS,
+    MONITOR_SECURITY,
+    RUN_JOB,
+    IncidentView,
+    MonitorsMixin,
+    MonitorSpec,
+    MonitorView,
+    Outgoing,
+    RunRecord,
+)
 from imapscope.store._tokens import TokensMixin
 from imapscope.store._views import (
     AUTH_KINDS,
@@ -34,25 +64,45 @@ from imapscope.store._web_sessions import WebSessionsMixin, WebSessionView
 
 __all__ = [
     "AUTH_KINDS",
+    "BUCKETS_MS",
+    "CHANNEL_KINDS",
     "DB_FILE",
     "ERRORS_KEPT",
     "ERRORS_WINDOW",
+    "HOURS_KEPT",
+    "MIN_INTERVAL",
+    "MONITOR_KINDS",
+    "MONITOR_SECURITY",
+    "NOTIFY_JOB",
+    "NOTIFY_RETRIES",
+    "RAW_KEPT",
     "REDACTED",
+    "RUN_JOB",
     "SECURITY_MODES",
     "AccountSpec",
     "AccountView",
+    "ChannelView",
     "CheckRunView",
     "ConflictError",
     "ErrorView",
     "EventView",
     "Fence",
     "FolderView",
+    "IncidentView",
     "JobView",
     "LeaseLostError",
+    "MaintenanceView",
     "MessageMeta",
     "MessageView",
+    "MonitorSpec",
+    "MonitorView",
     "NotFoundError",
+    "NotificationView",
+    "Outgoing",
+    "RunRecord",
     "SecretKeyError",
+    "Stats",
+    "StepStats",
     "Store",
     "StoreError",
     "Summary",
@@ -71,5 +121,9 @@ class Store(
     ChecksMixin,
     LeasesMixin,
     JobsMixin,
+    MonitorsMixin,
+    ChannelsMixin,
+    MaintenanceMixin,
+    HistoryMixin,
 ):
     """The store: every aggregate's operations on one database (see :mod:`._db`)."""

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from imapscope.store._bounds import bounded
 from imapscope.store._db import Database
@@ -89,6 +89,25 @@ class JobsMixin(Database):
                 .execution_options(populate_existing=True)  # the rows just updated, fresh
             )  # fmt: skip
             return [_view(r) for r in claimed]
+
+    async def next_job_at(self, kinds: Sequence[str]) -> dt.datetime | None:
+        """When the next unclaimed job of these kinds is due (None: there is none)."""
+        async with self._session() as s:
+            found = await s.scalar(
+                select(func.min(Job.run_at))
+                .where(Job.kind.in_(kinds), Job.done.is_(None), Job.claimed_by.is_(None))
+            )  # fmt: skip
+            return None if found is None else utc(found)
+
+    async def reschedule_job(self, job_id: int, worker: str, *, run_at: dt.datetime) -> bool:
+        """Give a claimed, recurring job back to be run again at ``run_at``."""
+        async with self._session() as s:
+            done = await s.execute(
+                update(Job).where(Job.id == job_id, Job.claimed_by == worker)
+                .values(run_at=run_at, claimed_by=None, claimed_until=None, attempts=0)
+            )  # fmt: skip
+            await s.commit()
+            return bool(done.rowcount)  # type: ignore[attr-defined]
 
     async def complete_job(self, job_id: int, worker: str, *, now: dt.datetime) -> bool:
         """Mark a claimed job done; False when this worker's claim was lost meanwhile."""

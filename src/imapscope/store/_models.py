@@ -214,3 +214,139 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     done: Mapped[dt.datetime | None] = mapped_column(default=None)
     last_error: Mapped[str] = mapped_column(String(2000), default="")
+
+
+class Monitor(Base):
+    """Something watched on a schedule: the check ladder against a registered account or any
+    host (``kind`` check), or a message's round trip (``kind`` roundtrip). ``alert`` is the
+    incident engine's state (see :mod:`imapscope.monitor._rules`); ``rules`` its overrides of
+    the global defaults."""
+
+    __tablename__ = "monitors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))  # check | roundtrip
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), default=None
+    )
+    host: Mapped[str | None] = mapped_column(String(255), default=None)
+    port: Mapped[int | None] = mapped_column(default=None)
+    security: Mapped[str] = mapped_column(String(16), default="auto")
+    username: Mapped[str | None] = mapped_column(String(320), default=None)
+    secret: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)  # sealed
+    interval: Mapped[int] = mapped_column(default=300)  # seconds
+    write_tests: Mapped[bool] = mapped_column(default=False)
+    paused: Mapped[bool] = mapped_column(default=False)
+    group: Mapped[str] = mapped_column(String(100), default="")
+    channels: Mapped[list[int]] = mapped_column(JSON, default=list)
+    escalation_channels: Mapped[list[int]] = mapped_column(JSON, default=list)
+    rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    alert: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class MonitorRun(Base):
+    """One run of a monitor: its outcome, headline code and each step's status and time."""
+
+    __tablename__ = "monitor_runs"
+    __table_args__ = (Index("ix_monitor_runs_monitor_at", "monitor_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    monitor_id: Mapped[int] = mapped_column(ForeignKey("monitors.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime]
+    status: Mapped[str] = mapped_column(String(16))  # ok | warning | fail
+    code: Mapped[str | None] = mapped_column(String(64), default=None)
+    summary: Mapped[str] = mapped_column(String(2000), default="")
+    fix: Mapped[str] = mapped_column(String(2000), default="")
+    evidence: Mapped[list[str]] = mapped_column(default=list)
+    total_ms: Mapped[float] = mapped_column(default=0.0)
+    steps: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [[name, status, ms], ...]
+    maintenance: Mapped[bool] = mapped_column(default=False)
+    late_ms: Mapped[float] = mapped_column(default=0.0)  # started this long after it was due
+
+
+class Incident(Base):
+    """A monitor's outage: opened after N failures in a row, resolved after M successes."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_monitor_opened", "monitor_id", "opened"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    monitor_id: Mapped[int] = mapped_column(ForeignKey("monitors.id", ondelete="CASCADE"))
+    opened: Mapped[dt.datetime]
+    resolved: Mapped[dt.datetime | None] = mapped_column(default=None)
+    codes: Mapped[list[str]] = mapped_column(default=list)  # every headline code, in order
+    summary: Mapped[str] = mapped_column(String(2000), default="")
+
+
+class Channel(Base):
+    """Where notifications go: an Apprise URL, or a signed JSON webhook (``kind`` webhook).
+    The URL often carries a token or password, so it is sealed like the accounts' secrets."""
+
+    __tablename__ = "channels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))  # apprise | webhook
+    url: Mapped[bytes] = mapped_column(LargeBinary)  # sealed
+    shown: Mapped[str] = mapped_column(String(500))  # the URL with its secrets masked
+    signing_secret: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)  # sealed
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Notification(Base):
+    """One message to one channel, sent by a ``notify`` job (once across workers), with its
+    attempts: a failing channel's notifications stay visible here."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_channel", "channel_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    monitor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("monitors.id", ondelete="SET NULL"), default=None
+    )
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), default=None
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|failed
+    attempts: Mapped[int] = mapped_column(default=0)
+    sent: Mapped[dt.datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str] = mapped_column(String(2000), default="")
+    message: Mapped[dict[str, Any]] = mapped_column(default=dict)  # title, body, data
+
+
+class Maintenance(Base):
+    """A maintenance window (for one monitor, or all when ``monitor_id`` is empty): runs in it
+    raise no alert and do not count against uptime. ``weekly`` repeats it every 7 days."""
+
+    __tablename__ = "maintenance"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    monitor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("monitors.id", ondelete="CASCADE"), default=None
+    )
+    starts: Mapped[dt.datetime]
+    ends: Mapped[dt.datetime]
+    weekly: Mapped[bool] = mapped_column(default=False)
+    reason: Mapped[str] = mapped_column(String(500), default="")
+
+
+class MonitorHour(Base):
+    """One monitor's runs of one hour, rolled up once raw runs age out (kept for a year and a
+    month): counts, and per step a latency histogram from which percentiles of any period are
+    read (see :mod:`imapscope.monitor._history`)."""
+
+    __tablename__ = "monitor_hours"
+
+    monitor_id: Mapped[int] = mapped_column(
+        ForeignKey("monitors.id", ondelete="CASCADE"), primary_key=True
+    )
+    hour: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    runs: Mapped[int] = mapped_column(default=0)  # outside maintenance
+    failures: Mapped[int] = mapped_column(default=0)
+    maintenance: Mapped[int] = mapped_column(default=0)
+    steps: Mapped[dict[str, Any]] = mapped_column(default=dict)  # name -> {n, p50, p95, max, h}

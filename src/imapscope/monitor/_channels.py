@@ -1,0 +1,169 @@
+"""Sending notifications: to any service through Apprise (one URL per channel: mailto://,
+slack://, msteams://, tgram://, discord://, matrix://, ntfy://, pagerduty://, ...; the list is
+Apprise's: https://github.com/caronc/apprise/wiki), or as a JSON webhook signed by the Standard
+Webhooks specification (``webhook-id``, ``webhook-timestamp``, ``webhook-signature: v1,<base64
+HMAC-SHA256 of id.timestamp.body>``), the id being the same on every attempt.
+
+A channel's URL carries its secrets (a token, a password); it is sealed in the store, shown
+masked (Apprise's own privacy form), and any part of it is cut from the errors a failed
+attempt reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import json
+import logging
+import re
+import secrets
+import urllib.parse
+from typing import Any
+
+import httpx
+
+from imapscope.store import CHANNEL_KINDS, StoreError
+
+APPRISE_LIST = "https://github.com/caronc/apprise/wiki"
+#: A webhook receiver has this long to answer before the attempt counts as failed.
+WEBHOOK_TIMEOUT = 10.0
+#: The part of a receiver's answer kept with a failed attempt.
+RESPONSE_EXCERPT = 300
+#: Apprise reports what went wrong through its log; one send at a time is captured.
+_apprise_turn = asyncio.Lock()
+
+
+class ChannelError(Exception):
+    """An attempt failed; the text says why (with the channel's secrets cut out)."""
+
+
+def _apprise() -> Any:
+    import apprise  # noqa: PLC0415 - 190 plugins load in a third of a second: only when used
+
+    return apprise
+
+
+def prepare(kind: str, url: str) -> tuple[str, str | None]:
+    """Check a channel's URL before it is saved: its masked form, and (for a webhook) a new
+    signing secret. A :class:`StoreError` says what is wrong and where to look."""
+    url = url.strip()
+    if kind not in CHANNEL_KINDS:
+        raise StoreError(f"channel kind {kind!r} is unknown; use {', '.join(CHANNEL_KINDS)}")
+    if len(url) > 2000:
+        raise StoreError("the channel URL is longer than 2000 characters")
+    if kind == "webhook":
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise StoreError(
+                f"a webhook URL is http:// or https:// with a host, not {_scheme(url)!r}; for "
+                f"other services use kind apprise (see {APPRISE_LIST})"
+            )
+        shown = urllib.parse.urlunsplit(
+            (parts.scheme, _host_port(parts), parts.path, "***" if parts.query else "", "")
+        )
+        return shown, "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    apprise = _apprise()
+    with apprise.LogCapture(level=logging.WARNING) as said:
+        found = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+    if found is None:
+        why = _last_line(said.getvalue(), url) or "Apprise cannot read it"
+        raise StoreError(
+            f"the notification URL {_scheme(url)}://... is not one Apprise knows ({why}); "
+            f"the services and their URL forms are listed at {APPRISE_LIST}"
+        )
+    return str(found.url(privacy=True)), None
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0][:40] if "://" in url else url[:20]
+
+
+def _host_port(parts: urllib.parse.SplitResult) -> str:
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def _secret_parts(url: str) -> list[str]:
+    """Every part of a URL that may be secret: user info, path segments, query values."""
+    parts = urllib.parse.urlsplit(url)
+    found = [parts.password or "", parts.username or ""]
+    found += [seg for seg in re.split(r"[/#]", parts.path) if seg]
+    found += [v for _, v in urllib.parse.parse_qsl(parts.query)]
+    # Hosts are not secret, but a token often sits where Apprise reads a host (slack://T/B/C).
+    if parts.hostname and "." not in parts.hostname:
+        found.append(parts.hostname)
+    return sorted({p for p in found if len(p) >= 4}, key=len, reverse=True)
+
+
+def redact(text: str, url: str) -> str:
+    for part in _secret_parts(url):
+        for form in {part, urllib.parse.quote(part, safe=""), urllib.parse.unquote(part)}:
+            text = text.replace(form, "***")
+    return text
+
+
+def _last_line(log: str, url: str) -> str:
+    lines = [line.split(" - ", 2)[-1] for line in log.strip().splitlines() if line.strip()]
+    return redact(lines[-1], url) if lines else ""
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: str) -> str:
+    """The Standard Webhooks signature: ``v1,`` + base64 HMAC-SHA256 of ``id.timestamp.body``."""
+    from standardwebhooks.webhooks import Webhook  # noqa: PLC0415
+
+    when = dt.datetime.fromtimestamp(timestamp, dt.UTC)
+    return str(Webhook(secret).sign(message_id, when, body))
+
+
+async def send(
+    kind: str, url: str, signing_secret: str | None, message: dict[str, Any], *, message_id: str
+) -> None:
+    """Send one message; :class:`ChannelError` when it did not arrive."""
+    if kind == "webhook":
+        assert signing_secret is not None
+        await _send_webhook(url, signing_secret, message, message_id)
+        return
+    apprise = _apprise()
+    async with _apprise_turn:
+        with apprise.LogCapture(level=logging.WARNING) as said:
+            notifier = apprise.Apprise()
+            notifier.add(url)
+            delivered = await asyncio.to_thread(
+                notifier.notify, body=message["body"], title=message["title"]
+            )
+    if not delivered:
+        why = _last_line(said.getvalue(), url) or "the service did not accept it"
+        raise ChannelError(f"{why} (check the channel's URL and that the service is reachable)")
+
+
+async def _send_webhook(url: str, secret: str, message: dict[str, Any], message_id: str) -> None:
+    now = dt.datetime.now(dt.UTC)
+    timestamp = int(now.timestamp())
+    payload = {
+        "type": message.get("type", "notification"),
+        "timestamp": now.isoformat(),
+        "data": message["data"] | {"title": message["title"], "text": message["body"]},
+    }
+    body = json.dumps(payload, separators=(",", ":"))
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(secret, message_id, timestamp, body),
+        "user-agent": "imapscope",
+    }
+    try:
+        async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT, follow_redirects=False) as client:
+            answer = await client.post(url, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        raise ChannelError(
+            redact(f"the webhook could not be reached: {type(exc).__name__}: {exc}", url)
+        ) from None
+    if not answer.is_success:
+        excerpt = answer.text[:RESPONSE_EXCERPT].strip()
+        raise ChannelError(redact(
+            f"the webhook answered {answer.status_code}" + (f": {excerpt}" if excerpt else ""),
+            url,
+        ))  # fmt: skip

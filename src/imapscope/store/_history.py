@@ -1,0 +1,220 @@
+"""Monitor history over time: raw runs for :data:`RAW_KEPT`, then hourly roll-ups for
+:data:`HOURS_KEPT`, so that a year's uptime and latency can be shown.
+
+An hour's roll-up keeps its counts (runs outside maintenance, failures, runs in maintenance)
+and, per step, p50/p95/max and a latency histogram over :data:`BUCKETS_MS`. Percentiles over
+a period are exact while it lies within the raw runs; once it reaches into rolled-up hours
+they are read from the merged histograms (the upper bound of the bucket the rank falls in,
+never above the largest time seen), which is what a year's chart needs.
+
+Uptime is ``(runs - failures) / runs`` over the runs outside maintenance windows: a warning
+counts as up, a run in maintenance counts neither way. With roll-ups, a period that starts
+within an hour counts that whole hour.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import datetime as dt
+import math
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from imapscope.store._db import Database
+from imapscope.store._models import Job, MonitorHour, MonitorRun, Notification
+
+RAW_KEPT = dt.timedelta(days=30)
+HOURS_KEPT = dt.timedelta(days=400)
+#: Finished jobs (sent notifications) and notifications are kept this long for their logs.
+DONE_JOBS_KEPT = dt.timedelta(days=1)
+NOTIFICATIONS_KEPT = dt.timedelta(days=90)
+#: Upper bounds (ms) of the latency histogram's buckets; one more bucket holds the rest.
+BUCKETS_MS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1000,
+              1500, 2000, 3000, 5000, 7000, 10000, 15000, 20000, 30000, 60000, 120000)  # fmt: skip
+ROLLUP_BATCH = 20_000
+TOTAL = "total"
+
+
+def hour_of(at: dt.datetime) -> dt.datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepStats:
+    n: int
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+    """One monitor over one period."""
+
+    since: dt.datetime
+    until: dt.datetime
+    runs: int  # outside maintenance
+    failures: int
+    maintenance: int  # runs inside maintenance windows (not counted)
+    uptime: float | None  # percent; None without runs
+    steps: dict[str, StepStats]  # "total" and each step by name
+
+
+class Latencies:
+    """Times of one step: exact while every time is known, a histogram once roll-ups join."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self.buckets = [0] * (len(BUCKETS_MS) + 1)
+        self.binned = 0  # times known only by bucket
+        self.largest = 0.0
+
+    def add(self, ms: float) -> None:
+        self.values.append(ms)
+        self.largest = max(self.largest, ms)
+
+    def add_histogram(self, histogram: dict[str, int], largest: float) -> None:
+        for index, count in histogram.items():
+            self.buckets[int(index)] += count
+            self.binned += count
+        self.largest = max(self.largest, largest)
+
+    @property
+    def n(self) -> int:
+        return len(self.values) + self.binned
+
+    def percentile(self, q: float) -> float | None:
+        """The q-th percentile (nearest rank)."""
+        if not self.n:
+            return None
+        rank = max(1, math.ceil(q / 100 * self.n))
+        if not self.binned:
+            return round(sorted(self.values)[rank - 1], 1)
+        buckets = list(self.buckets)
+        for ms in self.values:
+            buckets[bisect.bisect_left(BUCKETS_MS, ms)] += 1
+        seen = 0
+        for index, count in enumerate(buckets):
+            seen += count
+            if seen >= rank:
+                bound = BUCKETS_MS[index] if index < len(BUCKETS_MS) else self.largest
+                return round(min(float(bound), self.largest), 1)
+        return round(self.largest, 1)  # pragma: no cover - the ranks add up to n
+
+    def stats(self) -> StepStats:
+        return StepStats(self.n, self.percentile(50), self.percentile(95), self.percentile(99),
+                         round(self.largest, 1) if self.n else None)  # fmt: skip
+
+    def histogram(self) -> dict[str, int]:
+        found: dict[str, int] = defaultdict(int)
+        for ms in self.values:
+            found[str(bisect.bisect_left(BUCKETS_MS, ms))] += 1
+        for index, count in enumerate(self.buckets):
+            if count:
+                found[str(index)] += count
+        return dict(found)
+
+
+def _timed(steps: list[Any], total_ms: float) -> list[tuple[str, float]]:
+    """A run's times worth counting: each step that ran (not skipped), and the total."""
+    return [(str(n), float(ms)) for n, status, ms in steps if status != "skip"] + [
+        (TOTAL, float(total_ms))
+    ]
+
+
+class HistoryMixin(Database):
+    async def stats(self, monitor_id: int, since: dt.datetime, until: dt.datetime) -> Stats:
+        """Uptime and per-step percentiles over ``[since, until)``, from raw runs and roll-ups."""
+        runs = failures = maintenance = 0
+        times: dict[str, Latencies] = defaultdict(Latencies)
+        async with self._session() as s:
+            hours = await s.scalars(
+                select(MonitorHour).where(
+                    MonitorHour.monitor_id == monitor_id, MonitorHour.hour >= hour_of(since),
+                    MonitorHour.hour < until,
+                )
+            )  # fmt: skip
+            for hour in hours:
+                runs, failures = runs + hour.runs, failures + hour.failures
+                maintenance += hour.maintenance
+                for name, step in hour.steps.items():
+                    times[name].add_histogram(step["h"], step["max"])
+            raw = await s.execute(
+                select(MonitorRun.status, MonitorRun.maintenance, MonitorRun.total_ms,
+                       MonitorRun.steps)
+                .where(MonitorRun.monitor_id == monitor_id, MonitorRun.at >= since,
+                       MonitorRun.at < until)
+            )  # fmt: skip
+            for status, in_maintenance, total_ms, steps in raw:
+                if in_maintenance:
+                    maintenance += 1
+                    continue
+                runs += 1
+                failures += status == "fail"
+                for name, ms in _timed(steps, total_ms):
+                    times[name].add(ms)
+        uptime = round(100 * (runs - failures) / runs, 3) if runs else None
+        return Stats(since, until, runs, failures, maintenance, uptime,
+                     {name: t.stats() for name, t in sorted(times.items())})  # fmt: skip
+
+    async def roll_up(self, now: dt.datetime) -> int:
+        """Fold raw runs older than :data:`RAW_KEPT` into hourly roll-ups, drop roll-ups older
+        than :data:`HOURS_KEPT`, finished jobs and old notifications. How many runs it folded."""
+        cutoff = hour_of(now - RAW_KEPT)
+        folded = 0
+        while True:
+            async with self._session() as s:
+                rows = (await s.execute(
+                    select(MonitorRun.id, MonitorRun.monitor_id, MonitorRun.at,
+                           MonitorRun.status, MonitorRun.maintenance, MonitorRun.total_ms,
+                           MonitorRun.steps)
+                    .where(MonitorRun.at < cutoff).order_by(MonitorRun.id).limit(ROLLUP_BATCH)
+                )).all()  # fmt: skip
+                if not rows:
+                    break
+                groups: dict[tuple[int, dt.datetime], list[Any]] = defaultdict(list)
+                for row in rows:
+                    at = row[2] if row[2].tzinfo else row[2].replace(tzinfo=dt.UTC)
+                    groups[row[1], hour_of(at)].append(row)
+                for (monitor_id, hour), members in groups.items():
+                    await self._fold(s, monitor_id, hour, members)
+                await s.execute(delete(MonitorRun).where(MonitorRun.id.in_([r[0] for r in rows])))
+                await s.commit()
+                folded += len(rows)
+        async with self._session() as s:
+            await s.execute(delete(MonitorHour).where(MonitorHour.hour < now - HOURS_KEPT))
+            await s.execute(delete(Job).where(Job.done < now - DONE_JOBS_KEPT))
+            await s.execute(delete(Notification).where(
+                Notification.created < now - NOTIFICATIONS_KEPT, Notification.status != "pending"
+            ))  # fmt: skip
+            await s.commit()
+        return folded
+
+    async def _fold(self, s: Any, monitor_id: int, hour: dt.datetime, rows: list[Any]) -> None:
+        row = await s.get(MonitorHour, (monitor_id, hour))
+        if row is None:
+            row = MonitorHour(monitor_id=monitor_id, hour=hour, runs=0, failures=0,
+                              maintenance=0, steps={})  # fmt: skip
+            s.add(row)
+        times: dict[str, Latencies] = defaultdict(Latencies)
+        for name, step in row.steps.items():
+            times[name].add_histogram(step["h"], step["max"])
+        runs, failures, maintenance = row.runs, row.failures, row.maintenance
+        for _id, _monitor, _at, status, in_maintenance, total_ms, steps in rows:
+            if in_maintenance:
+                maintenance += 1
+                continue
+            runs += 1
+            failures += status == "fail"
+            for name, ms in _timed(steps, total_ms):
+                times[name].add(ms)
+        row.runs, row.failures, row.maintenance = runs, failures, maintenance
+        row.steps = {
+            name: {"n": t.n, "p50": t.percentile(50), "p95": t.percentile(95),
+                   "max": round(t.largest, 1), "h": t.histogram()}
+            for name, t in times.items()
+        }  # fmt: skip
