@@ -348,7 +348,7 @@ def _announce(address: str, token: str | None) -> None:
 # -- accounts --------------------------------------------------------------------------------
 
 
-def _secret(env: str | None, path: Path | None) -> str:
+def read_secret(env: str | None, path: Path | None) -> str:
     if env:
         value = os.environ.get(env)
         if not value:
@@ -409,7 +409,7 @@ def accounts_add(
         spec.validate()
     except (StoreError, ValueError) as exc:
         fail(f"--ca-file/--pin: {exc}" if isinstance(exc, ValueError) else str(exc))
-    secret = _secret(password_env, password_file)
+    secret = read_secret(password_env, password_file)
     # The CA travels with the account: verify now and `serve` later trust the same.
     options = SyncOptions()
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from imapscope.api._models import MAX_ID, valid_host
-from imapscope.monitor import ChannelError, MonitorService, Rules, prepare, send, test_message
+from imapscope.monitor import MonitorService, Rules, prepare, send_test
 from imapscope.store import (
     MIN_INTERVAL,
     ChannelView,
@@ -325,7 +325,11 @@ def monitors_router() -> APIRouter:
     ) -> dict[str, Any]:
         """Send a test notification now; 502 with the reason when it did not arrive."""
         monitors = _monitors(request)
-        return await send_test(monitors, channel_id, response)
+        logged = await send_test(monitors.store, channel_id, public_url=monitors.public_url)
+        if logged.status != "sent":
+            response.status_code = 502
+        return {"sent": logged.status == "sent", "error": logged.last_error or None,
+                "notification": logged.id}  # fmt: skip
 
     @router.get("/channels/{channel_id}/notifications", tags=["channels"])
     async def channel_log(
@@ -356,24 +360,3 @@ def monitors_router() -> APIRouter:
         await _monitors(request).store.remove_maintenance(window_id)
 
     return router
-
-
-async def send_test(
-    monitors: MonitorService, channel_id: int, response: Response | None = None
-) -> dict[str, Any]:
-    """Send a test message to a channel at once and log it; the outcome."""
-    store = monitors.store
-    channel = await store.channel(channel_id)
-    url, secret = await store.channel_secrets(channel_id)
-    message = test_message(channel.name, monitors.public_url)
-    error = None
-    try:
-        await send(channel.kind, url, secret, message, message_id=f"test_{channel_id}_"
-                   f"{int(monitors.clock().timestamp() * 1000)}")  # fmt: skip
-    except ChannelError as exc:
-        error = str(exc)
-    logged = await store.log_notification(channel_id, "test", message, now=monitors.clock(),
-                                          error=error)  # fmt: skip
-    if error is not None and response is not None:
-        response.status_code = 502
-    return {"sent": error is None, "error": error, "notification": logged.id}

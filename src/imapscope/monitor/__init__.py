@@ -5,7 +5,7 @@ carry its notifications (Apprise, signed webhooks). docs/monitors.md is the refe
 from imapscope.monitor._channels import ChannelError, prepare, redact, send, sign
 from imapscope.monitor._message import EVENT_TYPES, compose, test_message
 from imapscope.monitor._rules import RULE_LIMITS, AlertState, Notice, Rules, check_rules, decide
-from imapscope.monitor._service import MonitorService, next_due, outcome
+from imapscope.monitor._service import MonitorService, next_due, outcome, send_test
 
 __all__ = [
     "EVENT_TYPES",
@@ -23,6 +23,7 @@ __all__ = [
     "prepare",
     "redact",
     "send",
+    "send_test",
     "sign",
     "test_message",
 ]  # fmt: skip

@@ -28,7 +28,7 @@ import math
 from collections.abc import Callable
 
 from imapscope.monitor._channels import ChannelError, send
-from imapscope.monitor._message import compose
+from imapscope.monitor._message import compose, test_message
 from imapscope.monitor._rules import AlertState, Rules, decide
 from imapscope.probe import CheckOptions, Report, run_check
 from imapscope.store import (
@@ -37,6 +37,7 @@ from imapscope.store import (
     JobView,
     MonitorView,
     NotFoundError,
+    NotificationView,
     Outgoing,
     RunRecord,
     Store,
@@ -250,3 +251,19 @@ class MonitorService:
         await self.store.notification_sent(
             notification_id, job.id, self.worker_id, now=self.clock()
         )
+
+
+async def send_test(store: Store, channel_id: int, *, public_url: str | None) -> NotificationView:
+    """Send a test message to a channel now (not through the queue) and log it: the logged
+    notification says whether it arrived, and why not."""
+    channel = await store.channel(channel_id)
+    url, secret = await store.channel_secrets(channel_id)
+    message = test_message(channel.name, public_url)
+    now = _utcnow()
+    error = None
+    try:
+        await send(channel.kind, url, secret, message,
+                   message_id=f"test_{channel_id}_{int(now.timestamp() * 1000)}")  # fmt: skip
+    except ChannelError as exc:
+        error = str(exc)
+    return await store.log_notification(channel_id, "test", message, now=now, error=error)

@@ -1,0 +1,84 @@
+"""``imapscope monitors``, ``channels`` and ``maintenance`` as a person types them: each bad
+input is an error that says what to fix, and nothing is saved."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.receivers import smtp_sink
+from tests.test_serve_cli import cli
+
+
+@pytest.mark.usefixtures("database")
+def test_monitors_channels_and_maintenance_from_the_command_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with smtp_sink() as sink:
+        url = f"mailto://127.0.0.1:{sink.port}?from=alerts@example.com&to=ops@example.com"
+        added = cli(data, "channels", "add", "ops mail", "--url-env", "ALERT_URL",
+                    env={"ALERT_URL": url})  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        assert "added channel 1: ops mail (mailto://" in added.stdout
+        tested = cli(data, "channels", "test", "1")
+        assert tested.returncode == 0, tested.stderr
+        (message,) = sink.wait(1)
+        assert message["Subject"] == "imapscope test notification (ops mail)"
+    # The sink is gone: the test says so, and the log keeps both attempts.
+    tested = cli(data, "channels", "test", "1")
+    assert tested.returncode == 1
+    assert "the test notification did not arrive" in tested.stderr
+    log = cli(data, "channels", "log", "1")
+    assert "failed" in log.stdout
+    assert "sent" in log.stdout
+
+    hook = cli(data, "channels", "add", "hook", "--webhook", "--url", "http://127.0.0.1:9/h")
+    assert "signing secret (shown once): whsec_" in hook.stdout
+
+    added = cli(data, "monitors", "add", "imap", "--host", "127.0.0.1", "--port", "1",
+                "--security", "tls", "--interval", "60", "--channel", "1",
+                "--fail-after", "3")  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert "added monitor 1: imap, every 60 s" in added.stdout
+    listed = json.loads(cli(data, "monitors", "list", "--json").stdout)
+    assert [(m["id"], m["host"], m["state"], m["channels"], m["rules"]) for m in listed] == [
+        (1, "127.0.0.1", "unknown", [1], {"fail_after": 3})
+    ]
+    assert cli(data, "monitors", "pause", "1").returncode == 0
+    assert json.loads(cli(data, "monitors", "list", "--json").stdout)[0]["state"] == "paused"
+    assert json.loads(cli(data, "monitors", "show", "1", "--json").stdout)["runs"] == []
+    assert cli(data, "monitors", "resume", "1").returncode == 0
+
+    window = cli(data, "maintenance", "add", "--starts", "2026-12-24T22:00Z", "--ends",
+                 "2026-12-25T02:00Z", "--monitor", "1", "--reason", "upgrade")  # fmt: skip
+    assert window.returncode == 0, window.stderr
+    assert "upgrade" in cli(data, "maintenance", "list").stdout
+    assert cli(data, "monitors", "remove", "1").returncode == 0
+    assert json.loads(cli(data, "monitors", "list", "--json").stdout) == []
+    assert "upgrade" not in cli(data, "maintenance", "list").stdout  # it went with its monitor
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [(["monitors", "add", "x", "--host", "localhost", "--interval", "1"],
+      "interval 1s is out of range: use 5 seconds"),
+     (["monitors", "add", "x"], "give either account_id"),
+     (["monitors", "add", "x", "--host", "localhost", "--channel", "7"], "no channel with id 7"),
+     (["monitors", "add", "x", "--host", "localhost", "--remind-every", "10"],
+      "remind_every = 10: use a whole number 60-"),
+     (["channels", "add", "x", "--url", "nosuch://example.com/abc"], "is not one Apprise knows"),
+     (["maintenance", "add", "--starts", "2026-12-24T22:00Z", "--ends", "2026-12-24T21:00Z"],
+      "before it starts"),
+     (["maintenance", "add", "--starts", "Christmas", "--ends", "2026-12-24T21:00Z"],
+      "--starts 'Christmas' is not a time")],
+)  # fmt: skip
+def test_bad_input_is_an_error_that_says_what_to_fix(  # one database: refused before any write
+    tmp_path: Path, args: list[str], said: str
+) -> None:
+    data = tmp_path / "data"
+    answer = cli(data, *args)
+    assert answer.returncode == 1
+    assert said in " ".join(answer.stderr.split())
+    group = "channels" if args[0] == "channels" else "monitors"
+    assert json.loads(cli(data, group, "list", "--json").stdout) == []
