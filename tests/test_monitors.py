@@ -19,6 +19,7 @@ from tests.conftest import PASSWORD, Sandbox
 from tests.receivers import SmtpSink, WebhookReceiver, smtp_sink, webhook_receiver
 from tests.serving import Serving
 from tests.test_api import account, no_secret, wait_for
+from tests.test_metrics import samples
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -81,11 +82,15 @@ def test_a_login_failure_gives_one_incident_and_one_notification_per_channel(
         seen = len(api.get(f"{path}/runs?limit=100").json())
         wait_for(api, f"{path}/runs?limit=100", lambda r: len(r) >= seen + 2, timeout=30)
         hooks, mails = list(receiver.deliveries), list(sink.messages)
+        up_key = ("imapscope_monitor_up", frozenset({("monitor_id", str(monitor["id"]))}))
+        up = samples(api.get("/metrics").text)[up_key]
+        api.post(f"{path}/pause")  # the history stands still while it is read
 
         incidents = api.get(f"{path}/incidents").json()
         runs = api.get(f"{path}/runs?limit=100").json()
         stats = api.get(f"{path}/stats").json()
         log = api.get(f"/api/v1/channels/{hook['id']}/notifications").json()
+        metrics = samples(api.get("/metrics").text)
 
     # Exactly one incident, opened and resolved, named as check names it.
     assert len(incidents) == 1
@@ -123,6 +128,18 @@ def test_a_login_failure_gives_one_incident_and_one_notification_per_channel(
     assert 0 < day["uptime"] < 100
     assert day["steps"]["total"]["n"] == len(runs)
     assert [n["status"] for n in log] == ["sent", "sent"]
+    # /metrics says the same: up now, the failed runs, step times, nothing open, both sent.
+    key = str(monitor["id"])
+    assert up == 1
+    assert up_key not in metrics  # paused
+    fails = metrics["imapscope_monitor_runs_last_hour",
+                    frozenset({("monitor_id", key), ("status", "fail")})]  # fmt: skip
+    assert fails == statuses.count("fail")
+    every = frozenset({("monitor_id", key), ("step", "total"), ("le", "+Inf")})
+    assert metrics["imapscope_monitor_step_seconds_bucket", every] == len(runs)
+    assert metrics["imapscope_incidents_open", frozenset()] == 0
+    sent = frozenset({("channel_id", str(hook["id"])), ("status", "sent")})
+    assert metrics["imapscope_notifications", sent] == 2
     # The password is nowhere: not in what was sent, nor in the API's answers.
     no_secret(*(d.body.decode() for d in hooks), *(m.as_string() for m in mails),
               json.dumps([incidents, runs, log]))  # fmt: skip

@@ -8,17 +8,17 @@ id is what the API and the UI use (``/api/v1/accounts/{id}``). Documented in doc
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from imapscope.store import ERRORS_WINDOW
+from imapscope.store import BUCKETS_MS, ERRORS_WINDOW
 from imapscope.sync import STATES, SyncService
 
 Snapshot = list[Metric]
@@ -80,7 +80,63 @@ async def snapshot(service: SyncService, now: dt.datetime) -> Snapshot:
     )  # fmt: skip
     for worker, count in sorted(owners.items()):
         leases.add_metric([worker], count)
-    return [states, state, last_sync, lag, messages, recent, errors, leases]
+    return [states, state, last_sync, lag, messages, recent, errors, leases,
+            *await monitor_metrics(service, now)]  # fmt: skip
+
+
+async def monitor_metrics(service: SyncService, now: dt.datetime) -> Snapshot:
+    """Monitors, incidents and notifications. Step times are gauge histograms over the last
+    hour's runs (made from the database, like everything here, so not counters since a start):
+    ``histogram_quantile(0.95, imapscope_monitor_step_seconds_bucket)`` needs no rate()."""
+    store = service.store
+    monitors = await store.monitors()
+    up = GaugeMetricFamily(
+        "imapscope_monitor_up", "1 when the monitor is up, 0 when an incident is open; absent "
+        "before its first run and while paused.", labels=["monitor_id"],
+    )  # fmt: skip
+    for monitor in monitors:
+        if monitor.alert and not monitor.paused:
+            up.add_metric([str(monitor.id)], 0 if monitor.alert.get("down") else 1)
+    last_run = GaugeMetricFamily(
+        "imapscope_monitor_last_run_timestamp_seconds", "When the monitor last ran (Unix time).",
+        labels=["monitor_id"],
+    )  # fmt: skip
+    runs = GaugeMetricFamily(
+        "imapscope_monitor_runs_last_hour", "Runs in the last hour by status (ok, warning, fail, "
+        "maintenance).", labels=["monitor_id", "status"],
+    )  # fmt: skip
+    steps = GaugeHistogramMetricFamily(
+        "imapscope_monitor_step_seconds", "Time each step of the monitor's runs took in the "
+        "last hour (total: the whole run).", labels=["monitor_id", "step"],
+    )  # fmt: skip
+    latest: dict[int, dt.datetime] = {}
+    counted: Counter[tuple[int, str]] = Counter()
+    times: dict[tuple[int, str], list[float]] = defaultdict(list)
+    for monitor_id, at, status, in_maintenance, timed in await store.recent_runs(
+        now - dt.timedelta(hours=1)
+    ):
+        latest[monitor_id] = at
+        counted[monitor_id, "maintenance" if in_maintenance else status] += 1
+        for step, ms in timed:
+            times[monitor_id, step].append(ms / 1000)
+    for monitor_id, at in sorted(latest.items()):
+        last_run.add_metric([str(monitor_id)], at.timestamp())
+    for (monitor_id, status), count in sorted(counted.items()):
+        runs.add_metric([str(monitor_id), status], count)
+    for (monitor_id, step), seconds in sorted(times.items()):
+        cumulative = [(str(ms / 1000), sum(1 for x in seconds if x <= ms / 1000))
+                      for ms in BUCKETS_MS]  # fmt: skip
+        steps.add_metric([str(monitor_id), step], [*cumulative, ("+Inf", len(seconds))],
+                         gsum_value=round(sum(seconds), 6))  # fmt: skip
+    incidents = GaugeMetricFamily("imapscope_incidents_open", "Incidents open now.")
+    incidents.add_metric([], await store.open_incident_count())
+    notes = GaugeMetricFamily(
+        "imapscope_notifications", "Notifications kept (90 days) by channel and status: pending "
+        "(being retried), sent, failed (given up).", labels=["channel_id", "status"],
+    )  # fmt: skip
+    for (channel_id, status), count in sorted((await store.notification_counts()).items()):
+        notes.add_metric([str(channel_id), status], count)
+    return [up, last_run, runs, steps, incidents, notes]
 
 
 class _Fixed(Collector):

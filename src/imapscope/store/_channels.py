@@ -239,6 +239,15 @@ class ChannelsMixin(Database):
             rows = await s.scalars(query.order_by(Notification.id.desc()).limit(limit))
             return [_notification(r) for r in rows]
 
+    async def notification_counts(self) -> dict[tuple[int, str], int]:
+        """Notifications kept, per (channel, status)."""
+        async with self._session() as s:
+            rows = await s.execute(
+                select(Notification.channel_id, Notification.status, func.count())
+                .group_by(Notification.channel_id, Notification.status)
+            )  # fmt: skip
+            return {(int(c), str(st)): int(n) for c, st, n in rows}
+
     async def notification_failures(self) -> dict[int, int]:
         """Per channel, notifications that gave up (status failed)."""
         async with self._session() as s:

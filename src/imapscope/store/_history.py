@@ -161,6 +161,23 @@ class HistoryMixin(Database):
         return Stats(since, until, runs, failures, maintenance, uptime,
                      {name: t.stats() for name, t in sorted(times.items())})  # fmt: skip
 
+    async def recent_runs(
+        self, since: dt.datetime
+    ) -> list[tuple[int, dt.datetime, str, bool, list[tuple[str, float]]]]:
+        """Every monitor's runs since ``since``: (monitor, at, status, in maintenance, times
+        of the steps that ran and the total), oldest first (for /metrics)."""
+        async with self._session() as s:
+            rows = await s.execute(
+                select(MonitorRun.monitor_id, MonitorRun.at, MonitorRun.status,
+                       MonitorRun.maintenance, MonitorRun.total_ms, MonitorRun.steps)
+                .where(MonitorRun.at >= since).order_by(MonitorRun.at)
+            )  # fmt: skip
+            return [
+                (monitor_id, at if at.tzinfo else at.replace(tzinfo=dt.UTC), status,
+                 maintenance, _timed(steps, total_ms))
+                for monitor_id, at, status, maintenance, total_ms, steps in rows
+            ]  # fmt: skip
+
     async def roll_up(self, now: dt.datetime) -> int:
         """Fold raw runs older than :data:`RAW_KEPT` into hourly roll-ups, drop roll-ups older
         than :data:`HOURS_KEPT`, finished jobs and old notifications. How many runs it folded."""
