@@ -21,10 +21,11 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import case, delete, func, select
 
 from imapscope.store._db import Database
 from imapscope.store._models import Job, MonitorHour, MonitorRun, Notification
+from imapscope.store._views import utc
 
 RAW_KEPT = dt.timedelta(days=30)
 HOURS_KEPT = dt.timedelta(days=400)
@@ -161,6 +162,39 @@ class HistoryMixin(Database):
         return Stats(since, until, runs, failures, maintenance, uptime,
                      {name: t.stats() for name, t in sorted(times.items())})  # fmt: skip
 
+    async def uptimes(self, since: dt.datetime) -> dict[int, float | None]:
+        """Every monitor's uptime % since ``since`` (raw runs: within :data:`RAW_KEPT`)."""
+        async with self._session() as s:
+            rows = await s.execute(
+                select(MonitorRun.monitor_id, func.count(),
+                       func.sum(case((MonitorRun.status == "fail", 1), else_=0)))
+                .where(MonitorRun.at >= since, MonitorRun.maintenance.is_(False))
+                .group_by(MonitorRun.monitor_id)
+            )  # fmt: skip
+            return {int(m): round(100 * (n - int(f or 0)) / n, 3) if n else None
+                    for m, n, f in rows}  # fmt: skip
+
+    async def latest_runs(
+        self, per_monitor: int
+    ) -> dict[int, list[tuple[dt.datetime, str, str | None, bool]]]:
+        """Each monitor's newest runs (at, status, code, in maintenance), oldest first."""
+        ranked = select(
+            MonitorRun.monitor_id, MonitorRun.at, MonitorRun.status, MonitorRun.code,
+            MonitorRun.maintenance,
+            func.row_number().over(partition_by=MonitorRun.monitor_id,
+                                   order_by=MonitorRun.at.desc()).label("rank"),
+        ).subquery()  # fmt: skip
+        found: dict[int, list[tuple[dt.datetime, str, str | None, bool]]] = defaultdict(list)
+        async with self._session() as s:
+            rows = await s.execute(
+                select(ranked.c.monitor_id, ranked.c.at, ranked.c.status, ranked.c.code,
+                       ranked.c.maintenance)
+                .where(ranked.c.rank <= per_monitor).order_by(ranked.c.monitor_id, ranked.c.at)
+            )  # fmt: skip
+            for monitor_id, at, status, code, maintenance in rows:
+                found[int(monitor_id)].append((utc(at), status, code, bool(maintenance)))
+        return dict(found)
+
     async def recent_runs(
         self, since: dt.datetime
     ) -> list[tuple[int, dt.datetime, str, bool, list[tuple[str, float]]]]:
@@ -173,7 +207,7 @@ class HistoryMixin(Database):
                 .where(MonitorRun.at >= since).order_by(MonitorRun.at)
             )  # fmt: skip
             return [
-                (monitor_id, at if at.tzinfo else at.replace(tzinfo=dt.UTC), status,
+                (monitor_id, utc(at), status,
                  maintenance, _timed(steps, total_ms))
                 for monitor_id, at, status, maintenance, total_ms, steps in rows
             ]  # fmt: skip
@@ -195,8 +229,7 @@ class HistoryMixin(Database):
                     break
                 groups: dict[tuple[int, dt.datetime], list[Any]] = defaultdict(list)
                 for row in rows:
-                    at = row[2] if row[2].tzinfo else row[2].replace(tzinfo=dt.UTC)
-                    groups[row[1], hour_of(at)].append(row)
+                    groups[row[1], hour_of(utc(row[2]))].append(row)
                 for (monitor_id, hour), members in groups.items():
                     await self._fold(s, monitor_id, hour, members)
                 await s.execute(delete(MonitorRun).where(MonitorRun.id.in_([r[0] for r in rows])))

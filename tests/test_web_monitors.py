@@ -1,0 +1,129 @@
+"""The monitors pages in real Chromium against `serve` on the sandbox: the runs a test made show
+on the monitors page (state, strip) and the monitor's charts (one bar per run, the code on
+hover, time per step), the incident is listed, a monitor is added from the form (a bad interval
+says what to fix), a channel is added and tested; axe-core on every page, both themes, both
+widths; no secret in any page."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Browser, BrowserContext, expect
+
+from imapscope.sandbox import FaultRule
+from tests.conftest import PASSWORD, Sandbox
+from tests.receivers import SmtpSink, smtp_sink
+from tests.serving import Serving
+from tests.test_api import account, wait_for
+from tests.test_web import NARROW, WIDE, browser, login, no_secrets, overflowing, violations
+
+__all__ = ["browser"]  # the fixture, shared with tests/test_web.py
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    with smtp_sink() as found:
+        yield found
+
+
+def runs_of(api: httpx.Client, monitor_id: int) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = api.get(f"/api/v1/monitors/{monitor_id}/runs").json()
+    return found
+
+
+def test_monitor_pages_show_the_runs_charts_and_incident(
+    browser: Browser, served: Serving, sandbox: Sandbox, sink: SmtpSink, tmp_path: Path
+) -> None:
+    with served.client() as api:
+        alice = api.post("/api/v1/accounts", json=account(sandbox)).json()
+        url = f"mailto://127.0.0.1:{sink.port}?from=alerts@example.com&to=ops@example.com"
+        channel = api.post("/api/v1/channels", json={"name": "ops mail", "url": url}).json()
+        monitor = api.post("/api/v1/monitors", json={
+            "name": "Alice's IMAP", "account_id": alice["id"], "interval": 5,
+            "channels": [channel["id"]], "rules": {"fail_after": 1, "recover_after": 1},
+        }).json()  # fmt: skip
+        api.post(f"/api/v1/monitors/{monitor['id']}/run")
+        wait_for(api, f"/api/v1/monitors/{monitor['id']}/runs", lambda r: len(r) >= 1,
+                 timeout=30)  # fmt: skip
+        # Two runs fail (the fault fires twice), then it recovers.
+        sandbox.server.faults.add(FaultRule(
+            action="no", command="AUTHENTICATE", code="AUTHENTICATIONFAILED",
+            text="Authentication failed.", count=2,
+        ))  # fmt: skip
+        wait_for(api, f"/api/v1/monitors/{monitor['id']}/incidents",
+                 lambda i: len(i) == 1 and i[0]["resolved"], timeout=40)  # fmt: skip
+        api.post(f"/api/v1/monitors/{monitor['id']}/pause")  # the history stands still
+        runs = runs_of(api, monitor["id"])
+    failed = [r for r in runs if r["status"] == "fail"]
+    assert failed
+
+    page = browser.new_page()
+    login(page, served)
+    page.get_by_role("link", name="Monitors").click()
+    row = page.locator(f"#monitor-{monitor['id']}")
+    expect(row.locator(".badge")).to_have_text("paused")
+    expect(row.locator("svg.strip rect")).to_have_count(min(len(runs), 30))
+    row.get_by_role("link", name="Alice's IMAP").click()
+    expect(page.get_by_role("heading", name="Alice's IMAP")).to_be_visible()
+    bars = page.locator("svg.timeline rect")
+    expect(bars).to_have_count(len(runs))
+    titles = bars.locator("title").all_text_contents()
+    assert sum("fail, AUTH_FAILED" in t for t in titles) == len(failed)
+    expect(page.locator("figure.stacked svg rect").first).to_be_attached()
+    expect(page.locator(".legend li", has_text="tls")).to_be_visible()
+    expect(page.locator("table.incidents tbody tr")).to_have_count(1)
+    expect(page.locator("table.incidents")).to_contain_text("AUTH_FAILED")
+    no_secrets(page, PASSWORD)
+
+    # Add a monitor from the form: a bad interval is refused with what to fix, nothing saved.
+    page.goto(f"{served.url}/monitors/new")
+    page.get_by_label("Name").fill("Any server")
+    page.get_by_label("Any server").check()
+    page.get_by_label("Host").fill("127.0.0.1")
+    page.get_by_label("Port (empty: the usual ones)").fill(str(sandbox.server.tls_port))
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Every (seconds, 5 or more)").fill("2")
+    page.get_by_role("button", name="Add the monitor").click()
+    expect(page.get_by_role("alert")).to_contain_text("interval 2s is out of range")
+    no_secrets(page, PASSWORD)  # the password is not sent back into the form
+    page.get_by_label("Every (seconds, 5 or more)").fill("60")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Add the monitor").click()
+    expect(page.get_by_role("heading", name="Any server")).to_be_visible()
+    added = int(page.url.rsplit("/", 1)[1])
+
+    # A channel's test notification from the channels page.
+    page.goto(f"{served.url}/channels")
+    page.get_by_role("button", name="Send a test notification to ops mail").click()
+    expect(page.get_by_role("status").first).to_contain_text("The test notification was sent")
+    assert any("test notification" in str(m["Subject"]) for m in sink.wait(1))
+    state = page.context.storage_state()
+    page.close()
+
+    pages = {"monitors": "/monitors", "monitor": f"/monitors/{monitor['id']}",
+             "new monitor": f"/monitors/{added}", "form": "/monitors/new",
+             "channels": "/channels", "channel": f"/channels/{channel['id']}"}  # fmt: skip
+    axe, found = Axe(), []
+    for scheme in ("light", "dark"):
+        for width_name, viewport in (("1280", WIDE), ("390", NARROW)):
+            context: BrowserContext = browser.new_context(
+                viewport=viewport, color_scheme=scheme,  # type: ignore[arg-type]
+                storage_state=state,  # type: ignore[arg-type]
+            )  # fmt: skip
+            view = context.new_page()
+            for name, path in pages.items():
+                view.goto(served.url + path)
+                found += violations(axe, view, f"{name} {scheme} {width_name}")
+                if viewport is NARROW:
+                    wide = view.evaluate("document.documentElement.scrollWidth")
+                    assert wide <= NARROW["width"], f"{name}: {wide} px: " + ", ".join(
+                        overflowing(view)
+                    )
+                no_secrets(view, PASSWORD)
+            context.close()
+    assert found == [], "\n".join(found)
