@@ -19,7 +19,8 @@ Severity = Literal["error", "warning", "info"]
 
 LAYERS = (
     "discovery", "dns", "tcp", "service", "tls", "greeting", "starttls", "certificate",
-    "authenticate", "mailstore", "folders", "push", "write", "performance", "internal",
+    "authenticate", "mailstore", "folders", "push", "write", "submission", "delivery",
+    "performance", "internal",
 )  # fmt: skip
 
 
@@ -225,6 +226,54 @@ CATALOGUE: dict[str, Spec] = _specs(
      "A flag set on one connection did not show up on another.",
      "Flag changes are not shared between sessions: the server's index is broken or replicas "
      "lag; check the server."),
+    # A round-trip monitor's send leg (SMTP submission) and receive leg (delivery).
+    ("SMTP_CONNECT_FAILED", "submission", "error",
+     "The SMTP submission server could not be reached.",
+     "Check the SMTP host and port (587 with STARTTLS, 465 with implicit TLS, 25 between "
+     "servers) and that no firewall blocks it."),
+    ("SMTP_TIMEOUT", "submission", "error",
+     "The SMTP server did not answer in time.",
+     "The server is overloaded or a firewall drops the traffic; try again, and check the "
+     "server's load and the path to it."),
+    ("SMTP_TLS_FAILED", "submission", "error",
+     "TLS with the SMTP server failed (the handshake or the certificate).",
+     "Check the security mode for the port (465: TLS, 587: STARTTLS) and that the server's "
+     "certificate is valid for its name and trusted."),
+    ("SMTP_STARTTLS_UNSUPPORTED", "submission", "error",
+     "The SMTP server does not offer STARTTLS on this port.",
+     "Use the port that offers STARTTLS (587) or implicit TLS (465), or enable STARTTLS on the "
+     "server; sending a password without TLS is refused."),
+    ("SMTP_AUTH_UNSUPPORTED", "submission", "error",
+     "The SMTP server offers no login (AUTH PLAIN or LOGIN) here.",
+     "Use the submission port (587 or 465) rather than 25, after TLS; on Microsoft 365, SMTP AUTH "
+     "must be enabled for the mailbox."),
+    ("SMTP_AUTH_FAILED", "submission", "error",
+     "The SMTP server refused the login.",
+     "Check the user name and password (an app password where the provider asks for one) and "
+     "that SMTP AUTH is allowed for this account."),
+    ("SMTP_SENDER_REFUSED", "submission", "error",
+     "The SMTP server refused the sender address.",
+     "Send from an address this login is allowed to send as (often the login's own address)."),
+    ("SMTP_RECIPIENT_REFUSED", "submission", "error",
+     "The SMTP server refused the recipient address.",
+     "Check the monitored account's address; the server may also refuse relaying for this "
+     "login."),
+    ("SMTP_MESSAGE_REFUSED", "submission", "error",
+     "The SMTP server refused the message itself.",
+     "Its reply (in the evidence) says why: a content filter, a size limit or a policy; check "
+     "the server's log."),
+    ("DELIVERY_LOST", "delivery", "error",
+     "The message was accepted for delivery but did not arrive in time.",
+     "Look for it in the server's mail log by its Message-ID (in the evidence): a full queue, a "
+     "filter or forwarding rule, or a delivery agent that fails."),
+    ("DELIVERY_JUNK", "delivery", "warning",
+     "The message arrived, but in the Junk folder.",
+     "The receiving server's filter distrusts the sender: publish SPF, DKIM and DMARC for the "
+     "sending domain, or allow-list it."),
+    ("DELIVERY_UNWATCHED", "delivery", "error",
+     "The receiving account is not being synced, so the message's arrival cannot be seen.",
+     "Resume the account (or fix what its own error says): the round trip watches the mailbox "
+     "through the account's sync."),
     ("SLOW_SERVER", "performance", "warning",
      "A step took longer than expected.",
      "The server or the network is slow; see the timings to see which layer."),

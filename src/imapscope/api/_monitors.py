@@ -52,14 +52,37 @@ class RulesIn(BaseModel):
         return self.model_dump(exclude_unset=True)
 
 
+class SmtpIn(BaseModel):
+    """Where a round trip submits its message (its password is the monitor's ``password``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    host: str = Field(min_length=1, max_length=255)
+    port: int | None = Field(None, ge=1, le=65535, description="default: 587, 465 or 25")
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    user: str | None = Field(None, max_length=320, description="none: no login")
+    sender: str = Field(alias="from", min_length=3, max_length=320)
+    deadline: int = Field(300, description="seconds to wait for the message (10-3600)")
+
+    _host = field_validator("host")(valid_host)
+
+    def settings(self) -> dict[str, Any]:
+        found = {"host": self.host, "security": self.security, "user": self.user,
+                 "from": self.sender, "deadline": self.deadline}  # fmt: skip
+        return found | ({"port": self.port} if self.port else {})
+
+
 class MonitorIn(BaseModel):
     """A monitor: the check ladder every ``interval`` seconds against a registered account
-    (``account_id``) or any server (``host``, with or without credentials)."""
+    (``account_id``) or any server (``host``, with or without credentials); or (``kind:
+    roundtrip``) a message submitted over ``smtp`` to a registered account and watched until
+    it arrives."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    kind: Literal["check"] = "check"
+    kind: Literal["check", "roundtrip"] = "check"
+    smtp: SmtpIn | None = None
     account_id: int | None = Field(None, ge=1, le=MAX_ID)
     host: str | None = Field(None, max_length=255)
     port: int | None = Field(None, ge=1, le=65535)
@@ -81,7 +104,7 @@ class MonitorIn(BaseModel):
             port=self.port, security=self.security, username=self.username,
             interval=self.interval, write_tests=self.write_tests, group=self.group,
             channels=tuple(self.channels), escalation_channels=tuple(self.escalation_channels),
-            rules=self.rules.given(),
+            rules=self.rules.given(), smtp=self.smtp.settings() if self.smtp else {},
         )  # fmt: skip
 
 
@@ -138,7 +161,8 @@ def monitor_out(monitor: MonitorView) -> dict[str, Any]:
         "username": spec.username, "has_password": monitor.has_secret,
         "interval": spec.interval, "write_tests": spec.write_tests, "group": spec.group,
         "channels": list(spec.channels), "escalation_channels": list(spec.escalation_channels),
-        "rules": spec.rules, "paused": monitor.paused, "state": state,
+        "rules": spec.rules, "smtp": spec.smtp or None, "paused": monitor.paused,
+        "state": state,
         "code": alert.get("code"), "incident": alert.get("incident"),
         "flapping": bool(alert.get("flapping")),
         "next_run": monitor.next_run.isoformat() if monitor.next_run else None,
@@ -183,7 +207,11 @@ def monitors_router() -> APIRouter:
         """Add a monitor; its first run comes within a minute (or its interval)."""
         monitors = _monitors(request)
         Rules.of(await monitors.store.alert_defaults(), body.rules.given())
-        if body.account_id is not None and (body.username or body.password):
+        if (
+            body.kind == "check"
+            and body.account_id is not None
+            and (body.username or body.password)
+        ):
             raise StoreError("a monitor of a registered account uses the account's user and "
                              "password; leave username and password out")  # fmt: skip
         added = await monitors.store.add_monitor(body.spec(), body.password, now=monitors.clock())

@@ -5,7 +5,8 @@ Theory of operation
 Every due run and every notification is a job row (:mod:`imapscope.store._jobs`). Each worker's
 loop claims due jobs (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; one writer at a time on SQLite),
 so with several workers each job is taken by one. A ``monitor.run`` job runs the check ladder
-(the very code ``imapscope check`` runs, so a monitor names a failure as ``check`` does), folds
+(the very code ``imapscope check`` runs, so a monitor names a failure as ``check`` does) or a
+round trip (:mod:`._roundtrip`), folds
 the outcome into the incident engine (:mod:`._rules`), and in one transaction, under its claim,
 records the run, the incident's change and the notifications, and puts itself back for the
 next due time. A ``notify`` job sends one notification, and on failure comes back after the
@@ -29,6 +30,7 @@ from collections.abc import Callable
 
 from imapscope.monitor._channels import ChannelError, send
 from imapscope.monitor._message import compose, test_message
+from imapscope.monitor._roundtrip import RoundTrip
 from imapscope.monitor._rules import AlertState, Rules, decide
 from imapscope.probe import CheckOptions, Report, run_check
 from imapscope.store import (
@@ -197,8 +199,17 @@ class MonitorService:
             await self.store.complete_job(job.id, self.worker_id, now=started)
             return
         late_ms = max(0.0, (started - job.run_at).total_seconds() * 1000)
-        report = await run_check(await self.check_options(monitor))
-        run = outcome(report, started, late_ms=late_ms)
+        if monitor.spec.kind == "roundtrip":
+
+            async def hold(seconds: float) -> None:  # the receive leg may outlast the claim
+                until = self.clock() + dt.timedelta(seconds=seconds)
+                await self.store.extend_claim(job.id, self.worker_id, until=until)
+
+            trip = RoundTrip(self.store, self.options, monitor, on_wait=hold)
+            run = dataclasses.replace(await trip.run(started), late_ms=round(late_ms, 1))
+        else:
+            report = await run_check(await self.check_options(monitor))
+            run = outcome(report, started, late_ms=late_ms)
         maintenance = await self.store.in_maintenance(monitor.id, started)
         if maintenance:
             run = dataclasses.replace(run, maintenance=True)

@@ -11,7 +11,12 @@ A rule matches a command verb (or ``*``), optionally only for one user or one ma
                    ``mid-reply``: after half of its bytes, ``mid-literal``: halfway through the
                    first literal in it, e.g. a BODY[])
 ``throttle``       from this command on, send at most ``bytes_per_second``
+``drop``           (``SMTP-DATA`` only) accept the message with 250 and never deliver it
+``junk``           (``SMTP-DATA`` only) deliver it into the recipient's Junk, as a spam filter
 =================  ==========================================================================
+
+SMTP commands are named ``SMTP-AUTH``, ``SMTP-MAIL``, ``SMTP-RCPT``, ``SMTP-DATA`` (with ``no``,
+``delay``, ``drop``, ``junk``; see :mod:`._smtp`).
 
 Session-wide rules (``command`` is ignored): ``hide-capability`` (``capability``: e.g. IDLE,
 STARTTLS) and ``logindisabled`` (advertise LOGINDISABLED and refuse LOGIN with PRIVACYREQUIRED).
@@ -30,7 +35,11 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 ACTIONS = ("no", "bad", "bye", "delay", "disconnect", "throttle", "hide-capability",
-           "logindisabled", "silence", "banner")  # fmt: skip
+           "logindisabled", "silence", "banner", "drop", "junk")  # fmt: skip
+#: The SMTP commands a rule can name (see imapscope.sandbox._smtp); ``*`` never matches them.
+SMTP_COMMANDS = ("SMTP-AUTH", "SMTP-MAIL", "SMTP-RCPT", "SMTP-DATA")
+#: What a rule may do to an SMTP command.
+SMTP_ACTIONS = ("no", "delay", "drop", "junk")
 _ids = itertools.count(1)
 
 
@@ -71,6 +80,13 @@ class FaultRule:
             self.command = "GREETING"
         if "\r" in self.text or "\n" in self.text:
             raise FaultError("text must be one line")
+        if self.command.startswith("SMTP-"):
+            if self.command not in SMTP_COMMANDS:
+                raise FaultError(f"SMTP command must be one of {', '.join(SMTP_COMMANDS)}")
+            if self.action not in SMTP_ACTIONS:
+                raise FaultError(f"an SMTP rule's action is {', '.join(SMTP_ACTIONS)}")
+        if self.action in ("drop", "junk") and self.command != "SMTP-DATA":
+            raise FaultError(f"{self.action} applies to SMTP-DATA (what becomes of a message)")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,6 +126,13 @@ class Faults:
             if rule.mailbox is not None and rule.mailbox != mailbox:
                 continue
             if self._fires(rule):
+                return rule
+        return None
+
+    def for_smtp(self, verb: str) -> FaultRule | None:
+        """The rule for an SMTP command (named exactly: ``*`` is for IMAP)."""
+        for rule in self.rules:
+            if rule.command == verb and self._fires(rule):
                 return rule
         return None
 

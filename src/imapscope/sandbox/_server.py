@@ -1208,7 +1208,9 @@ class SandboxServer:
         if self.smtp_port is not None:
             loop = asyncio.get_running_loop()
             smtp = await loop.create_server(
-                lambda: smtp_factory(self.store), self.host, self.smtp_port
+                lambda: smtp_factory(self.store, self.faults, self.tls_context),
+                self.host,
+                self.smtp_port,
             )
             self.smtp_port = smtp.sockets[0].getsockname()[1]
             self.servers.append(smtp)

@@ -344,8 +344,9 @@ class Store:
             return None
         return user
 
-    def deliver(self, recipient: str, raw: bytes) -> bool:
-        """SMTP delivery to ``recipient``'s INBOX (a user name or an address's local part)."""
+    def deliver(self, recipient: str, raw: bytes, mailbox: str = "INBOX") -> bool:
+        """SMTP delivery to ``recipient``'s INBOX (a user name or an address's local part), or
+        to another of their mailboxes (a spam filter's Junk)."""
         user = self.users.get(recipient.lower()) or self.users.get(
             recipient.split("@", maxsplit=1)[0].lower()
         )
@@ -353,5 +354,5 @@ class Store:
             if not self.open_mode:
                 return False
             user = self.add_user(recipient.lower(), "")
-        user.get("INBOX").append(raw, (), None)
+        user.get(mailbox).append(raw, (), None)
         return True

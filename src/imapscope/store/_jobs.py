@@ -109,6 +109,16 @@ class JobsMixin(Database):
             await s.commit()
             return bool(done.rowcount)  # type: ignore[attr-defined]
 
+    async def extend_claim(self, job_id: int, worker: str, *, until: dt.datetime) -> bool:
+        """Keep a claimed job for longer (a run that waits, like a round trip's receive leg)."""
+        async with self._session() as s:
+            done = await s.execute(
+                update(Job).where(Job.id == job_id, Job.claimed_by == worker, Job.done.is_(None))
+                .values(claimed_until=until)
+            )  # fmt: skip
+            await s.commit()
+            return bool(done.rowcount)  # type: ignore[attr-defined]
+
     async def complete_job(self, job_id: int, worker: str, *, now: dt.datetime) -> bool:
         """Mark a claimed job done; False when this worker's claim was lost meanwhile."""
         async with self._session() as s:

@@ -138,6 +138,11 @@ class LogMixin(Database):
             await s.commit()
             return row.id
 
+    async def last_event_id(self) -> int:
+        """The newest event's id (0 without events): a cursor for "from now on"."""
+        async with self._session() as s:
+            return int(await s.scalar(select(func.max(Event.id))) or 0)
+
     async def events(self, after: int = 0, limit: int = 100) -> Sequence[EventView]:
         """Events with an id above the cursor ``after``, oldest first."""
         if limit < 1 or limit > 1000:

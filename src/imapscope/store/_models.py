@@ -243,6 +243,9 @@ class Monitor(Base):
     escalation_channels: Mapped[list[int]] = mapped_column(JSON, default=list)
     rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
     alert: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # A round trip's sending side: host, port, security, user, from, deadline (its password is
+    # ``secret``).
+    smtp: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

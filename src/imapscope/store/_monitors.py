@@ -36,7 +36,13 @@ from imapscope.store._views import utc
 MIN_INTERVAL = 5
 MAX_INTERVAL = 7 * 86400
 DEFAULT_INTERVAL = 300
-MONITOR_KINDS = ("check",)
+MONITOR_KINDS = ("check", "roundtrip")
+SMTP_SECURITY = ("starttls", "tls", "none")
+#: The usual port for each way of submitting mail.
+SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+#: How long a round trip waits for its message before calling it lost.
+DEFAULT_DEADLINE = 300
+DEADLINE_RANGE = (10, 3600)
 MONITOR_SECURITY = ("auto", "tls", "starttls", "none")
 RUN_JOB = "monitor.run"
 #: The first run of a new (or resumed) monitor comes within this many seconds (or its
@@ -67,6 +73,8 @@ class MonitorSpec:
     channels: tuple[int, ...] = ()
     escalation_channels: tuple[int, ...] = ()
     rules: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # A round trip's sending side: host, port, security, user, from, deadline (see check_smtp).
+    smtp: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def validate(self) -> None:
         if not self.name.strip() or len(self.name) > 200:
@@ -94,6 +102,39 @@ class MonitorSpec:
             )
         if len(self.group) > 100:
             raise StoreError("a group name has at most 100 characters")
+        if self.kind == "roundtrip":
+            if self.account_id is None:
+                raise StoreError("a round trip sends to a registered account and watches it "
+                                 "arrive there: give account_id")  # fmt: skip
+            check_smtp(self.smtp)
+        elif self.smtp:
+            raise StoreError("smtp settings belong to a roundtrip monitor")
+
+
+def check_smtp(smtp: dict[str, Any]) -> None:
+    """A round trip's SMTP settings: ``host``, ``security`` (starttls, tls, none), ``port``
+    (default by security), ``user`` (none: no login), ``from`` (the sender address) and
+    ``deadline`` (seconds to wait for the message); filled in with the defaults."""
+    known = {"host", "port", "security", "user", "from", "deadline"}
+    unknown = sorted(set(smtp) - known)
+    if unknown:
+        raise StoreError(f"unknown smtp setting {unknown[0]!r}: use {', '.join(sorted(known))}")
+    if not str(smtp.get("host") or "").strip():
+        raise StoreError("smtp.host is empty: give the SMTP submission server's name")
+    security = smtp.setdefault("security", "starttls")
+    if security not in SMTP_SECURITY:
+        raise StoreError(f"smtp.security {security!r} is unknown: use {', '.join(SMTP_SECURITY)}")
+    port = smtp.setdefault("port", SMTP_PORTS[security])
+    if not isinstance(port, int) or not 1 <= port <= 65535:
+        raise StoreError(f"smtp.port {port!r} is out of range: use 1-65535 (587, 465 or 25)")
+    sender = str(smtp.get("from") or "")
+    if "@" not in sender or len(sender) > 320 or any(c in sender for c in "\r\n<> "):
+        raise StoreError("smtp.from must be the sender's address (like probe@example.com)")
+    smtp.setdefault("user", None)
+    deadline = smtp.setdefault("deadline", DEFAULT_DEADLINE)
+    low, high = DEADLINE_RANGE
+    if not isinstance(deadline, int) or not low <= deadline <= high:
+        raise StoreError(f"smtp.deadline {deadline!r}: use a whole number of seconds {low}-{high}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +194,7 @@ def _spec(row: Monitor) -> MonitorSpec:
         security=row.security, username=row.username, interval=row.interval,
         write_tests=row.write_tests, group=row.group, channels=tuple(row.channels),
         escalation_channels=tuple(row.escalation_channels), rules=dict(row.rules),
+        smtp=dict(row.smtp),
     )  # fmt: skip
 
 
@@ -201,7 +243,7 @@ class MonitorsMixin(ChannelsMixin):
                 username=spec.username, secret=self._box.seal(secret) if secret else None,
                 interval=spec.interval, write_tests=spec.write_tests, group=spec.group,
                 channels=list(spec.channels), escalation_channels=list(spec.escalation_channels),
-                rules=dict(spec.rules), alert={}, created=now,
+                rules=dict(spec.rules), alert={}, smtp=dict(spec.smtp), created=now,
             )  # fmt: skip
             s.add(row)
             await s.flush()
@@ -269,7 +311,7 @@ class MonitorsMixin(ChannelsMixin):
                 spec.interval,
                 spec.write_tests,
             )
-            row.group, row.rules = spec.group, dict(spec.rules)
+            row.group, row.rules, row.smtp = spec.group, dict(spec.rules), dict(spec.smtp)
             row.channels, row.escalation_channels = (
                 list(spec.channels),
                 list(spec.escalation_channels),

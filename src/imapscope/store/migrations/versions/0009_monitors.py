@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("escalation_channels", sa.JSON(), nullable=False),
         sa.Column("rules", sa.JSON(), nullable=False),
         sa.Column("alert", sa.JSON(), nullable=False),
+        sa.Column("smtp", sa.JSON(), nullable=False),
         sa.Column("created", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
