@@ -180,6 +180,7 @@ def stats_out(stats: Stats) -> dict[str, Any]:
         "runs": stats.runs, "failures": stats.failures, "maintenance": stats.maintenance,
         "uptime": stats.uptime,
         "steps": {name: dataclasses.asdict(s) for name, s in stats.steps.items()},
+        "codes": stats.codes,
     }  # fmt: skip
 
 

@@ -18,14 +18,18 @@ import bisect
 import dataclasses
 import datetime as dt
 import math
-from collections import defaultdict
-from typing import Any
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import case, delete, func, insert, select
 
 from imapscope.store._db import Database
 from imapscope.store._models import Job, MonitorHour, MonitorRun, Notification
 from imapscope.store._views import utc
+
+if TYPE_CHECKING:
+    from imapscope.store._monitors import RunRecord
 
 RAW_KEPT = dt.timedelta(days=30)
 HOURS_KEPT = dt.timedelta(days=400)
@@ -63,6 +67,7 @@ class Stats:
     maintenance: int  # runs inside maintenance windows (not counted)
     uptime: float | None  # percent; None without runs
     steps: dict[str, StepStats]  # "total" and each step by name
+    codes: dict[str, int]  # headline codes of the runs (outside maintenance), by how many
 
 
 class Latencies:
@@ -132,6 +137,7 @@ class HistoryMixin(Database):
         """Uptime and per-step percentiles over ``[since, until)``, from raw runs and roll-ups."""
         runs = failures = maintenance = 0
         times: dict[str, Latencies] = defaultdict(Latencies)
+        codes: Counter[str] = Counter()
         async with self._session() as s:
             hours = await s.scalars(
                 select(MonitorHour).where(
@@ -144,23 +150,27 @@ class HistoryMixin(Database):
                 maintenance += hour.maintenance
                 for name, step in hour.steps.items():
                     times[name].add_histogram(step["h"], step["max"])
+                codes.update(hour.codes)
             raw = await s.execute(
                 select(MonitorRun.status, MonitorRun.maintenance, MonitorRun.total_ms,
-                       MonitorRun.steps)
+                       MonitorRun.steps, MonitorRun.code)
                 .where(MonitorRun.monitor_id == monitor_id, MonitorRun.at >= since,
                        MonitorRun.at < until)
             )  # fmt: skip
-            for status, in_maintenance, total_ms, steps in raw:
+            for status, in_maintenance, total_ms, steps, code in raw:
                 if in_maintenance:
                     maintenance += 1
                     continue
                 runs += 1
                 failures += status == "fail"
+                if code:
+                    codes[code] += 1
                 for name, ms in _timed(steps, total_ms):
                     times[name].add(ms)
         uptime = round(100 * (runs - failures) / runs, 3) if runs else None
         return Stats(since, until, runs, failures, maintenance, uptime,
-                     {name: t.stats() for name, t in sorted(times.items())})  # fmt: skip
+                     {name: t.stats() for name, t in sorted(times.items())},
+                     dict(codes.most_common()))  # fmt: skip
 
     async def uptimes(self, since: dt.datetime) -> dict[int, float | None]:
         """Every monitor's uptime % since ``since`` (raw runs: within :data:`RAW_KEPT`)."""
@@ -212,6 +222,21 @@ class HistoryMixin(Database):
                 for monitor_id, at, status, maintenance, total_ms, steps in rows
             ]  # fmt: skip
 
+    async def import_runs(self, monitor_id: int, runs: Sequence[RunRecord]) -> None:
+        """Write runs as they are, in bulk (history brought from elsewhere, and the tests and
+        benchmarks that need a year of it); no incident or notification follows from them."""
+        rows = [
+            {"monitor_id": monitor_id, "at": r.at, "status": r.status, "code": r.code,
+             "summary": r.summary, "fix": r.fix, "evidence": list(r.evidence),
+             "total_ms": r.total_ms, "steps": [list(step) for step in r.steps],
+             "maintenance": r.maintenance, "late_ms": r.late_ms}
+            for r in runs
+        ]  # fmt: skip
+        async with self._session() as s:
+            for start in range(0, len(rows), ROLLUP_BATCH):
+                await s.execute(insert(MonitorRun), rows[start : start + ROLLUP_BATCH])
+            await s.commit()
+
     async def roll_up(self, now: dt.datetime) -> int:
         """Fold raw runs older than :data:`RAW_KEPT` into hourly roll-ups, drop roll-ups older
         than :data:`HOURS_KEPT`, finished jobs and old notifications. How many runs it folded."""
@@ -222,7 +247,7 @@ class HistoryMixin(Database):
                 rows = (await s.execute(
                     select(MonitorRun.id, MonitorRun.monitor_id, MonitorRun.at,
                            MonitorRun.status, MonitorRun.maintenance, MonitorRun.total_ms,
-                           MonitorRun.steps)
+                           MonitorRun.steps, MonitorRun.code)
                     .where(MonitorRun.at < cutoff).order_by(MonitorRun.id).limit(ROLLUP_BATCH)
                 )).all()  # fmt: skip
                 if not rows:
@@ -248,21 +273,25 @@ class HistoryMixin(Database):
         row = await s.get(MonitorHour, (monitor_id, hour))
         if row is None:
             row = MonitorHour(monitor_id=monitor_id, hour=hour, runs=0, failures=0,
-                              maintenance=0, steps={})  # fmt: skip
+                              maintenance=0, steps={}, codes={})  # fmt: skip
             s.add(row)
         times: dict[str, Latencies] = defaultdict(Latencies)
+        codes: Counter[str] = Counter(row.codes)
         for name, step in row.steps.items():
             times[name].add_histogram(step["h"], step["max"])
         runs, failures, maintenance = row.runs, row.failures, row.maintenance
-        for _id, _monitor, _at, status, in_maintenance, total_ms, steps in rows:
+        for _id, _monitor, _at, status, in_maintenance, total_ms, steps, code in rows:
             if in_maintenance:
                 maintenance += 1
                 continue
             runs += 1
             failures += status == "fail"
+            if code:
+                codes[code] += 1
             for name, ms in _timed(steps, total_ms):
                 times[name].add(ms)
         row.runs, row.failures, row.maintenance = runs, failures, maintenance
+        row.codes = dict(codes)
         row.steps = {
             name: {"n": t.n, "p50": t.percentile(50), "p95": t.percentile(95),
                    "max": round(t.largest, 1), "h": t.histogram()}

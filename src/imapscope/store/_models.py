@@ -353,3 +353,18 @@ class MonitorHour(Base):
     failures: Mapped[int] = mapped_column(default=0)
     maintenance: Mapped[int] = mapped_column(default=0)
     steps: Mapped[dict[str, Any]] = mapped_column(default=dict)  # name -> {n, p50, p95, max, h}
+    codes: Mapped[dict[str, Any]] = mapped_column(default=dict)  # headline code -> runs
+
+
+class ReportSchedule(Base):
+    """A report made every week or month and sent through channels."""
+
+    __tablename__ = "report_schedules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    every: Mapped[str] = mapped_column(String(16))  # week | month
+    format: Mapped[str] = mapped_column(String(16))  # pdf | html | csv | json
+    channels: Mapped[list[int]] = mapped_column(JSON, default=list)
+    monitors: Mapped[list[int]] = mapped_column(JSON, default=list)  # empty: all
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -1,5 +1,5 @@
 """Monitors: scheduled checks and their runs (raw and hourly), incidents, notification
-channels and their notifications, maintenance windows
+channels and their notifications, maintenance windows, report schedules
 
 Revision ID: 0009
 Revises: 0008
@@ -85,8 +85,20 @@ def upgrade() -> None:
         sa.Column("failures", sa.Integer(), nullable=False),
         sa.Column("maintenance", sa.Integer(), nullable=False),
         sa.Column("steps", sa.JSON(), nullable=False),
+        sa.Column("codes", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(["monitor_id"], ["monitors.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("monitor_id", "hour"),
+    )
+    op.create_table(
+        "report_schedules",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("every", sa.String(length=16), nullable=False),
+        sa.Column("format", sa.String(length=16), nullable=False),
+        sa.Column("channels", sa.JSON(), nullable=False),
+        sa.Column("monitors", sa.JSON(), nullable=False),
+        sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
         "monitor_runs",
@@ -134,6 +146,7 @@ def downgrade() -> None:
     op.drop_table("notifications")
     op.drop_index("ix_monitor_runs_monitor_at", table_name="monitor_runs")
     op.drop_table("monitor_runs")
+    op.drop_table("report_schedules")
     op.drop_table("monitor_hours")
     op.drop_table("maintenance")
     op.drop_index("ix_incidents_monitor_opened", table_name="incidents")
