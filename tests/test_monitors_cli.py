@@ -54,6 +54,15 @@ def test_monitors_channels_and_maintenance_from_the_command_line(tmp_path: Path)
                  "2026-12-25T02:00Z", "--monitor", "1", "--reason", "upgrade")  # fmt: skip
     assert window.returncode == 0, window.stderr
     assert "upgrade" in cli(data, "maintenance", "list").stdout
+    report = cli(data, "report", "--format", "csv")
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.splitlines()[1].startswith("1,imap,check,127.0.0.1:1,")
+    table = cli(data, "report", "--period", "month")
+    assert "imap" in table.stdout
+    assert "maintenance windows" in " ".join(table.stdout.split())  # the accounting rule
+    pdf = tmp_path / "report.pdf"
+    assert cli(data, "report", "--format", "pdf", "-o", str(pdf)).returncode == 0
+    assert pdf.read_bytes().startswith(b"%PDF-")
     assert cli(data, "monitors", "remove", "1").returncode == 0
     assert json.loads(cli(data, "monitors", "list", "--json").stdout) == []
     assert "upgrade" not in cli(data, "maintenance", "list").stdout  # it went with its monitor
@@ -71,7 +80,9 @@ def test_monitors_channels_and_maintenance_from_the_command_line(tmp_path: Path)
      (["maintenance", "add", "--starts", "2026-12-24T22:00Z", "--ends", "2026-12-24T21:00Z"],
       "before it starts"),
      (["maintenance", "add", "--starts", "Christmas", "--ends", "2026-12-24T21:00Z"],
-      "--starts 'Christmas' is not a time")],
+      "--starts 'Christmas' is not a time"),
+     (["report", "--period", "custom", "--since", "2026-12-02T00:00Z"], "needs since and until"),
+     (["report", "--format", "docx"], "format 'docx' is unknown")],
 )  # fmt: skip
 def test_bad_input_is_an_error_that_says_what_to_fix(  # one database: refused before any write
     tmp_path: Path, args: list[str], said: str

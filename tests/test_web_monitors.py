@@ -97,6 +97,14 @@ def test_monitor_pages_show_the_runs_charts_and_incident(
     expect(page.get_by_role("heading", name="Any server")).to_be_visible()
     added = int(page.url.rsplit("/", 1)[1])
 
+    # The report page: the monitor's row, and the same report as a PDF.
+    page.get_by_role("link", name="Reports").click()
+    page.get_by_role("button", name="Make the report").click()
+    expect(page.locator(f"#report-monitor-{monitor['id']}")).to_contain_text("Alice's IMAP")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="PDF").click()
+    assert download.value.suggested_filename.endswith(".pdf")
+
     # A channel's test notification from the channels page.
     page.goto(f"{served.url}/channels")
     page.get_by_role("button", name="Send a test notification to ops mail").click()
@@ -107,7 +115,8 @@ def test_monitor_pages_show_the_runs_charts_and_incident(
 
     pages = {"monitors": "/monitors", "monitor": f"/monitors/{monitor['id']}",
              "new monitor": f"/monitors/{added}", "form": "/monitors/new",
-             "channels": "/channels", "channel": f"/channels/{channel['id']}"}  # fmt: skip
+             "channels": "/channels", "channel": f"/channels/{channel['id']}",
+             "reports": "/reports", "bad report": "/reports?period=custom"}  # fmt: skip
     axe, found = Axe(), []
     for scheme in ("light", "dark"):
         for width_name, viewport in (("1280", WIDE), ("390", NARROW)):

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 
 from imapscope import __version__
-from imapscope.cli_monitors import channels_app, maintenance_app, monitors_app
+from imapscope.cli_monitors import channels_app, maintenance_app, monitors_app, report_command
 from imapscope.cli_serve import accounts_app, serve_command, tokens_app
 
 if TYPE_CHECKING:  # the sandbox is imported only by the commands that use it
@@ -565,6 +565,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(monitors_app, name="monitors")
 app.add_typer(channels_app, name="channels")
 app.add_typer(maintenance_app, name="maintenance")
+app.command("report")(report_command)
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -337,3 +338,58 @@ def maintenance_remove(
 
     with_store(data_dir, run)
     console.print(f"removed maintenance window {window_id}")
+
+
+# -- reports ------------------------------------------------------------------------------------
+
+
+def report_command(
+    period: str = typer.Option(
+        "7d", "--period", help="7d, 30d, week (last full), month (last full) or custom."
+    ),
+    since: str | None = typer.Option(None, "--since", help="custom: start, ISO 8601 with zone."),
+    until: str | None = typer.Option(None, "--until", help="custom: end (not included)."),
+    form: str | None = typer.Option(
+        None, "--format", help="json, csv, html or pdf (default: a table on the terminal)."
+    ),
+    monitor: list[int] = typer.Option([], "--monitor", help="Only this monitor (repeatable)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write it to this file."),
+    data_dir: Path | None = DataDir,
+) -> None:
+    """A report over a period: uptime, incidents, MTTR, time per step, round-trip losses."""
+    from imapscope.monitor._report import build, render  # noqa: PLC0415
+    from imapscope.monitor._report import period as period_of  # noqa: PLC0415
+    from imapscope.store import StoreError  # noqa: PLC0415
+
+    start = _when(since, "--since") if since else None
+    end = _when(until, "--until") if until else None
+
+    async def make(store: Store) -> dict[str, Any]:
+        now = _now()
+        first, last = period_of(period, now, start, end)
+        return await build(store, first, last, now=now, monitor_ids=monitor or None)
+
+    made = with_store(data_dir, make)
+    if form is None:
+        shown = table("monitor", "uptime", "runs", "failed", "incidents", "downtime", "MTTR")
+        for m in made["monitors"]:
+            shown.add_row(
+                m["name"], "-" if m["uptime"] is None else f"{m['uptime']:.3f} %", str(m["runs"]),
+                str(m["failures"]), str(len(m["incidents"])), f"{m['downtime_s'] / 60:.1f} min",
+                "-" if m["mttr_s"] is None else f"{m['mttr_s'] / 60:.1f} min",
+            )  # fmt: skip
+        console.print(f"{made['start']} to {made['end']} (UTC)")
+        console.print(shown)
+        console.print(f"[dim]{made['rule']}[/]")
+        return
+    try:
+        data = render(made, form)
+    except StoreError as exc:  # an unknown format, or a PDF without Pango
+        fail(str(exc))
+    if output is not None:
+        output.write_bytes(data)
+        console.print(f"wrote {output} ({len(data)} bytes)")
+    elif form == "pdf" and sys.stdout.isatty():
+        fail("a PDF is not for a terminal: give --output FILE (or redirect it)")
+    else:
+        sys.stdout.buffer.write(data)

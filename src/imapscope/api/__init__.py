@@ -35,6 +35,7 @@ from imapscope.api._models import (
     spec_of,
 )
 from imapscope.api._monitors import monitors_router
+from imapscope.api._reports import reports_router
 from imapscope.monitor import MonitorService
 from imapscope.probe import CheckOptions, run_check
 from imapscope.store import (
@@ -211,6 +212,7 @@ def create_app(
 
     app.include_router(_router(), prefix="/api/v1", dependencies=[Depends(require_token)])
     app.include_router(monitors_router(), prefix="/api/v1", dependencies=[Depends(require_token)])
+    app.include_router(reports_router(), prefix="/api/v1", dependencies=[Depends(require_token)])
     app.include_router(_health_router())
     app.include_router(metrics_router(_service, require_token))
     if web:

@@ -18,7 +18,9 @@ import json
 import logging
 import re
 import secrets
+import tempfile
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -118,20 +120,27 @@ def sign(secret: str, message_id: str, timestamp: int, body: str) -> str:
 
 
 async def send(
-    kind: str, url: str, signing_secret: str | None, message: dict[str, Any], *, message_id: str
-) -> None:
-    """Send one message; :class:`ChannelError` when it did not arrive."""
+    kind: str, url: str, signing_secret: str | None, message: dict[str, Any], *, message_id: str,
+    attachment: tuple[str, bytes] | None = None,
+) -> None:  # fmt: skip
+    """Send one message (with a file: its name and bytes, for services that take files; a
+    webhook's data carries what the file holds); :class:`ChannelError` when it did not arrive."""
     if kind == "webhook":
         assert signing_secret is not None
         await _send_webhook(url, signing_secret, message, message_id)
         return
     apprise = _apprise()
     async with _apprise_turn:
-        with apprise.LogCapture(level=logging.WARNING) as said:
+        with apprise.LogCapture(level=logging.WARNING) as said, tempfile.TemporaryDirectory() as d:
             notifier = apprise.Apprise()
             notifier.add(url)
+            files = None
+            if attachment is not None:
+                path = Path(d) / attachment[0]
+                path.write_bytes(attachment[1])
+                files = apprise.AppriseAttachment(str(path))
             delivered = await asyncio.to_thread(
-                notifier.notify, body=message["body"], title=message["title"]
+                notifier.notify, body=message["body"], title=message["title"], attach=files
             )
     if not delivered:
         why = _last_line(said.getvalue(), url) or "the service did not accept it"

@@ -30,11 +30,13 @@ from collections.abc import Callable
 
 from imapscope.monitor._channels import ChannelError, send
 from imapscope.monitor._message import compose, test_message
+from imapscope.monitor._report import build, file_name, period, render
 from imapscope.monitor._roundtrip import RoundTrip
 from imapscope.monitor._rules import AlertState, Rules, decide
 from imapscope.probe import CheckOptions, Report, run_check
 from imapscope.store import (
     NOTIFY_JOB,
+    REPORT_JOB,
     RUN_JOB,
     JobView,
     MonitorView,
@@ -43,6 +45,7 @@ from imapscope.store import (
     Outgoing,
     RunRecord,
     Store,
+    next_report,
 )
 from imapscope.sync import SyncOptions, check_options
 
@@ -122,7 +125,7 @@ class MonitorService:
         self._wake.set()
 
     async def _loop(self) -> None:
-        kinds = (RUN_JOB, NOTIFY_JOB, ROLLUP_JOB)
+        kinds = (RUN_JOB, NOTIFY_JOB, ROLLUP_JOB, REPORT_JOB)
         while True:
             try:
                 free = self.concurrency - len(self._busy)
@@ -155,6 +158,8 @@ class MonitorService:
                 await self.run(job)
             elif job.kind == NOTIFY_JOB:
                 await self.deliver(job)
+            elif job.kind == REPORT_JOB:
+                await self.send_report(job)
             else:
                 await self.store.roll_up(self.clock())
                 await self.store.reschedule_job(
@@ -246,8 +251,19 @@ class MonitorService:
         except NotFoundError:  # its channel was removed
             await self.store.complete_job(job.id, self.worker_id, now=self.clock())
             return
+        attachment = None
+        if "report" in message:  # a scheduled report: made now, from the history
+            wanted = message["report"]
+            report = await build(
+                self.store, dt.datetime.fromisoformat(wanted["start"]),
+                dt.datetime.fromisoformat(wanted["end"]), now=note.created,
+                monitor_ids=wanted["monitors"] or None,
+            )  # fmt: skip
+            attachment = (file_name(report, wanted["format"]), render(report, wanted["format"]))
+            message = message | {"data": message["data"] | {"report": report}}
         try:
-            await send(channel.kind, url, secret, message, message_id=f"msg_{notification_id}")
+            await send(channel.kind, url, secret, message, message_id=f"msg_{notification_id}",
+                       attachment=attachment)  # fmt: skip
         except ChannelError as exc:
             retry_at = await self.store.notification_failed(
                 notification_id, job.id, self.worker_id, error=str(exc), now=self.clock(),
@@ -262,6 +278,41 @@ class MonitorService:
         await self.store.notification_sent(
             notification_id, job.id, self.worker_id, now=self.clock()
         )
+
+    # -- scheduled reports ---------------------------------------------------------------------
+
+    async def send_report(self, job: JobView) -> None:
+        """Queue a schedule's report for its last full period to its channels (the file is
+        made when each notification is sent), and put the job back for the next period."""
+        now = self.clock()
+        try:
+            schedule = await self.store.report_schedule(int(job.payload["schedule"]))
+        except NotFoundError:
+            await self.store.complete_job(job.id, self.worker_id, now=now)
+            return
+        start, end = period(schedule.every, now)
+        report = await build(self.store, start, end, now=now,
+                             monitor_ids=list(schedule.monitors) or None)  # fmt: skip
+        lines = [
+            f"{m['name']}: "
+            + ("no runs" if m["uptime"] is None else f"{m['uptime']:.3f} % up")
+            + f", {len(m['incidents'])} incident(s)"
+            for m in report["monitors"]
+        ]
+        message = {
+            "type": "report.made",
+            "title": f"imapscope report {schedule.name}: {start:%Y-%m-%d} to {end:%Y-%m-%d}",
+            "body": "\n".join(lines) or "No monitors.",
+            "data": {"kind": "report", "schedule": schedule.id, "start": report["start"],
+                     "end": report["end"]},
+            "report": {"start": report["start"], "end": report["end"],
+                       "format": schedule.format, "monitors": list(schedule.monitors)},
+        }  # fmt: skip
+        await self.store.queue_for_job(
+            job.id, self.worker_id, schedule.channels, "report", message, now=now,
+            next_run=next_report(schedule.every, now),
+        )  # fmt: skip
+        self.wake()
 
 
 async def send_test(store: Store, channel_id: int, *, public_url: str | None) -> NotificationView:

@@ -45,6 +45,14 @@ from imapscope.store._monitors import (
     Outgoing,
     RunRecord,
 )
+from imapscope.store._reports import (
+    REPORT_EVERY,
+    REPORT_FORMATS,
+    REPORT_JOB,
+    ReportScheduleView,
+    ReportsMixin,
+    next_report,
+)
 from imapscope.store._tokens import TokensMixin
 from imapscope.store._views import (
     AUTH_KINDS,
@@ -77,6 +85,9 @@ __all__ = [
     "NOTIFY_RETRIES",
     "RAW_KEPT",
     "REDACTED",
+    "REPORT_EVERY",
+    "REPORT_FORMATS",
+    "REPORT_JOB",
     "RUN_JOB",
     "SECURITY_MODES",
     "AccountSpec",
@@ -99,6 +110,7 @@ __all__ = [
     "NotFoundError",
     "NotificationView",
     "Outgoing",
+    "ReportScheduleView",
     "RunRecord",
     "SecretKeyError",
     "Stats",
@@ -109,6 +121,7 @@ __all__ = [
     "TokenView",
     "WebSessionView",
     "jsonable",
+    "next_report",
 ]  # fmt: skip
 
 
@@ -125,5 +138,6 @@ class Store(
     ChannelsMixin,
     MaintenanceMixin,
     HistoryMixin,
+    ReportsMixin,
 ):
     """The store: every aggregate's operations on one database (see :mod:`._db`)."""

@@ -145,6 +145,26 @@ class ChannelsMixin(Database):
             await s.commit()
             return _notification(row)
 
+    async def queue_for_job(
+        self, job_id: int, worker: str, channels: Sequence[int], kind: str,
+        message: dict[str, Any], *, now: dt.datetime, next_run: dt.datetime,
+    ) -> bool:  # fmt: skip
+        """Queue notifications made by a recurring job (a scheduled report) and put the job
+        back for ``next_run``, in one transaction, while this worker's claim holds."""
+        async with self._session() as s:
+            kept = await s.execute(
+                update(Job).where(Job.id == job_id, Job.claimed_by == worker)
+                .values(run_at=next_run, claimed_by=None, claimed_until=None, attempts=0)
+            )  # fmt: skip
+            if not kept.rowcount:  # type: ignore[attr-defined]
+                await s.rollback()
+                return False
+            existing = set(await s.scalars(select(Channel.id).where(Channel.id.in_(channels))))
+            await self._queue(s, [c for c in channels if c in existing], kind, message,
+                              monitor_id=None, incident_id=None, now=now)  # fmt: skip
+            await s.commit()
+            return True
+
     async def _queue(
         self, s: Any, channels: Sequence[int], kind: str, message: dict[str, Any], *,
         monitor_id: int | None, incident_id: int | None, now: dt.datetime,
