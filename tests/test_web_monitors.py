@@ -113,10 +113,33 @@ def test_monitor_pages_show_the_runs_charts_and_incident(
     state = page.context.storage_state()
     page.close()
 
+    # A public status page for the group "Mail": no login, no server unless allowed.
+    with served.client() as api:
+        for member in (monitor["id"], added):
+            assert api.patch(f"/api/v1/monitors/{member}", json={"group": "Mail"}).is_success
+        published = api.put("/api/v1/status-pages/Mail", json={"title": "Mail status"}).json()
+    anonymous = browser.new_page()
+    anonymous.goto(served.url + published["path"])
+    expect(anonymous.get_by_role("heading", name="Mail status")).to_be_visible()
+    expect(anonymous.locator("table.status-page tbody tr")).to_have_count(1)  # one paused
+    expect(anonymous.locator("table.status-page")).to_contain_text("Any server")
+    html = anonymous.content()
+    for hidden in ("127.0.0.1", PASSWORD, "alice", "localhost"):
+        assert hidden not in html.replace(served.url, ""), hidden
+    assert anonymous.goto(f"{served.url}/status/Sales").status == 404  # never published
+    with served.client() as api:
+        api.put("/api/v1/status-pages/Mail", json={"title": "Mail status", "show_targets": True})
+    anonymous.goto(served.url + published["path"])
+    expect(anonymous.locator("table.status-page")).to_contain_text(
+        f"127.0.0.1:{sandbox.server.tls_port}"
+    )
+    anonymous.close()
+
     pages = {"monitors": "/monitors", "monitor": f"/monitors/{monitor['id']}",
              "new monitor": f"/monitors/{added}", "form": "/monitors/new",
              "channels": "/channels", "channel": f"/channels/{channel['id']}",
-             "reports": "/reports", "bad report": "/reports?period=custom"}  # fmt: skip
+             "reports": "/reports", "bad report": "/reports?period=custom",
+             "status": "/status/Mail"}  # fmt: skip
     axe, found = Axe(), []
     for scheme in ("light", "dark"):
         for width_name, viewport in (("1280", WIDE), ("390", NARROW)):

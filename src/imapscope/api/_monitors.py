@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import urllib.parse
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -138,6 +139,17 @@ class ChannelIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     kind: Literal["apprise", "webhook"] = "apprise"
     url: str = Field(min_length=1, max_length=2000, repr=False)
+
+
+class StatusPageIn(BaseModel):
+    """A public, read-only status page of a monitor group (no login)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field("Service status", min_length=1, max_length=200)
+    show_targets: bool = Field(
+        False, description="also show each monitor's server (hidden by default)"
+    )
 
 
 class MaintenanceIn(BaseModel):
@@ -368,6 +380,29 @@ def monitors_router() -> APIRouter:
         """The channel's notifications, newest first, with their attempts and last error."""
         found = await _monitors(request).store.notifications(channel_id=channel_id, limit=limit)
         return [jsonable(n) for n in found]
+
+    # -- status pages ----------------------------------------------------------------------------
+
+    @router.get("/status-pages", tags=["monitors"])
+    async def status_pages(request: Request) -> dict[str, Any]:
+        """The published status pages, by group (each at /status/{group}, without login)."""
+        return await _monitors(request).store.status_pages()
+
+    @router.put("/status-pages/{group}", tags=["monitors"])
+    async def publish(
+        request: Request, group: Annotated[str, Path(min_length=1, max_length=100)],
+        body: StatusPageIn,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Publish a group's status page: its monitors' state, uptime and incidents, for
+        anyone (no secrets; servers only with ``show_targets``)."""
+        await _monitors(request).store.set_status_page(group, body.model_dump())
+        return body.model_dump() | {"path": f"/status/{urllib.parse.quote(group, safe='')}"}
+
+    @router.delete("/status-pages/{group}", status_code=204, tags=["monitors"])
+    async def withdraw(
+        request: Request, group: Annotated[str, Path(min_length=1, max_length=100)]
+    ) -> None:
+        await _monitors(request).store.set_status_page(group, None)
 
     # -- maintenance -----------------------------------------------------------------------------
 

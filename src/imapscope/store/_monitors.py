@@ -50,6 +50,7 @@ RUN_JOB = "monitor.run"
 FIRST_RUN_SPREAD = 60
 MAX_RUNS_LISTED = 5000
 ALERT_DEFAULTS = "alert_defaults"
+STATUS_PAGES = "status_pages"
 
 
 def run_key(monitor_id: int) -> str:
@@ -465,6 +466,32 @@ class MonitorsMixin(ChannelsMixin):
                 select(func.count()).select_from(Incident).where(Incident.resolved.is_(None))
             )
             return int(found or 0)
+
+    async def status_pages(self) -> dict[str, dict[str, Any]]:
+        """The public status pages, by monitor group: ``title`` and ``show_targets``."""
+        async with self._session() as s:
+            found = await s.scalar(select(Setting.value).where(Setting.name == STATUS_PAGES))
+            return {} if found is None else dict(json.loads(found))
+
+    async def set_status_page(self, group: str, page: dict[str, Any] | None) -> None:
+        """Publish (or, with None, withdraw) the status page of a monitor group."""
+        if not group.strip() or len(group) > 100:
+            raise StoreError("a status page is for a monitor group: give its name (1-100)")
+        async with self._session() as s:
+            row = await s.get(Setting, STATUS_PAGES, with_for_update=True)
+            pages = {} if row is None else dict(json.loads(row.value))
+            if page is None:
+                if group not in pages:
+                    raise NotFoundError(f"no status page for group {group!r}")
+                pages.pop(group)
+            else:
+                pages[group] = page
+            value = json.dumps(pages).encode()
+            if row is None:
+                s.add(Setting(name=STATUS_PAGES, value=value))
+            else:
+                row.value = value
+            await s.commit()
 
     async def alert_defaults(self) -> dict[str, Any]:
         """The alert rules every monitor starts from (its own ``rules`` override them)."""

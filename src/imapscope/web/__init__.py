@@ -6,7 +6,7 @@ Presents the store and drives the sync service, like the API; no protocol logic.
 an API token, exchanged for a session cookie (HttpOnly, SameSite=Strict) whose session lives in
 the database (any worker accepts it; revoking the token ends it). Every form and every htmx
 request carries the session's CSRF token. One module per resource: login, accounts, messages,
-monitors (and channels), reports, tokens, check.
+monitors (and channels), reports, public status pages, tokens, check.
 """
 
 from __future__ import annotations
@@ -20,7 +20,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imapscope.store import NotFoundError, StoreError
-from imapscope.web import _accounts, _check, _login, _messages, _monitors, _reports, _tokens
+from imapscope.web import (
+    _accounts,
+    _check,
+    _login,
+    _messages,
+    _monitors,
+    _reports,
+    _status,
+    _tokens,
+)
 from imapscope.web._common import HERE, CSRFError, LoginRequired, page
 
 __all__ = ["install"]
@@ -54,7 +63,7 @@ def install(app: Any) -> None:
 
     app.add_api_route("/", home, include_in_schema=False)
     app.add_api_route("/favicon.ico", favicon, include_in_schema=False)
-    for module in (_login, _accounts, _messages, _monitors, _reports, _tokens, _check):
+    for module in (_login, _accounts, _messages, _monitors, _reports, _status, _tokens, _check):
         app.include_router(module.router())
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(LoginRequired, _login_required)
