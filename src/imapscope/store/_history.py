@@ -229,7 +229,7 @@ class HistoryMixin(Database):
             {"monitor_id": monitor_id, "at": r.at, "status": r.status, "code": r.code,
              "summary": r.summary, "fix": r.fix, "evidence": list(r.evidence),
              "total_ms": r.total_ms, "steps": [list(step) for step in r.steps],
-             "maintenance": r.maintenance, "late_ms": r.late_ms}
+             "maintenance": r.maintenance, "late_ms": r.late_ms, "worker": r.worker}
             for r in runs
         ]  # fmt: skip
         async with self._session() as s:

@@ -267,6 +267,7 @@ class MonitorRun(Base):
     steps: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [[name, status, ms], ...]
     maintenance: Mapped[bool] = mapped_column(default=False)
     late_ms: Mapped[float] = mapped_column(default=0.0)  # started this long after it was due
+    worker: Mapped[str] = mapped_column(String(100), default="")  # which worker ran it
 
 
 class Incident(Base):

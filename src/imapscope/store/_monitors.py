@@ -163,6 +163,7 @@ class RunRecord:
     steps: tuple[tuple[str, str, float], ...] = ()  # (name, status, ms)
     maintenance: bool = False
     late_ms: float = 0.0
+    worker: str = ""  # the worker that ran it (filled in when it is recorded)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,7 +205,7 @@ def _run(row: MonitorRun) -> RunRecord:
         at=utc(row.at), status=row.status, code=row.code, summary=row.summary, fix=row.fix,
         evidence=tuple(row.evidence), total_ms=row.total_ms,
         steps=tuple((str(n), str(s), float(ms)) for n, s, ms in row.steps),
-        maintenance=row.maintenance, late_ms=row.late_ms,
+        maintenance=row.maintenance, late_ms=row.late_ms, worker=row.worker,
     )  # fmt: skip
 
 
@@ -388,7 +389,7 @@ class MonitorsMixin(ChannelsMixin):
                 summary=bounded(run.summary, 2000), fix=bounded(run.fix, 2000),
                 evidence=[bounded(e, 500) for e in run.evidence[:10]],
                 total_ms=run.total_ms, steps=[list(step) for step in run.steps],
-                maintenance=run.maintenance, late_ms=run.late_ms,
+                maintenance=run.maintenance, late_ms=run.late_ms, worker=worker,
             ))  # fmt: skip
             alert = dict(alert)
             incident_id = await self._follow_incident(s, row, alert, run)

@@ -114,6 +114,7 @@ def upgrade() -> None:
         sa.Column("steps", sa.JSON(), nullable=False),
         sa.Column("maintenance", sa.Boolean(), nullable=False),
         sa.Column("late_ms", sa.Double(), nullable=False),
+        sa.Column("worker", sa.String(length=100), nullable=False),
         sa.ForeignKeyConstraint(["monitor_id"], ["monitors.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
