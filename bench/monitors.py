@@ -9,7 +9,7 @@
    spread over it), for ``--minutes``: scheduling drift (each run's start minus its due time:
    p50, p99, max), runs per second, and serve's CPU as a share of one core.
 2. Reports: ``--report-monitors`` monitors with a year of history as the store keeps it (30
-   days of raw runs every 5 minutes, then hourly roll-ups for the other 335 days), then the
+   days of raw runs every 5 minutes; hourly and daily roll-ups of the whole year), then the
    report over the 365 days (JSON data model, and PDF) and the database's size per monitor-year.
 
 Targets (issue 14): drift p99 <= 1 s and serve CPU <= 50 % of one core at 1,000 monitors every
@@ -166,7 +166,7 @@ def reports(args: argparse.Namespace, work: Path) -> None:
           f"<= 2 s); as PDF {pdf_took:.2f} s more ({pdf_size // 1024} KiB)")  # fmt: skip
     per_year = size / args.report_monitors
     print(f"database: {size / 2**20:.1f} MiB, {per_year / 2**20:.2f} MiB per monitor-year "
-          "(30 days raw every 5 min + 335 days hourly)")  # fmt: skip
+          "(30 days raw every 5 min, a year of hourly and daily roll-ups)")  # fmt: skip
 
 
 def main() -> None:

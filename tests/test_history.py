@@ -1,6 +1,7 @@
 """Monitor history against a history built by hand: uptime over 24 h / 7 d / 30 d / 365 d with
-maintenance left out, exact percentiles from raw runs, bucket bounds once runs are rolled up
-into hours, codes counted, roll-ups idempotent and old data dropped; on SQLite and PostgreSQL."""
+maintenance left out, exact percentiles from raw runs, bucket bounds once a period reaches into
+the hourly and daily roll-ups, codes counted, roll-ups idempotent and old data dropped; on
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -64,7 +65,9 @@ def test_uptime_and_percentiles_match_a_history_built_by_hand(tmp_path: Path) ->
             assert "idle" not in day.steps  # skipped steps are not timed
 
             before = await store.stats(monitor.id, NOW - dt.timedelta(days=365), NOW)
-            assert await store.roll_up(NOW) == 31  # the 40- and 200-day-old runs
+            # Every run but those of the last two hours (not settled: 4 of them) is folded
+            # into hours and days; the 40- and 200-day-old runs are then dropped.
+            assert await store.roll_up(NOW) == 65 - 4
             assert await store.roll_up(NOW) == 0  # nothing twice
             year = await store.stats(monitor.id, NOW - dt.timedelta(days=365), NOW)
             assert (year.runs, year.failures, year.uptime) == (before.runs, before.failures,
@@ -78,9 +81,15 @@ def test_uptime_and_percentiles_match_a_history_built_by_hand(tmp_path: Path) ->
             assert year.steps["login"].p99 == 5000
             assert year.steps["login"].p50 in BUCKETS_MS
             assert (await uptime(30))[0] == 31  # the raw month is untouched
+            # Runs imported into hours already rolled up are added to the roll-ups too.
+            await store.import_runs(monitor.id, [run(100 * 24, "fail", code="TCP_TIMEOUT")])
+            year = await store.stats(monitor.id, NOW - dt.timedelta(days=365), NOW)
+            assert (year.runs, year.failures, year.codes["TCP_TIMEOUT"]) == (63, 9, 2)
 
             # A year and a month later the roll-ups are gone too.
-            assert await store.roll_up(NOW + dt.timedelta(days=400)) == 34  # maintenance too
+            # Later the rest is folded (the 4 recent runs, and the one imported above, whose
+            # hour was rolled up already: it is not folded twice) and everything is dropped.
+            assert await store.roll_up(NOW + dt.timedelta(days=400)) == 4
             gone = await store.stats(monitor.id, NOW - dt.timedelta(days=1000),
                                      NOW + dt.timedelta(days=1))  # fmt: skip
             assert gone.runs == 0

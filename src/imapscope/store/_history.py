@@ -1,15 +1,25 @@
-"""Monitor history over time: raw runs for :data:`RAW_KEPT`, then hourly roll-ups for
-:data:`HOURS_KEPT`, so that a year's uptime and latency can be shown.
+"""Monitor history over time: raw runs for :data:`RAW_KEPT`, and roll-ups by hour and by day
+for :data:`HOURS_KEPT`, so that a year's uptime and latency can be shown, and read fast.
 
-An hour's roll-up keeps its counts (runs outside maintenance, failures, runs in maintenance)
-and, per step, p50/p95/max and a latency histogram over :data:`BUCKETS_MS`. Percentiles over
-a period are exact while it lies within the raw runs; once it reaches into rolled-up hours
-they are read from the merged histograms (the upper bound of the bucket the rank falls in,
-never above the largest time seen), which is what a year's chart needs.
+Theory of operation
+-------------------
+The hourly ``history.rollup`` job folds every hour that ended more than :data:`SETTLE` ago
+(a run is recorded when it ends, and a round trip may wait up to an hour) into one row per
+monitor and hour, then every complete day of hours into one row per monitor and day; two
+watermarks in ``settings`` say how far each has got, so nothing is folded twice. Raw runs older
+than :data:`RAW_KEPT` are then deleted, and roll-ups older than :data:`HOURS_KEPT`.
+
+A roll-up keeps its counts (runs outside maintenance, failures, runs in maintenance, headline
+codes) and, per step, p50/p95/max and a latency histogram over :data:`BUCKETS_MS`.
+
+:meth:`HistoryMixin.stats` over ``[since, until)`` reads raw runs only while they reach back to
+``since`` (exact percentiles); a longer period reads days, the hours at its ends, and the raw
+runs after the hours' watermark, and takes its percentiles from the merged histograms (the
+upper bound of the bucket the rank falls in, never above the largest time seen). Such a period
+counts whole hours at its start.
 
 Uptime is ``(runs - failures) / runs`` over the runs outside maintenance windows: a warning
-counts as up, a run in maintenance counts neither way. With roll-ups, a period that starts
-within an hour counts that whole hour.
+counts as up, a run in maintenance counts neither way.
 """
 
 from __future__ import annotations
@@ -25,7 +35,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import case, delete, func, insert, select
 
 from imapscope.store._db import Database
-from imapscope.store._models import Job, MonitorHour, MonitorRun, Notification
+from imapscope.store._models import (
+    Job,
+    MonitorDay,
+    MonitorHour,
+    MonitorRun,
+    Notification,
+    Setting,
+)
 from imapscope.store._views import utc
 
 if TYPE_CHECKING:
@@ -33,6 +50,12 @@ if TYPE_CHECKING:
 
 RAW_KEPT = dt.timedelta(days=30)
 HOURS_KEPT = dt.timedelta(days=400)
+#: An hour is folded this long after it ended: runs are recorded when they end.
+SETTLE = dt.timedelta(hours=2)
+HOUR = dt.timedelta(hours=1)
+DAY = dt.timedelta(days=1)
+#: The settings that say how far the roll-ups have got (ISO 8601 times).
+HOURS_DONE, DAYS_DONE, RAW_FROM = "rolled_hours_until", "rolled_days_until", "raw_runs_from"
 #: Finished jobs (sent notifications) and notifications are kept this long for their logs.
 DONE_JOBS_KEPT = dt.timedelta(days=1)
 NOTIFICATIONS_KEPT = dt.timedelta(days=90)
@@ -40,11 +63,17 @@ NOTIFICATIONS_KEPT = dt.timedelta(days=90)
 BUCKETS_MS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700, 1000,
               1500, 2000, 3000, 5000, 7000, 10000, 15000, 20000, 30000, 60000, 120000)  # fmt: skip
 ROLLUP_BATCH = 20_000
+#: Hours of raw runs folded in one transaction.
+ROLLUP_SPAN = dt.timedelta(hours=6)
 TOTAL = "total"
 
 
 def hour_of(at: dt.datetime) -> dt.datetime:
     return at.replace(minute=0, second=0, microsecond=0)
+
+
+def day_of(at: dt.datetime) -> dt.datetime:
+    return at.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,16 +107,19 @@ class Latencies:
         self.buckets = [0] * (len(BUCKETS_MS) + 1)
         self.binned = 0  # times known only by bucket
         self.largest = 0.0
+        self._merged: list[int] | None = None  # buckets with the exact values binned too
 
     def add(self, ms: float) -> None:
         self.values.append(ms)
         self.largest = max(self.largest, ms)
+        self._merged = None
 
     def add_histogram(self, histogram: dict[str, int], largest: float) -> None:
         for index, count in histogram.items():
             self.buckets[int(index)] += count
             self.binned += count
         self.largest = max(self.largest, largest)
+        self._merged = None
 
     @property
     def n(self) -> int:
@@ -100,9 +132,11 @@ class Latencies:
         rank = max(1, math.ceil(q / 100 * self.n))
         if not self.binned:
             return round(sorted(self.values)[rank - 1], 1)
-        buckets = list(self.buckets)
-        for ms in self.values:
-            buckets[bisect.bisect_left(BUCKETS_MS, ms)] += 1
+        if self._merged is None:
+            self._merged = list(self.buckets)
+            for ms in self.values:
+                self._merged[bisect.bisect_left(BUCKETS_MS, ms)] += 1
+        buckets = self._merged
         seen = 0
         for index, count in enumerate(buckets):
             seen += count
@@ -132,45 +166,102 @@ def _timed(steps: list[Any], total_ms: float) -> list[tuple[str, float]]:
     ]
 
 
+class _Tally:
+    """Counts, codes and step times of a period, added up from raw runs and roll-ups."""
+
+    def __init__(self) -> None:
+        self.runs = self.failures = self.maintenance = 0
+        self.times: dict[str, Latencies] = defaultdict(Latencies)
+        self.codes: Counter[str] = Counter()
+
+    def add_run(self, status: str, in_maintenance: bool, total_ms: float, steps: list[Any],
+                code: str | None) -> None:  # fmt: skip
+        if in_maintenance:
+            self.maintenance += 1
+            return
+        self.runs += 1
+        self.failures += status == "fail"
+        if code:
+            self.codes[code] += 1
+        for name, ms in _timed(steps, total_ms):
+            self.times[name].add(ms)
+
+    def add_rollup(self, runs: int, failures: int, maintenance: int, steps: dict[str, Any],
+                   codes: dict[str, int]) -> None:  # fmt: skip
+        self.runs, self.failures = self.runs + runs, self.failures + failures
+        self.maintenance += maintenance
+        for name, step in steps.items():
+            self.times[name].add_histogram(step["h"], step["max"])
+        self.codes.update(codes)
+
+    def rollup(self) -> dict[str, Any]:
+        """The columns of a roll-up row with these figures."""
+        return {
+            "runs": self.runs, "failures": self.failures, "maintenance": self.maintenance,
+            "codes": dict(self.codes),
+            "steps": {name: {"n": t.n, "p50": t.percentile(50), "p95": t.percentile(95),
+                             "max": round(t.largest, 1), "h": t.histogram()}
+                      for name, t in self.times.items()},
+        }  # fmt: skip
+
+    def stats(self, since: dt.datetime, until: dt.datetime) -> Stats:
+        uptime = round(100 * (self.runs - self.failures) / self.runs, 3) if self.runs else None
+        return Stats(since, until, self.runs, self.failures, self.maintenance, uptime,
+                     {name: t.stats() for name, t in sorted(self.times.items())},
+                     dict(self.codes.most_common()))  # fmt: skip
+
+
+_ROLLUP_COLUMNS = ("runs", "failures", "maintenance", "steps", "codes")
+
+
 class HistoryMixin(Database):
+    async def _mark(self, s: Any, name: str) -> dt.datetime | None:
+        found = await s.scalar(select(Setting.value).where(Setting.name == name))
+        return None if found is None else dt.datetime.fromisoformat(found.decode())
+
+    async def _set_mark(self, s: Any, name: str, value: dt.datetime) -> None:
+        row = await s.get(Setting, name)
+        if row is None:
+            s.add(Setting(name=name, value=value.isoformat().encode()))
+        else:
+            row.value = value.isoformat().encode()
+
     async def stats(self, monitor_id: int, since: dt.datetime, until: dt.datetime) -> Stats:
-        """Uptime and per-step percentiles over ``[since, until)``, from raw runs and roll-ups."""
-        runs = failures = maintenance = 0
-        times: dict[str, Latencies] = defaultdict(Latencies)
-        codes: Counter[str] = Counter()
+        """Uptime, codes and per-step percentiles over ``[since, until)`` (see the module's
+        docstring for what is read)."""
+        tally = _Tally()
         async with self._session() as s:
-            hours = await s.scalars(
-                select(MonitorHour).where(
-                    MonitorHour.monitor_id == monitor_id, MonitorHour.hour >= hour_of(since),
-                    MonitorHour.hour < until,
-                )
-            )  # fmt: skip
-            for hour in hours:
-                runs, failures = runs + hour.runs, failures + hour.failures
-                maintenance += hour.maintenance
-                for name, step in hour.steps.items():
-                    times[name].add_histogram(step["h"], step["max"])
-                codes.update(hour.codes)
+            raw_from = await self._mark(s, RAW_FROM)
+            raw_since = since
+            if raw_from is not None and since < raw_from:  # beyond the raw runs: roll-ups
+                hours_done = await self._mark(s, HOURS_DONE) or since
+                days_done = await self._mark(s, DAYS_DONE) or since
+                start, end = hour_of(since), max(hour_of(since), min(until, hours_done))
+                first_day = min(day_of(start + DAY - dt.timedelta(microseconds=1)), end)
+                last_day = max(first_day, min(day_of(end), days_done))
+                spans: list[tuple[Any, Any, dt.datetime, dt.datetime]] = [
+                         (MonitorHour, MonitorHour.hour, start, first_day),
+                         (MonitorDay, MonitorDay.day, first_day, last_day),
+                         (MonitorHour, MonitorHour.hour, last_day, end)]  # fmt: skip
+                for table, column, low, high in spans:
+                    if low >= high:
+                        continue
+                    rows = await s.execute(
+                        select(*(getattr(table, c) for c in _ROLLUP_COLUMNS))
+                        .where(table.monitor_id == monitor_id, column >= low, column < high)
+                    )  # fmt: skip
+                    for row in rows:
+                        tally.add_rollup(*row)
+                raw_since = end
             raw = await s.execute(
                 select(MonitorRun.status, MonitorRun.maintenance, MonitorRun.total_ms,
                        MonitorRun.steps, MonitorRun.code)
-                .where(MonitorRun.monitor_id == monitor_id, MonitorRun.at >= since,
+                .where(MonitorRun.monitor_id == monitor_id, MonitorRun.at >= raw_since,
                        MonitorRun.at < until)
             )  # fmt: skip
-            for status, in_maintenance, total_ms, steps, code in raw:
-                if in_maintenance:
-                    maintenance += 1
-                    continue
-                runs += 1
-                failures += status == "fail"
-                if code:
-                    codes[code] += 1
-                for name, ms in _timed(steps, total_ms):
-                    times[name].add(ms)
-        uptime = round(100 * (runs - failures) / runs, 3) if runs else None
-        return Stats(since, until, runs, failures, maintenance, uptime,
-                     {name: t.stats() for name, t in sorted(times.items())},
-                     dict(codes.most_common()))  # fmt: skip
+            for row in raw:
+                tally.add_run(*row)
+        return tally.stats(since, until)
 
     async def uptimes(self, since: dt.datetime) -> dict[int, float | None]:
         """Every monitor's uptime % since ``since`` (raw runs: within :data:`RAW_KEPT`)."""
@@ -224,7 +315,8 @@ class HistoryMixin(Database):
 
     async def import_runs(self, monitor_id: int, runs: Sequence[RunRecord]) -> None:
         """Write runs as they are, in bulk (history brought from elsewhere, and the tests and
-        benchmarks that need a year of it); no incident or notification follows from them."""
+        benchmarks that need a year of it); no incident or notification follows from them.
+        Runs in hours (or days) already rolled up are added to those roll-ups as well."""
         rows = [
             {"monitor_id": monitor_id, "at": r.at, "status": r.status, "code": r.code,
              "summary": r.summary, "fix": r.fix, "evidence": list(r.evidence),
@@ -233,67 +325,107 @@ class HistoryMixin(Database):
             for r in runs
         ]  # fmt: skip
         async with self._session() as s:
+            hours_done = await self._mark(s, HOURS_DONE)
+            days_done = await self._mark(s, DAYS_DONE)
+            hours: dict[dt.datetime, _Tally] = defaultdict(_Tally)
+            days: dict[dt.datetime, _Tally] = defaultdict(_Tally)
+            for r in runs:
+                fields = (r.status, r.maintenance, r.total_ms, [list(x) for x in r.steps], r.code)
+                if hours_done is not None and r.at < hours_done:
+                    hours[hour_of(r.at)].add_run(*fields)
+                if days_done is not None and r.at < days_done:
+                    days[day_of(r.at)].add_run(*fields)
+            for table, found in ((MonitorHour, hours), (MonitorDay, days)):
+                for begins, tally in found.items():
+                    await self._merge(s, table, monitor_id, begins, tally)
             for start in range(0, len(rows), ROLLUP_BATCH):
                 await s.execute(insert(MonitorRun), rows[start : start + ROLLUP_BATCH])
             await s.commit()
 
+    async def _merge(
+        self, s: Any, table: Any, monitor_id: int, start: dt.datetime, tally: _Tally
+    ) -> None:
+        """Add a tally to a roll-up row (made when there is none)."""
+        row = await s.get(table, (monitor_id, start))
+        if row is None:
+            key = "hour" if table is MonitorHour else "day"
+            s.add(table(monitor_id=monitor_id, **{key: start}, **tally.rollup()))
+            return
+        tally.add_rollup(*(getattr(row, c) for c in _ROLLUP_COLUMNS))
+        for column, value in tally.rollup().items():
+            setattr(row, column, value)
+
     async def roll_up(self, now: dt.datetime) -> int:
-        """Fold raw runs older than :data:`RAW_KEPT` into hourly roll-ups, drop roll-ups older
-        than :data:`HOURS_KEPT`, finished jobs and old notifications. How many runs it folded."""
-        cutoff = hour_of(now - RAW_KEPT)
+        """Fold the settled hours into hourly roll-ups and the complete days into daily ones,
+        then drop raw runs older than :data:`RAW_KEPT`, roll-ups older than
+        :data:`HOURS_KEPT`, finished jobs and old notifications. How many runs it folded."""
+        target = hour_of(now - SETTLE)
         folded = 0
-        while True:
-            async with self._session() as s:
-                rows = (await s.execute(
-                    select(MonitorRun.id, MonitorRun.monitor_id, MonitorRun.at,
-                           MonitorRun.status, MonitorRun.maintenance, MonitorRun.total_ms,
-                           MonitorRun.steps, MonitorRun.code)
-                    .where(MonitorRun.at < cutoff).order_by(MonitorRun.id).limit(ROLLUP_BATCH)
-                )).all()  # fmt: skip
-                if not rows:
-                    break
-                groups: dict[tuple[int, dt.datetime], list[Any]] = defaultdict(list)
-                for row in rows:
-                    groups[row[1], hour_of(utc(row[2]))].append(row)
-                for (monitor_id, hour), members in groups.items():
-                    await self._fold(s, monitor_id, hour, members)
-                await s.execute(delete(MonitorRun).where(MonitorRun.id.in_([r[0] for r in rows])))
-                await s.commit()
-                folded += len(rows)
         async with self._session() as s:
+            done = await self._mark(s, HOURS_DONE)
+            if done is None:  # the first roll-up: from the oldest run
+                oldest = await s.scalar(select(func.min(MonitorRun.at)))
+                done = min(hour_of(utc(oldest)), target) if oldest is not None else target
+                await self._set_mark(s, HOURS_DONE, done)
+                await s.commit()
+        while done < target:
+            upto = min(target, done + ROLLUP_SPAN)
+            async with self._session() as s:
+                rows = await s.execute(
+                    select(MonitorRun.monitor_id, MonitorRun.at, MonitorRun.status,
+                           MonitorRun.maintenance, MonitorRun.total_ms, MonitorRun.steps,
+                           MonitorRun.code)
+                    .where(MonitorRun.at >= done, MonitorRun.at < upto)
+                )  # fmt: skip
+                tallies: dict[tuple[int, dt.datetime], _Tally] = defaultdict(_Tally)
+                for monitor_id, at, *run in rows:
+                    tallies[monitor_id, hour_of(utc(at))].add_run(*run)
+                    folded += 1
+                if tallies:
+                    await s.execute(insert(MonitorHour), [
+                        {"monitor_id": m, "hour": hour, **tally.rollup()}
+                        for (m, hour), tally in tallies.items()
+                    ])  # fmt: skip
+                await self._set_mark(s, HOURS_DONE, upto)
+                await s.commit()
+            done = upto
+        async with self._session() as s:
+            days_done = await self._mark(s, DAYS_DONE)
+            if days_done is None:
+                oldest = await s.scalar(select(func.min(MonitorHour.hour)))
+                days_done = day_of(utc(oldest)) if oldest is not None else day_of(done)
+                await self._set_mark(s, DAYS_DONE, days_done)
+                await s.commit()
+        while days_done + DAY <= done:
+            async with self._session() as s:
+                rows = await s.execute(
+                    select(MonitorHour.monitor_id, *(getattr(MonitorHour, c)
+                                                     for c in _ROLLUP_COLUMNS))
+                    .where(MonitorHour.hour >= days_done, MonitorHour.hour < days_done + DAY)
+                )  # fmt: skip
+                days: dict[int, _Tally] = defaultdict(_Tally)
+                for monitor_id, *rollup in rows:
+                    days[monitor_id].add_rollup(*rollup)
+                if days:
+                    await s.execute(insert(MonitorDay), [
+                        {"monitor_id": m, "day": days_done, **tally.rollup()}
+                        for m, tally in days.items()
+                    ])  # fmt: skip
+                days_done += DAY
+                await self._set_mark(s, DAYS_DONE, days_done)
+                await s.commit()
+        async with self._session() as s:
+            # Only what is rolled up goes (runs imported meanwhile may be older and not yet).
+            cut = min(now - RAW_KEPT, await self._mark(s, HOURS_DONE) or done)
+            await s.execute(delete(MonitorRun).where(MonitorRun.at < cut))
+            raw_from = await self._mark(s, RAW_FROM)
+            if raw_from is None or raw_from < cut:
+                await self._set_mark(s, RAW_FROM, cut)
             await s.execute(delete(MonitorHour).where(MonitorHour.hour < now - HOURS_KEPT))
+            await s.execute(delete(MonitorDay).where(MonitorDay.day < now - HOURS_KEPT))
             await s.execute(delete(Job).where(Job.done < now - DONE_JOBS_KEPT))
             await s.execute(delete(Notification).where(
                 Notification.created < now - NOTIFICATIONS_KEPT, Notification.status != "pending"
             ))  # fmt: skip
             await s.commit()
         return folded
-
-    async def _fold(self, s: Any, monitor_id: int, hour: dt.datetime, rows: list[Any]) -> None:
-        row = await s.get(MonitorHour, (monitor_id, hour))
-        if row is None:
-            row = MonitorHour(monitor_id=monitor_id, hour=hour, runs=0, failures=0,
-                              maintenance=0, steps={}, codes={})  # fmt: skip
-            s.add(row)
-        times: dict[str, Latencies] = defaultdict(Latencies)
-        codes: Counter[str] = Counter(row.codes)
-        for name, step in row.steps.items():
-            times[name].add_histogram(step["h"], step["max"])
-        runs, failures, maintenance = row.runs, row.failures, row.maintenance
-        for _id, _monitor, _at, status, in_maintenance, total_ms, steps, code in rows:
-            if in_maintenance:
-                maintenance += 1
-                continue
-            runs += 1
-            failures += status == "fail"
-            if code:
-                codes[code] += 1
-            for name, ms in _timed(steps, total_ms):
-                times[name].add(ms)
-        row.runs, row.failures, row.maintenance = runs, failures, maintenance
-        row.codes = dict(codes)
-        row.steps = {
-            name: {"n": t.n, "p50": t.percentile(50), "p95": t.percentile(95),
-                   "max": round(t.largest, 1), "h": t.histogram()}
-            for name, t in times.items()
-        }  # fmt: skip

@@ -340,9 +340,9 @@ class Maintenance(Base):
 
 
 class MonitorHour(Base):
-    """One monitor's runs of one hour, rolled up once raw runs age out (kept for a year and a
-    month): counts, and per step a latency histogram from which percentiles of any period are
-    read (see :mod:`imapscope.monitor._history`)."""
+    """One monitor's runs of one hour, rolled up once the hour is over (kept for a year and a
+    month, past the raw runs' month): counts, and per step a latency histogram from which
+    percentiles of any period are read (see :mod:`imapscope.store._history`)."""
 
     __tablename__ = "monitor_hours"
 
@@ -355,6 +355,23 @@ class MonitorHour(Base):
     maintenance: Mapped[int] = mapped_column(default=0)
     steps: Mapped[dict[str, Any]] = mapped_column(default=dict)  # name -> {n, p50, p95, max, h}
     codes: Mapped[dict[str, Any]] = mapped_column(default=dict)  # headline code -> runs
+
+
+class MonitorDay(Base):
+    """One monitor's hours of one day (UTC) folded together, as :class:`MonitorHour`: what a
+    year's report reads, 365 rows a monitor instead of 8,760."""
+
+    __tablename__ = "monitor_days"
+
+    monitor_id: Mapped[int] = mapped_column(
+        ForeignKey("monitors.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    runs: Mapped[int] = mapped_column(default=0)
+    failures: Mapped[int] = mapped_column(default=0)
+    maintenance: Mapped[int] = mapped_column(default=0)
+    steps: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    codes: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class ReportSchedule(Base):

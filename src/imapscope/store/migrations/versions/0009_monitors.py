@@ -90,6 +90,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("monitor_id", "hour"),
     )
     op.create_table(
+        "monitor_days",
+        sa.Column("monitor_id", sa.Integer(), nullable=False),
+        sa.Column("day", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("runs", sa.Integer(), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("maintenance", sa.Integer(), nullable=False),
+        sa.Column("steps", sa.JSON(), nullable=False),
+        sa.Column("codes", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(["monitor_id"], ["monitors.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("monitor_id", "day"),
+    )
+    op.create_table(
         "report_schedules",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
@@ -148,6 +160,7 @@ def downgrade() -> None:
     op.drop_index("ix_monitor_runs_monitor_at", table_name="monitor_runs")
     op.drop_table("monitor_runs")
     op.drop_table("report_schedules")
+    op.drop_table("monitor_days")
     op.drop_table("monitor_hours")
     op.drop_table("maintenance")
     op.drop_index("ix_incidents_monitor_opened", table_name="incidents")
