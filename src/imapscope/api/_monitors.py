@@ -242,6 +242,8 @@ def monitors_router() -> APIRouter:
         monitors = _monitors(request)
         current = await monitors.store.monitor(monitor_id)
         given = body.model_dump(exclude_unset=True, exclude={"password", "rules"})
+        # null means "remove" where there can be none (port, user); elsewhere it changes nothing.
+        given = {k: v for k, v in given.items() if v is not None or k in ("port", "username")}
         for name in ("channels", "escalation_channels"):
             if name in given:
                 given[name] = tuple(given[name])

@@ -201,7 +201,7 @@ class MonitorService:
         try:
             monitor = await self.store.monitor(int(job.payload["monitor"]))
         except NotFoundError:  # removed: its job goes with it
-            await self.store.complete_job(job.id, self.worker_id, now=started)
+            await self.store.drop_job(job.id, self.worker_id)
             return
         late_ms = max(0.0, (started - job.run_at).total_seconds() * 1000)
         if monitor.spec.kind == "roundtrip":
@@ -288,7 +288,7 @@ class MonitorService:
         try:
             schedule = await self.store.report_schedule(int(job.payload["schedule"]))
         except NotFoundError:
-            await self.store.complete_job(job.id, self.worker_id, now=now)
+            await self.store.drop_job(job.id, self.worker_id)
             return
         start, end = period(schedule.every, now)
         report = await build(self.store, start, end, now=now,

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from imapscope.store._bounds import bounded
 from imapscope.store._db import Database
@@ -116,6 +116,14 @@ class JobsMixin(Database):
                 update(Job).where(Job.id == job_id, Job.claimed_by == worker, Job.done.is_(None))
                 .values(claimed_until=until)
             )  # fmt: skip
+            await s.commit()
+            return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    async def drop_job(self, job_id: int, worker: str) -> bool:
+        """Delete a claimed job that has nothing left to do (its monitor or schedule is gone),
+        so that its key is free again."""
+        async with self._session() as s:
+            done = await s.execute(delete(Job).where(Job.id == job_id, Job.claimed_by == worker))
             await s.commit()
             return bool(done.rowcount)  # type: ignore[attr-defined]
 

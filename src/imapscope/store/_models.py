@@ -223,6 +223,9 @@ class Monitor(Base):
     the global defaults."""
 
     __tablename__ = "monitors"
+    # SQLite would otherwise give a deleted monitor's id to the next one, and its run job's
+    # key (monitor:<id>) and notifications' references with it.
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -274,7 +277,10 @@ class Incident(Base):
     """A monitor's outage: opened after N failures in a row, resolved after M successes."""
 
     __tablename__ = "incidents"
-    __table_args__ = (Index("ix_incidents_monitor_opened", "monitor_id", "opened"),)
+    __table_args__ = (
+        Index("ix_incidents_monitor_opened", "monitor_id", "opened"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     monitor_id: Mapped[int] = mapped_column(ForeignKey("monitors.id", ondelete="CASCADE"))
@@ -289,6 +295,7 @@ class Channel(Base):
     The URL often carries a token or password, so it is sealed like the accounts' secrets."""
 
     __tablename__ = "channels"
+    __table_args__ = ({"sqlite_autoincrement": True},)  # ids are never given again
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -304,7 +311,11 @@ class Notification(Base):
     attempts: a failing channel's notifications stay visible here."""
 
     __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_channel", "channel_id", "id"),)
+    # Never reused ids: a notification's job is keyed by its id (notify:<id>).
+    __table_args__ = (
+        Index("ix_notifications_channel", "channel_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
@@ -378,6 +389,7 @@ class ReportSchedule(Base):
     """A report made every week or month and sent through channels."""
 
     __tablename__ = "report_schedules"
+    __table_args__ = ({"sqlite_autoincrement": True},)  # its job is keyed by its id
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))

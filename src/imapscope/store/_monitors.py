@@ -249,10 +249,15 @@ class MonitorsMixin(ChannelsMixin):
             )  # fmt: skip
             s.add(row)
             await s.flush()
-            s.add(Job(kind=RUN_JOB, key=run_key(row.id), payload={"monitor": row.id},
-                      run_at=_first_run(spec.interval, now)))  # fmt: skip
+            await self._schedule(s, row.id, row.interval, now)
             await s.commit()
             return await self._monitor_view(s, row)
+
+    async def _schedule(self, s: Any, monitor_id: int, interval: int, now: dt.datetime) -> None:
+        """(Re)make the monitor's one run job, first due within :data:`FIRST_RUN_SPREAD`."""
+        await s.execute(delete(Job).where(Job.key == run_key(monitor_id)))
+        s.add(Job(kind=RUN_JOB, key=run_key(monitor_id), payload={"monitor": monitor_id},
+                  run_at=_first_run(interval, now)))  # fmt: skip
 
     async def _monitor_view(self, s: Any, row: Monitor) -> MonitorView:
         due = await s.scalar(select(Job.run_at).where(Job.key == run_key(row.id)))
@@ -332,11 +337,11 @@ class MonitorsMixin(ChannelsMixin):
         again within :data:`FIRST_RUN_SPREAD`)."""
         async with self._session() as s:
             row = await self._monitor_row(s, monitor_id)
+            if paused:
+                await s.execute(delete(Job).where(Job.key == run_key(monitor_id)))
+            elif row.paused:  # resumed (a monitor not paused keeps its schedule)
+                await self._schedule(s, row.id, row.interval, now)
             row.paused = paused
-            await s.execute(delete(Job).where(Job.key == run_key(monitor_id)))
-            if not paused:
-                s.add(Job(kind=RUN_JOB, key=run_key(row.id), payload={"monitor": row.id},
-                          run_at=_first_run(row.interval, now)))  # fmt: skip
             await s.commit()
             return await self._monitor_view(s, row)
 

@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("signing_secret", sa.LargeBinary(), nullable=True),
         sa.Column("created", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "monitors",
@@ -51,6 +52,7 @@ def upgrade() -> None:
         sa.Column("created", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "incidents",
@@ -62,6 +64,7 @@ def upgrade() -> None:
         sa.Column("summary", sa.String(length=2000), nullable=False),
         sa.ForeignKeyConstraint(["monitor_id"], ["monitors.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
+        sqlite_autoincrement=True,
     )
     op.create_index(
         "ix_incidents_monitor_opened", "incidents", ["monitor_id", "opened"], unique=False
@@ -111,6 +114,7 @@ def upgrade() -> None:
         sa.Column("monitors", sa.JSON(), nullable=False),
         sa.Column("created", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "monitor_runs",
@@ -150,6 +154,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["incident_id"], ["incidents.id"], ondelete="SET NULL"),
         sa.ForeignKeyConstraint(["monitor_id"], ["monitors.id"], ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id"),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_notifications_channel", "notifications", ["channel_id", "id"], unique=False)
 
