@@ -19,7 +19,8 @@ from imapscope.sandbox import FaultRule
 from tests.conftest import PASSWORD, Sandbox
 from tests.receivers import SmtpSink, smtp_sink
 from tests.serving import Serving
-from tests.test_api import account, wait_for
+from tests.test_api import account
+from tests.test_monitors import add_monitor, run_now
 from tests.test_web import NARROW, WIDE, browser, login, no_secrets, overflowing, violations
 
 __all__ = ["browser"]  # the fixture, shared with tests/test_web.py
@@ -43,21 +44,20 @@ def test_monitor_pages_show_the_runs_charts_and_incident(
         alice = api.post("/api/v1/accounts", json=account(sandbox)).json()
         url = f"mailto://127.0.0.1:{sink.port}?from=alerts@example.com&to=ops@example.com"
         channel = api.post("/api/v1/channels", json={"name": "ops mail", "url": url}).json()
-        monitor = api.post("/api/v1/monitors", json={
-            "name": "Alice's IMAP", "account_id": alice["id"], "interval": 5,
-            "channels": [channel["id"]], "rules": {"fail_after": 1, "recover_after": 1},
-        }).json()  # fmt: skip
-        api.post(f"/api/v1/monitors/{monitor['id']}/run")
-        wait_for(api, f"/api/v1/monitors/{monitor['id']}/runs", lambda r: len(r) >= 1,
-                 timeout=30)  # fmt: skip
+        monitor = add_monitor(api, name="Alice's IMAP", account_id=alice["id"],
+                              channels=[channel["id"]],
+                              rules={"fail_after": 1, "recover_after": 1})  # fmt: skip
         # Two runs fail (the fault fires twice), then it recovers.
         sandbox.server.faults.add(FaultRule(
             action="no", command="AUTHENTICATE", code="AUTHENTICATIONFAILED",
             text="Authentication failed.", count=2,
         ))  # fmt: skip
-        wait_for(api, f"/api/v1/monitors/{monitor['id']}/incidents",
-                 lambda i: len(i) == 1 and i[0]["resolved"], timeout=40)  # fmt: skip
-        api.post(f"/api/v1/monitors/{monitor['id']}/pause")  # the history stands still
+        for _ in range(3):
+            run_now(api, monitor["id"])
+        incidents = api.get(f"/api/v1/monitors/{monitor['id']}/incidents").json()
+        assert len(incidents) == 1
+        assert incidents[0]["resolved"]
+        api.post(f"/api/v1/monitors/{monitor['id']}/pause")
         runs = runs_of(api, monitor["id"])
     failed = [r for r in runs if r["status"] == "fail"]
     assert failed
