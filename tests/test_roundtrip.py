@@ -79,7 +79,7 @@ def test_a_round_trip_times_both_legs_and_deletes_its_probe(
 
 @pytest.mark.usefixtures("database")
 @pytest.mark.parametrize(
-    ("fault", "code", "leg", "deadline"),
+    "case",
     [(FaultRule("drop", "SMTP-DATA"), "DELIVERY_LOST", "deliver", 10),
      (FaultRule("no", "SMTP-AUTH", text=f"no, not with {PASSWORD}"), "SMTP_AUTH_FAILED",
       "submit", 10),
@@ -87,8 +87,9 @@ def test_a_round_trip_times_both_legs_and_deletes_its_probe(
      (FaultRule("junk", "SMTP-DATA"), "DELIVERY_JUNK", "deliver", 25)],
 )  # fmt: skip
 def test_a_broken_leg_is_named(
-    served: Serving, sandbox: Sandbox, fault: FaultRule, code: str, leg: str, deadline: int
+    served: Serving, sandbox: Sandbox, case: tuple[FaultRule, str, str, int]
 ) -> None:
+    fault, code, leg, deadline = case
     sandbox.server.faults.add(fault)
     with served.client() as api:
         alice = api.post("/api/v1/accounts",
