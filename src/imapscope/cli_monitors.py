@@ -27,12 +27,8 @@ def _now() -> dt.datetime:
 
 
 def _state(monitor: MonitorView) -> str:
-    if monitor.paused:
-        return "paused"
-    if not monitor.alert:
-        return "unknown"
-    state = "down" if monitor.alert.get("down") else "up"
-    return f"{state} ({monitor.alert['code']})" if monitor.alert.get("code") else state
+    code = monitor.alert.get("code") if monitor.state == "down" else None
+    return f"{monitor.state} ({code})" if code else monitor.state
 
 
 @monitors_app.command("add")

@@ -165,8 +165,6 @@ class MaintenanceIn(BaseModel):
 def monitor_out(monitor: MonitorView) -> dict[str, Any]:
     spec = monitor.spec
     alert = monitor.alert
-    state = "paused" if monitor.paused else (
-        "unknown" if not alert else "down" if alert.get("down") else "up")  # fmt: skip
     return {
         "id": monitor.id, "name": spec.name, "kind": spec.kind, "account_id": spec.account_id,
         "host": spec.host, "port": spec.port, "security": spec.security,
@@ -174,7 +172,7 @@ def monitor_out(monitor: MonitorView) -> dict[str, Any]:
         "interval": spec.interval, "write_tests": spec.write_tests, "group": spec.group,
         "channels": list(spec.channels), "escalation_channels": list(spec.escalation_channels),
         "rules": spec.rules, "smtp": spec.smtp or None, "paused": monitor.paused,
-        "state": state,
+        "state": monitor.state,
         "code": alert.get("code"), "incident": alert.get("incident"),
         "flapping": bool(alert.get("flapping")),
         "next_run": monitor.next_run.isoformat() if monitor.next_run else None,
@@ -200,7 +198,8 @@ def channel_out(channel: ChannelView, failed: int = 0) -> dict[str, Any]:
     return jsonable(channel) | {"failed_notifications": failed}
 
 
-def _monitors(request: Request) -> MonitorService:
+def monitors_of(request: Request) -> MonitorService:
+    """The app's monitor service (API and UI alike)."""
     found = request.app.state.monitors
     assert isinstance(found, MonitorService)
     return found
@@ -213,12 +212,12 @@ def monitors_router() -> APIRouter:
 
     @router.get("/monitors", tags=["monitors"])
     async def list_monitors(request: Request) -> list[dict[str, Any]]:
-        return [monitor_out(m) for m in await _monitors(request).store.monitors()]
+        return [monitor_out(m) for m in await monitors_of(request).store.monitors()]
 
     @router.post("/monitors", status_code=201, tags=["monitors"])
     async def add_monitor(request: Request, body: MonitorIn) -> dict[str, Any]:
         """Add a monitor; its first run comes within a minute (or its interval)."""
-        monitors = _monitors(request)
+        monitors = monitors_of(request)
         Rules.of(await monitors.store.alert_defaults(), body.rules.given())
         if (
             body.kind == "check"
@@ -233,13 +232,13 @@ def monitors_router() -> APIRouter:
 
     @router.get("/monitors/{monitor_id}", tags=["monitors"])
     async def get_monitor(request: Request, monitor_id: MonitorId) -> dict[str, Any]:
-        return monitor_out(await _monitors(request).store.monitor(monitor_id))
+        return monitor_out(await monitors_of(request).store.monitor(monitor_id))
 
     @router.patch("/monitors/{monitor_id}", tags=["monitors"])
     async def edit_monitor(
         request: Request, monitor_id: MonitorId, body: MonitorPatch
     ) -> dict[str, Any]:
-        monitors = _monitors(request)
+        monitors = monitors_of(request)
         current = await monitors.store.monitor(monitor_id)
         given = body.model_dump(exclude_unset=True, exclude={"password", "rules"})
         # null means "remove" where there can be none (port, user); elsewhere it changes nothing.
@@ -258,18 +257,18 @@ def monitors_router() -> APIRouter:
     @router.delete("/monitors/{monitor_id}", status_code=204, tags=["monitors"])
     async def delete_monitor(request: Request, monitor_id: MonitorId) -> None:
         """Delete the monitor with its history and incidents."""
-        await _monitors(request).store.remove_monitor(monitor_id)
+        await monitors_of(request).store.remove_monitor(monitor_id)
 
     @router.post("/monitors/{monitor_id}/pause", tags=["monitors"])
     async def pause_monitor(request: Request, monitor_id: MonitorId) -> dict[str, Any]:
-        monitors = _monitors(request)
+        monitors = monitors_of(request)
         return monitor_out(
             await monitors.store.set_monitor_paused(monitor_id, True, now=monitors.clock())
         )
 
     @router.post("/monitors/{monitor_id}/resume", tags=["monitors"])
     async def resume_monitor(request: Request, monitor_id: MonitorId) -> dict[str, Any]:
-        monitors = _monitors(request)
+        monitors = monitors_of(request)
         resumed = await monitors.store.set_monitor_paused(monitor_id, False, now=monitors.clock())
         monitors.wake()
         return monitor_out(resumed)
@@ -277,7 +276,7 @@ def monitors_router() -> APIRouter:
     @router.post("/monitors/{monitor_id}/run", tags=["monitors"])
     async def run_now(request: Request, monitor_id: MonitorId) -> dict[str, Any]:
         """Make the next run due now (its schedule then goes on from there)."""
-        monitors = _monitors(request)
+        monitors = monitors_of(request)
         found = await monitors.store.run_monitor_now(monitor_id, now=monitors.clock())
         monitors.wake()
         return monitor_out(found)
@@ -289,7 +288,7 @@ def monitors_router() -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=5000)] = 100,
     ) -> list[dict[str, Any]]:  # fmt: skip
         """Raw runs (kept 30 days), newest first: status, headline code, each step's time."""
-        found = await _monitors(request).store.runs(monitor_id, since=since, limit=limit)
+        found = await monitors_of(request).store.runs(monitor_id, since=since, limit=limit)
         return [
             jsonable(r) | {"steps": [{"name": n, "status": s, "ms": ms} for n, s, ms in r.steps]}
             for r in found
@@ -298,7 +297,7 @@ def monitors_router() -> APIRouter:
     @router.get("/monitors/{monitor_id}/stats", tags=["monitors"])
     async def stats(request: Request, monitor_id: MonitorId) -> dict[str, Any]:
         """Uptime % and per-step p50/p95/p99/max over the last 24 h, 7 d, 30 d and 365 d."""
-        monitors = _monitors(request)
+        monitors = monitors_of(request)
         await monitors.store.monitor(monitor_id)
         now = monitors.clock()
         return {
@@ -308,7 +307,7 @@ def monitors_router() -> APIRouter:
 
     @router.get("/monitors/{monitor_id}/incidents", tags=["monitors"])
     async def monitor_incidents(request: Request, monitor_id: MonitorId) -> list[dict[str, Any]]:
-        monitors = _monitors(request)
+        monitors = monitors_of(request)
         now = monitors.clock()
         return [incident_out(i, now) for i in await monitors.store.incidents(monitor_id)]
 
@@ -317,7 +316,7 @@ def monitors_router() -> APIRouter:
         request: Request,
         open: Annotated[bool, Query(description="only those still open")] = False,
     ) -> list[dict[str, Any]]:
-        monitors = _monitors(request)
+        monitors = monitors_of(request)
         now = monitors.clock()
         return [incident_out(i, now) for i in await monitors.store.incidents(open_only=open)]
 
@@ -326,11 +325,11 @@ def monitors_router() -> APIRouter:
     @router.get("/alert-defaults", tags=["monitors"])
     async def get_defaults(request: Request) -> dict[str, Any]:
         """The global alert rules (each monitor's own rules override them)."""
-        return Rules.of(await _monitors(request).store.alert_defaults()).to_json()
+        return Rules.of(await monitors_of(request).store.alert_defaults()).to_json()
 
     @router.put("/alert-defaults", tags=["monitors"])
     async def put_defaults(request: Request, body: RulesIn) -> dict[str, Any]:
-        store = _monitors(request).store
+        store = monitors_of(request).store
         rules = Rules.of(body.given())
         await store.set_alert_defaults(body.given())
         return rules.to_json()
@@ -339,7 +338,7 @@ def monitors_router() -> APIRouter:
 
     @router.get("/channels", tags=["channels"])
     async def list_channels(request: Request) -> list[dict[str, Any]]:
-        store = _monitors(request).store
+        store = monitors_of(request).store
         failed = await store.notification_failures()
         return [channel_out(c, failed.get(c.id, 0)) for c in await store.channels()]
 
@@ -347,27 +346,27 @@ def monitors_router() -> APIRouter:
     async def add_channel(request: Request, body: ChannelIn) -> dict[str, Any]:
         """Add a channel. A webhook's signing secret is in this answer only."""
         shown, signing = prepare(body.kind, body.url)
-        added = await _monitors(request).store.add_channel(
+        added = await monitors_of(request).store.add_channel(
             body.name, body.kind, body.url.strip(), shown, signing
         )
         return channel_out(added) | ({"signing_secret": signing} if signing else {})
 
     @router.get("/channels/{channel_id}", tags=["channels"])
     async def get_channel(request: Request, channel_id: ChannelId) -> dict[str, Any]:
-        store = _monitors(request).store
+        store = monitors_of(request).store
         failed = await store.notification_failures()
         return channel_out(await store.channel(channel_id), failed.get(channel_id, 0))
 
     @router.delete("/channels/{channel_id}", status_code=204, tags=["channels"])
     async def delete_channel(request: Request, channel_id: ChannelId) -> None:
-        await _monitors(request).store.remove_channel(channel_id)
+        await monitors_of(request).store.remove_channel(channel_id)
 
     @router.post("/channels/{channel_id}/test", tags=["channels"])
     async def test_channel(
         request: Request, channel_id: ChannelId, response: Response
     ) -> dict[str, Any]:
         """Send a test notification now; 502 with the reason when it did not arrive."""
-        monitors = _monitors(request)
+        monitors = monitors_of(request)
         logged = await send_test(monitors.store, channel_id, public_url=monitors.public_url)
         if logged.status != "sent":
             response.status_code = 502
@@ -380,7 +379,7 @@ def monitors_router() -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
     ) -> list[dict[str, Any]]:  # fmt: skip
         """The channel's notifications, newest first, with their attempts and last error."""
-        found = await _monitors(request).store.notifications(channel_id=channel_id, limit=limit)
+        found = await monitors_of(request).store.notifications(channel_id=channel_id, limit=limit)
         return [jsonable(n) for n in found]
 
     # -- status pages ----------------------------------------------------------------------------
@@ -388,7 +387,7 @@ def monitors_router() -> APIRouter:
     @router.get("/status-pages", tags=["monitors"])
     async def status_pages(request: Request) -> dict[str, Any]:
         """The published status pages, by group (each at /status/{group}, without login)."""
-        return await _monitors(request).store.status_pages()
+        return await monitors_of(request).store.status_pages()
 
     @router.put("/status-pages/{group}", tags=["monitors"])
     async def publish(
@@ -397,25 +396,25 @@ def monitors_router() -> APIRouter:
     ) -> dict[str, Any]:  # fmt: skip
         """Publish a group's status page: its monitors' state, uptime and incidents, for
         anyone (no secrets; servers only with ``show_targets``)."""
-        await _monitors(request).store.set_status_page(group, body.model_dump())
+        await monitors_of(request).store.set_status_page(group, body.model_dump())
         return body.model_dump() | {"path": f"/status/{urllib.parse.quote(group, safe='')}"}
 
     @router.delete("/status-pages/{group}", status_code=204, tags=["monitors"])
     async def withdraw(
         request: Request, group: Annotated[str, Path(min_length=1, max_length=100)]
     ) -> None:
-        await _monitors(request).store.set_status_page(group, None)
+        await monitors_of(request).store.set_status_page(group, None)
 
     # -- maintenance -----------------------------------------------------------------------------
 
     @router.get("/maintenance", tags=["monitors"])
     async def list_windows(request: Request) -> list[dict[str, Any]]:
-        return [jsonable(w) for w in await _monitors(request).store.maintenance_windows()]
+        return [jsonable(w) for w in await monitors_of(request).store.maintenance_windows()]
 
     @router.post("/maintenance", status_code=201, tags=["monitors"])
     async def add_window(request: Request, body: MaintenanceIn) -> dict[str, Any]:
         """A maintenance window: runs in it raise no alert and do not count against uptime."""
-        added = await _monitors(request).store.add_maintenance(
+        added = await monitors_of(request).store.add_maintenance(
             body.starts, body.ends, monitor_id=body.monitor_id, weekly=body.weekly,
             reason=body.reason,
         )  # fmt: skip
@@ -423,6 +422,6 @@ def monitors_router() -> APIRouter:
 
     @router.delete("/maintenance/{window_id}", status_code=204, tags=["monitors"])
     async def delete_window(request: Request, window_id: WindowId) -> None:
-        await _monitors(request).store.remove_maintenance(window_id)
+        await monitors_of(request).store.remove_maintenance(window_id)
 
     return router

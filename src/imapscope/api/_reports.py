@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from imapscope.api._models import MAX_ID
+from imapscope.api._monitors import monitors_of
 from imapscope.monitor import MonitorService
 from imapscope.monitor._report import FORMATS, build, file_name, period, render
 from imapscope.store import jsonable
@@ -27,12 +28,6 @@ class ScheduleIn(BaseModel):
     monitors: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
         [], max_length=1000, description="none: every monitor"
     )
-
-
-def _monitors(request: Request) -> MonitorService:
-    found = request.app.state.monitors
-    assert isinstance(found, MonitorService)
-    return found
 
 
 async def make_report(
@@ -62,19 +57,19 @@ def reports_router() -> APIRouter:
     ) -> Response:  # fmt: skip
         """Uptime, incidents, MTTR, time per step and round-trip losses over a period, in one
         of four formats made from one data model (docs/monitors.md#reports)."""
-        made = await make_report(_monitors(request), period, since, until, monitor)
+        made = await make_report(monitors_of(request), period, since, until, monitor)
         headers = {} if format in ("json", "html") else {
             "Content-Disposition": f'attachment; filename="{file_name(made, format)}"'}  # fmt: skip
         return Response(render(made, format), media_type=FORMATS[format], headers=headers)
 
     @router.get("/report-schedules", tags=["reports"])
     async def schedules(request: Request) -> list[dict[str, Any]]:
-        return [jsonable(s) for s in await _monitors(request).store.report_schedules()]
+        return [jsonable(s) for s in await monitors_of(request).store.report_schedules()]
 
     @router.post("/report-schedules", status_code=201, tags=["reports"])
     async def add_schedule(request: Request, body: ScheduleIn) -> dict[str, Any]:
         """Send a report of the last full week (Mondays) or month (on the 1st), 06:00 UTC."""
-        monitors = _monitors(request)
+        monitors = monitors_of(request)
         added = await monitors.store.add_report_schedule(
             body.name, body.every, body.format, body.channels, body.monitors, now=monitors.clock()
         )
@@ -82,6 +77,6 @@ def reports_router() -> APIRouter:
 
     @router.delete("/report-schedules/{schedule_id}", status_code=204, tags=["reports"])
     async def delete_schedule(request: Request, schedule_id: ScheduleId) -> None:
-        await _monitors(request).store.remove_report_schedule(schedule_id)
+        await monitors_of(request).store.remove_report_schedule(schedule_id)
 
     return router

@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, select, update
 from imapscope.store._bounds import bounded
 from imapscope.store._db import Database
 from imapscope.store._errors import NotFoundError, StoreError
+from imapscope.store._jobs import give_back
 from imapscope.store._models import Channel, Job, Notification
 from imapscope.store._views import utc
 
@@ -83,13 +84,11 @@ class ChannelsMixin(Database):
             return _channel(row)
 
     async def _channel_row(self, s: Any, channel_id: int) -> Channel:
-        row = await s.get(Channel, channel_id)
-        if row is None:
-            raise NotFoundError(
-                f"no channel with id {channel_id}; list them with 'imapscope channels list'"
-            )
-        assert isinstance(row, Channel)
-        return row
+        found: Channel = await self._found(
+            s, Channel, channel_id,
+            f"no channel with id {channel_id}; list them with 'imapscope channels list'",
+        )  # fmt: skip
+        return found
 
     async def channel(self, channel_id: int) -> ChannelView:
         async with self._session() as s:
@@ -224,16 +223,7 @@ class ChannelsMixin(Database):
         retry_at = (now + dt.timedelta(seconds=NOTIFY_RETRIES[attempt - 1])
                     if attempt <= len(NOTIFY_RETRIES) else None)  # fmt: skip
         async with self._session() as s:
-            values: dict[str, Any] = {"claimed_by": None, "claimed_until": None,
-                                      "last_error": bounded(error, 2000)}  # fmt: skip
-            if retry_at is None:
-                values["done"] = now
-            else:
-                values["run_at"] = retry_at
-            kept = await s.execute(
-                update(Job).where(Job.id == job_id, Job.claimed_by == worker).values(**values)
-            )
-            if not kept.rowcount:  # type: ignore[attr-defined]
+            if not await give_back(s, job_id, worker, error=error, retry_at=retry_at, now=now):
                 await s.rollback()
                 return retry_at
             await s.execute(

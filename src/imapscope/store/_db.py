@@ -130,13 +130,32 @@ class Database:
         return self._engine.dialect.name
 
     async def _row(self, s: Any, account_id: int) -> Account:
-        row = await s.get(Account, account_id)
+        found: Account = await self._found(
+            s, Account, account_id,
+            f"no account with id {account_id}; list them with 'imapscope accounts list'",
+        )  # fmt: skip
+        return found
+
+    async def _found(self, s: Any, model: type[Any], key: Any, missing: str) -> Any:
+        """The row of ``model`` with this primary key, or :class:`NotFoundError` (``missing``
+        says what to do)."""
+        row = await s.get(model, key)
         if row is None:
-            raise NotFoundError(
-                f"no account with id {account_id}; list them with 'imapscope accounts list'"
-            )
-        assert isinstance(row, Account)
+            raise NotFoundError(missing)
         return row
+
+    async def _setting(self, s: Any, name: str) -> bytes | None:
+        """A value the store keeps about itself (``settings``), or None."""
+        found = await s.scalar(select(Setting.value).where(Setting.name == name))
+        return None if found is None else bytes(found)
+
+    async def _put_setting(self, s: Any, name: str, value: bytes) -> None:
+        """Write a setting in the caller's transaction."""
+        row = await s.get(Setting, name)
+        if row is None:
+            s.add(Setting(name=name, value=value))
+        else:
+            row.value = value
 
 
 KEY_CHECK = "key_check"

@@ -41,7 +41,6 @@ from imapscope.store._models import (
     MonitorHour,
     MonitorRun,
     Notification,
-    Setting,
 )
 from imapscope.store._views import utc
 
@@ -216,15 +215,11 @@ _ROLLUP_COLUMNS = ("runs", "failures", "maintenance", "steps", "codes")
 
 class HistoryMixin(Database):
     async def _mark(self, s: Any, name: str) -> dt.datetime | None:
-        found = await s.scalar(select(Setting.value).where(Setting.name == name))
+        found = await self._setting(s, name)
         return None if found is None else dt.datetime.fromisoformat(found.decode())
 
     async def _set_mark(self, s: Any, name: str, value: dt.datetime) -> None:
-        row = await s.get(Setting, name)
-        if row is None:
-            s.add(Setting(name=name, value=value.isoformat().encode()))
-        else:
-            row.value = value.isoformat().encode()
+        await self._put_setting(s, name, value.isoformat().encode())
 
     async def stats(self, monitor_id: int, since: dt.datetime, until: dt.datetime) -> Stats:
         """Uptime, codes and per-step percentiles over ``[since, until)`` (see the module's

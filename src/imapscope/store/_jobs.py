@@ -143,13 +143,23 @@ class JobsMixin(Database):
     ) -> None:  # fmt: skip
         """Give a claimed job back to be tried again at ``retry_at`` (None: give up)."""
         async with self._session() as s:
-            values: dict[str, Any] = {"claimed_by": None, "claimed_until": None,
-                                      "last_error": bounded(error, 2000)}  # fmt: skip
-            if retry_at is None:
-                values["done"] = now
-            else:
-                values["run_at"] = retry_at
-            await s.execute(
-                update(Job).where(Job.id == job_id, Job.claimed_by == worker).values(**values)
-            )
+            await give_back(s, job_id, worker, error=error, retry_at=retry_at, now=now)
             await s.commit()
+
+
+async def give_back(
+    s: Any, job_id: int, worker: str, *, error: str, retry_at: dt.datetime | None,
+    now: dt.datetime,
+) -> bool:  # fmt: skip
+    """In the caller's transaction: a claimed job back for ``retry_at`` (None: given up, done)
+    with its error; False when this worker's claim had gone."""
+    values: dict[str, Any] = {"claimed_by": None, "claimed_until": None,
+                              "last_error": bounded(error, 2000)}  # fmt: skip
+    if retry_at is None:
+        values["done"] = now
+    else:
+        values["run_at"] = retry_at
+    kept = await s.execute(
+        update(Job).where(Job.id == job_id, Job.claimed_by == worker).values(**values)
+    )
+    return bool(kept.rowcount)

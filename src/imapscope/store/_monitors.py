@@ -27,7 +27,6 @@ from imapscope.store._models import (
     Job,
     Monitor,
     MonitorRun,
-    Setting,
 )
 from imapscope.store._views import utc
 
@@ -148,6 +147,15 @@ class MonitorView:
     created: dt.datetime
     next_run: dt.datetime | None  # None while paused
 
+    @property
+    def state(self) -> str:
+        """paused; unknown (no run yet); down (an incident is open); up."""
+        if self.paused:
+            return "paused"
+        if not self.alert:
+            return "unknown"
+        return "down" if self.alert.get("down") else "up"
+
 
 @dataclasses.dataclass(frozen=True)
 class RunRecord:
@@ -267,13 +275,11 @@ class MonitorsMixin(ChannelsMixin):
         )  # fmt: skip
 
     async def _monitor_row(self, s: Any, monitor_id: int) -> Monitor:
-        row = await s.get(Monitor, monitor_id)
-        if row is None:
-            raise NotFoundError(
-                f"no monitor with id {monitor_id}; list them with 'imapscope monitors list'"
-            )
-        assert isinstance(row, Monitor)
-        return row
+        found: Monitor = await self._found(
+            s, Monitor, monitor_id,
+            f"no monitor with id {monitor_id}; list them with 'imapscope monitors list'",
+        )  # fmt: skip
+        return found
 
     async def monitor(self, monitor_id: int) -> MonitorView:
         async with self._session() as s:
@@ -476,7 +482,7 @@ class MonitorsMixin(ChannelsMixin):
     async def status_pages(self) -> dict[str, dict[str, Any]]:
         """The public status pages, by monitor group: ``title`` and ``show_targets``."""
         async with self._session() as s:
-            found = await s.scalar(select(Setting.value).where(Setting.name == STATUS_PAGES))
+            found = await self._setting(s, STATUS_PAGES)
             return {} if found is None else dict(json.loads(found))
 
     async def set_status_page(self, group: str, page: dict[str, Any] | None) -> None:
@@ -484,36 +490,27 @@ class MonitorsMixin(ChannelsMixin):
         if not group.strip() or len(group) > 100:
             raise StoreError("a status page is for a monitor group: give its name (1-100)")
         async with self._session() as s:
-            row = await s.get(Setting, STATUS_PAGES, with_for_update=True)
-            pages = {} if row is None else dict(json.loads(row.value))
+            found = await self._setting(s, STATUS_PAGES)
+            pages = {} if found is None else dict(json.loads(found))
             if page is None:
                 if group not in pages:
                     raise NotFoundError(f"no status page for group {group!r}")
                 pages.pop(group)
             else:
                 pages[group] = page
-            value = json.dumps(pages).encode()
-            if row is None:
-                s.add(Setting(name=STATUS_PAGES, value=value))
-            else:
-                row.value = value
+            await self._put_setting(s, STATUS_PAGES, json.dumps(pages).encode())
             await s.commit()
 
     async def alert_defaults(self) -> dict[str, Any]:
         """The alert rules every monitor starts from (its own ``rules`` override them)."""
         async with self._session() as s:
-            found = await s.scalar(select(Setting.value).where(Setting.name == ALERT_DEFAULTS))
+            found = await self._setting(s, ALERT_DEFAULTS)
             return {} if found is None else dict(json.loads(found))
 
     async def set_alert_defaults(self, rules: dict[str, Any]) -> None:
         """Replace the global alert rules (checked by the caller: imapscope.monitor)."""
         async with self._session() as s:
-            row = await s.get(Setting, ALERT_DEFAULTS)
-            value = json.dumps(rules).encode()
-            if row is None:
-                s.add(Setting(name=ALERT_DEFAULTS, value=value))
-            else:
-                row.value = value
+            await self._put_setting(s, ALERT_DEFAULTS, json.dumps(rules).encode())
             await s.commit()
 
 

@@ -9,29 +9,15 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from imapscope.api._monitors import PERIODS
-from imapscope.monitor import MonitorService, Rules, prepare, send_test
-from imapscope.store import MIN_INTERVAL, MonitorSpec, MonitorView, StoreError
+from imapscope.api._monitors import PERIODS, monitors_of
+from imapscope.monitor import Rules, prepare, send_test
+from imapscope.store import MIN_INTERVAL, MonitorSpec, StoreError
 from imapscope.web._charts import stacked, step_order, strip, timeline
 from imapscope.web._common import Sess, page
 
 #: Runs the monitor page charts and lists.
 RUNS_SHOWN = 120
 STRIP_RUNS = 30
-
-
-def monitors_of(request: Request) -> MonitorService:
-    found = request.app.state.monitors
-    assert isinstance(found, MonitorService)
-    return found
-
-
-def state_of(monitor: MonitorView) -> str:
-    if monitor.paused:
-        return "paused"
-    if not monitor.alert:
-        return "unknown"
-    return "down" if monitor.alert.get("down") else "up"
 
 
 async def _rows(request: Request) -> list[dict[str, Any]]:
@@ -43,7 +29,7 @@ async def _rows(request: Request) -> list[dict[str, Any]]:
     month = await store.uptimes(now - PERIODS["30d"])
     latest = await store.latest_runs(STRIP_RUNS)
     return [
-        {"monitor": m, "state": state_of(m), "day": day.get(m.id), "month": month.get(m.id),
+        {"monitor": m, "state": m.state, "day": day.get(m.id), "month": month.get(m.id),
          "strip": strip(latest.get(m.id, []), label=m.spec.name, slots=STRIP_RUNS),
          "target": (f"account {m.spec.account_id}" if m.spec.account_id is not None
                     else f"{m.spec.host}" + (f":{m.spec.port}" if m.spec.port else ""))}
@@ -59,7 +45,7 @@ async def _detail(request: Request, monitor_id: int) -> dict[str, Any]:
     runs = list(reversed(await store.runs(monitor_id, limit=RUNS_SHOWN)))
     name = monitor.spec.name
     return {
-        "monitor": monitor, "state": state_of(monitor), "runs": list(reversed(runs)),
+        "monitor": monitor, "state": monitor.state, "runs": list(reversed(runs)),
         "stats": {p: await store.stats(monitor_id, now - span, now) for p, span in PERIODS.items()},
         "incidents": await store.incidents(monitor_id, limit=50), "now": now,
         "timeline": timeline(runs, label=name), "stacked": stacked(runs, label=name),

@@ -9,11 +9,11 @@ import urllib.parse
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from imapscope.api._monitors import monitors_of
 from imapscope.api._reports import make_report
 from imapscope.monitor._report import FORMATS, PERIODS, file_name, render
 from imapscope.store import StoreError
 from imapscope.web._common import Sess, page
-from imapscope.web._monitors import monitors_of
 
 
 def _choice(request: Request) -> tuple[str, dt.datetime | None, dt.datetime | None, list[int]]:

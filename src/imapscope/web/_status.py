@@ -8,11 +8,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from imapscope.api._monitors import PERIODS
+from imapscope.api._monitors import PERIODS, monitors_of
 from imapscope.store import NotFoundError
 from imapscope.web._charts import strip
 from imapscope.web._common import page
-from imapscope.web._monitors import STRIP_RUNS, monitors_of, state_of
+from imapscope.web._monitors import STRIP_RUNS
 
 #: How far back the page lists incidents.
 INCIDENTS_SHOWN = PERIODS["30d"]
@@ -36,7 +36,7 @@ def router() -> APIRouter:
         for m in members:
             year = await store.stats(m.id, now - PERIODS["365d"], now)
             rows.append({
-                "name": m.spec.name, "state": state_of(m),
+                "name": m.spec.name, "state": m.state,
                 "target": (f"{m.spec.host}" + (f":{m.spec.port}" if m.spec.port else "")
                            if published.get("show_targets") and m.spec.host else ""),
                 "day": uptimes["24h"].get(m.id), "month": uptimes["30d"].get(m.id),
