@@ -152,6 +152,8 @@ def test_a_login_failure_gives_one_incident_and_one_notification_per_channel(
     fails = metrics["imapscope_monitor_runs_last_hour",
                     frozenset({("monitor_id", key), ("status", "fail")})]  # fmt: skip
     assert fails == statuses.count("fail")
+    by_code = frozenset({("monitor_id", key), ("code", "AUTH_FAILED")})
+    assert metrics["imapscope_monitor_failures_last_hour", by_code] == 2
     every = frozenset({("monitor_id", key), ("step", "total"), ("le", "+Inf")})
     assert metrics["imapscope_monitor_step_seconds_bucket", every] == len(runs)
     assert metrics["imapscope_incidents_open", frozenset()] == 0

@@ -64,6 +64,9 @@ def test_monitor_pages_show_the_runs_charts_and_incident(
 
     page = browser.new_page()
     login(page, served)
+    # The accounts page shows the account's monitor as a strip of its last runs.
+    strip = page.locator(f"#account-{alice['id']} svg.strip rect")
+    expect(strip).to_have_count(min(len(runs), 30))
     page.get_by_role("link", name="Monitors").click()
     row = page.locator(f"#monitor-{monitor['id']}")
     expect(row.locator(".badge")).to_have_text("paused")

@@ -109,20 +109,29 @@ async def monitor_metrics(service: SyncService, now: dt.datetime) -> Snapshot:
         "imapscope_monitor_step_seconds", "Time each step of the monitor's runs took in the "
         "last hour (total: the whole run).", labels=["monitor_id", "step"],
     )  # fmt: skip
+    failures = GaugeMetricFamily(
+        "imapscope_monitor_failures_last_hour", "Failed runs in the last hour by headline code "
+        "(a round trip's losses are DELIVERY_LOST).", labels=["monitor_id", "code"],
+    )  # fmt: skip
     latest: dict[int, dt.datetime] = {}
     counted: Counter[tuple[int, str]] = Counter()
+    failed: Counter[tuple[int, str]] = Counter()
     times: dict[tuple[int, str], list[float]] = defaultdict(list)
-    for monitor_id, at, status, in_maintenance, timed in await store.recent_runs(
+    for monitor_id, at, status, code, in_maintenance, timed in await store.recent_runs(
         now - dt.timedelta(hours=1)
     ):
         latest[monitor_id] = at
         counted[monitor_id, "maintenance" if in_maintenance else status] += 1
+        if status == "fail" and not in_maintenance:
+            failed[monitor_id, code or "UNKNOWN"] += 1
         for step, ms in timed:
             times[monitor_id, step].append(ms / 1000)
     for monitor_id, at in sorted(latest.items()):
         last_run.add_metric([str(monitor_id)], at.timestamp())
     for (monitor_id, status), count in sorted(counted.items()):
         runs.add_metric([str(monitor_id), status], count)
+    for (monitor_id, code), count in sorted(failed.items()):
+        failures.add_metric([str(monitor_id), code], count)
     for (monitor_id, step), seconds in sorted(times.items()):
         cumulative = [(str(ms / 1000), sum(1 for x in seconds if x <= ms / 1000))
                       for ms in BUCKETS_MS]  # fmt: skip
@@ -136,7 +145,7 @@ async def monitor_metrics(service: SyncService, now: dt.datetime) -> Snapshot:
     )  # fmt: skip
     for (channel_id, status), count in sorted((await store.notification_counts()).items()):
         notes.add_metric([str(channel_id), status], count)
-    return [up, last_run, runs, steps, incidents, notes]
+    return [up, last_run, runs, failures, steps, incidents, notes]
 
 
 class _Fixed(Collector):

@@ -293,20 +293,19 @@ class HistoryMixin(Database):
 
     async def recent_runs(
         self, since: dt.datetime
-    ) -> list[tuple[int, dt.datetime, str, bool, list[tuple[str, float]]]]:
-        """Every monitor's runs since ``since``: (monitor, at, status, in maintenance, times
-        of the steps that ran and the total), oldest first (for /metrics)."""
+    ) -> list[tuple[int, dt.datetime, str, str | None, bool, list[tuple[str, float]]]]:
+        """Every monitor's runs since ``since``: (monitor, at, status, code, in maintenance,
+        times of the steps that ran and the total), oldest first (for /metrics)."""
         async with self._session() as s:
             rows = await s.execute(
-                select(MonitorRun.monitor_id, MonitorRun.at, MonitorRun.status,
+                select(MonitorRun.monitor_id, MonitorRun.at, MonitorRun.status, MonitorRun.code,
                        MonitorRun.maintenance, MonitorRun.total_ms, MonitorRun.steps)
                 .where(MonitorRun.at >= since).order_by(MonitorRun.at)
             )  # fmt: skip
             return [
-                (monitor_id, utc(at), status,
-                 maintenance, _timed(steps, total_ms))
-                for monitor_id, at, status, maintenance, total_ms, steps in rows
-            ]  # fmt: skip
+                (monitor_id, utc(at), status, code, maintenance, _timed(steps, total_ms))
+                for monitor_id, at, status, code, maintenance, total_ms, steps in rows
+            ]
 
     async def import_runs(self, monitor_id: int, runs: Sequence[RunRecord]) -> None:
         """Write runs as they are, in bulk (history brought from elsewhere, and the tests and

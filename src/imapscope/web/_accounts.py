@@ -13,6 +13,7 @@ from imapscope.api._models import MAX_ID
 from imapscope.store import AccountSpec, AccountView, StoreError
 from imapscope.sync import SyncService, VerifyError, check_options
 from imapscope.trust import MAX_CA_PEM, colon_hex, describe_cas
+from imapscope.web._charts import STRIP_RUNS, strip
 from imapscope.web._common import Sess, page, service_of, start_check, web_state
 
 AccountId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -83,7 +84,20 @@ async def _form_fields(request: Request) -> dict[str, str]:
 
 
 async def _rows(service: SyncService) -> list[dict[str, Any]]:
-    return [{"account": a, "status": status} for a, status in await service.overview()]
+    """Each account with its status and, when a monitor watches it, that monitor's strip of
+    last runs (the first one's)."""
+    watching: dict[int, Any] = {}
+    for monitor in await service.store.monitors():
+        if monitor.spec.account_id is not None:
+            watching.setdefault(monitor.spec.account_id, monitor)
+    latest = await service.store.latest_runs(STRIP_RUNS) if watching else {}
+    return [
+        {"account": a, "status": status, "monitor": watching.get(a.id),
+         "strip": strip(latest.get(watching[a.id].id, []),
+                        label=f"{a.spec.email}: monitor {watching[a.id].spec.name}",
+                        slots=STRIP_RUNS) if a.id in watching else None}
+        for a, status in await service.overview()
+    ]  # fmt: skip
 
 
 def _trust_of(spec: AccountSpec) -> list[str]:

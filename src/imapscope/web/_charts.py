@@ -17,6 +17,8 @@ from imapscope.store import RunRecord
 STEP_COLOURS = ("#2f6fde", "#e08a00", "#1a9e77", "#c2408f", "#7a5cd6", "#8c6d1f", "#0f8fa8",
                 "#d1495b", "#5c7c2f", "#6b6b6b")  # fmt: skip
 Run = tuple[dt.datetime, str, str | None, bool]  # at, status, code, in maintenance
+#: Runs a status strip shows (monitors list, accounts list, status pages).
+STRIP_RUNS = 30
 #: One run's bar: x, width, height, status, hover text (escaped by Markup.format).
 BAR = Markup('<rect x="{}" y="0" width="{}" height="{}" class="run-{}"><title>{}</title></rect>')
 
@@ -29,7 +31,7 @@ def _status(status: str, maintenance: bool) -> str:
     return "maintenance" if maintenance else status
 
 
-def strip(runs: Sequence[Run], *, label: str, slots: int = 30) -> Markup:
+def strip(runs: Sequence[Run], *, label: str, slots: int = STRIP_RUNS) -> Markup:
     """The newest ``slots`` runs as small bars, oldest left (empty slots when fewer)."""
     bars = []
     shown = list(runs)[-slots:]

@@ -12,12 +12,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from imapscope.api._monitors import PERIODS, monitors_of
 from imapscope.monitor import Rules, prepare, send_test
 from imapscope.store import MIN_INTERVAL, MonitorSpec, StoreError
-from imapscope.web._charts import stacked, step_order, strip, timeline
+from imapscope.web._charts import STRIP_RUNS, stacked, step_order, strip, timeline
 from imapscope.web._common import Sess, page
 
 #: Runs the monitor page charts and lists.
 RUNS_SHOWN = 120
-STRIP_RUNS = 30
 
 
 async def _rows(request: Request) -> list[dict[str, Any]]:

@@ -10,9 +10,8 @@ from fastapi.responses import HTMLResponse
 
 from imapscope.api._monitors import PERIODS, monitors_of
 from imapscope.store import NotFoundError
-from imapscope.web._charts import strip
+from imapscope.web._charts import STRIP_RUNS, strip
 from imapscope.web._common import page
-from imapscope.web._monitors import STRIP_RUNS
 
 #: How far back the page lists incidents.
 INCIDENTS_SHOWN = PERIODS["30d"]
