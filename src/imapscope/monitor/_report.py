@@ -33,6 +33,8 @@ ACCOUNTING_RULE = (
     "runs are kept as hourly roll-ups, counted whole hours, and their percentiles are bucket "
     "bounds."
 )
+#: Incidents a report lists, all monitors together (a flapping year stays readable).
+MAX_INCIDENTS = 100_000
 #: The longest period a report covers (history is kept for 400 days).
 MAX_PERIOD = dt.timedelta(days=400)
 CSV_COLUMNS = ("monitor_id", "name", "kind", "target", "uptime_percent", "runs", "failures",
@@ -89,11 +91,15 @@ async def build(
         missing = sorted(set(monitor_ids) - {m.id for m in chosen})
         if missing:
             raise StoreError(f"no monitor with id {', '.join(map(str, missing))}")
+    every_stats = await store.stats_of([m.id for m in chosen], start, end)
+    by_monitor: dict[int, list[Any]] = {m.id: [] for m in chosen}
+    for incident in await store.incidents(since=start, limit=MAX_INCIDENTS):
+        if incident.opened < end and incident.monitor_id in by_monitor:
+            by_monitor[incident.monitor_id].append(incident)
     rows = []
     for monitor in chosen:
-        stats = await store.stats(monitor.id, start, end)
-        incidents = [i for i in await store.incidents(monitor.id, since=start, limit=10_000)
-                     if i.opened < end]  # fmt: skip
+        stats = every_stats[monitor.id]
+        incidents = by_monitor[monitor.id]
         resolved = [i.duration(now) for i in incidents if i.resolved and start <= i.resolved < end]
         downtime = sum(
             max(0.0, (min(i.resolved or now, end) - max(i.opened, start)).total_seconds())

@@ -7,7 +7,9 @@ The hourly ``history.rollup`` job folds every hour that ended more than :data:`S
 (a run is recorded when it ends, and a round trip may wait up to an hour) into one row per
 monitor and hour, then every complete day of hours into one row per monitor and day; two
 watermarks in ``settings`` say how far each has got, so nothing is folded twice. Raw runs older
-than :data:`RAW_KEPT` are then deleted, and roll-ups older than :data:`HOURS_KEPT`.
+than :data:`RAW_KEPT` are then deleted (never before they are folded), and roll-ups older than
+:data:`HOURS_KEPT`. A roll-up is one transaction, and runs imported into the past
+(:meth:`HistoryMixin.import_runs`) wait for it or it for them.
 
 A roll-up keeps its counts (runs outside maintenance, failures, runs in maintenance, headline
 codes) and, per step, p50/p95/max and a latency histogram over :data:`BUCKETS_MS`.
@@ -32,7 +34,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, delete, func, insert, select
+from sqlalchemy import case, delete, func, insert, select, text
 
 from imapscope.store._db import Database
 from imapscope.store._models import (
@@ -41,6 +43,7 @@ from imapscope.store._models import (
     MonitorHour,
     MonitorRun,
     Notification,
+    Setting,
 )
 from imapscope.store._views import utc
 
@@ -64,6 +67,8 @@ BUCKETS_MS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 70
 ROLLUP_BATCH = 20_000
 #: Hours of raw runs folded in one transaction.
 ROLLUP_SPAN = dt.timedelta(hours=6)
+#: PostgreSQL advisory lock key that keeps roll-ups and imports apart ("imap" in ASCII).
+HISTORY_LOCK = 0x696D6170
 TOTAL = "total"
 
 
@@ -114,9 +119,10 @@ class Latencies:
         self._merged = None
 
     def add_histogram(self, histogram: dict[str, int], largest: float) -> None:
+        buckets = self.buckets
         for index, count in histogram.items():
-            self.buckets[int(index)] += count
-            self.binned += count
+            buckets[int(index)] += count
+        self.binned += sum(histogram.values())
         self.largest = max(self.largest, largest)
         self._merged = None
 
@@ -224,13 +230,23 @@ class HistoryMixin(Database):
     async def stats(self, monitor_id: int, since: dt.datetime, until: dt.datetime) -> Stats:
         """Uptime, codes and per-step percentiles over ``[since, until)`` (see the module's
         docstring for what is read)."""
-        tally = _Tally()
+        return (await self.stats_of([monitor_id], since, until))[monitor_id]
+
+    async def stats_of(
+        self, monitor_ids: Sequence[int], since: dt.datetime, until: dt.datetime
+    ) -> dict[int, Stats]:
+        """:meth:`stats` of several monitors, in a handful of queries whatever their number."""
+        tallies: dict[int, _Tally] = {m: _Tally() for m in monitor_ids}
         async with self._session() as s:
-            raw_from = await self._mark(s, RAW_FROM)
+            marks = dict((await s.execute(
+                select(Setting.name, Setting.value)
+                .where(Setting.name.in_((RAW_FROM, HOURS_DONE, DAYS_DONE)))
+            )).all())  # fmt: skip
+            mark = {n: dt.datetime.fromisoformat(bytes(v).decode()) for n, v in marks.items()}
             raw_since = since
-            if raw_from is not None and since < raw_from:  # beyond the raw runs: roll-ups
-                hours_done = await self._mark(s, HOURS_DONE) or since
-                days_done = await self._mark(s, DAYS_DONE) or since
+            if RAW_FROM in mark and since < mark[RAW_FROM]:  # beyond the raw runs: roll-ups
+                hours_done = mark.get(HOURS_DONE, since)
+                days_done = mark.get(DAYS_DONE, since)
                 start, end = hour_of(since), max(hour_of(since), min(until, hours_done))
                 first_day = min(day_of(start + DAY - dt.timedelta(microseconds=1)), end)
                 last_day = max(first_day, min(day_of(end), days_done))
@@ -242,21 +258,21 @@ class HistoryMixin(Database):
                     if low >= high:
                         continue
                     rows = await s.execute(
-                        select(*(getattr(table, c) for c in _ROLLUP_COLUMNS))
-                        .where(table.monitor_id == monitor_id, column >= low, column < high)
+                        select(table.monitor_id, *(getattr(table, c) for c in _ROLLUP_COLUMNS))
+                        .where(table.monitor_id.in_(monitor_ids), column >= low, column < high)
                     )  # fmt: skip
-                    for row in rows:
-                        tally.add_rollup(*row)
+                    for monitor_id, *rollup in rows:
+                        tallies[monitor_id].add_rollup(*rollup)
                 raw_since = end
             raw = await s.execute(
-                select(MonitorRun.status, MonitorRun.maintenance, MonitorRun.total_ms,
-                       MonitorRun.steps, MonitorRun.code)
-                .where(MonitorRun.monitor_id == monitor_id, MonitorRun.at >= raw_since,
+                select(MonitorRun.monitor_id, MonitorRun.status, MonitorRun.maintenance,
+                       MonitorRun.total_ms, MonitorRun.steps, MonitorRun.code)
+                .where(MonitorRun.monitor_id.in_(monitor_ids), MonitorRun.at >= raw_since,
                        MonitorRun.at < until)
             )  # fmt: skip
-            for row in raw:
-                tally.add_run(*row)
-        return tally.stats(since, until)
+            for monitor_id, *run in raw:
+                tallies[monitor_id].add_run(*run)
+        return {m: tally.stats(since, until) for m, tally in tallies.items()}
 
     async def uptimes(self, since: dt.datetime) -> dict[int, float | None]:
         """Every monitor's uptime % since ``since`` (raw runs: within :data:`RAW_KEPT`)."""
@@ -319,6 +335,7 @@ class HistoryMixin(Database):
             for r in runs
         ]  # fmt: skip
         async with self._session() as s:
+            await self._exclusive(s)
             hours_done = await self._mark(s, HOURS_DONE)
             days_done = await self._mark(s, DAYS_DONE)
             hours: dict[dt.datetime, _Tally] = defaultdict(_Tally)
@@ -349,22 +366,28 @@ class HistoryMixin(Database):
         for column, value in tally.rollup().items():
             setattr(row, column, value)
 
+    async def _exclusive(self, s: Any) -> None:
+        """In the caller's transaction: wait until no other roll-up or import runs (one writer
+        at a time on SQLite does it by itself; PostgreSQL takes an advisory lock), so a
+        roll-up never decides while an import is half done, and drops nothing unfolded."""
+        if self.dialect == "postgresql":
+            await s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": HISTORY_LOCK})
+
     async def roll_up(self, now: dt.datetime) -> int:
         """Fold the settled hours into hourly roll-ups and the complete days into daily ones,
         then drop raw runs older than :data:`RAW_KEPT`, roll-ups older than
-        :data:`HOURS_KEPT`, finished jobs and old notifications. How many runs it folded."""
+        :data:`HOURS_KEPT`, finished jobs and old notifications; in one transaction, apart from
+        any import. How many runs it folded."""
         target = hour_of(now - SETTLE)
         folded = 0
         async with self._session() as s:
+            await self._exclusive(s)
             done = await self._mark(s, HOURS_DONE)
             if done is None:  # the first roll-up: from the oldest run
                 oldest = await s.scalar(select(func.min(MonitorRun.at)))
                 done = min(hour_of(utc(oldest)), target) if oldest is not None else target
-                await self._set_mark(s, HOURS_DONE, done)
-                await s.commit()
-        while done < target:
-            upto = min(target, done + ROLLUP_SPAN)
-            async with self._session() as s:
+            while done < target:
+                upto = min(target, done + ROLLUP_SPAN)
                 rows = await s.execute(
                     select(MonitorRun.monitor_id, MonitorRun.at, MonitorRun.status,
                            MonitorRun.maintenance, MonitorRun.total_ms, MonitorRun.steps,
@@ -380,25 +403,20 @@ class HistoryMixin(Database):
                         {"monitor_id": m, "hour": hour, **tally.rollup()}
                         for (m, hour), tally in tallies.items()
                     ])  # fmt: skip
-                await self._set_mark(s, HOURS_DONE, upto)
-                await s.commit()
-            done = upto
-        async with self._session() as s:
+                done = upto
+            await self._set_mark(s, HOURS_DONE, done)
             days_done = await self._mark(s, DAYS_DONE)
             if days_done is None:
                 oldest = await s.scalar(select(func.min(MonitorHour.hour)))
                 days_done = day_of(utc(oldest)) if oldest is not None else day_of(done)
-                await self._set_mark(s, DAYS_DONE, days_done)
-                await s.commit()
-        while days_done + DAY <= done:
-            async with self._session() as s:
-                rows = await s.execute(
+            while days_done + DAY <= done:
+                hours = await s.execute(
                     select(MonitorHour.monitor_id, *(getattr(MonitorHour, c)
                                                      for c in _ROLLUP_COLUMNS))
                     .where(MonitorHour.hour >= days_done, MonitorHour.hour < days_done + DAY)
                 )  # fmt: skip
                 days: dict[int, _Tally] = defaultdict(_Tally)
-                for monitor_id, *rollup in rows:
+                for monitor_id, *rollup in hours:
                     days[monitor_id].add_rollup(*rollup)
                 if days:
                     await s.execute(insert(MonitorDay), [
@@ -406,11 +424,8 @@ class HistoryMixin(Database):
                         for m, tally in days.items()
                     ])  # fmt: skip
                 days_done += DAY
-                await self._set_mark(s, DAYS_DONE, days_done)
-                await s.commit()
-        async with self._session() as s:
-            # Only what is rolled up goes (runs imported meanwhile may be older and not yet).
-            cut = min(now - RAW_KEPT, await self._mark(s, HOURS_DONE) or done)
+            await self._set_mark(s, DAYS_DONE, days_done)
+            cut = min(now - RAW_KEPT, done)  # only what is rolled up goes
             await s.execute(delete(MonitorRun).where(MonitorRun.at < cut))
             raw_from = await self._mark(s, RAW_FROM)
             if raw_from is None or raw_from < cut:
