@@ -97,6 +97,13 @@ def test_each_job_is_claimed_by_one_worker(tmp_path: Path) -> None:
             for i in range(60):
                 await stores[0].enqueue("notify", {"n": i}, run_at=at(0), key=f"n-{i}")
             assert await stores[0].enqueue("notify", {"n": 0}, run_at=at(0), key="n-0") == 1
+            # Workers that add the same keyed job at the same moment (each serve's roll-up job
+            # at start) all get the one job; none fails.
+            for round_ in range(10):
+                ids = await asyncio.gather(*(
+                    s.enqueue("rollup", {}, run_at=at(0), key=f"once-{round_}") for s in stores
+                ))  # fmt: skip
+                assert len(set(ids)) == 1
 
             async def drain(store: Store, worker: str) -> list[int]:
                 got: list[int] = []

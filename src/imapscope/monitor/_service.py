@@ -145,7 +145,8 @@ class MonitorService:
                 pause = POLL if due is None else (due - self.clock()).total_seconds()
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), max(0.0, min(POLL, pause)))
+                    async with asyncio.timeout(max(0.0, min(POLL, pause))):
+                        await self._wake.wait()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the loop must outlive a passing database error

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from imapscope.store._bounds import bounded
 from imapscope.store._db import Database
@@ -43,7 +44,8 @@ class JobsMixin(Database):
         self, kind: str, payload: dict[str, Any], *, run_at: dt.datetime,
         key: str | None = None,
     ) -> int:  # fmt: skip
-        """Add a job (a ``key`` makes it unique: the same key again returns the first job)."""
+        """Add a job (a ``key`` makes it unique: the same key again returns the first job, also
+        when another worker adds it at the same moment)."""
         async with self._session() as s:
             if key is not None:
                 found = await s.scalar(select(Job.id).where(Job.key == key))
@@ -51,7 +53,14 @@ class JobsMixin(Database):
                     return int(found)
             row = Job(kind=kind, key=key, payload=payload, run_at=run_at)
             s.add(row)
-            await s.commit()
+            try:
+                await s.commit()
+            except IntegrityError:  # another worker's, committed between our look and write
+                await s.rollback()
+                found = await s.scalar(select(Job.id).where(Job.key == key))
+                if found is None:
+                    raise
+                return int(found)
             return row.id
 
     async def claim_jobs(
