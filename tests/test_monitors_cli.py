@@ -12,8 +12,9 @@ from tests.receivers import smtp_sink
 from tests.test_serve_cli import cli
 
 
-@pytest.mark.usefixtures("database")
 def test_monitors_channels_and_maintenance_from_the_command_line(tmp_path: Path) -> None:
+    """On SQLite: the store calls these commands make run on both databases in the API's
+    tests (tests/test_monitors.py, tests/test_reports.py)."""
     data = tmp_path / "data"
     with smtp_sink() as sink:
         url = f"mailto://127.0.0.1:{sink.port}?from=alerts@example.com&to=ops@example.com"
@@ -45,6 +46,21 @@ def test_monitors_channels_and_maintenance_from_the_command_line(tmp_path: Path)
     assert [(m["id"], m["host"], m["state"], m["channels"], m["rules"]) for m in listed] == [
         (1, "127.0.0.1", "unknown", [1], {"fail_after": 3})
     ]
+    trip = ["monitors", "add", "delivery", "--roundtrip", "--account", "1", "--smtp-host",
+            "smtp.example.test", "--smtp-user", "probe", "--from", "probe@example.test",
+            "--password-env", "PW"]  # fmt: skip
+    assert "no account with id 1" in cli(data, *trip, env={"PW": "x"}).stderr  # not saved
+    assert cli(data, "accounts", "add", "alice@example.test", "--host", "localhost",
+               "--no-verify", "--password-env", "PW", env={"PW": "x"}).returncode == 0  # fmt: skip
+    added_trip = cli(data, *trip, env={"PW": "smtp-secret-9"})
+    assert "added monitor 2: delivery" in added_trip.stdout, added_trip.stderr
+    shown = json.loads(cli(data, "monitors", "show", "2", "--json").stdout)["monitor"]
+    assert shown["smtp"] == {  # the defaults filled in: port by security, a 300 s deadline
+        "host": "smtp.example.test", "port": 587, "security": "starttls", "user": "probe",
+        "from": "probe@example.test", "deadline": 300,
+    }  # fmt: skip
+    assert shown["has_password"] is True
+    assert "smtp-secret-9" not in json.dumps(shown)
     assert cli(data, "monitors", "pause", "1").returncode == 0
     assert json.loads(cli(data, "monitors", "list", "--json").stdout)[0]["state"] == "paused"
     assert json.loads(cli(data, "monitors", "show", "1", "--json").stdout)["runs"] == []
@@ -64,7 +80,7 @@ def test_monitors_channels_and_maintenance_from_the_command_line(tmp_path: Path)
     assert cli(data, "report", "--format", "pdf", "-o", str(pdf)).returncode == 0
     assert pdf.read_bytes().startswith(b"%PDF-")
     assert cli(data, "monitors", "remove", "1").returncode == 0
-    assert json.loads(cli(data, "monitors", "list", "--json").stdout) == []
+    assert [m["id"] for m in json.loads(cli(data, "monitors", "list", "--json").stdout)] == [2]
     assert "upgrade" not in cli(data, "maintenance", "list").stdout  # it went with its monitor
 
 
@@ -81,6 +97,8 @@ def test_monitors_channels_and_maintenance_from_the_command_line(tmp_path: Path)
       "before it starts"),
      (["maintenance", "add", "--starts", "Christmas", "--ends", "2026-12-24T21:00Z"],
       "--starts 'Christmas' is not a time"),
+     (["monitors", "add", "x", "--roundtrip", "--account", "1", "--from", "p@example.test"],
+      "smtp.host is empty"),
      (["report", "--period", "custom", "--since", "2026-12-02T00:00Z"], "needs since and until"),
      (["report", "--format", "docx"], "format 'docx' is unknown")],
 )  # fmt: skip

@@ -56,23 +56,44 @@ def monitors_add(
     escalate_after: int | None = typer.Option(
         None, "--escalate-after", help="Seconds open before escalating."
     ),
+    roundtrip: bool = typer.Option(
+        False,
+        "--roundtrip",
+        help="A round trip: mail sent over SMTP to --account, watched arriving.",
+    ),
+    smtp_host: str | None = typer.Option(None, "--smtp-host", help="Round trip: SMTP server."),
+    smtp_port: int | None = typer.Option(None, "--smtp-port", help="Default 587, 465 or 25."),
+    smtp_security: str = typer.Option("starttls", "--smtp-security", help="starttls, tls, none."),
+    smtp_user: str | None = typer.Option(
+        None, "--smtp-user", help="Log in as (its password: --password-env/--password-file)."
+    ),
+    sender: str | None = typer.Option(None, "--from", help="Round trip: the sender address."),
+    deadline: int = typer.Option(300, "--deadline", help="Seconds before a probe is lost."),
     data_dir: Path | None = DataDir,
 ) -> None:
-    """Add a monitor: the check ladder every --interval seconds, alerts to --channel."""
+    """Add a monitor: the check ladder every --interval seconds (or with --roundtrip a message
+    submitted over SMTP and watched arriving in --account), alerts to --channel."""
     from imapscope.monitor import Rules  # noqa: PLC0415
     from imapscope.store import MonitorSpec  # noqa: PLC0415
 
     rules = {k: v for k, v in (("fail_after", fail_after), ("recover_after", recover_after),
                                ("remind_every", remind_every), ("escalate_after", escalate_after))
              if v is not None}  # fmt: skip
+    smtp: dict[str, Any] = {}
+    if roundtrip:
+        smtp = {"host": smtp_host or "", "security": smtp_security, "user": smtp_user,
+                "from": sender or "", "deadline": deadline}  # fmt: skip
+        if smtp_port is not None:
+            smtp["port"] = smtp_port
     spec = MonitorSpec(
-        name=name, account_id=account, host=host, port=port, security=security, username=user,
-        interval=interval, write_tests=write_tests, group=group, channels=tuple(channel),
-        escalation_channels=tuple(escalate_to), rules=rules,
+        name=name, kind="roundtrip" if roundtrip else "check", account_id=account, host=host,
+        port=port, security=security, username=user, interval=interval,
+        write_tests=write_tests, group=group, channels=tuple(channel),
+        escalation_channels=tuple(escalate_to), rules=rules, smtp=smtp,
     )  # fmt: skip
     secret = None
     if password_env or password_file:
-        if account is not None:
+        if account is not None and not roundtrip:
             fail("a monitor of an account uses the account's password; leave --password-* out")
         secret = read_secret(password_env, password_file)
 
