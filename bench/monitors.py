@@ -47,7 +47,7 @@ async def add_monitors(data: Path, n: int, interval: int, port: int) -> None:
         for i in range(n):
             spec = MonitorSpec(f"m{i}", host="localhost", port=port, security="tls",
                                username=f"user{i}", interval=interval)  # fmt: skip
-            await store.add_monitor(spec, f"pw{i}", now=now)
+            await store.add_monitor(spec, f"pw{i}", now=now, spread=True)
     finally:
         await store.close()
 

@@ -19,7 +19,7 @@ from imapscope.sandbox import FaultRule
 from tests.conftest import PASSWORD, Sandbox
 from tests.receivers import SmtpSink, WebhookReceiver, smtp_sink, webhook_receiver
 from tests.serving import Serving
-from tests.test_api import account, no_secret, wait_for
+from tests.test_api import WRONG, account, no_secret, wait_for
 from tests.test_metrics import samples
 
 pytestmark = pytest.mark.usefixtures("database")
@@ -47,12 +47,14 @@ def hook_channel(receiver: WebhookReceiver) -> dict[str, str]:
 
 
 def add_monitor(api: httpx.Client, **given: Any) -> dict[str, Any]:
-    """A monitor that runs when the test says so (its interval is an hour), run once."""
+    """A monitor that runs when the test says so (its interval is an hour), after its first
+    run (at once, by itself)."""
     answer = api.post("/api/v1/monitors",
                       json={"name": "alice's mailbox", "interval": 3600} | given)  # fmt: skip
     assert answer.status_code == 201, answer.text
     monitor: dict[str, Any] = answer.json()
-    run_now(api, monitor["id"])
+    path = f"/api/v1/monitors/{monitor['id']}/runs"
+    assert len(wait_for(api, path, lambda r: len(r) >= 1, timeout=30)) == 1
     return monitor
 
 
@@ -62,7 +64,7 @@ def run_now(api: httpx.Client, monitor_id: int) -> dict[str, Any]:
     before = len(api.get(path).json())
     assert api.post(f"/api/v1/monitors/{monitor_id}/run").status_code == 200
     runs = wait_for(api, path, lambda r: len(r) > before, timeout=30)
-    assert len(runs) == before + 1
+    assert len(runs) == before + 1, [(r["at"], r["late_ms"], r["status"]) for r in runs]
     newest: dict[str, Any] = runs[0]
     return newest
 
@@ -274,3 +276,30 @@ def test_bad_input_says_what_to_fix(
         assert said in answer.json()["error"]
         assert api.get("/api/v1/monitors").json() == []
         assert api.get("/api/v1/channels").json() == []
+
+
+def test_an_account_s_sync_health_feeds_the_same_alerting(
+    served: Serving, sandbox: Sandbox, receiver: WebhookReceiver
+) -> None:
+    with served.client() as api:
+        hook = api.post("/api/v1/channels", json=hook_channel(receiver)).json()
+        bad = api.post("/api/v1/accounts?verify=false",
+                       json=account(sandbox, secret=WRONG)).json()  # fmt: skip
+        path = f"/api/v1/accounts/{bad['id']}"
+        wait_for(api, path, lambda a: a["state"] == "auth_error")
+        monitor = add_monitor(api, name="alice's sync", kind="sync", account_id=bad["id"],
+                              channels=[hook["id"]],
+                              rules={"fail_after": 1, "recover_after": 1})  # fmt: skip
+        shown = api.get(f"/api/v1/monitors/{monitor['id']}").json()
+        assert (shown["state"], shown["code"]) == ("down", "AUTH_FAILED")
+        receiver.wait(1)
+        assert api.patch(path, json={"secret": PASSWORD}).status_code == 200
+        wait_for(api, path, lambda a: a["state"] == "idle")
+        # Syncing again, with errors in the last hour: degraded, a warning, which is up.
+        assert run_now(api, monitor["id"])["status"] == "warning"
+        receiver.wait(2)
+    payloads = [json.loads(d.body) for d in receiver.deliveries]
+    assert [p["type"] for p in payloads] == ["incident.opened", "incident.resolved"]
+    assert payloads[0]["data"]["code"] == "AUTH_FAILED"  # as the account's error log names it
+    assert payloads[0]["data"]["fix"]
+    no_secret(*(d.body.decode() for d in receiver.deliveries))

@@ -61,6 +61,7 @@ def monitors_add(
         "--roundtrip",
         help="A round trip: mail sent over SMTP to --account, watched arriving.",
     ),
+    sync: bool = typer.Option(False, "--sync", help="--account's sync health (state, errors)."),
     smtp_host: str | None = typer.Option(None, "--smtp-host", help="Round trip: SMTP server."),
     smtp_port: int | None = typer.Option(None, "--smtp-port", help="Default 587, 465 or 25."),
     smtp_security: str = typer.Option("starttls", "--smtp-security", help="starttls, tls, none."),
@@ -86,7 +87,8 @@ def monitors_add(
         if smtp_port is not None:
             smtp["port"] = smtp_port
     spec = MonitorSpec(
-        name=name, kind="roundtrip" if roundtrip else "check", account_id=account, host=host,
+        name=name, kind="roundtrip" if roundtrip else "sync" if sync else "check",
+        account_id=account, host=host,
         port=port, security=security, username=user, interval=interval,
         write_tests=write_tests, group=group, channels=tuple(channel),
         escalation_channels=tuple(escalate_to), rules=rules, smtp=smtp,
@@ -102,8 +104,8 @@ def monitors_add(
         return await store.add_monitor(spec, secret, now=_now())
 
     added = with_store(data_dir, add)
-    console.print(f"added monitor {added.id}: {added.spec.name}, every {interval} s (serve "
-                  "runs it; the first run comes within a minute)")  # fmt: skip
+    console.print(f"added monitor {added.id}: {added.spec.name}, every {interval} s (a running "
+                  "serve runs it at once, then on schedule)")  # fmt: skip
 
 
 @monitors_app.command("list")

@@ -77,12 +77,13 @@ class MonitorIn(BaseModel):
     """A monitor: the check ladder every ``interval`` seconds against a registered account
     (``account_id``) or any server (``host``, with or without credentials); or (``kind:
     roundtrip``) a message submitted over ``smtp`` to a registered account and watched until
-    it arrives."""
+    it arrives; or (``kind: sync``) a registered account's sync health, as the sync engine
+    keeps it."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    kind: Literal["check", "roundtrip"] = "check"
+    kind: Literal["check", "roundtrip", "sync"] = "check"
     smtp: SmtpIn | None = None
     account_id: int | None = Field(None, ge=1, le=MAX_ID)
     host: str | None = Field(None, max_length=255)

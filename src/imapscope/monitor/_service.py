@@ -47,7 +47,7 @@ from imapscope.store import (
     Store,
     next_report,
 )
-from imapscope.sync import SyncOptions, check_options
+from imapscope.sync import HEALTH_WINDOW, SyncOptions, check_options, health
 
 log = logging.getLogger("imapscope.monitor")
 
@@ -213,6 +213,8 @@ class MonitorService:
 
             trip = RoundTrip(self.store, self.options, monitor, on_wait=hold)
             run = dataclasses.replace(await trip.run(started), late_ms=round(late_ms, 1))
+        elif monitor.spec.kind == "sync":
+            run = await self.sync_health(monitor, started, late_ms)
         else:
             report = await run_check(await self.check_options(monitor))
             run = outcome(report, started, late_ms=late_ms)
@@ -239,6 +241,25 @@ class MonitorService:
             log.warning("monitor %s: the run's claim was lost; another worker runs it", monitor.id)
         elif outgoing:
             self.wake()  # the notifications are due now
+
+    async def sync_health(self, monitor: MonitorView, at: dt.datetime, late_ms: float) -> RunRecord:
+        """A ``sync`` monitor's run: the account's sync health as the sync engine left it (the
+        same as the accounts page shows), named by its latest error's finding. Failing fails;
+        degraded (errors within the hour, syncing again) is a warning; a paused account is ok."""
+        assert monitor.spec.account_id is not None
+        account = await self.store.account(monitor.spec.account_id)
+        summary = (await self.store.summaries(at - HEALTH_WINDOW, [account.id]))[account.id]
+        state = health(account.state, summary.recent_errors, summary.last_error, account.last_sync)
+        status = {"failing": "fail", "degraded": "warning"}.get(state, "ok")
+        latest = (await self.store.errors(account.id, limit=1)) if status != "ok" else []
+        error = latest[0] if latest else None
+        return RunRecord(
+            at=at, status=status, code=error.code if error else None,
+            summary=error.message if error else "", fix=error.fix if error else "",
+            evidence=tuple(error.evidence) if error else (),
+            steps=(("sync", {"ok": "pass", "warning": "warn"}.get(status, "fail"), 0.0),),
+            late_ms=round(late_ms, 1),
+        )  # fmt: skip
 
     # -- notifications -------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from imapscope.store._views import utc
 MIN_INTERVAL = 5
 MAX_INTERVAL = 7 * 86400
 DEFAULT_INTERVAL = 300
-MONITOR_KINDS = ("check", "roundtrip")
+MONITOR_KINDS = ("check", "roundtrip", "sync")
 SMTP_SECURITY = ("starttls", "tls", "none")
 #: The usual port for each way of submitting mail.
 SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
@@ -44,8 +44,9 @@ DEFAULT_DEADLINE = 300
 DEADLINE_RANGE = (10, 3600)
 MONITOR_SECURITY = ("auto", "tls", "starttls", "none")
 RUN_JOB = "monitor.run"
-#: The first run of a new (or resumed) monitor comes within this many seconds (or its
-#: interval, when shorter), at a random point: many monitors added at once spread out.
+#: A monitor added with ``spread`` (many at once, say) has its first run within this many
+#: seconds (or its interval, when shorter), at a random point, so they spread out; otherwise
+#: the first run is due at once.
 FIRST_RUN_SPREAD = 60
 MAX_RUNS_LISTED = 5000
 ALERT_DEFAULTS = "alert_defaults"
@@ -102,6 +103,8 @@ class MonitorSpec:
             )
         if len(self.group) > 100:
             raise StoreError("a group name has at most 100 characters")
+        if self.kind == "sync" and self.account_id is None:
+            raise StoreError("a sync monitor watches a registered account's sync: give account_id")
         if self.kind == "roundtrip":
             if self.account_id is None:
                 raise StoreError("a round trip sends to a registered account and watches it "
@@ -241,9 +244,11 @@ class MonitorsMixin(ChannelsMixin):
                 )
 
     async def add_monitor(
-        self, spec: MonitorSpec, secret: str | None = None, *, now: dt.datetime
-    ) -> MonitorView:
-        """Save a monitor and schedule its first run (within :data:`FIRST_RUN_SPREAD`)."""
+        self, spec: MonitorSpec, secret: str | None = None, *, now: dt.datetime,
+        spread: bool = False,
+    ) -> MonitorView:  # fmt: skip
+        """Save a monitor and schedule its first run: at once, or with ``spread`` within
+        :data:`FIRST_RUN_SPREAD` (for many added together)."""
         spec.validate()
         async with self._session() as s:
             await self._check_references(s, spec)
@@ -257,15 +262,16 @@ class MonitorsMixin(ChannelsMixin):
             )  # fmt: skip
             s.add(row)
             await s.flush()
-            await self._schedule(s, row.id, row.interval, now)
+            first = _first_run(row.interval, now) if spread else now
+            await self._schedule(s, row.id, first)
             await s.commit()
             return await self._monitor_view(s, row)
 
-    async def _schedule(self, s: Any, monitor_id: int, interval: int, now: dt.datetime) -> None:
-        """(Re)make the monitor's one run job, first due within :data:`FIRST_RUN_SPREAD`."""
+    async def _schedule(self, s: Any, monitor_id: int, first: dt.datetime) -> None:
+        """(Re)make the monitor's one run job, first due at ``first``."""
         await s.execute(delete(Job).where(Job.key == run_key(monitor_id)))
         s.add(Job(kind=RUN_JOB, key=run_key(monitor_id), payload={"monitor": monitor_id},
-                  run_at=_first_run(interval, now)))  # fmt: skip
+                  run_at=first))  # fmt: skip
 
     async def _monitor_view(self, s: Any, row: Monitor) -> MonitorView:
         due = await s.scalar(select(Job.run_at).where(Job.key == run_key(row.id)))
@@ -339,14 +345,14 @@ class MonitorsMixin(ChannelsMixin):
     async def set_monitor_paused(
         self, monitor_id: int, paused: bool, *, now: dt.datetime
     ) -> MonitorView:
-        """Pause (its run job goes; a run under way is not recorded) or resume (it runs
-        again within :data:`FIRST_RUN_SPREAD`)."""
+        """Pause (its run job goes; a run under way is not recorded) or resume (it runs again
+        at once)."""
         async with self._session() as s:
             row = await self._monitor_row(s, monitor_id)
             if paused:
                 await s.execute(delete(Job).where(Job.key == run_key(monitor_id)))
             elif row.paused:  # resumed (a monitor not paused keeps its schedule)
-                await self._schedule(s, row.id, row.interval, now)
+                await self._schedule(s, row.id, now)
             row.paused = paused
             await s.commit()
             return await self._monitor_view(s, row)

@@ -23,6 +23,7 @@ from imapscope.sync._engine import (
 )
 from imapscope.sync._service import (
     FAILING_STATES,
+    HEALTH_WINDOW,
     SyncService,
     VerifyError,
     health,
@@ -30,6 +31,7 @@ from imapscope.sync._service import (
 
 __all__ = [
     "FAILING_STATES",
+    "HEALTH_WINDOW",
     "STATES",
     "AccountSync",
     "Backoff",
