@@ -132,3 +132,25 @@ def test_a_monitor_keeps_its_phase_and_skips_missed_runs() -> None:
     # Nobody ran it for 5 minutes: the next is the first one still ahead, not five at once.
     assert next_due(due, 60, T0 + dt.timedelta(seconds=301)) == T0 + dt.timedelta(seconds=360)
     assert next_due(due, 60, T0 + dt.timedelta(seconds=300)) == T0 + dt.timedelta(seconds=360)
+
+
+def test_maintenance_windows_one_off_and_weekly() -> None:
+    from imapscope.store import MaintenanceView  # noqa: PLC0415
+    from imapscope.store._maintenance import check_window  # noqa: PLC0415
+
+    sunday_night = dt.datetime(2026, 12, 6, 22, 0, tzinfo=dt.UTC)
+    once = MaintenanceView(1, None, sunday_night, sunday_night + dt.timedelta(hours=2), False, "")
+    weekly = MaintenanceView(2, 3, sunday_night, sunday_night + dt.timedelta(hours=2), True, "")
+    week = dt.timedelta(days=7)
+    inside, after = sunday_night + dt.timedelta(hours=1), sunday_night + dt.timedelta(hours=2)
+    assert once.covers(inside)
+    assert not once.covers(after)  # the end is not in it
+    assert not once.covers(inside + week)
+    assert weekly.covers(inside + 3 * week)
+    assert not weekly.covers(after + 3 * week)
+    assert not weekly.covers(inside - week)  # not before it first starts
+    assert not weekly.covers(inside + dt.timedelta(days=3))
+    with pytest.raises(StoreError, match="before it starts"):
+        check_window(after, inside, False)
+    with pytest.raises(StoreError, match="at most 7 days"):
+        check_window(sunday_night, sunday_night + 2 * week, True)
