@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -303,3 +305,19 @@ def test_an_account_s_sync_health_feeds_the_same_alerting(
     assert payloads[0]["data"]["code"] == "AUTH_FAILED"  # as the account's error log names it
     assert payloads[0]["data"]["fix"]
     no_secret(*(d.body.decode() for d in receiver.deliveries))
+
+
+def test_using_a_channel_leaves_the_process_e_mail_alone() -> None:
+    """Apprise's e-mail plugin re-registers the utf-8 charset for the whole process when it
+    loads; imapscope puts it back, so the mail it makes (demo mail, round-trip probes) keeps its
+    bytes (a fresh process: this one may have loaded Apprise already)."""
+    script = (
+        "from imapscope.sandbox import demo\n"
+        "from imapscope.monitor import prepare\n"
+        "before = [m.raw for m in demo.generate(5)]\n"
+        "prepare('apprise', 'mailto://127.0.0.1:2525?from=a@example.com&to=d@example.com')\n"
+        "assert [m.raw for m in demo.generate(5)] == before, 'the e-mail charsets changed'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import email.charset
+import functools
 import json
 import logging
 import re
@@ -40,9 +42,24 @@ class ChannelError(Exception):
     """An attempt failed; the text says why (with the channel's secrets cut out)."""
 
 
+@functools.cache
 def _apprise() -> Any:
+    """Apprise, with its plugins loaded, and the process's e-mail settings as they were.
+
+    Its e-mail plugin, when it loads, re-registers the utf-8 charset for the whole process
+    (quoted-printable instead of base64): every e-mail this process makes afterwards (the
+    sandbox's demo mail, a round trip's probe) would change its bytes. The registry is put back
+    once the plugins are in."""
+    tables: list[dict[Any, Any]] = [
+        email.charset.CHARSETS, email.charset.ALIASES, email.charset.CODEC_MAP,
+    ]  # fmt: skip
+    saved = [dict(table) for table in tables]
     import apprise  # noqa: PLC0415 - 190 plugins load in a third of a second: only when used
 
+    apprise.Apprise.instantiate("json://localhost", suppress_exceptions=True)  # loads them all
+    for table, before in zip(tables, saved, strict=True):
+        table.clear()
+        table.update(before)
     return apprise
 
 
