@@ -7,9 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from imapscope.cli import app
 from tests.receivers import smtp_sink
 from tests.test_serve_cli import cli
+
+runner = CliRunner()
 
 
 def test_monitors_channels_and_maintenance_from_the_command_line(tmp_path: Path) -> None:
@@ -105,9 +109,10 @@ def test_monitors_channels_and_maintenance_from_the_command_line(tmp_path: Path)
 def test_bad_input_is_an_error_that_says_what_to_fix(  # one database: refused before any write
     tmp_path: Path, args: list[str], said: str
 ) -> None:
-    data = tmp_path / "data"
-    answer = cli(data, *args)
-    assert answer.returncode == 1
-    assert said in " ".join(answer.stderr.split())
+    """In this process (the commands' own code, without a new interpreter each time)."""
+    data = ["--data-dir", str(tmp_path / "data")]
+    answer = runner.invoke(app, [*args, *data])
+    assert answer.exit_code == 1
+    assert said in " ".join(answer.output.split())
     group = "channels" if args[0] == "channels" else "monitors"
-    assert json.loads(cli(data, group, "list", "--json").stdout) == []
+    assert json.loads(runner.invoke(app, [group, "list", "--json", *data]).output) == []
