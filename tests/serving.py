@@ -4,7 +4,6 @@ loopback port, over uvicorn, with its SyncService against real IMAP servers."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +15,7 @@ import httpx
 import uvicorn
 
 from imapscope.api import create_app
-from imapscope.cli_serve import first_token
+from imapscope.cli_serve import bind, first_token
 from imapscope.monitor import MonitorService
 from imapscope.store import Store
 from imapscope.sync import SyncOptions, SyncService
@@ -51,8 +50,7 @@ def serving(
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = bind("127.0.0.1", 0)
     holder: dict[str, Any] = {}
 
     async def start() -> Serving:

@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from imapscope.cli_serve import bind
 from imapscope.store import DB_FILE, Store
 from tests.conftest import PASSWORD, Sandbox
 
@@ -299,3 +301,27 @@ def test_check_takes_security_none_like_the_rest() -> None:
     assert refused.returncode == 3
     assert "--allow-plaintext" in refused.stdout + refused.stderr
     assert "must be auto" not in refused.stdout + refused.stderr
+
+
+def test_served_connections_send_at_once() -> None:
+    """serve's listening socket says it is TCP, so asyncio sets TCP_NODELAY on every accepted
+    connection: otherwise Nagle held each response's body (uvicorn writes it apart from the
+    headers) until the client's delayed ACK, ~40 ms per request on a kept-alive connection."""
+
+    async def main() -> int:
+        accepted: asyncio.Queue[int] = asyncio.Queue()
+
+        async def on_connection(_r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            await accepted.put(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_connection, sock=bind("127.0.0.1", 0))
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            nodelay = await asyncio.wait_for(accepted.get(), 10)
+            writer.close()
+            return nodelay
+
+    assert asyncio.run(main()) != 0
