@@ -16,6 +16,7 @@ from imapscope.sync import Backoff, SyncOptions
 from imapscope.web._throttle import MAX_FAILURES, WINDOW, LoginThrottle
 from tests.hostile import hostile, hostile_server
 from tests.serving import Serving, serving
+from tests.test_api import wait_for
 
 # Every test here runs on SQLite and on PostgreSQL (the ``database`` fixture).
 pytestmark = pytest.mark.usefixtures("database")
@@ -39,8 +40,11 @@ def body(**change: Any) -> dict[str, Any]:
 def made(client: httpx.Client) -> int:
     answer = client.post("/api/v1/accounts", params={"verify": False}, json=body())
     assert answer.status_code == 201, answer.text
-    client.post(f"/api/v1/accounts/{answer.json()['id']}/pause")
-    return int(answer.json()["id"])
+    account_id = int(answer.json()["id"])
+    client.post(f"/api/v1/accounts/{account_id}/pause")
+    # Its supervisor says so a moment later: what the tests compare must have settled.
+    wait_for(client, f"/api/v1/accounts/{account_id}", lambda a: a["state"] == "paused")
+    return account_id
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imapscope import __version__
 from imapscope.api._edge import NO_TOKEN_SAID, Edge
+from imapscope.api._expectations import expectations_router
 from imapscope.api._metrics import metrics_router
 from imapscope.api._models import (
     MAX_ID,
@@ -36,6 +37,7 @@ from imapscope.api._models import (
 )
 from imapscope.api._monitors import monitors_router
 from imapscope.api._reports import reports_router
+from imapscope.expect import ExpectError, ExpectService
 from imapscope.monitor import MonitorService
 from imapscope.probe import CheckOptions, run_check
 from imapscope.store import (
@@ -153,6 +155,7 @@ def create_app(
     )
     app.state.service = service
     app.state.monitors = monitors
+    app.state.expect = ExpectService(service)
     app.add_middleware(Edge, check_token=service.store.check_token)
 
     @app.exception_handler(ApiError)
@@ -161,6 +164,10 @@ def create_app(
         return JSONResponse(
             {"error": exc.message, **exc.extra}, status_code=exc.status, headers=headers
         )
+
+    @app.exception_handler(ExpectError)
+    async def _expect_error(_request: Request, exc: ExpectError) -> JSONResponse:
+        return JSONResponse({"error": exc.message, **exc.extra}, status_code=exc.status)
 
     @app.exception_handler(StoreError)
     async def _store_error(_request: Request, exc: StoreError) -> JSONResponse:
@@ -213,6 +220,9 @@ def create_app(
     app.include_router(_router(), prefix="/api/v1", dependencies=[Depends(require_token)])
     app.include_router(monitors_router(), prefix="/api/v1", dependencies=[Depends(require_token)])
     app.include_router(reports_router(), prefix="/api/v1", dependencies=[Depends(require_token)])
+    app.include_router(
+        expectations_router(), prefix="/api/v1", dependencies=[Depends(require_token)]
+    )
     app.include_router(_health_router())
     app.include_router(metrics_router(_service, require_token))
     if web:

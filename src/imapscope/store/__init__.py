@@ -1,6 +1,7 @@
 """The storage interface: accounts (credentials encrypted), folders, messages, errors, events,
-tokens, web sessions, monitors (runs, history, incidents), channels (notifications) and
-maintenance windows; one facade, :class:`Store`, over one module per aggregate.
+tokens, web sessions, monitors (runs, history, incidents), channels (notifications),
+maintenance windows and expectations (the receive API); one facade, :class:`Store`, over one
+module per aggregate.
 
 SQLite in the data directory by default (WAL), through SQLAlchemy 2's asyncio layer; the schema
 is portable to PostgreSQL. Alembic migrations are applied by :meth:`Store.open`.
@@ -20,6 +21,13 @@ from imapscope.store._channels import (
 from imapscope.store._checks import CheckRunView, ChecksMixin
 from imapscope.store._db import DB_FILE
 from imapscope.store._errors import ConflictError, NotFoundError, SecretKeyError, StoreError
+from imapscope.store._expectations import (
+    EXPECTATION_STATES,
+    JUNK_NAMES,
+    NEAR_MISSES_KEPT,
+    ExpectationsMixin,
+    ExpectationView,
+)
 from imapscope.store._history import (
     BUCKETS_MS,
     HOURS_KEPT,
@@ -77,10 +85,13 @@ __all__ = [
     "DB_FILE",
     "ERRORS_KEPT",
     "ERRORS_WINDOW",
+    "EXPECTATION_STATES",
     "HOURS_KEPT",
+    "JUNK_NAMES",
     "MIN_INTERVAL",
     "MONITOR_KINDS",
     "MONITOR_SECURITY",
+    "NEAR_MISSES_KEPT",
     "NOTIFY_JOB",
     "NOTIFY_RETRIES",
     "RAW_KEPT",
@@ -97,6 +108,7 @@ __all__ = [
     "ConflictError",
     "ErrorView",
     "EventView",
+    "ExpectationView",
     "Fence",
     "FolderView",
     "IncidentView",
@@ -139,5 +151,6 @@ class Store(
     MaintenanceMixin,
     HistoryMixin,
     ReportsMixin,
+    ExpectationsMixin,
 ):
     """The store: every aggregate's operations on one database (see :mod:`._db`)."""

@@ -398,3 +398,45 @@ class ReportSchedule(Base):
     channels: Mapped[list[int]] = mapped_column(JSON, default=list)
     monitors: Mapped[list[int]] = mapped_column(JSON, default=list)  # empty: all
     created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Expectation(Base):
+    """A test's wait for a message: criteria, the folders watched and, for each, the UIDNEXT
+    the server reported at registration (only UIDs from there on can match); then the matched
+    message (its text, links, codes, attachments) or the near misses seen meanwhile."""
+
+    __tablename__ = "expectations"
+    __table_args__ = (
+        Index("ix_expectations_state", "state", "account_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    criteria: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    folders: Mapped[list[str]] = mapped_column(default=list)
+    exclusive: Mapped[bool] = mapped_column(default=False)
+    state: Mapped[str] = mapped_column(String(16), default="waiting")
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires: Mapped[dt.datetime]
+    # folder -> the server's UIDNEXT at registration; folder -> the highest UID judged so far
+    baseline: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    judged: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    ended: Mapped[dt.datetime | None] = mapped_column(default=None)
+    folder: Mapped[str | None] = mapped_column(String(1000), default=None)
+    uid: Mapped[int | None] = mapped_column(default=None)
+    message: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    near_misses: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class ExpectationClaim(Base):
+    """A message taken by an exclusive expectation: no other exclusive one can have it."""
+
+    __tablename__ = "expectation_claims"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    folder: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    uid: Mapped[int] = mapped_column(primary_key=True)
+    expectation_id: Mapped[int] = mapped_column(ForeignKey("expectations.id", ondelete="CASCADE"))

@@ -12,14 +12,18 @@ with one more round trip when something was expunged).
 """
 
 from imapscope.sync._engine import (
+    MAX_FETCHED,
     STATES,
     AccountSync,
     Backoff,
+    Fetcher,
+    NewMailHook,
     SyncFailure,
     SyncOptions,
     check_options,
     connect,
     fetch_message,
+    read_message,
 )
 from imapscope.sync._service import (
     FAILING_STATES,
@@ -32,9 +36,12 @@ from imapscope.sync._service import (
 __all__ = [
     "FAILING_STATES",
     "HEALTH_WINDOW",
+    "MAX_FETCHED",
     "STATES",
     "AccountSync",
     "Backoff",
+    "Fetcher",
+    "NewMailHook",
     "SyncFailure",
     "SyncOptions",
     "SyncService",
@@ -43,4 +50,5 @@ __all__ = [
     "connect",
     "fetch_message",
     "health",
+    "read_message",
 ]

@@ -10,7 +10,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +66,11 @@ FETCH_ITEMS = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)"
 #: last lines the server sent; the connection may live for days).
 TRANSCRIPT_KEPT = 20
 _JITTER = random.Random()  # noqa: S311 - jitter, not security
+#: The largest message fetched whole (the web UI's message page, the receive API).
+MAX_FETCHED = 25 * 1024 * 1024
+#: While an expectation watches a folder other than INBOX (IDLE covers INBOX alone), the
+#: other folders are synced this often (seconds).
+WATCH_POLL = 1.0
 
 
 @dataclass(frozen=True)
@@ -175,31 +180,46 @@ async def connect(store: Store, account: AccountView, options: SyncOptions) -> I
 
 async def fetch_message(
     store: Store, account: AccountView, folder: str, uid: int, options: SyncOptions,
-    *, max_size: int = 25 * 1024 * 1024,
+    *, max_size: int = MAX_FETCHED,
 ) -> bytes:  # fmt: skip
     """One message's full text, fetched live from the server (read-only: \\Seen is kept)."""
     conn = await connect(store, account, options)
     try:
         await select(conn, folder, readonly=True)
-        size = await conn.run(Fetch(str(uid), "(RFC822.SIZE)", uid=True))
-        sizes = [e.size for e in size.untagged if isinstance(e, FetchResponse) and e.uid == uid]
-        if not sizes:
-            raise LookupError(f"no message with UID {uid} in {folder!r} on the server")
-        if (sizes[0] or 0) > max_size:
-            raise LookupError(f"the message is {sizes[0]} bytes, over the {max_size} byte limit")
-        result = await conn.run(Fetch(str(uid), "(BODY.PEEK[])", uid=True))
-        for e in result.untagged:
-            if isinstance(e, FetchResponse) and e.uid == uid:
-                body = e.sections.get("BODY[]")
-                if body is not None:
-                    return bytes(body)
-        raise LookupError(f"the server returned no body for UID {uid} in {folder!r}")
+        return await read_message(conn, folder, uid, max_size=max_size)
     except SessionFailure as exc:
         raise SyncFailure(exc.finding) from exc
     except (NetError, ProtocolError) as exc:
         raise SyncFailure(classify_net_error(exc, "fetch", conn.transcript)) from exc
     finally:
         await conn.close()
+
+
+async def read_message(
+    conn: ImapConnection, folder: str, uid: int, *, max_size: int = MAX_FETCHED
+) -> bytes:
+    """One message's full text over a connection with ``folder`` selected (BODY.PEEK: the
+    \\Seen flag is kept); :class:`LookupError` when it is gone or over ``max_size``."""
+    size = await conn.run(Fetch(str(uid), "(RFC822.SIZE)", uid=True))
+    sizes = [e.size for e in size.untagged if isinstance(e, FetchResponse) and e.uid == uid]
+    if not sizes:
+        raise LookupError(f"no message with UID {uid} in {folder!r} on the server")
+    if (sizes[0] or 0) > max_size:
+        raise LookupError(f"the message is {sizes[0]} bytes, over the {max_size} byte limit")
+    result = await conn.run(Fetch(str(uid), "(BODY.PEEK[])", uid=True))
+    for e in result.untagged:
+        if isinstance(e, FetchResponse) and e.uid == uid:
+            body = e.sections.get("BODY[]")
+            if body is not None:
+                return bytes(body)
+    raise LookupError(f"the server returned no body for UID {uid} in {folder!r}")
+
+
+#: Reads one message of the folder just synced (by UID): what a new-mail hook is given.
+Fetcher = Callable[[int], Awaitable[bytes]]
+#: Called after a folder's sync stored new messages, or while the folder is watched:
+#: (account id, folder, fetcher, whether this was the folder's first full sync).
+NewMailHook = Callable[[int, str, Fetcher, bool], Awaitable[None]]
 
 
 class AccountSync:
@@ -217,6 +237,10 @@ class AccountSync:
         self.lost = False
         self.options = options or SyncOptions()
         self._wake = asyncio.Event()
+        self._idle_read: asyncio.Future[Any] | None = None
+        # The store holds self.state with no retry time and no halt (nothing to write again).
+        self._stored_plain = False
+        self._full_due = False  # sync_everything() was asked for
         self._rng = _JITTER  # one generator for all: each holds 2.5 KiB of state
         self.state = "connecting"
         # Live status, for the UI's sync modal (the store has the durable part).
@@ -224,18 +248,34 @@ class AccountSync:
         # shows them.)
         self.progress: dict[str, Any] = {}  # folder, done, total of the folder being synced
         self.connected_since: dt.datetime | None = None
+        # Folders besides INBOX someone waits on (the receive API): polled every WATCH_POLL.
+        self.watch: frozenset[str] = frozenset()
+        # Judges new mail against waiting expectations (set by the receive API).
+        self.on_new_mail: NewMailHook | None = None
+
+    def sync_everything(self) -> None:
+        """Sync every folder now, not at the next poll (a folder may have changed elsewhere)."""
+        self._full_due = True
+        self.wake()
 
     def wake(self) -> None:
         self._wake.set()
+        if self._idle_read is not None:
+            self._idle_read.cancel()  # out of IDLE now, not at the end of the round
 
     async def _set(
         self, state: str, *, next_attempt: dt.datetime | None = None, halted: str | None = None
     ) -> None:
+        plain = next_attempt is None and halted is None
+        if state == self.state and plain and self._stored_plain:
+            return  # what the store holds already (only this supervisor writes it)
         self.state = state
+        self._stored_plain = False  # until the write is done
         # With its event, when it changed; the retry schedule with it.
         await self.store.set_state(
             self.account_id, state, next_attempt=next_attempt, halted=halted, fence=self.fence
         )
+        self._stored_plain = plain
 
     async def run(self) -> None:
         """Sync until cancelled, or until the lease is lost (another worker has the account)."""
@@ -364,13 +404,21 @@ class AccountSync:
             names = [n for n in names if n in spec.include_folders or n.upper() == "INBOX"]
         return [n for n in names if n not in spec.exclude_folders]
 
-    async def _sync_all(self, conn: ImapConnection, account: AccountView) -> bool:
-        """Sync every folder, INBOX last so it stays selected for IDLE; True when INBOX changed
-        while it was being synced (sync it again before idling)."""
-        names = await self._folders(conn, account)
-        # With folder.added/removed events.
-        await self.store.set_folders(self.account_id, names, fence=self.fence)
-        folders = sorted(await self.store.folders(self.account_id), key=lambda f: f.name == "INBOX")
+    async def _sync_all(
+        self, conn: ImapConnection, account: AccountView, only: Set[str] | None = None
+    ) -> bool:
+        """Sync every folder (or those in ``only``, with INBOX), INBOX last so it stays
+        selected for IDLE; True when INBOX changed while it was being synced (sync it again
+        before idling)."""
+        if only is None:
+            names = await self._folders(conn, account)
+            # With folder.added/removed events.
+            await self.store.set_folders(self.account_id, names, fence=self.fence)
+        folders = sorted(
+            (f for f in await self.store.folders(self.account_id)
+             if only is None or f.name in only or f.name == "INBOX"),
+            key=lambda f: f.name == "INBOX",
+        )  # fmt: skip
         dirty = False
         for folder in folders:
             dirty = await self._sync_folder(conn, folder)
@@ -514,12 +562,49 @@ class AccountSync:
                 # Cut off mid-sync: the batch being written still lands (or fails) before the
                 # connection is closed and the next attempt starts.
                 await asyncio.wait([writing])
+        if self.on_new_mail is not None and (new_uids or name in self.watch):
+            # After the messages are stored: a waiting expectation registered meanwhile either
+            # is seen here or sees them stored (the receive API's catch-up); never neither.
+            async def fetch(uid: int) -> bytes:
+                return await read_message(conn, name, uid)
+
+            await self.on_new_mail(self.account_id, name, fetch, initial)
         return bool(changes)
 
+    async def _idle_response(self, conn: ImapConnection, left: float) -> Any:
+        """The next response during IDLE, or None when ``left`` seconds pass first or the
+        supervisor is woken (:meth:`wake` cancels the read: a folder to watch was added, so
+        sync now). Giving up a read is safe: what arrived stays in the stream's buffer."""
+        if self._wake.is_set():
+            self._wake.clear()
+            return None
+        read = asyncio.ensure_future(conn.next_response("idle", timeout=left))
+        self._idle_read = read
+        try:
+            await asyncio.wait((read,))  # a cancelled read ends the wait; our own cancel raises
+        finally:
+            self._idle_read = None
+            if not read.done():
+                read.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await read
+        if read.cancelled():
+            self._wake.clear()
+            return None
+        try:
+            return read.result()
+        except NetError as exc:
+            if "no answer within" in str(exc):
+                return None
+            raise
+
     async def _idle_loop(self, conn: ImapConnection, account: AccountView) -> None:
-        """IDLE on INBOX (left selected by the sync); a push, the renew time or the poll
-        interval ends one round, then everything is synced again."""
+        """IDLE on INBOX (left selected by the sync). A push ends the round and INBOX is synced
+        (with any folder an expectation watches, polled every :data:`WATCH_POLL` while it
+        does); every folder is synced once the poll interval has passed since the last full
+        sync."""
         dirty = await self._sync_all(conn, account)
+        full_sync = time.monotonic()
         while True:
             folders = await self.store.folders(self.account_id)
             inbox = next((f for f in folders if f.name == "INBOX"), None)
@@ -542,17 +627,29 @@ class AccountSync:
             async with conn.deadline("idle"):
                 while not isinstance(event := await conn.next_response("idle"), Continue):
                     changed = changed or isinstance(event, Exists | ExpungeResponse | FetchResponse)
-            limit = min(self.options.idle_renew, float(account.spec.poll_interval))
+            # Until the next full sync is due (pushes sync INBOX alone meanwhile).
+            due = account.spec.poll_interval - (time.monotonic() - full_sync)
+            limit = max(0.1, min(self.options.idle_renew, due))
+            if self.watch:
+                limit = min(limit, WATCH_POLL)
             deadline = time.monotonic() + limit
             while not changed and (left := deadline - time.monotonic()) > 0:
-                try:
-                    event = await conn.next_response("idle", timeout=left)
-                except NetError as exc:
-                    if "no answer within" in str(exc):
-                        break
-                    raise
+                event = await self._idle_response(conn, left)
+                if event is None:  # the round is over (its time, or a wake)
+                    break
                 changed = isinstance(event, Exists | ExpungeResponse | FetchResponse)
             conn.codec.done()
             await conn.wait(tag, "idle")
-            await self._set("syncing")
-            dirty = await self._sync_all(conn, account)
+            if not self._full_due and time.monotonic() - full_sync < account.spec.poll_interval:
+                # INBOX changed (IDLE said so) or a watched folder is due: those alone; the
+                # others wait for the poll interval, and the new mail is stored sooner. A
+                # watched folder's poll is part of idling: no state change (and no event)
+                # each second.
+                if changed:
+                    await self._set("syncing")
+                dirty = await self._sync_all(conn, account, only=self.watch)
+            else:
+                self._full_due = False
+                await self._set("syncing")
+                dirty = await self._sync_all(conn, account)
+                full_sync = time.monotonic()

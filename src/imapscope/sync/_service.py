@@ -18,14 +18,14 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from pathlib import Path
 from typing import Any
 
 from imapscope.net import shrink_tls_read_buffers
 from imapscope.probe import Report, run_check
 from imapscope.store import AccountSpec, AccountView, Fence, Store, StoreError, Summary
-from imapscope.sync._engine import AccountSync, SyncOptions, check_options
+from imapscope.sync._engine import AccountSync, NewMailHook, SyncOptions, check_options
 from imapscope.sync._local import LocalWorkers
 
 log = logging.getLogger("imapscope.serve")
@@ -105,6 +105,8 @@ class SyncService:
         # The workers of this machine (a shared directory): one that is gone (kill -9, a crash)
         # loses its leases at once rather than after the lease time (see _local).
         self.local = LocalWorkers(local_dir, self.worker_id) if local_dir is not None else None
+        # Judges new mail against waiting expectations (the receive API installs it).
+        self.on_new_mail: NewMailHook | None = None
 
     async def start(self) -> None:
         shrink_tls_read_buffers()  # one TLS connection per account: see its docstring
@@ -186,12 +188,36 @@ class SyncService:
                 sync = self.supervisor(account_id)
                 task = asyncio.create_task(sync.run(), name=f"account-{account_id}")
                 self._running[account_id] = _Running(sync, task, revision, self.owned[account_id])
+            if self.on_new_mail is not None:
+                # Folders other than INBOX that expectations (registered through any worker)
+                # watch: the account's supervisor polls them while they do.
+                watched = await self.store.watched_folders()
+                for account_id, running in self._running.items():
+                    self._watch(running.sync, watched.get(account_id, set()))
 
     def supervisor(self, account_id: int) -> AccountSync:
         """The supervisor for one account, under this worker's lease (tests put a faulty one
         here)."""
         fence = Fence(self.worker_id, self.owned[account_id])
-        return AccountSync(self.store, account_id, self.options, fence)
+        sync = AccountSync(self.store, account_id, self.options, fence)
+        sync.on_new_mail = self.on_new_mail
+        return sync
+
+    def watch(self, account_id: int, folders: Set[str]) -> None:
+        """Have the account's supervisor, if this worker runs it, poll ``folders`` (beyond
+        INBOX) from now on; other workers learn of it at their next reconcile."""
+        running = self._running.get(account_id)
+        if running is not None:
+            self._watch(running.sync, running.sync.watch | folders)
+
+    @staticmethod
+    def _watch(sync: AccountSync, folders: Set[str]) -> None:
+        wanted = frozenset(folders) - {"INBOX"}
+        if wanted != sync.watch:
+            added = wanted - sync.watch
+            sync.watch = wanted
+            if added:
+                sync.wake()  # sync them now, not at the end of the IDLE round
 
     async def _stop_one(self, account_id: int) -> None:
         running = self._running.pop(account_id)

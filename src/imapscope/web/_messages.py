@@ -9,11 +9,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from imapscope.api._models import MAX_UID
+from imapscope.mime import HTML_POLICY, readable
 from imapscope.store import NotFoundError
 from imapscope.sync import SyncFailure, SyncService, fetch_message
 from imapscope.web._accounts import AccountId
 from imapscope.web._common import MESSAGES_CACHED, Sess, page, service_of, web_state
-from imapscope.web._mime import HTML_POLICY, readable
 
 PAGE = 50
 FolderName = Annotated[str, Query(max_length=1000)]

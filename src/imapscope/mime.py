@@ -1,12 +1,15 @@
-"""A fetched message made readable: its main headers, its text, its HTML (shown only in a
-sandboxed frame with a policy of its own) and its attachments, by the standard library's MIME
-parser (``email`` with the default policy, which decodes RFC 2047 words and charsets)."""
+"""A fetched message made readable: its main headers, its text, its HTML (the web UI shows it
+only in a sandboxed frame with a policy of its own) and its attachments, by the standard
+library's MIME parser (``email`` with the default policy, which decodes RFC 2047 words and
+charsets). The web UI's message page and the receive API's matched messages read mail through
+it."""
 
 from __future__ import annotations
 
 import email
 import email.message
 import email.policy
+import hashlib
 from dataclasses import dataclass, field
 
 #: The most text shown of one part; the rest is cut with a note.
@@ -19,6 +22,7 @@ class Attachment:
     filename: str
     content_type: str
     size: int
+    sha256: str = ""
 
 
 @dataclass
@@ -28,6 +32,8 @@ class Readable:
     html: str = ""
     attachments: list[Attachment] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: Every header, decoded, in order (names as the message spells them).
+    all_headers: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _content(part: email.message.EmailMessage, problems: list[str]) -> str:
@@ -44,30 +50,58 @@ def _content(part: email.message.EmailMessage, problems: list[str]) -> str:
     return text
 
 
-def readable(raw: bytes) -> Readable:
+def parse(raw: bytes) -> email.message.EmailMessage:
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, email.message.EmailMessage)
+    return message
+
+
+def _header(message: email.message.EmailMessage, name: str, problems: list[str]) -> str | None:
+    try:
+        value = message.get(name)
+    except (ValueError, IndexError, AttributeError) as exc:  # a header the parser chokes on
+        problems.append(f"the {name} header could not be decoded ({exc})")
+        return None
+    return None if value is None else str(value)
+
+
+def attachments(message: email.message.EmailMessage) -> list[email.message.EmailMessage]:
+    """The message's attachments, in order (their index is their place here)."""
+    return [p for p in message.iter_attachments() if isinstance(p, email.message.EmailMessage)]
+
+
+def readable(raw: bytes) -> Readable:
+    message = parse(raw)
     found = Readable()
     for name in HEADERS:
-        value = message.get(name)
+        value = _header(message, name, found.problems)
         if value is not None:
-            found.headers.append((name, str(value)))
+            found.headers.append((name, value))
+    try:
+        found.all_headers = [(name, str(value)) for name, value in message.items()]
+    except (ValueError, IndexError, AttributeError):  # one header the parser chokes on
+        found.all_headers = [(n, _header(message, n, found.problems) or "") for n in message]
     plain = message.get_body(preferencelist=("plain",))
     html = message.get_body(preferencelist=("html",))
     if isinstance(plain, email.message.EmailMessage):
         found.text = _content(plain, found.problems)
     if isinstance(html, email.message.EmailMessage):
         found.html = _content(html, found.problems)
-    for part in message.iter_attachments():
-        if not isinstance(part, email.message.EmailMessage):
-            continue
-        payload = part.get_payload(decode=True)
+    for part in attachments(message):
+        data = payload(part)
         found.attachments.append(Attachment(
             filename=part.get_filename() or "(no name)",
             content_type=part.get_content_type(),
-            size=len(payload) if isinstance(payload, bytes) else len(str(part)),
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
         ))  # fmt: skip
     return found
+
+
+def payload(part: email.message.EmailMessage) -> bytes:
+    """A part's bytes, transfer encoding undone (a message/rfc822 part: its text)."""
+    data = part.get_payload(decode=True)
+    return data if isinstance(data, bytes) else part.as_bytes()
 
 
 #: The policy of a message's HTML frame: nothing runs, nothing loads from the network (no
