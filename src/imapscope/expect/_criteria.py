@@ -47,10 +47,23 @@ class TextRule:
             return self.pattern.search(text)
         return self.source.casefold() in text.casefold()
 
+    def verb(self) -> str:
+        """What a text must do to pass: "contain 'x'" or "match /x/"."""
+        if self.pattern is not None:
+            return f"match {self.source}"
+        return f"contain {self.source!r}"
+
     def said(self) -> str:
         return (
             f"matching {self.source}" if self.pattern is not None else f"containing {self.source!r}"
         )
+
+
+def body_text(message: Readable) -> str:
+    """The text a body criterion and the code rule read: the text part and the HTML part's
+    visible text, without the whitespace around them."""
+    parts = (message.text, html_text(message.html) if message.html else "")
+    return "\n".join(p.strip() for p in parts if p.strip())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,10 +133,10 @@ class Criteria:
         """The criteria that need the message itself (body, headers)."""
         misses: list[Miss] = []
         if self.body is not None:
-            text = "\n".join((message.text, html_text(message.html) if message.html else ""))
+            text = body_text(message)
             if not self.body.test(text):
                 misses.append(Miss("body", self.body.source, _quote(text),
-                                   f"the body is not {self.body.said()}"))  # fmt: skip
+                                   f"the body does not {self.body.verb()}"))  # fmt: skip
         headers: dict[str, list[str]] = {}
         for name, value in message.all_headers:
             headers.setdefault(name.lower(), []).append(value)

@@ -19,8 +19,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from imapscope.expect._criteria import Criteria, Miss
-from imapscope.expect._extract import CodePattern, PatternError, codes, compile_pattern, html_text
+from imapscope.expect._criteria import Criteria, Miss, body_text
+from imapscope.expect._extract import CodePattern, PatternError, codes, compile_pattern
 from imapscope.expect._extract import links as find_links
 from imapscope.findings import Finding
 from imapscope.imap import List, ListResponse, ProtocolError, Status, StatusResponse
@@ -93,7 +93,7 @@ def _describe(meta: MessageView, misses: Sequence[Miss]) -> dict[str, Any]:
 
 def message_json(meta: MessageView, found: Readable, pattern: CodePattern | None) -> dict[str, Any]:
     """A matched message as the API returns it."""
-    visible = "\n".join(t for t in (found.text, html_text(found.html) if found.html else "") if t)
+    visible = body_text(found)
     return {
         "folder": meta.folder, "uid": meta.uid, "size": meta.size,
         "internaldate": meta.internaldate.isoformat() if meta.internaldate else None,
@@ -214,7 +214,7 @@ class ExpectService:
                 watched = folder in e.folders and meta.uid >= e.baseline.get(folder, 1)
                 if not misses and watched:
                     if not (e.exclusive and meta.uid in claimed):
-                        if await self._match(e, meta, candidate):
+                        if await self._match(e, meta, candidate, near[e.id]):
                             open_.remove(e)
                             claimed.update([meta.uid] if e.exclusive else [])
                             continue
@@ -235,12 +235,15 @@ class ExpectService:
                 e.id, judged={folder: metas[-1].uid}, near_misses=near[e.id]
             )
 
-    async def _match(self, e: ExpectationView, meta: MessageView, candidate: _Candidate) -> bool:
+    async def _match(
+        self, e: ExpectationView, meta: MessageView, candidate: _Candidate,
+        near: list[dict[str, Any]],
+    ) -> bool:  # fmt: skip
         content = await candidate.content()
         assert content is not None  # it met every criterion, so it was read
         matched = await self.store.match_expectation(
             e.id, folder=meta.folder, uid=meta.uid, exclusive=e.exclusive,
-            message=message_json(meta, content, _pattern(e)),
+            message=message_json(meta, content, _pattern(e)), near_misses=near,
         )  # fmt: skip
         if matched:
             self._wake(e.id)

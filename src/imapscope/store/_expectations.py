@@ -60,6 +60,12 @@ def _view(row: Expectation, now: dt.datetime) -> ExpectationView:
     )  # fmt: skip
 
 
+def _merged(kept: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]) -> list[Any]:
+    """Near misses kept plus new ones, each message once, the newest :data:`NEAR_MISSES_KEPT`."""
+    have = {(m["folder"], m["uid"]) for m in kept}
+    return [*kept, *(m for m in new if (m["folder"], m["uid"]) not in have)][-NEAR_MISSES_KEPT:]
+
+
 class ExpectationsMixin(Database):
     async def add_expectation(
         self, account_id: int, *, criteria: Mapping[str, Any], folders: Sequence[str],
@@ -162,16 +168,13 @@ class ExpectationsMixin(Database):
             seen = dict(row.judged or {})
             for folder, uid in judged.items():
                 seen[folder] = max(int(seen.get(folder, 0)), uid)
-            kept = list(row.near_misses or [])
-            have = {(m["folder"], m["uid"]) for m in kept}
-            kept += [m for m in near_misses if (m["folder"], m["uid"]) not in have]
             row.judged = seen
-            row.near_misses = kept[-NEAR_MISSES_KEPT:]
+            row.near_misses = _merged(row.near_misses or [], near_misses)
             await s.commit()
 
     async def match_expectation(
         self, expectation_id: int, *, folder: str, uid: int, message: Mapping[str, Any],
-        exclusive: bool,
+        exclusive: bool, near_misses: Sequence[dict[str, Any]] = (),
     ) -> bool:  # fmt: skip
         """Mark the expectation matched by this message; False when it no longer waits
         (matched by another worker, cancelled, expired) or, exclusive, when another exclusive
@@ -196,7 +199,8 @@ class ExpectationsMixin(Database):
                 .where(Expectation.id == expectation_id, Expectation.state == "waiting",
                        Expectation.expires > now)
                 .values(state="matched", ended=now, folder=folder, uid=uid,
-                        message=dict(message))
+                        message=dict(message),
+                        near_misses=_merged(row.near_misses or [], near_misses))
                 .execution_options(synchronize_session=False)
             )  # fmt: skip
             if getattr(done, "rowcount", 0) != 1:
