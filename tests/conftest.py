@@ -26,6 +26,9 @@ from tests.servers.postgres import Postgres, start_postgres
 from tests.servers.rig import RunningServer, TestCA
 from tests.serving import Serving, serving
 
+# pytest's own fixture for testing plugins (tests/test_testing_plugin.py runs ours with it).
+pytest_plugins = ["pytester"]
+
 # Seeded INBOX sizes of the session-wide servers (first user).
 DOVECOT_MESSAGES = 200
 COURIER_MESSAGES = 50

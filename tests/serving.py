@@ -1,24 +1,22 @@
 """`imapscope serve` in a thread of the test process: the real app (API and web UI) on a free
-loopback port, over uvicorn, with its SyncService against real IMAP servers."""
+loopback port, over uvicorn, with its SyncService against real IMAP servers (started by
+:func:`imapscope.testing.serve_in_thread`, as the pytest plugin starts it)."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
-import uvicorn
 
-from imapscope.api import create_app
-from imapscope.cli_serve import bind, first_token
 from imapscope.monitor import MonitorService
 from imapscope.store import Store
 from imapscope.sync import SyncOptions, SyncService
+from imapscope.testing import serve_in_thread
 
 T = TypeVar("T")
 
@@ -47,40 +45,6 @@ class Serving:
 def serving(
     data_dir: Path, options: SyncOptions, reconcile_every: float = 0.5
 ) -> Iterator[Serving]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    sock = bind("127.0.0.1", 0)
-    holder: dict[str, Any] = {}
-
-    async def start() -> Serving:
-        store = await Store.open(data_dir)
-        # A data directory that served before (a restart, a second worker) has its first
-        # token already: these tests get one of their own.
-        token = await first_token(store) or (await store.create_token("tests"))[1]
-        service = SyncService(store, options, reconcile_every=reconcile_every)
-        app = create_app(service, manage_service=True)
-        holder["app"] = app
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        holder["server"] = server
-        holder["task"] = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            await asyncio.sleep(0.01)
-        port = sock.getsockname()[1]
-        app.state.monitors.public_url = f"http://127.0.0.1:{port}"
-        return Serving(f"http://127.0.0.1:{port}", token, store, service, loop, app.state.monitors)
-
-    async def stop(s: Serving) -> None:
-        holder["server"].should_exit = True
-        await holder["task"]
-        await s.store.close()
-
-    s = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
-    try:
-        yield s
-    finally:
-        asyncio.run_coroutine_threadsafe(stop(s), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-        sock.close()
+    with serve_in_thread(data_dir, options, reconcile_every=reconcile_every) as served:
+        yield Serving(served.url, served.token, served.store, served.service, served.loop.loop,
+                      served.app.state.monitors)  # fmt: skip
