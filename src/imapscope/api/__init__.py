@@ -22,6 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imapscope import __version__
 from imapscope.api._edge import NO_TOKEN_SAID, Edge
+from imapscope.api._errors import ApiError
+from imapscope.api._events import events_router
 from imapscope.api._expectations import expectations_router
 from imapscope.api._metrics import metrics_router
 from imapscope.api._models import (
@@ -53,24 +55,7 @@ from imapscope.sync import SyncFailure, SyncService, VerifyError, fetch_message
 __all__ = ["ApiError", "create_app"]
 
 T = TypeVar("T")
-#: Every event kind the store writes (docs/serve.md describes each).
-EVENT_KINDS = (
-    "account.state",
-    "folder.added",
-    "folder.removed",
-    "folder.reset",
-    "folder.synced",
-    "message.new",
-    "message.flags",
-    "message.expunged",
-)
 log = logging.getLogger("imapscope.serve")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status, self.message, self.extra = status, message, extra
 
 
 def _problem(error: Any) -> str:
@@ -223,6 +208,7 @@ def create_app(
     app.include_router(
         expectations_router(), prefix="/api/v1", dependencies=[Depends(require_token)]
     )
+    app.include_router(events_router(), prefix="/api/v1", dependencies=[Depends(require_token)])
     app.include_router(_health_router())
     app.include_router(metrics_router(_service, require_token))
     if web:
@@ -407,40 +393,6 @@ def _router() -> APIRouter:
                 raise ApiError(404, str(exc)) from exc
             found["raw"] = raw.decode("utf-8", "replace")
         return found
-
-    # -- events ------------------------------------------------------------------------------
-
-    @router.get("/events", tags=["events"])
-    async def events(
-        service: Service,
-        after: Annotated[int, Query(ge=0, le=MAX_ID, description="the last id you have seen")] = 0,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        wait: Annotated[float, Query(ge=0, le=60, description="seconds to wait for one")] = 0,
-        kind: Annotated[str | None, Query(description="only this kind")] = None,
-        account: Annotated[
-            int | None, Query(ge=1, le=MAX_ID, description="only this account")
-        ] = None,
-    ) -> dict[str, Any]:
-        """Events after the cursor ``after``, oldest first; ``next`` is the cursor to send
-        next. With ``wait`` the call returns as soon as one matches (for tests that wait for
-        a message to arrive)."""
-        if kind is not None and kind not in EVENT_KINDS:
-            raise ApiError(422, f"unknown event kind {kind!r}: use one of {', '.join(EVENT_KINDS)}")
-        if account is not None:
-            await service.store.account(account)  # 404 for an account that does not exist
-        deadline = asyncio.get_running_loop().time() + wait
-        cursor = after
-        while True:
-            batch = await service.store.events(after=cursor, limit=limit)
-            cursor = batch[-1].id if batch else cursor
-            found = [
-                e
-                for e in batch
-                if (kind is None or e.kind == kind) and (account is None or e.account_id == account)
-            ]
-            if found or len(batch) == limit or asyncio.get_running_loop().time() >= deadline:
-                return {"events": [jsonable(e) for e in found], "next": cursor}
-            await asyncio.sleep(0.1)
 
     # -- checks ------------------------------------------------------------------------------
 

@@ -102,6 +102,8 @@ class AccountsMixin(Database):
                 row.state, row.state_since = state, utcnow()
                 s.add(Event(account_id=account_id, kind="account.state", data={"state": state}))
             await s.commit()
+            if changed:
+                self.events_written.fire()
             return changed
 
     async def update_account(

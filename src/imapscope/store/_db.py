@@ -74,6 +74,25 @@ def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -
     cur.close()
 
 
+class Pulse:
+    """Wakes whoever waits in this process when the store wrote something they follow (new
+    events). Other processes' writes are not seen here: waiters also look again after a
+    timeout."""
+
+    def __init__(self) -> None:
+        self._now = asyncio.Event()
+
+    def fire(self) -> None:
+        fired, self._now = self._now, asyncio.Event()
+        fired.set()
+
+    async def wait(self, timeout: float) -> None:
+        """Until the next :meth:`fire`, or ``timeout`` seconds."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._now.wait()
+
+
 class Database:
     """One data directory's database. Create with :meth:`open`; close with :meth:`close`."""
 
@@ -86,6 +105,8 @@ class Database:
         # gets "database is locked" at once, whatever busy_timeout says). Other processes
         # (the CLI while serve runs) wait through busy_timeout.
         self._turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        #: Fired after each commit that wrote events (the event stream, held waits, webhooks).
+        self.events_written = Pulse()
 
     @contextlib.asynccontextmanager
     async def _session(self) -> AsyncIterator[AsyncSession]:

@@ -68,18 +68,22 @@ class LogMixin(Database):
             def scrub(text: str) -> str:
                 return text.replace(secret, REDACTED) if secret else text
 
-            s.add(
-                ErrorEntry(
-                    account_id=account_id,
-                    state=state,
-                    step=step,
-                    code=code,
-                    message=bounded(scrub(message), 2000),
-                    server_text=bounded(scrub(server_text), 2000),
-                    fix=bounded(scrub(fix), 2000),
-                    evidence=[bounded(scrub(e), 1000) for e in evidence[:ERROR_EVIDENCE_KEPT]],
-                )
+            entry = ErrorEntry(
+                account_id=account_id,
+                state=state,
+                step=step,
+                code=code,
+                message=bounded(scrub(message), 2000),
+                server_text=bounded(scrub(server_text), 2000),
+                fix=bounded(scrub(fix), 2000),
+                evidence=[bounded(scrub(e), 1000) for e in evidence[:ERROR_EVIDENCE_KEPT]],
             )
+            s.add(entry)
+            # The finding as an event too (webhooks, the stream): what and how to fix it.
+            s.add(Event(account_id=account_id, kind="account.error", data={
+                "code": code, "summary": entry.message, "fix": entry.fix, "step": step,
+                "state": state,
+            }))  # fmt: skip
             await s.flush()
             newest = (
                 select(ErrorEntry.id)
@@ -99,6 +103,7 @@ class LogMixin(Database):
                 )
             )
             await s.commit()
+            self.events_written.fire()
 
     async def errors(self, account_id: int, limit: int = ERRORS_KEPT) -> list[ErrorView]:
         """The kept errors, newest first."""
@@ -136,6 +141,7 @@ class LogMixin(Database):
             row = Event(account_id=account_id, kind=kind, data=data or {})
             s.add(row)
             await s.commit()
+            self.events_written.fire()
             return row.id
 
     async def last_event_id(self) -> int:

@@ -47,6 +47,8 @@ class MailMixin(Database):
                 await s.delete(rows[name])
                 s.add(Event(account_id=account_id, kind="folder.removed", data={"folder": name}))
             await s.commit()
+            if added or removed:
+                self.events_written.fire()
             return added, removed
 
     async def folder_known(self, folder_id: int) -> dict[int, tuple[str, ...]]:
@@ -114,6 +116,8 @@ class MailMixin(Database):
                     [{"folder_id": folder_id, **_message_columns(m)} for m in new],
                 )
             await s.commit()
+            if events:
+                self.events_written.fire()
 
     async def message_count(self, account_id: int) -> int:
         async with self._session() as s:
