@@ -7,6 +7,7 @@ import email
 import email.policy
 import http.server
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,8 +28,11 @@ class Delivery:
 @dataclass
 class WebhookReceiver:
     url: str
-    deliveries: list[Delivery] = field(default_factory=list)
-    failures: list[int] = field(default_factory=list)  # statuses to answer first, in order
+    deliveries: list[Delivery] = field(default_factory=list)  # answered 2xx
+    requests: list[Delivery] = field(default_factory=list)  # every one that came
+    # How to answer the first requests, in order: an HTTP status, "reset" (the connection is
+    # reset, no answer) or "hang" (no answer for 3 s: longer than the sender waits).
+    failures: list[int | str] = field(default_factory=list)
 
     def wait(self, count: int, timeout: float = 30) -> list[Delivery]:
         return _wait(lambda: self.deliveries, count, timeout, "webhook deliveries")
@@ -41,9 +45,21 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            came = Delivery(dict(self.headers.items()), body)
+            receiver.requests.append(came)
             status = receiver.failures.pop(0) if receiver.failures else 204
+            if status == "reset":
+                linger = struct.pack("ii", 1, 0)  # close at once with a RST
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                self.connection.close()
+                self.close_connection = True
+                return
+            if status == "hang":
+                time.sleep(3)
+                status = 500
+            assert isinstance(status, int)
             if status < 300:
-                receiver.deliveries.append(Delivery(dict(self.headers.items()), body))
+                receiver.deliveries.append(came)
             self.send_response(status)
             self.send_header("content-length", "0")
             self.end_headers()

@@ -17,6 +17,7 @@ from imapscope.monitor import MonitorService
 from imapscope.store import Store
 from imapscope.sync import SyncOptions, SyncService
 from imapscope.testing import serve_in_thread
+from imapscope.webhooks import WebhookService
 
 T = TypeVar("T")
 
@@ -29,6 +30,7 @@ class Serving:
     service: SyncService
     loop: asyncio.AbstractEventLoop
     monitors: MonitorService
+    webhooks: WebhookService
 
     def call(self, work: Callable[[Store], Awaitable[T]]) -> T:
         """Run ``work(store)`` on the service's loop (the store belongs to it)."""
@@ -47,4 +49,4 @@ def serving(
 ) -> Iterator[Serving]:
     with serve_in_thread(data_dir, options, reconcile_every=reconcile_every) as served:
         yield Serving(served.url, served.token, served.store, served.service, served.loop.loop,
-                      served.app.state.monitors)  # fmt: skip
+                      served.app.state.monitors, served.app.state.webhooks)  # fmt: skip

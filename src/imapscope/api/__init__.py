@@ -39,6 +39,7 @@ from imapscope.api._models import (
 )
 from imapscope.api._monitors import monitors_router
 from imapscope.api._reports import reports_router
+from imapscope.api._webhooks import webhooks_router
 from imapscope.expect import ExpectError, ExpectService
 from imapscope.monitor import MonitorService
 from imapscope.probe import CheckOptions, run_check
@@ -51,6 +52,7 @@ from imapscope.store import (
     jsonable,
 )
 from imapscope.sync import SyncFailure, SyncService, VerifyError, fetch_message
+from imapscope.webhooks import WebhookService
 
 __all__ = ["ApiError", "create_app"]
 
@@ -113,16 +115,19 @@ def create_app(
     monitors = MonitorService(
         service.store, service.options, service.worker_id, public_url=public_url
     )
+    webhooks = WebhookService(service.store, service.worker_id)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if manage_service:
             await service.start()
             await monitors.start()
+            await webhooks.start()
         try:
             yield
         finally:
             if manage_service:
+                await webhooks.stop()
                 await monitors.stop()
                 await service.stop()
 
@@ -141,6 +146,7 @@ def create_app(
     app.state.service = service
     app.state.monitors = monitors
     app.state.expect = ExpectService(service)
+    app.state.webhooks = webhooks
     app.add_middleware(Edge, check_token=service.store.check_token)
 
     @app.exception_handler(ApiError)
@@ -209,6 +215,7 @@ def create_app(
         expectations_router(), prefix="/api/v1", dependencies=[Depends(require_token)]
     )
     app.include_router(events_router(), prefix="/api/v1", dependencies=[Depends(require_token)])
+    app.include_router(webhooks_router(), prefix="/api/v1", dependencies=[Depends(require_token)])
     app.include_router(_health_router())
     app.include_router(metrics_router(_service, require_token))
     if web:

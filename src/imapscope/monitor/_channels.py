@@ -12,28 +12,21 @@ attempt reports.
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
 import email.charset
 import functools
 import json
 import logging
-import re
-import secrets
 import tempfile
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from imapscope.store import CHANNEL_KINDS, StoreError
+from imapscope.webhooks._http import check_url, new_secret, post, redact
 
 APPRISE_LIST = "https://github.com/caronc/apprise/wiki"
-#: A webhook receiver has this long to answer before the attempt counts as failed.
-WEBHOOK_TIMEOUT = 10.0
-#: The part of a receiver's answer kept with a failed attempt.
-RESPONSE_EXCERPT = 300
 #: Apprise reports what went wrong through its log; one send at a time is captured.
 _apprise_turn = asyncio.Lock()
 
@@ -72,16 +65,13 @@ def prepare(kind: str, url: str) -> tuple[str, str | None]:
     if len(url) > 2000:
         raise StoreError("the channel URL is longer than 2000 characters")
     if kind == "webhook":
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            shown = check_url(url)
+        except StoreError as exc:
             raise StoreError(
-                f"a webhook URL is http:// or https:// with a host, not {_scheme(url)!r}; for "
-                f"other services use kind apprise (see {APPRISE_LIST})"
-            )
-        shown = urllib.parse.urlunsplit(
-            (parts.scheme, _host_port(parts), parts.path, "***" if parts.query else "", "")
-        )
-        return shown, "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+                f"{exc}; for other services use kind apprise (see {APPRISE_LIST})"
+            ) from None
+        return shown, new_secret()
     apprise = _apprise()
     with apprise.LogCapture(level=logging.WARNING) as said:
         found = apprise.Apprise.instantiate(url, suppress_exceptions=True)
@@ -98,42 +88,9 @@ def _scheme(url: str) -> str:
     return url.split("://", 1)[0][:40] if "://" in url else url[:20]
 
 
-def _host_port(parts: urllib.parse.SplitResult) -> str:
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    return f"{host}:{parts.port}" if parts.port else host
-
-
-def _secret_parts(url: str) -> list[str]:
-    """Every part of a URL that may be secret: user info, path segments, query values."""
-    parts = urllib.parse.urlsplit(url)
-    found = [parts.password or "", parts.username or ""]
-    found += [seg for seg in re.split(r"[/#]", parts.path) if seg]
-    found += [v for _, v in urllib.parse.parse_qsl(parts.query)]
-    # Hosts are not secret, but a token often sits where Apprise reads a host (slack://T/B/C).
-    if parts.hostname and "." not in parts.hostname:
-        found.append(parts.hostname)
-    return sorted({p for p in found if len(p) >= 4}, key=len, reverse=True)
-
-
-def redact(text: str, url: str) -> str:
-    for part in _secret_parts(url):
-        for form in {part, urllib.parse.quote(part, safe=""), urllib.parse.unquote(part)}:
-            text = text.replace(form, "***")
-    return text
-
-
 def _last_line(log: str, url: str) -> str:
     lines = [line.split(" - ", 2)[-1] for line in log.strip().splitlines() if line.strip()]
     return redact(lines[-1], url) if lines else ""
-
-
-def sign(secret: str, message_id: str, timestamp: int, body: str) -> str:
-    """The Standard Webhooks signature: ``v1,`` + base64 HMAC-SHA256 of ``id.timestamp.body``."""
-    from standardwebhooks.webhooks import Webhook  # noqa: PLC0415
-
-    when = dt.datetime.fromtimestamp(timestamp, dt.UTC)
-    return str(Webhook(secret).sign(message_id, when, body))
 
 
 async def send(
@@ -165,31 +122,16 @@ async def send(
 
 
 async def _send_webhook(url: str, secret: str, message: dict[str, Any], message_id: str) -> None:
-    now = dt.datetime.now(dt.UTC)
-    timestamp = int(now.timestamp())
     payload = {
         "type": message.get("type", "notification"),
-        "timestamp": now.isoformat(),
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(),
         "data": message["data"] | {"title": message["title"], "text": message["body"]},
     }
     body = json.dumps(payload, separators=(",", ":"))
-    headers = {
-        "content-type": "application/json",
-        "webhook-id": message_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret, message_id, timestamp, body),
-        "user-agent": "imapscope",
-    }
-    try:
-        async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT, follow_redirects=False) as client:
-            answer = await client.post(url, content=body, headers=headers)
-    except httpx.HTTPError as exc:
-        raise ChannelError(
-            redact(f"the webhook could not be reached: {type(exc).__name__}: {exc}", url)
-        ) from None
-    if not answer.is_success:
-        excerpt = answer.text[:RESPONSE_EXCERPT].strip()
-        raise ChannelError(redact(
-            f"the webhook answered {answer.status_code}" + (f": {excerpt}" if excerpt else ""),
-            url,
-        ))  # fmt: skip
+    async with httpx.AsyncClient(follow_redirects=False) as client:
+        attempt = await post(client, url, [secret], message_id, body)
+    if attempt.status is None:
+        raise ChannelError(f"the webhook could not be reached: {attempt.said}")
+    if not attempt.ok:
+        raise ChannelError(f"the webhook answered {attempt.status}"
+                           + (f": {attempt.said}" if attempt.said else ""))  # fmt: skip

@@ -1,7 +1,7 @@
 """The storage interface: accounts (credentials encrypted), folders, messages, errors, events,
 tokens, web sessions, monitors (runs, history, incidents), channels (notifications),
-maintenance windows and expectations (the receive API); one facade, :class:`Store`, over one
-module per aggregate.
+maintenance windows, expectations (the receive API) and webhooks (endpoints, outbox); one
+facade, :class:`Store`, over one module per aggregate.
 
 SQLite in the data directory by default (WAL), through SQLAlchemy 2's asyncio layer; the schema
 is portable to PostgreSQL. Alembic migrations are applied by :meth:`Store.open`.
@@ -77,12 +77,22 @@ from imapscope.store._views import (
     jsonable,
 )
 from imapscope.store._web_sessions import WebSessionsMixin, WebSessionView
+from imapscope.store._webhooks import (
+    DELIVERY_STATES,
+    RETRIES,
+    AttemptView,
+    DeliveryView,
+    Outcome,
+    WebhooksMixin,
+    WebhookView,
+)
 
 __all__ = [
     "AUTH_KINDS",
     "BUCKETS_MS",
     "CHANNEL_KINDS",
     "DB_FILE",
+    "DELIVERY_STATES",
     "ERRORS_KEPT",
     "ERRORS_WINDOW",
     "EXPECTATION_STATES",
@@ -99,13 +109,16 @@ __all__ = [
     "REPORT_EVERY",
     "REPORT_FORMATS",
     "REPORT_JOB",
+    "RETRIES",
     "RUN_JOB",
     "SECURITY_MODES",
     "AccountSpec",
     "AccountView",
+    "AttemptView",
     "ChannelView",
     "CheckRunView",
     "ConflictError",
+    "DeliveryView",
     "ErrorView",
     "EventView",
     "ExpectationView",
@@ -121,6 +134,7 @@ __all__ = [
     "MonitorView",
     "NotFoundError",
     "NotificationView",
+    "Outcome",
     "Outgoing",
     "ReportScheduleView",
     "RunRecord",
@@ -132,6 +146,7 @@ __all__ = [
     "Summary",
     "TokenView",
     "WebSessionView",
+    "WebhookView",
     "jsonable",
     "next_report",
 ]  # fmt: skip
@@ -152,5 +167,6 @@ class Store(
     HistoryMixin,
     ReportsMixin,
     ExpectationsMixin,
+    WebhooksMixin,
 ):
     """The store: every aggregate's operations on one database (see :mod:`._db`)."""

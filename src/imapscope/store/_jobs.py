@@ -68,28 +68,11 @@ class JobsMixin(Database):
         limit: int = 10,
     ) -> list[JobView]:  # fmt: skip
         """Claim up to ``limit`` due jobs of these kinds for ``hold`` seconds."""
-        until = now + dt.timedelta(seconds=hold)
         async with self._session() as s:
-            rows = list(await s.scalars(
-                select(Job)
-                .where(Job.kind.in_(kinds), Job.done.is_(None), Job.run_at <= now,
-                       Job.claimed_until.is_(None) | (Job.claimed_until < now))
-                .order_by(Job.run_at, Job.id).limit(limit)
-                .with_for_update(skip_locked=True)
-            ))  # fmt: skip
-            won = []
-            for row in rows:
-                # Conditional: on SQLite (no SKIP LOCKED) another worker may have read the same
-                # candidates; only one UPDATE finds the job still unclaimed.
-                done = await s.execute(
-                    update(Job)
-                    .where(Job.id == row.id, Job.done.is_(None),
-                           Job.claimed_until.is_(None) | (Job.claimed_until < now))
-                    .values(claimed_by=worker, claimed_until=until, attempts=Job.attempts + 1)
-                    .execution_options(synchronize_session=False)
-                )  # fmt: skip
-                if done.rowcount:  # type: ignore[attr-defined]
-                    won.append(row.id)
+            won = await claim_rows(
+                s, Job, Job.kind.in_(kinds) & Job.done.is_(None) & (Job.run_at <= now),
+                (Job.run_at, Job.id), worker=worker, now=now, hold=hold, limit=limit,
+            )  # fmt: skip
             await s.commit()
             if not won:
                 return []
@@ -172,3 +155,29 @@ async def give_back(
         update(Job).where(Job.id == job_id, Job.claimed_by == worker).values(**values)
     )
     return bool(kept.rowcount)
+
+
+async def claim_rows(
+    s: Any, model: Any, due: Any, order: tuple[Any, ...], *, worker: str, now: dt.datetime,
+    hold: float, limit: int,
+) -> list[int]:  # fmt: skip
+    """In the caller's transaction: claim up to ``limit`` rows of ``model`` (a table with
+    ``claimed_by``, ``claimed_until`` and ``attempts``) that are ``due`` and unclaimed (or whose
+    claim ran out) for ``hold`` seconds; their ids. Jobs and webhook deliveries are claimed so."""
+    until = now + dt.timedelta(seconds=hold)
+    free = model.claimed_until.is_(None) | (model.claimed_until < now)
+    ids = list(await s.scalars(
+        select(model.id).where(due, free).order_by(*order).limit(limit)
+        .with_for_update(skip_locked=True)
+    ))  # fmt: skip
+    if not ids:
+        return []
+    # Conditional: on SQLite (no SKIP LOCKED) another worker may have read the same candidates;
+    # the UPDATE takes only those still unclaimed, and says which (RETURNING).
+    won = await s.scalars(
+        update(model).where(model.id.in_(ids), due, free)
+        .values(claimed_by=worker, claimed_until=until, attempts=model.attempts + 1)
+        .returning(model.id)
+        .execution_options(synchronize_session=False)
+    )  # fmt: skip
+    return sorted(won, key=ids.index)

@@ -26,7 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from imapscope.store._db import Database
 from imapscope.store._errors import StoreError
-from imapscope.store._models import Account, Lease, Worker
+from imapscope.store._models import Account, Job, Lease, WebhookDelivery, Worker
 
 
 class LeaseLostError(StoreError):
@@ -137,9 +137,16 @@ class LeasesMixin(Database):
 
     async def expire_workers(self, workers: list[str], now: dt.datetime) -> None:
         """Workers known to have ended (see :mod:`imapscope.sync._local`): their leases are free
-        to claim now (a claim raises the epoch, which fences any late write of theirs)."""
+        to claim now (a claim raises the epoch, which fences any late write of theirs), and so
+        is the work they had claimed (jobs, webhook deliveries): it is tried again at once."""
         async with self._session() as s:
             await s.execute(update(Lease).where(Lease.owner.in_(workers)).values(expires=now))
+            for claimed in (Job, WebhookDelivery):
+                await s.execute(
+                    update(claimed).where(claimed.claimed_by.in_(workers))
+                    .values(claimed_until=now)
+                    .execution_options(synchronize_session=False)
+                )  # fmt: skip
             await s.execute(delete(Worker).where(Worker.id.in_(workers)))
             await s.commit()
 

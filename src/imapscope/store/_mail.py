@@ -198,6 +198,8 @@ def bounded_event(data: dict[str, Any]) -> dict[str, Any]:
         out["subject"] = bounded(out["subject"], 998)
     if isinstance(out.get("flags"), list):
         out["flags"] = bounded_flags(out["flags"])
+    if isinstance(out.get("envelope"), dict):
+        out["envelope"] = bounded_envelope(out["envelope"])
     return out
 
 

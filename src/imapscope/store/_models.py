@@ -440,3 +440,76 @@ class ExpectationClaim(Base):
     folder: Mapped[str] = mapped_column(String(1000), primary_key=True)
     uid: Mapped[int] = mapped_column(primary_key=True)
     expectation_id: Mapped[int] = mapped_column(ForeignKey("expectations.id", ondelete="CASCADE"))
+
+
+class Webhook(Base):
+    """An endpoint that receives events as signed JSON (Standard Webhooks): its URL and signing
+    secret sealed; which events and accounts; the secret it replaced, valid until
+    ``old_until`` (a rotation); disabled after failing for days."""
+
+    __tablename__ = "webhooks"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[bytes] = mapped_column(LargeBinary)  # sealed: URLs carry tokens
+    shown: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    events: Mapped[list[str]] = mapped_column(default=list)  # empty: every kind
+    accounts: Mapped[list[Any]] = mapped_column(JSON, default=list)  # empty: every account
+    secret: Mapped[bytes] = mapped_column(LargeBinary)  # sealed
+    old_secret: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    old_until: Mapped[dt.datetime | None] = mapped_column(default=None)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    disabled_reason: Mapped[str] = mapped_column(String(300), default="")
+    # Events up to this id were written before the endpoint existed: not delivered.
+    after_event: Mapped[int] = mapped_column(default=0)
+    failing_since: Mapped[dt.datetime | None] = mapped_column(default=None)
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint (the outbox row): pending until delivered or given up;
+    claimed by one worker at a time."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_at"),
+        # One delivery per event and endpoint: two workers fanning out at once cannot both
+        # write it (a replay sends the same row again).
+        UniqueConstraint("webhook_id", "event_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event_id: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(default=None)
+    created: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    done: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class WebhookAttempt(Base):
+    """One try of a delivery: when, the HTTP status (none: no answer), how long, and what the
+    receiver said (an excerpt, secrets cut)."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (
+        Index("ix_webhook_attempts_webhook", "webhook_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE")
+    )
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(default=None)
+    ms: Mapped[int] = mapped_column(default=0)
+    outcome: Mapped[str] = mapped_column(String(500), default="")

@@ -135,9 +135,9 @@ def _events(
     if reset:
         found.append(("folder.reset", {"folder": folder}))
     for m in new:
-        found.append(
-            ("message.new", {"folder": folder, "uid": m.uid, "subject": m.envelope.get("subject")})
-        )
+        found.append(("message.new", {"folder": folder, "uid": m.uid,
+                                      "subject": m.envelope.get("subject"),
+                                      "envelope": m.envelope}))  # fmt: skip
     for uid, value in flags.items():
         found.append(("message.flags", {"folder": folder, "uid": uid, "flags": list(value)}))
     for uid in gone:
