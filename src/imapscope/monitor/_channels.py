@@ -21,10 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from imapscope.store import CHANNEL_KINDS, StoreError
-from imapscope.webhooks._http import check_url, new_secret, post, redact
+from imapscope.webhooks._http import check_url, new_secret, post, redact, session
 
 APPRISE_LIST = "https://github.com/caronc/apprise/wiki"
 #: Apprise reports what went wrong through its log; one send at a time is captured.
@@ -128,7 +126,7 @@ async def _send_webhook(url: str, secret: str, message: dict[str, Any], message_
         "data": message["data"] | {"title": message["title"], "text": message["body"]},
     }
     body = json.dumps(payload, separators=(",", ":"))
-    async with httpx.AsyncClient(follow_redirects=False) as client:
+    async with session() as client:
         attempt = await post(client, url, [secret], message_id, body)
     if attempt.status is None:
         raise ChannelError(f"the webhook could not be reached: {attempt.said}")

@@ -11,11 +11,11 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
 
-import httpx
+import aiohttp
 import orjson
 
 from imapscope.store import RETRIES, DeliveryView, Outcome, Store
-from imapscope.webhooks._http import Attempt, post
+from imapscope.webhooks._http import Attempt, post, session
 
 log = logging.getLogger("imapscope.webhooks")
 
@@ -52,13 +52,10 @@ class WebhookService:
         self.clock = clock
         self._task: asyncio.Task[None] | None = None
         self._drains: dict[int, asyncio.Task[None]] = {}
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=400, max_keepalive_connections=100),
-        )  # fmt: skip
+        self._client = session()
         self._task = asyncio.create_task(self._loop(), name="webhooks")
 
     async def stop(self) -> None:
@@ -69,7 +66,7 @@ class WebhookService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
 
     async def _loop(self) -> None:
         while True:
@@ -83,9 +80,12 @@ class WebhookService:
                             self._drain(webhook_id), name=f"webhook-{webhook_id}"
                         )
                 wait = POLL
-                due = await self.store.next_delivery_at()
-                if due is not None:
-                    wait = min(POLL, max(0.0, (due - self.clock()).total_seconds()))
+                if not any(not t.done() for t in self._drains.values()):
+                    # Nothing being sent: wake for the next retry that falls due (a drain
+                    # under way takes what falls due meanwhile itself).
+                    due = await self.store.next_delivery_at()
+                    if due is not None:
+                        wait = min(POLL, max(0.0, (due - self.clock()).total_seconds()))
             except Exception:  # the loop must outlive a passing database error
                 log.exception("webhooks: fan-out failed; trying again in %ss", POLL)
                 wait = POLL
@@ -126,5 +126,5 @@ async def send_test(store: Store, webhook_id: int) -> Attempt:
         "type": "webhook.test", "timestamp": now.isoformat(),
         "data": {"webhook_id": webhook_id, "text": "a test message from imapscope"},
     }).decode()  # fmt: skip
-    async with httpx.AsyncClient(follow_redirects=False) as client:
+    async with session() as client:
         return await post(client, url, keys, f"test_{webhook_id}_{int(now.timestamp())}", body)
