@@ -29,6 +29,7 @@ from imapscope.web import (
     _reports,
     _status,
     _tokens,
+    _webhooks,
 )
 from imapscope.web._common import HERE, CSRFError, LoginRequired, page
 
@@ -63,7 +64,8 @@ def install(app: Any) -> None:
 
     app.add_api_route("/", home, include_in_schema=False)
     app.add_api_route("/favicon.ico", favicon, include_in_schema=False)
-    for module in (_login, _accounts, _messages, _monitors, _reports, _status, _tokens, _check):
+    for module in (_login, _accounts, _messages, _monitors, _reports, _status, _tokens, _check,
+                   _webhooks):  # fmt: skip
         app.include_router(module.router())
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(LoginRequired, _login_required)
