@@ -18,12 +18,14 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook as Verifier
 
+from imapscope.sandbox import FaultRule
 from imapscope.store import Outcome, Store
 from tests.conftest import Sandbox
 from tests.receivers import Delivery, WebhookReceiver, webhook_receiver
 from tests.serving import Serving
 from tests.test_api import account, no_secret, wait_for
 from tests.test_expect import send
+from tests.test_monitors import add_monitor, run_now
 from tests.test_serve_cli import start_serve, until
 
 pytestmark = pytest.mark.usefixtures("database")
@@ -309,3 +311,30 @@ def _ready(api: httpx.Client) -> bool:
         return api.get("/readyz").status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_incidents_of_monitors_are_events_too(
+    served: Serving, sandbox: Sandbox, receiver: WebhookReceiver
+) -> None:
+    """A monitor of any server (no account) opens and resolves an incident: both are events,
+    delivered to the webhooks that want them, with the code and the fix."""
+    with served.client() as api:
+        hook = add_webhook(api, receiver.url, events=["incident.opened", "incident.resolved"])
+        monitor = add_monitor(api, name="any IMAP", host="127.0.0.1",
+                              port=sandbox.server.tls_port, security="tls",
+                              rules={"fail_after": 1, "recover_after": 1})  # fmt: skip
+        sandbox.server.faults.add(FaultRule("bye", "GREETING", text="Too busy", count=1))
+        run_now(api, monitor["id"])
+        run_now(api, monitor["id"])
+        got = [verified(hook["secret"], d) for d in receiver.wait(2)]
+        events = api.get("/api/v1/events", params={"kind": "incident.opened"}).json()["events"]
+    opened, resolved = sorted(got, key=lambda p: p["data"]["id"])
+    assert opened["type"] == "incident.opened"
+    assert resolved["type"] == "incident.resolved"
+    assert opened["data"]["account_id"] is None  # a monitor of any server
+    assert opened["data"]["monitor"] == monitor["id"]
+    assert opened["data"]["code"] == "GREETING_BYE"
+    assert opened["data"]["fix"]
+    assert resolved["data"]["incident"] == opened["data"]["incident"]
+    assert resolved["data"]["seconds"] >= 0
+    assert [e["account_id"] for e in events] == [None]

@@ -25,6 +25,8 @@ EVENT_KINDS = (
     "account.state",
     "account.error",
     "expectation.matched",
+    "incident.opened",
+    "incident.resolved",
     "folder.added",
     "folder.removed",
     "folder.reset",

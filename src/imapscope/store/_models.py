@@ -120,7 +120,8 @@ class Event(Base):
     __table_args__ = ({"sqlite_autoincrement": True},)  # SQLite would otherwise reuse a freed id
 
     id: Mapped[int] = mapped_column(primary_key=True)  # the consumers' cursor: only ever grows
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    # None: an event of no account (the incident of a monitor of any server).
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     kind: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -23,6 +23,7 @@ from imapscope.store._errors import NotFoundError, StoreError
 from imapscope.store._models import (
     Account,
     Channel,
+    Event,
     Incident,
     Job,
     Monitor,
@@ -419,7 +420,10 @@ class MonitorsMixin(ChannelsMixin):
                     targets += [c for c in row.escalation_channels if c not in targets]
                 await self._queue(s, targets, notice.kind, message, monitor_id=monitor_id,
                                   incident_id=incident_id, now=run.at)  # fmt: skip
+            opened_or_resolved = any(isinstance(o, Event) for o in s.new)
             await s.commit()
+            if opened_or_resolved:
+                self.events_written.fire()
             return True
 
     async def _follow_incident(
@@ -435,6 +439,7 @@ class MonitorsMixin(ChannelsMixin):
             s.add(incident)
             await s.flush()
             incident_id = incident.id
+            s.add(_incident_event("incident.opened", row, incident, fix=run.fix))
         elif incident_id is not None:
             incident = await s.get(Incident, incident_id)
             if incident is not None:
@@ -444,6 +449,7 @@ class MonitorsMixin(ChannelsMixin):
                     incident.summary = bounded(run.summary, 2000)
                 if not alert.get("down"):
                     incident.resolved = run.at
+                    s.add(_incident_event("incident.resolved", row, incident))
         alert["incident"] = incident_id if alert.get("down") else None
         return incident_id
 
@@ -523,3 +529,19 @@ class MonitorsMixin(ChannelsMixin):
 def _first_run(interval: int, now: dt.datetime) -> dt.datetime:
     spread = min(interval, FIRST_RUN_SPREAD)
     return now + dt.timedelta(seconds=random.uniform(0, spread))  # noqa: S311 - spreading, not secrecy
+
+
+def _incident_event(kind: str, monitor: Monitor, incident: Incident, fix: str = "") -> Event:
+    """The event of an incident opened or resolved (webhooks, the stream), in the run's
+    transaction; of the monitor's account, or of none."""
+    data: dict[str, Any] = {
+        "incident": incident.id, "monitor": monitor.id, "monitor_name": monitor.name,
+        "code": (incident.codes or [""])[-1], "codes": list(incident.codes or []),
+        "summary": incident.summary, "opened": utc(incident.opened).isoformat(),
+    }  # fmt: skip
+    if kind == "incident.opened":
+        data["fix"] = bounded(fix, 2000)
+    if incident.resolved is not None:
+        data["resolved"] = utc(incident.resolved).isoformat()
+        data["seconds"] = round((utc(incident.resolved) - utc(incident.opened)).total_seconds())
+    return Event(account_id=monitor.account_id, kind=kind, data=data)

@@ -160,7 +160,7 @@ class ErrorView:
 @dataclasses.dataclass(frozen=True)
 class EventView:
     id: int
-    account_id: int
+    account_id: int | None  # None: an incident of a monitor of any server
     at: dt.datetime
     kind: str
     data: dict[str, Any]
