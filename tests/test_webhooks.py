@@ -338,3 +338,21 @@ def test_incidents_of_monitors_are_events_too(
     assert resolved["data"]["incident"] == opened["data"]["incident"]
     assert resolved["data"]["seconds"] >= 0
     assert [e["account_id"] for e in events] == [None]
+
+
+def test_metrics_count_deliveries_by_endpoint_and_status(
+    served: Serving, sandbox: Sandbox, receiver: WebhookReceiver
+) -> None:
+    with served.client() as api:
+        hook = add_webhook(api, receiver.url, events=["folder.synced"])
+        idle_account(api, sandbox)  # its first sync: one folder.synced per folder
+        path = f"/api/v1/webhooks/{hook['id']}"
+        done = wait_for(api, path, lambda w: w["deliveries"]["delivered"] >= 1
+                        and w["deliveries"]["pending"] == 0)  # fmt: skip
+        delivered = done["deliveries"]["delivered"]
+        api.patch(f"/api/v1/webhooks/{hook['id']}", json={"enabled": False})
+        text = api.get("/metrics").text
+    key = f'webhook_id="{hook["id"]}"'
+    assert f"imapscope_webhook_enabled{{{key}}} 0.0" in text
+    assert f'imapscope_webhook_deliveries{{status="delivered",{key}}} {delivered:.1f}' in text
+    assert f'imapscope_webhook_deliveries{{status="failed",{key}}} 0.0' in text

@@ -18,7 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from imapscope.store import BUCKETS_MS, ERRORS_WINDOW
+from imapscope.store import BUCKETS_MS, DELIVERY_STATES, ERRORS_WINDOW
 from imapscope.sync import STATES, SyncService
 
 Snapshot = list[Metric]
@@ -81,7 +81,29 @@ async def snapshot(service: SyncService, now: dt.datetime) -> Snapshot:
     for worker, count in sorted(owners.items()):
         leases.add_metric([worker], count)
     return [states, state, last_sync, lag, messages, recent, errors, leases,
-            *await monitor_metrics(service, now)]  # fmt: skip
+            *await monitor_metrics(service, now), *await webhook_metrics(service)]  # fmt: skip
+
+
+async def webhook_metrics(service: SyncService) -> Snapshot:
+    """Webhook endpoints: their deliveries by status, and whether each is enabled."""
+    store = service.store
+    deliveries = GaugeMetricFamily(
+        "imapscope_webhook_deliveries",
+        "Webhook deliveries kept (finished ones 7 days) by endpoint and status: pending, "
+        "delivered, failed.",
+        labels=["webhook_id", "status"],
+    )  # fmt: skip
+    enabled = GaugeMetricFamily(
+        "imapscope_webhook_enabled", "1 while the endpoint is enabled, 0 once disabled.",
+        labels=["webhook_id"],
+    )  # fmt: skip
+    counts = await store.delivery_counts()
+    for hook in await store.webhooks():
+        key = str(hook.id)
+        enabled.add_metric([key], 1 if hook.enabled else 0)
+        for status in DELIVERY_STATES:
+            deliveries.add_metric([key, status], counts.get(hook.id, {}).get(status, 0))
+    return [deliveries, enabled]
 
 
 async def monitor_metrics(service: SyncService, now: dt.datetime) -> Snapshot:
