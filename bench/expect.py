@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.scripted import sandbox_process
 
+from bench._sandbox import ready, sandbox, wait_idle
 from bench.accounts_idle import serve, stop
 
 
@@ -84,56 +84,27 @@ def rounds(api: httpx.Client, account_id: int, smtp_port: int, n: int) -> dict[s
     return found
 
 
-def ready(api: httpx.Client) -> None:
-    """Wait until serve accepts connections (it prints its address before it listens)."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            api.get("/livez")
-            return
-        except httpx.ConnectError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--security", choices=["tls", "none"], default="tls")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        proc, banner = sandbox_process(
-            "--open", "--port", "0", "--tls-port", "0", "--smtp-port", "0", "--admin-port", "0",
-            "--data-dir", str(work / "sandbox"),
-        )  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp, sandbox(Path(tmp) / "sandbox") as box:
+        served = serve(Path(tmp) / "serve", box.ca_file)
         try:
-            tls_port = int(banner.split("implicit TLS port:")[1].split()[0])
-            plain_port = int(banner.split("STARTTLS port:")[1].split()[0])
-            smtp_port = int(banner.split("SMTP port (delivery):")[1].split()[0])
-            ca_file = Path(banner.split("CA file:")[1].split()[0])
-            served = serve(work / "serve", ca_file)
-            try:
-                headers = {"Authorization": f"Bearer {served.token}"}
-                with httpx.Client(base_url=served.url, headers=headers, timeout=30) as api:
-                    ready(api)
-                    tls = args.security == "tls"
-                    alice = api.post("/api/v1/accounts", json={
-                        "email": "alice@example.test", "host": "localhost",
-                        "port": tls_port if tls else plain_port, "security": args.security,
-                        "username": "alice", "secret": "pw",
-                    } | ({} if tls else {"allow_plaintext": True})).json()  # fmt: skip
-                    deadline = time.monotonic() + 30
-                    while api.get(f"/api/v1/accounts/{alice['id']}").json()["state"] != "idle":
-                        if time.monotonic() > deadline:
-                            raise SystemExit(f"the account did not reach idle: {alice}")
-                        time.sleep(0.05)
-                    found = rounds(api, alice["id"], smtp_port, args.rounds)
-            finally:
-                stop(served.proc)
+            headers = {"Authorization": f"Bearer {served.token}"}
+            with httpx.Client(base_url=served.url, headers=headers, timeout=30) as api:
+                ready(api)
+                tls = args.security == "tls"
+                alice = api.post("/api/v1/accounts", json={
+                    "email": "alice@example.test", "host": "localhost",
+                    "port": box.tls_port if tls else box.plain_port, "security": args.security,
+                    "username": "alice", "secret": "pw",
+                } | ({} if tls else {"allow_plaintext": True})).json()  # fmt: skip
+                wait_idle(api, alice["id"])
+                found = rounds(api, alice["id"], box.smtp_port, args.rounds)
         finally:
-            stop(proc)
+            stop(served.proc)
     print(f"{args.rounds} rounds, sandbox over {args.security}, serve on SQLite (ms, from the "
           "end of the SMTP transaction):")  # fmt: skip
     print(f"{'':34} {'p50':>7} {'p99':>7} {'max':>7} {'mean':>7}")

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from tests.scripted import sandbox_process
 
+from bench._sandbox import read_banner
 from bench.accounts_idle import cpu_seconds, serve, stop
 from imapscope.monitor._report import build, to_pdf
 from imapscope.store import BUCKETS_MS, DB_FILE, MonitorSpec, RunRecord, Store
@@ -73,8 +74,8 @@ def scheduling(args: argparse.Namespace, work: Path) -> None:
         "--data-dir", str(work / "sandbox"),
     )  # fmt: skip
     try:
-        tls_port = int(banner.split("implicit TLS port:")[1].split()[0])
-        ca_file = Path(banner.split("CA file:")[1].split()[0])
+        box = read_banner(banner)
+        tls_port, ca_file = box.tls_port, box.ca_file
         data = work / "serve"
         asyncio.run(add_monitors(data, args.monitors, args.interval, tls_port))
         started = serve(data, ca_file)

@@ -27,10 +27,10 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
-from tests.scripted import sandbox_process
 
+from bench._sandbox import ready, sandbox, wait_idle
 from bench.accounts_idle import serve, stop
-from bench.expect import pct, ready
+from bench.expect import pct
 from imapscope.store import AccountSpec, Store
 
 
@@ -153,36 +153,21 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=100)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        proc, banner = sandbox_process(
-            "--open", "--port", "0", "--tls-port", "0", "--smtp-port", "0", "--admin-port", "0",
-            "--data-dir", str(work / "sandbox"),
-        )  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp, sandbox(Path(tmp) / "sandbox") as box:
+        data = Path(tmp) / "serve"
+        account_id = asyncio.run(add_account(data, box.tls_port))
+        served = serve(data, box.ca_file)
         try:
-            tls_port = int(banner.split("implicit TLS port:")[1].split()[0])
-            smtp_port = int(banner.split("SMTP port (delivery):")[1].split()[0])
-            ca_file = Path(banner.split("CA file:")[1].split()[0])
-            data = work / "serve"
-            account_id = asyncio.run(add_account(data, tls_port))
-            served = serve(data, ca_file)
-            try:
-                headers = {"Authorization": f"Bearer {served.token}"}
-                with httpx.Client(base_url=served.url, headers=headers, timeout=30) as api:
-                    ready(api)
-                    deadline = time.monotonic() + 30
-                    while api.get(f"/api/v1/accounts/{account_id}").json()["state"] != "idle":
-                        if time.monotonic() > deadline:
-                            raise SystemExit("the account did not reach idle")
-                        time.sleep(0.05)
-                    rate, elapsed = throughput(api, data, account_id, args.events)
-                    for hook in api.get("/api/v1/webhooks").json():
-                        api.delete(f"/api/v1/webhooks/{hook['id']}")
-                    waits = [v * 1000 for v in latency(api, smtp_port, args.rounds)]
-            finally:
-                stop(served.proc)
+            headers = {"Authorization": f"Bearer {served.token}"}
+            with httpx.Client(base_url=served.url, headers=headers, timeout=30) as api:
+                ready(api)
+                wait_idle(api, account_id)
+                rate, elapsed = throughput(api, data, account_id, args.events)
+                for hook in api.get("/api/v1/webhooks").json():
+                    api.delete(f"/api/v1/webhooks/{hook['id']}")
+                waits = [v * 1000 for v in latency(api, box.smtp_port, args.rounds)]
         finally:
-            stop(proc)
+            stop(served.proc)
     print(f"throughput: {args.events} events delivered in {elapsed:.2f} s = {rate:,.0f} "
           f"events/s (one endpoint; target >= 1,000/s)")  # fmt: skip
     print(f"latency, SMTP delivery -> signed webhook received ({args.rounds} rounds): "

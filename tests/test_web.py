@@ -503,6 +503,32 @@ def overflowing(page: Page) -> list[str]:
     return found
 
 
+def sweep(
+    browser: Browser, base: str, state: Any, pages: dict[str, str], *secrets: str
+) -> list[str]:
+    """Every page, logged in (``state``), in both themes at both widths: axe-core's blocking
+    violations, and no page wider than a phone; no page holds any of ``secrets``."""
+    axe, found = Axe(), []
+    for scheme in ("light", "dark"):
+        for width_name, viewport in (("1280", WIDE), ("390", NARROW)):
+            context: BrowserContext = browser.new_context(
+                viewport=viewport, color_scheme=scheme,  # type: ignore[arg-type]
+                storage_state=state,
+            )  # fmt: skip
+            view = context.new_page()
+            for name, path in pages.items():
+                view.goto(base + path)
+                found += violations(axe, view, f"{name} {scheme} {width_name}")
+                if viewport is NARROW:
+                    wide = view.evaluate("document.documentElement.scrollWidth")
+                    assert wide <= NARROW["width"], f"{name}: {wide} px: " + ", ".join(
+                        overflowing(view)
+                    )
+                no_secrets(view, *secrets)
+            context.close()
+    return found
+
+
 def violations(axe: Axe, page: Page, where: str) -> list[str]:
     results = axe.run(page)
     return [

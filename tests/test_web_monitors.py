@@ -12,8 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, BrowserContext, expect
+from playwright.sync_api import Browser, expect
 
 from imapscope.sandbox import FaultRule
 from tests.conftest import PASSWORD, Sandbox
@@ -21,7 +20,7 @@ from tests.receivers import SmtpSink, smtp_sink
 from tests.serving import Serving
 from tests.test_api import account
 from tests.test_monitors import add_monitor, run_now
-from tests.test_web import NARROW, WIDE, browser, login, no_secrets, overflowing, violations
+from tests.test_web import browser, login, no_secrets, sweep
 
 __all__ = ["browser"]  # the fixture, shared with tests/test_web.py
 
@@ -143,22 +142,5 @@ def test_monitor_pages_show_the_runs_charts_and_incident(
              "channels": "/channels", "channel": f"/channels/{channel['id']}",
              "reports": "/reports", "bad report": "/reports?period=custom",
              "status": "/status/Mail"}  # fmt: skip
-    axe, found = Axe(), []
-    for scheme in ("light", "dark"):
-        for width_name, viewport in (("1280", WIDE), ("390", NARROW)):
-            context: BrowserContext = browser.new_context(
-                viewport=viewport, color_scheme=scheme,  # type: ignore[arg-type]
-                storage_state=state,  # type: ignore[arg-type]
-            )  # fmt: skip
-            view = context.new_page()
-            for name, path in pages.items():
-                view.goto(served.url + path)
-                found += violations(axe, view, f"{name} {scheme} {width_name}")
-                if viewport is NARROW:
-                    wide = view.evaluate("document.documentElement.scrollWidth")
-                    assert wide <= NARROW["width"], f"{name}: {wide} px: " + ", ".join(
-                        overflowing(view)
-                    )
-                no_secrets(view, PASSWORD)
-            context.close()
+    found = sweep(browser, served.url, state, pages, PASSWORD)
     assert found == [], "\n".join(found)

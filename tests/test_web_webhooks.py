@@ -7,15 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, BrowserContext, expect
+from playwright.sync_api import Browser, expect
 
 from tests.conftest import Sandbox
 from tests.receivers import WebhookReceiver, webhook_receiver
 from tests.serving import Serving
 from tests.test_api import account, wait_for
 from tests.test_expect import send
-from tests.test_web import NARROW, WIDE, browser, login, no_secrets, overflowing, violations
+from tests.test_web import browser, login, no_secrets, sweep
 
 __all__ = ["browser"]  # the fixture, shared with tests/test_web.py
 
@@ -65,22 +64,5 @@ def test_webhook_pages_add_test_log_and_redeliver(
     page.close()
 
     pages = {"webhooks": "/webhooks", "webhook": hook_path}
-    axe, found = Axe(), []
-    for scheme in ("light", "dark"):
-        for width_name, viewport in (("1280", WIDE), ("390", NARROW)):
-            context: BrowserContext = browser.new_context(
-                viewport=viewport, color_scheme=scheme,  # type: ignore[arg-type]
-                storage_state=state,  # type: ignore[arg-type]
-            )  # fmt: skip
-            view = context.new_page()
-            for name, path in pages.items():
-                view.goto(served.url + path)
-                found += violations(axe, view, f"{name} {scheme} {width_name}")
-                if viewport is NARROW:
-                    wide = view.evaluate("document.documentElement.scrollWidth")
-                    assert wide <= NARROW["width"], f"{name}: {wide} px: " + ", ".join(
-                        overflowing(view)
-                    )
-                no_secrets(view, secret, "hook-token-123")
-            context.close()
+    found = sweep(browser, served.url, state, pages, secret, "hook-token-123")
     assert found == [], "\n".join(found)

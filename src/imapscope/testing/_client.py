@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import smtplib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from email.message import EmailMessage
 from typing import Any
 
@@ -133,6 +133,21 @@ def _outcome(answer: Mapping[str, Any], waited: float) -> Message | None:
     raise NoMessageError(_no_message(answer, "it " + state if state != "waiting" else ""))
 
 
+def _waits(
+    expectation: Expectation | AsyncExpectation, timeout: float
+) -> Generator[tuple[str, dict[str, Any]], dict[str, Any], Message]:
+    """A wait, written once: yields the requests to make (held ones, at most the server's 120 s
+    each), is sent their answers, returns the message (or raises NoMessageError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = max(0.0, deadline - time.monotonic())
+        answer = yield f"/api/v1/expectations/{expectation.id}", {"wait": min(left, HELD)}
+        expectation.answer = answer
+        found = _outcome(answer, left)
+        if found is not None:
+            return found
+
+
 def _no_message(answer: Mapping[str, Any], why: str) -> str:
     criteria = ", ".join(f"{k}={v!r}" for k, v in answer.get("criteria", {}).items()) or "any"
     lines = [f"no message matched ({criteria}) in {', '.join(answer.get('folders', []))} "
@@ -194,14 +209,14 @@ class Expectation:
 
     def wait(self, timeout: float = 30.0) -> Message:
         """The matching message, as soon as it is there; NoMessageError after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = max(0.0, deadline - time.monotonic())
-            self.answer = self.mailbox._get(f"/api/v1/expectations/{self.id}",
-                                            {"wait": min(left, HELD)})  # fmt: skip
-            found = _outcome(self.answer, left)
-            if found is not None:
-                return found
+        steps = _waits(self, timeout)
+        try:
+            path, params = next(steps)
+            while True:
+                path, params = steps.send(self.mailbox._get(path, params))
+        except StopIteration as done:
+            found: Message = done.value
+            return found
 
     def cancel(self) -> None:
         self.mailbox._request("DELETE", f"/api/v1/expectations/{self.id}")
@@ -275,15 +290,14 @@ class AsyncExpectation:
         self.mailbox, self.id, self.answer = mailbox, int(answer["id"]), answer
 
     async def wait(self, timeout: float = 30.0) -> Message:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = max(0.0, deadline - time.monotonic())
-            self.answer = await self.mailbox._request(
-                "GET", f"/api/v1/expectations/{self.id}", params={"wait": min(left, HELD)}
-            )
-            found = _outcome(self.answer, left)
-            if found is not None:
-                return found
+        steps = _waits(self, timeout)
+        try:
+            path, params = next(steps)
+            while True:
+                path, params = steps.send(await self.mailbox._request("GET", path, params=params))
+        except StopIteration as done:
+            found: Message = done.value
+            return found
 
     async def cancel(self) -> None:
         await self.mailbox._request("DELETE", f"/api/v1/expectations/{self.id}")
