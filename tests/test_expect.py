@@ -267,6 +267,15 @@ def test_waits_are_bounded_and_patterns_run_in_linear_time(
     assert unknown_account.status_code == 404
 
 
+def test_a_paused_account_cannot_be_expected_on(served: Serving, sandbox: Sandbox) -> None:
+    with served.client() as api:
+        alice = api.post("/api/v1/accounts", json=account(sandbox)).json()["id"]
+        api.post(f"/api/v1/accounts/{alice}/pause")
+        answer = api.post(f"/api/v1/accounts/{alice}/expectations", json={})
+    assert answer.status_code == 409
+    assert "is paused: nothing watches its mail; resume it" in answer.json()["error"]
+
+
 def test_an_unreachable_server_is_named(served: Serving, sandbox: Sandbox) -> None:
     with served.client() as api:
         alice = api.post("/api/v1/accounts", json=account(sandbox)).json()["id"]

@@ -137,6 +137,10 @@ class ExpectService:
             raise ExpectError(422, f"expires_in is {lifetime}s; give 1-{MAX_LIFETIME} seconds")
         folders = list(dict.fromkeys(folders or ["INBOX"]))
         account = await self.store.account(account_id)
+        if account.paused:
+            resume = f"POST /api/v1/accounts/{account_id}/resume"
+            raise ExpectError(409, f"account {account_id} is paused: nothing watches its mail; "
+                              f"resume it ({resume}) first")  # fmt: skip
         stored = {f.name: f for f in await self.store.folders(account_id)}
         try:
             conn = await connect(self.store, account, self.sync.options)
