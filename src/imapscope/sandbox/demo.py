@@ -11,6 +11,7 @@ rather than the ``email`` package, which is an order of magnitude slower.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import random
 from collections.abc import Iterator
@@ -72,8 +73,10 @@ def _subject(text: str) -> str:
     return text if text.isascii() else _encode(text)
 
 
+@functools.lru_cache(maxsize=4096)
 def _encode(text: str) -> str:
     # RFC 2047 encoded words; long ones are folded, and folding must use CRLF like every line.
+    # Cached: the same names and subjects come back thousands of times in a big seed.
     return Header(text, "utf-8").encode(linesep="\r\n")
 
 
