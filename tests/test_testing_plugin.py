@@ -25,23 +25,19 @@ def documented_example() -> str:
     return found.group(1)
 
 
-def test_the_documented_example_passes(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_example=documented_example())
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=180)
-    result.assert_outcomes(passed=3)
-
-
-def test_a_failed_wait_reads_as_an_assertion_with_the_near_misses(
+def test_the_documented_example_passes_and_a_failed_wait_names_its_near_misses(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makepyfile(test_fails="""
+    """One pytest run (one sandbox and serve for its session): the example of docs/receive.md
+    as written, and a test whose wait fails, which reads as an assertion with the near miss."""
+    pytester.makepyfile(test_example=documented_example(), test_fails="""
         def test_it(imapscope_mailbox):
             expected = imapscope_mailbox.expect(subject="Verify your account")
             imapscope_mailbox.send("Verify your acct", "typo")
             expected.wait(timeout=1)
     """)  # fmt: skip
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=180)
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines([
         "*NoMessageError: no message matched (subject='Verify your account') in INBOX*",
         "*near misses:*",

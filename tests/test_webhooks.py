@@ -2,7 +2,8 @@
 ``standardwebhooks`` package), at least once from the outbox; retried with the same webhook-id
 while the receiver fails (500, a reset connection, no answer); failed after the last attempt,
 the endpoint disabled after days of failures; replay, redelivery, rotation with both secrets
-valid; a serve killed -9 in the middle of a delivery delivers it after its restart."""
+valid; a serve killed -9 in the middle of a delivery delivers it after its restart. What runs
+the outbox's SQL runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -28,7 +29,6 @@ from tests.test_expect import send
 from tests.test_monitors import add_monitor, run_now
 from tests.test_serve_cli import start_serve, until
 
-pytestmark = pytest.mark.usefixtures("database")
 QUICK = (0.2,) * 7  # the retry schedule, in tests: eight attempts within two seconds
 
 
@@ -58,6 +58,7 @@ def idle_account(api: httpx.Client, sandbox: Sandbox) -> int:
     return alice
 
 
+@pytest.mark.usefixtures("database")  # the outbox's SQL, on both
 def test_events_are_delivered_signed_once_each(
     served: Serving, sandbox: Sandbox, receiver: WebhookReceiver
 ) -> None:
@@ -88,6 +89,7 @@ def test_events_are_delivered_signed_once_each(
     assert hook["secret"] not in json.dumps(listed)
 
 
+@pytest.mark.usefixtures("database")  # the outbox's SQL, on both
 def test_a_failing_receiver_gets_the_same_message_until_it_takes_it(
     served: Serving, sandbox: Sandbox, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -117,6 +119,7 @@ def test_a_failing_receiver_gets_the_same_message_until_it_takes_it(
     assert alice
 
 
+@pytest.mark.usefixtures("database")  # the outbox's SQL, on both
 def test_replay_and_redeliver_send_again_what_was_asked(
     served: Serving, sandbox: Sandbox, receiver: WebhookReceiver
 ) -> None:
@@ -206,6 +209,7 @@ def test_bad_replays_and_unknown_ids_are_refused(
     assert no_delivery.status_code == 404
 
 
+@pytest.mark.usefixtures("database")  # the outbox's SQL, on both
 def test_the_last_failure_fails_the_delivery_and_days_of_them_disable_the_endpoint(
     tmp_path: Path,
 ) -> None:
@@ -265,6 +269,7 @@ def _spec() -> Any:
                        username="a")  # fmt: skip
 
 
+@pytest.mark.usefixtures("database")  # the outbox's SQL, on both
 def test_serve_killed_during_a_delivery_delivers_it_after_restart(
     sandbox: Sandbox, tmp_path: Path, receiver: WebhookReceiver
 ) -> None:
@@ -313,6 +318,7 @@ def _ready(api: httpx.Client) -> bool:
         return False
 
 
+@pytest.mark.usefixtures("database")  # the outbox's SQL, on both
 def test_incidents_of_monitors_are_events_too(
     served: Serving, sandbox: Sandbox, receiver: WebhookReceiver
 ) -> None:
