@@ -68,7 +68,7 @@ def body_text(message: Readable) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Miss:
-    criterion: str  # folder | from | to | subject | body | header:<Name> | size
+    criterion: str  # folder | from | to | subject | body | header:<Name> | read | exclusive
     expected: str
     got: str
     said: str  # the whole reason, for people

@@ -153,7 +153,9 @@ class ExpectService:
                 raise _unreachable(classify_net_error(exc, "status", conn.transcript)) from exc
             now = dt.datetime.now(dt.UTC)
             # The other folders are judged for near misses only, from what is stored there now.
-            judged = {n: (f.uidnext or 1) - 1 for n, f in stored.items() if n not in baseline}
+            # (Not a folder still in its first sync: its old messages are no near misses.)
+            judged = {n: f.uidnext - 1 for n, f in stored.items()
+                      if n not in baseline and f.uidnext is not None and f.complete}  # fmt: skip
             judged |= {f: uidnext - 1 for f, uidnext in baseline.items()}
             view = await self.store.add_expectation(
                 account_id, criteria=dict(criteria) | {"code_pattern": code_pattern or None},
@@ -191,10 +193,13 @@ class ExpectService:
         lock = self._locks.setdefault(account_id, asyncio.Lock())
         async with lock:
             while True:
-                waiting = await self.store.waiting_expectations(account_id)
+                # Those that watch the folder, or knew it at registration (for near misses); a
+                # folder that came later is not theirs to judge.
+                waiting = [e for e in await self.store.waiting_expectations(account_id)
+                           if folder in e.judged]  # fmt: skip
                 if not waiting:
                     return
-                start = min(e.judged.get(folder, 0) for e in waiting) + 1
+                start = min(e.judged[folder] for e in waiting) + 1
                 metas = await self.store.messages_from(account_id, folder, start, JUDGED_AT_ONCE)
                 if not metas:
                     return
@@ -260,7 +265,7 @@ class ExpectService:
             return misses
         content = await candidate.content()
         if content is None:
-            return [Miss("size", "", "", candidate.problem or "the message could not be read")]
+            return [Miss("read", "", "", candidate.problem or "the message could not be read")]
         return criteria.judge_content(content)
 
     # -- answering -----------------------------------------------------------------------------
