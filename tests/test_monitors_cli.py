@@ -4,6 +4,7 @@ input is an error that says what to fix, and nothing is saved."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,26 @@ from typer.testing import CliRunner
 
 from imapscope.cli import app
 from tests.receivers import smtp_sink
-from tests.test_serve_cli import cli
 
 runner = CliRunner()
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Ran:
+    """``imapscope ARGS --data-dir DATA`` in this process (tests/test_serve_cli.py runs the real
+    command line in processes of its own; these are the many calls of one story, ~2 s each as
+    processes)."""
+    result = runner.invoke(app, [*args, "--data-dir", str(data_dir)],
+                           env={"COLUMNS": "200", **(env or {})})  # fmt: skip
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Ran(result.exit_code, result.stdout, result.stderr)
 
 
 def test_monitors_channels_and_maintenance_from_the_command_line(tmp_path: Path) -> None:
