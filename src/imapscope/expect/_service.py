@@ -71,7 +71,7 @@ class _Candidate:
     async def content(self) -> Readable | None:
         if self._read is None and self._problem is None:
             try:
-                self._read = readable(await self.fetch(self.meta.uid))
+                self._read = readable(await self.fetch(self.meta.uid, self.meta.size))
             except LookupError as exc:  # gone meanwhile, or too big to read
                 self._problem = str(exc)
         return self._read
@@ -323,12 +323,12 @@ def _reader(conn: Any, folder: str) -> Fetcher:
     """Reads messages of ``folder`` over ``conn``, selecting it first."""
     selected = False
 
-    async def fetch(uid: int) -> bytes:
+    async def fetch(uid: int, size: int | None) -> bytes:
         nonlocal selected
         if not selected:
             await select(conn, folder, readonly=True)
             selected = True
-        return await read_message(conn, folder, uid, max_size=MAX_FETCHED)
+        return await read_message(conn, folder, uid, max_size=MAX_FETCHED, size=size)
 
     return fetch
 

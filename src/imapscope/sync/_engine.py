@@ -196,16 +196,20 @@ async def fetch_message(
 
 
 async def read_message(
-    conn: ImapConnection, folder: str, uid: int, *, max_size: int = MAX_FETCHED
-) -> bytes:
+    conn: ImapConnection, folder: str, uid: int, *, max_size: int = MAX_FETCHED,
+    size: int | None = None,
+) -> bytes:  # fmt: skip
     """One message's full text over a connection with ``folder`` selected (BODY.PEEK: the
-    \\Seen flag is kept); :class:`LookupError` when it is gone or over ``max_size``."""
-    size = await conn.run(Fetch(str(uid), "(RFC822.SIZE)", uid=True))
-    sizes = [e.size for e in size.untagged if isinstance(e, FetchResponse) and e.uid == uid]
-    if not sizes:
-        raise LookupError(f"no message with UID {uid} in {folder!r} on the server")
-    if (sizes[0] or 0) > max_size:
-        raise LookupError(f"the message is {sizes[0]} bytes, over the {max_size} byte limit")
+    \\Seen flag is kept); :class:`LookupError` when it is gone or over ``max_size``. A
+    ``size`` already known (stored by the sync) spares asking the server for it."""
+    if size is None:
+        asked = await conn.run(Fetch(str(uid), "(RFC822.SIZE)", uid=True))
+        sizes = [e.size for e in asked.untagged if isinstance(e, FetchResponse) and e.uid == uid]
+        if not sizes:
+            raise LookupError(f"no message with UID {uid} in {folder!r} on the server")
+        size = sizes[0] or 0
+    if size > max_size:
+        raise LookupError(f"the message is {size} bytes, over the {max_size} byte limit")
     result = await conn.run(Fetch(str(uid), "(BODY.PEEK[])", uid=True))
     for e in result.untagged:
         if isinstance(e, FetchResponse) and e.uid == uid:
@@ -215,8 +219,9 @@ async def read_message(
     raise LookupError(f"the server returned no body for UID {uid} in {folder!r}")
 
 
-#: Reads one message of the folder just synced (by UID): what a new-mail hook is given.
-Fetcher = Callable[[int], Awaitable[bytes]]
+#: Reads one message of the folder just synced (by UID, with its size when it is known): what
+#: a new-mail hook is given.
+Fetcher = Callable[[int, int | None], Awaitable[bytes]]
 #: Called after a folder's sync stored new messages, or while the folder is watched:
 #: (account id, folder, fetcher, whether this was the folder's first full sync).
 NewMailHook = Callable[[int, str, Fetcher, bool], Awaitable[None]]
@@ -565,8 +570,8 @@ class AccountSync:
         if self.on_new_mail is not None and (new_uids or name in self.watch):
             # After the messages are stored: a waiting expectation registered meanwhile either
             # is seen here or sees them stored (the receive API's catch-up); never neither.
-            async def fetch(uid: int) -> bytes:
-                return await read_message(conn, name, uid)
+            async def fetch(uid: int, size: int | None) -> bytes:
+                return await read_message(conn, name, uid, size=size)
 
             await self.on_new_mail(self.account_id, name, fetch, initial)
         return bool(changes)
