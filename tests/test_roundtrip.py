@@ -76,7 +76,8 @@ def test_a_round_trip_times_both_legs_and_deletes_its_probe(
     no_secret(str(run), str(shown))
 
 
-@pytest.mark.usefixtures("database")
+# On SQLite only: each case waits out a deadline or a poll (10 s); the round trip's store
+# path runs on both databases in the test above.
 @pytest.mark.parametrize(
     "case",
     [(FaultRule("drop", "SMTP-DATA"), "DELIVERY_LOST", "deliver", 10),
