@@ -214,12 +214,13 @@ class ExpectService:
         claimed: set[int] = set()  # UIDs an exclusive expectation took in this round
         open_ = list(waiting)
         near: dict[int, list[dict[str, Any]]] = {e.id: [] for e in waiting}
+        rules = {e.id: Criteria.of(e.criteria) for e in waiting}  # patterns compiled once
         for meta in metas:
             candidate = _Candidate(meta, fetch)
             for e in list(open_):
                 if meta.uid <= e.judged.get(folder, 0):
                     continue
-                misses = await self._misses(e, candidate)
+                misses = await _misses(rules[e.id], candidate, read=folder in e.folders)
                 watched = folder in e.folders and meta.uid >= e.baseline.get(folder, 1)
                 if not misses and watched:
                     if not (e.exclusive and meta.uid in claimed):
@@ -257,16 +258,6 @@ class ExpectService:
         if matched:
             self._wake(e.id)
         return matched
-
-    async def _misses(self, e: ExpectationView, candidate: _Candidate) -> list[Miss]:
-        criteria = Criteria.of(e.criteria)
-        misses = criteria.judge_envelope(candidate.meta.envelope)
-        if misses:
-            return misses
-        content = await candidate.content()
-        if content is None:
-            return [Miss("read", "", "", candidate.problem or "the message could not be read")]
-        return criteria.judge_content(content)
 
     # -- answering -----------------------------------------------------------------------------
 
@@ -312,6 +303,19 @@ class ExpectService:
                               f"attachment {index} (they are numbered from 0)")  # fmt: skip
         part = parts[index]
         return part.get_filename() or f"attachment-{index}", part.get_content_type(), payload(part)
+
+
+async def _misses(criteria: Criteria, candidate: _Candidate, *, read: bool) -> list[Miss]:
+    """The criteria a message fails. It is read from the server only when the envelope passes
+    and its content is needed: to judge the body or headers, or (``read``: it is in a watched
+    folder) for the match."""
+    misses = criteria.judge_envelope(candidate.meta.envelope)
+    if misses or not (read or criteria.needs_body):
+        return misses
+    content = await candidate.content()
+    if content is None:
+        return [Miss("read", "", "", candidate.problem or "the message could not be read")]
+    return criteria.judge_content(content)
 
 
 def _pattern(e: ExpectationView) -> CodePattern | None:
