@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imapscope.store import BUCKETS_MS, MonitorSpec, RunRecord, Store
+from imapscope.store import BUCKETS_MS, RUN_JOB, MonitorSpec, Outgoing, RunRecord, Store
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -94,6 +94,40 @@ def test_uptime_and_percentiles_match_a_history_built_by_hand(tmp_path: Path) ->
                                      NOW + dt.timedelta(days=1))  # fmt: skip
             assert gone.runs == 0
             assert gone.uptime is None
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_an_incident_s_events_wake_their_waiters_even_when_notices_are_queued(
+    tmp_path: Path,
+) -> None:
+    """Opening and resolving an incident writes an event; the store's pulse must fire at the
+    commit (the event stream and webhooks wake on it), also when the notices queued in the same
+    transaction flushed the session (once missed: the webhook was then up to a poll late)."""
+
+    async def main() -> None:
+        store = await Store.open(tmp_path)
+        try:
+            hook = await store.add_channel("hook", "webhook", "http://127.0.0.1:9/", "127.0.0.1")
+            spec = MonitorSpec("m", host="localhost", channels=(hook.id,))
+            monitor = await store.add_monitor(spec, now=NOW)
+            fired: list[int] = []
+            pulse = store.events_written.fire
+            store.events_written.fire = lambda: (fired.append(1), pulse())[-1]  # type: ignore[method-assign]
+            for down, kind in ((True, "incident.opened"), (False, "incident.resolved")):
+                (job,) = await store.claim_jobs("w", [RUN_JOB], now=NOW, hold=60)
+                outgoing = [Outgoing(kind, False, {"title": kind, "body": "", "data": {}})]
+                alert = {"down": down, "code": "AUTH_FAILED" if down else None}
+                assert await store.finish_run(
+                    job.id, "w", monitor.id, run(0, "fail"), alert=alert, outgoing=outgoing,
+                    next_run=NOW,
+                )  # fmt: skip
+                assert fired == [1], kind
+                fired.clear()
+                kinds = [e.kind for e in await store.events(limit=10)]
+                assert kinds[-1] == kind
         finally:
             await store.close()
 

@@ -410,7 +410,7 @@ class MonitorsMixin(ChannelsMixin):
                 maintenance=run.maintenance, late_ms=run.late_ms, worker=worker,
             ))  # fmt: skip
             alert = dict(alert)
-            incident_id = await self._follow_incident(s, row, alert, run)
+            incident_id, evented = await self._follow_incident(s, row, alert, run)
             row.alert = alert
             for notice in outgoing:
                 message = dict(notice.message)
@@ -420,17 +420,17 @@ class MonitorsMixin(ChannelsMixin):
                     targets += [c for c in row.escalation_channels if c not in targets]
                 await self._queue(s, targets, notice.kind, message, monitor_id=monitor_id,
                                   incident_id=incident_id, now=run.at)  # fmt: skip
-            opened_or_resolved = any(isinstance(o, Event) for o in s.new)
             await s.commit()
-            if opened_or_resolved:
+            if evented:  # decided before any flush: ``s.new`` is empty again after one
                 self.events_written.fire()
             return True
 
     async def _follow_incident(
         self, s: Any, row: Monitor, alert: dict[str, Any], run: RunRecord
-    ) -> int | None:
+    ) -> tuple[int | None, bool]:
         """Open, extend or resolve the monitor's incident as its alert state went (down, code);
-        the incident's id, kept in the state."""
+        the incident's id, kept in the state, and whether an incident event was written."""
+        evented = False
         was_down = bool(row.alert.get("down"))
         incident_id = row.alert.get("incident") if was_down else None
         if alert.get("down") and not was_down:
@@ -440,6 +440,7 @@ class MonitorsMixin(ChannelsMixin):
             await s.flush()
             incident_id = incident.id
             s.add(_incident_event("incident.opened", row, incident, fix=run.fix))
+            evented = True
         elif incident_id is not None:
             incident = await s.get(Incident, incident_id)
             if incident is not None:
@@ -450,8 +451,9 @@ class MonitorsMixin(ChannelsMixin):
                 if not alert.get("down"):
                     incident.resolved = run.at
                     s.add(_incident_event("incident.resolved", row, incident))
+                    evented = True
         alert["incident"] = incident_id if alert.get("down") else None
-        return incident_id
+        return incident_id, evented
 
     async def runs(
         self, monitor_id: int, *, since: dt.datetime | None = None, limit: int = 500
