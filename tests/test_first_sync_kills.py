@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
+import os
 import random
 import re
 import signal
@@ -32,8 +33,11 @@ PASSWORD = "big-pw-0001"
 @pytest.fixture
 def big_dovecot(test_ca: TestCA) -> Iterator[RunningServer]:
     """The rig's Dovecot with MESSAGES in the INBOX (the sandbox, in Python, serves a 100,000
-    message FETCH too slowly for a test)."""
-    server = start_dovecot(test_ca, users={"big": PASSWORD}, messages=MESSAGES)
+    message FETCH too slowly for a test). Its mail lies in memory (/dev/shm) where there is one:
+    creating 100,000 files on this machine's disk took 9 s, on tmpfs 2.7 s."""
+    shm = Path("/dev/shm")
+    parent = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+    server = start_dovecot(test_ca, users={"big": PASSWORD}, messages=MESSAGES, parent=parent)
     yield server
     server.stop()
 

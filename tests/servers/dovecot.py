@@ -41,10 +41,15 @@ def start_dovecot(
     capability: str | None = None,
     login_greeting: str | None = None,
     first_valid_uid: int = 1,
+    fast_refusals: bool = False,
     extra_config: str = "",
     parent: Path | None = None,
 ) -> RunningServer:
-    """Start a Dovecot instance; ``messages`` are seeded into the first user's INBOX."""
+    """Start a Dovecot instance; ``messages`` are seeded into the first user's INBOX.
+
+    ``fast_refusals``: a wrong password is refused at once, not after Dovecot's 2 s failure delay
+    and its per-IP penalty (doubling up to 15 s), for tests about what happens after refusals,
+    not about the delay."""
     require_root("Dovecot in the rig")
     dovecot = require_program("dovecot", "dovecot-imapd")
     directory = make_directory("dovecot", parent)
@@ -85,11 +90,17 @@ def start_dovecot(
         f"default_internal_user = {MAIL_USER}",
         "default_login_user = dovenull",
     ]
+    if fast_refusals:
+        settings.append("auth_failure_delay = 0")
     if max_userip_connections is not None:
         settings.append(f"mail_max_userip_connections = {max_userip_connections}")
     if login_greeting is not None:
         settings.append(f"login_greeting = {login_greeting}")
     protocol_imap = [f"  imap_capability = {capability}"] if capability else []
+    # The documented way to turn the auth penalty off (doc.dovecot.org, "Authentication penalty").
+    penalty_off = (
+        "\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }" if fast_refusals else ""
+    )
     config = (
         "\n".join(settings)
         + f"""
@@ -114,7 +125,7 @@ service imap-login {{
   }}
 }}
 service anvil {{
-  chroot =
+  chroot ={penalty_off}
 }}
 protocol imap {{
 {chr(10).join(protocol_imap)}
