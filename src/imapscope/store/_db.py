@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from imapscope.store import _migrate
+from imapscope.store import _migrate, _sqlite
 from imapscope.store._crypto import KEY_ENV, SecretBox, load_or_create_key
 from imapscope.store._errors import NotFoundError, SecretKeyError, StoreError
 from imapscope.store._models import Account, Setting
@@ -126,11 +126,14 @@ class Database:
         chosen = database_url(url, data_dir)
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         box = SecretBox(load_or_create_key(data_dir))
+        sqlite = chosen.startswith("sqlite")
         engine = create_async_engine(
-            chosen, pool_pre_ping=not chosen.startswith("sqlite"),
+            chosen, pool_pre_ping=not sqlite,
             # JSON columns (envelopes, run steps, roll-up histograms) are read in bulk: orjson
             # decodes them several times faster than the standard library.
             json_deserializer=orjson.loads,
+            # One trip to aiosqlite's thread per statement (see _sqlite).
+            **({"async_creator": _sqlite.creator(chosen)} if sqlite else {}),
         )  # fmt: skip
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
