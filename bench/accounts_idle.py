@@ -61,9 +61,10 @@ class Serve:
 
 
 def serve(data_dir: Path, ca_file: Path, profile: str | None = None) -> Serve:
-    profiler = ["-m", "cProfile", "-o", profile] if profile else []
+    """``profile``: a file for cProfile's data (py-spy's are taken by :func:`spy`)."""
+    runner = [sys.executable, *(["-m", "cProfile", "-o", profile] if profile else [])]
     proc = subprocess.Popen(
-        [sys.executable, *profiler, "-m", "imapscope", "serve", "--data-dir", str(data_dir),
+        [*runner, "-m", "imapscope", "serve", "--data-dir", str(data_dir),
          "--port", "0", "--ca-file", str(ca_file)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
@@ -74,6 +75,14 @@ def serve(data_dir: Path, ca_file: Path, profile: str | None = None) -> Serve:
     url = line.split("web UI ")[1].split("/ ")[0]
     token = proc.stdout.readline().strip() if "first token" in proc.stdout.readline() else None
     return Serve(proc, url, token)
+
+
+def spy(pid: int, out: str) -> subprocess.Popen[bytes]:
+    """py-spy sampling a running process until SIGINT (`pip install py-spy`), its samples in
+    ``out`` (``--format raw``: for flame graphs, or to count by frame)."""
+    command = [str(Path(sys.executable).with_name("py-spy")), "record", "--nonblocking",
+               "--pid", str(pid), "--format", "raw", "-o", out]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -106,7 +115,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=50)
     parser.add_argument("--security", choices=["tls", "starttls", "none"], default="tls")
     parser.add_argument("--timeout", type=float, default=300.0, help="for connect-all")
-    parser.add_argument("--profile", help="write serve's cProfile data (N accounts) here")
+    parser.add_argument(
+        "--profile", help="serve's cProfile data to this file (py-spy:FILE: py-spy's samples)"
+    )
     parser.add_argument("--server", choices=["dovecot", "sandbox"], default="dovecot")
     args = parser.parse_args()
     n = args.accounts
@@ -169,8 +180,10 @@ def measure(args: argparse.Namespace, work: Path, users: dict[str, str], server:
     asyncio.run(register())
     db = data / DB_FILE
     t0 = time.perf_counter()
-    served = serve(data, server.ca_file, args.profile)
+    spied = (args.profile or "").startswith("py-spy:")
+    served = serve(data, server.ca_file, None if spied else args.profile)
     proc = served.proc
+    sampler = spy(proc.pid, args.profile[7:]) if spied else None
     try:
         seen: dict[str, int] = {}
         while time.perf_counter() - t0 < args.timeout:
@@ -180,8 +193,16 @@ def measure(args: argparse.Namespace, work: Path, users: dict[str, str], server:
             time.sleep(0.05)
         connect_all = time.perf_counter() - t0
         connect_cpu = cpu_seconds(proc.pid)
+        if sampler is not None:  # connect-all only
+            sampler.send_signal(signal.SIGINT)
+            sampler.wait(60)
         if seen.get("idle", 0) != n:
             raise SystemExit(f"not all idle after {args.timeout:.0f}s: {seen}")
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            kinds = dict(conn.execute("SELECT kind, count(*) FROM events GROUP BY kind").fetchall())
+            errors = dict(
+                conn.execute("SELECT code, count(*) FROM errors GROUP BY code").fetchall()
+            )
         rss = settle_rss(proc.pid)
         headers = {"Authorization": f"Bearer {served.token}"}
         with httpx.Client(base_url=served.url, headers=headers, timeout=60) as api:
@@ -229,6 +250,12 @@ def measure(args: argparse.Namespace, work: Path, users: dict[str, str], server:
     print(
         f"connect-all (serve start to all idle): {connect_all:.1f} s, "
         f"serve's own CPU meanwhile {connect_cpu:.1f} s (the rest: the server, on 2 cores)"
+    )
+    print(
+        f"serve CPU per account: {connect_cpu / n * 1000:.1f} ms; events written by then: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+        + "; errors: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "none")
     )
     print(f"serve RSS: {baseline} KiB with 0 accounts, {rss} KiB with {n} idle")
     print(f"RSS per account: {(rss - baseline) / n:.1f} KiB")

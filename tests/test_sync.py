@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import imaplib
 import logging
@@ -577,3 +578,46 @@ def test_the_sync_engine_bounds_its_connection_s_transcript(
             assert len(opened[-1].transcript) <= _engine.TRANSCRIPT_KEPT
 
     asyncio.run(main())
+
+
+def test_at_most_max_connecting_accounts_connect_at_once(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twelve accounts starting together, two connecting at a time (``serve
+    --max-connecting 2``): the others wait their turn, and all end idle."""
+    from imapscope.sync import _engine  # noqa: PLC0415
+
+    real_connect = _engine.connect
+    flight = {"now": 0, "most": 0}
+
+    async def slow_connect(*args: Any, **kwargs: Any) -> Any:
+        flight["now"] += 1
+        flight["most"] = max(flight["most"], flight["now"])
+        try:
+            await asyncio.sleep(0.05)  # a slow server: whoever else connects meanwhile shows
+            return await real_connect(*args, **kwargs)
+        finally:
+            flight["now"] -= 1
+
+    monkeypatch.setattr(_engine, "connect", slow_connect)
+
+    async def main() -> None:
+        store = await Store.open(tmp_path / "data")
+        options = SyncOptions(ca_file=str(sandbox.ca_file), connecting=2)
+        service = SyncService(store, options, reconcile_every=0.05)
+        try:
+            for i in range(12):
+                account = dataclasses.replace(spec(sandbox.server.port), email=f"a{i}@example.test")
+                await store.add_account(account, PASSWORD)
+            await service.start()
+
+            async def all_idle() -> bool:
+                return {a.state for a in await store.accounts()} == {"idle"}
+
+            await until("every account idle", all_idle, timeout=30)
+        finally:
+            await service.stop()
+            await store.close()
+
+    asyncio.run(main())
+    assert flight["most"] == 2

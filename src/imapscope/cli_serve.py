@@ -132,6 +132,14 @@ def serve_command(
         max=64,
         help="Worker processes on this machine sharing the port and the accounts (PostgreSQL).",
     ),
+    max_connecting: int = typer.Option(
+        100,
+        "--max-connecting",
+        min=1,
+        max=100_000,
+        help="Accounts of one worker connecting and logging in at the same time; the others "
+        "wait their turn (a start with thousands of accounts does not flood their servers).",
+    ),
     listen_fd: int | None = typer.Option(None, "--listen-fd", hidden=True),
     started_together: int = typer.Option(1, "--started-together", hidden=True, min=1),
 ) -> None:
@@ -142,7 +150,8 @@ def serve_command(
 
     options = SyncOptions(ca_file=str(ca_file) if ca_file else None, insecure=insecure,
                           timeout=timeout, lease_ttl=lease_ttl,
-                          started_together=started_together)  # fmt: skip
+                          started_together=started_together,
+                          connecting=max_connecting)  # fmt: skip
     directory = data_dir or default_data_dir()
     if workers > 1:
         if not (database or "").startswith(("postgresql:", "postgresql+asyncpg:", "postgres:")):

@@ -91,6 +91,7 @@ class SyncService:
         self.options = options or SyncOptions()
         self.reconcile_every = reconcile_every
         self._running: dict[int, _Running] = {}
+        self.gate = asyncio.Semaphore(self.options.connecting)
         self._loop_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.ready = False
@@ -199,7 +200,7 @@ class SyncService:
         """The supervisor for one account, under this worker's lease (tests put a faulty one
         here)."""
         fence = Fence(self.worker_id, self.owned[account_id])
-        sync = AccountSync(self.store, account_id, self.options, fence)
+        sync = AccountSync(self.store, account_id, self.options, fence, self.gate)
         sync.on_new_mail = self.on_new_mail
         return sync
 
