@@ -78,8 +78,8 @@ def serve(data_dir: Path, ca_file: Path, profile: str | None = None) -> Serve:
 
 
 def spy(pid: int, out: str) -> subprocess.Popen[bytes]:
-    """py-spy sampling a running process until SIGINT (`pip install py-spy`), its samples in
-    ``out`` (``--format raw``: for flame graphs, or to count by frame)."""
+    """py-spy (the bench extra installs it) sampling a running process until SIGINT, its
+    samples in ``out`` (``--format raw``: for flame graphs, or to count by frame)."""
     command = [str(Path(sys.executable).with_name("py-spy")), "record", "--nonblocking",
                "--pid", str(pid), "--format", "raw", "-o", out]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
