@@ -8,10 +8,12 @@ cursor, execute, fetch the rows, close the cursor) and one for each rollback the
 a connection is returned, transaction or not: about 450 trips, tens of milliseconds of CPU, for
 each account that connects.
 
-:class:`Connection` keeps aiosqlite's thread and its queue (so every use of the sqlite3
-connection stays on that one thread, as aiosqlite promises), and makes one trip per statement:
-the cursor is opened, the statement run, its rows read and the cursor closed in the same trip.
-A commit or rollback with no transaction open makes no trip at all. SQLAlchemy uses it through
+:class:`Connection` keeps aiosqlite's thread and its queue (every statement, commit and
+rollback runs on that one thread, as with aiosqlite), and makes one trip per statement: the
+cursor is opened, the statement run, its rows read and the cursor closed in the same trip. A
+commit or rollback with no transaction open makes no trip at all: the loop's thread reads the
+connection's ``in_transaction`` flag (SQLite's autocommit state, safe to read from any thread)
+and leaves it at that. SQLAlchemy uses it through
 ``create_async_engine(..., async_creator=...)`` (:func:`creator`); nothing else changes.
 """
 
