@@ -115,7 +115,12 @@ def test_an_incident_s_events_wake_their_waiters_even_when_notices_are_queued(
             monitor = await store.add_monitor(spec, now=NOW)
             fired: list[int] = []
             pulse = store.events_written.fire
-            store.events_written.fire = lambda: (fired.append(1), pulse())[-1]  # type: ignore[method-assign]
+
+            def counted() -> None:
+                fired.append(1)
+                pulse()
+
+            store.events_written.fire = counted  # type: ignore[method-assign]
             for down, kind in ((True, "incident.opened"), (False, "incident.resolved")):
                 (job,) = await store.claim_jobs("w", [RUN_JOB], now=NOW, hold=60)
                 outgoing = [Outgoing(kind, False, {"title": kind, "body": "", "data": {}})]

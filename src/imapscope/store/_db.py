@@ -135,7 +135,7 @@ class Database:
             # One trip to aiosqlite's thread per statement (see _sqlite).
             **({"async_creator": _sqlite.creator(chosen)} if sqlite else {}),
         )  # fmt: skip
-        if engine.dialect.name == "sqlite":
+        if sqlite:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         try:
             async with engine.begin() as conn:

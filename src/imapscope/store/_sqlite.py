@@ -94,9 +94,6 @@ class Cursor:
     async def close(self) -> None:
         self._rows.clear()
 
-    async def setinputsizes(self, *_sizes: Any) -> None:
-        return None
-
 
 class Connection(aiosqlite.Connection):
     """aiosqlite's connection, its statements one trip each (see the module's text)."""

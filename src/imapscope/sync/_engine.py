@@ -378,9 +378,7 @@ class AccountSync:
     # -- one connection ------------------------------------------------------------------------
 
     async def _connect(self, account: AccountView) -> ImapConnection:
-        if self.gate is None:
-            return await connect(self.store, account, self.options)
-        async with self.gate:
+        async with self.gate or contextlib.nullcontext():
             return await connect(self.store, account, self.options)
 
     async def _session(self, account: AccountView) -> None:
