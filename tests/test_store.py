@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import json
 import os
 import sqlite3
 import stat
@@ -28,6 +29,14 @@ from imapscope.store import (
     Store,
     StoreError,
     Summary,
+)
+from imapscope.store._bounds import (
+    MAX_ADDRESS,
+    MAX_ADDRESSES,
+    MAX_FLAGS,
+    MAX_MESSAGE_ID,
+    MAX_SUBJECT,
+    TRUNCATED,
 )
 from imapscope.store._crypto import KEY_ENV, KEY_FILE
 from imapscope.store._models import Base, ErrorEntry
@@ -300,3 +309,74 @@ def test_summaries_count_per_account_in_grouped_queries(tmp_path: Path) -> None:
         assert set(later) == {b.id, idle.id}
 
     run(tmp_path, body)
+
+
+def test_stored_messages_keep_what_was_synced_and_cut_what_a_server_inflates(
+    tmp_path: Path,
+) -> None:
+    """The bulk message insert stores each column as read back (dates, flags, envelope, the
+    searchable subject and sender); a server-chosen text over its named limit is cut, with the
+    marker, and a list over its limit is shortened."""
+    when = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    plain = {"date": "Tue, 2 Jan 2024", "subject": "Café at 3?", "from": ["bob@example.test"],
+             "from_name": "Bob Smïth", "to": ["a@example.test"], "message_id": "<1@x>"}  # fmt: skip
+    inflated = {
+        "subject": "s" * 5000,
+        "from": [f"u{i}@example.test" for i in range(80)],
+        "to": ["x" * 2000 + "@example.test", "", "y@example.test"],
+        "from_name": "n" * 900,
+        "message_id": "<" + "m" * 2000 + ">",
+    }
+    flags = (*tuple(f"$flag{i}" for i in range(150)), "\\Seen")
+
+    async def body(s: Store) -> list[MessageMeta]:
+        a = await s.add_account(SPEC, PASSWORD)
+        await s.set_folders(a.id, ["INBOX"])
+        inbox = (await s.folders(a.id))[0]
+        await s.apply_folder(inbox.id, uidvalidity=1, uidnext=3, new=[
+            MessageMeta(1, ("\\Seen", "$Label1"), when, 1234, plain),
+            MessageMeta(2, (*flags[:3], "k" * 300), None, None, inflated),
+        ])  # fmt: skip
+        assert (await s.messages(a.id, text="smïth"))[0] == 1  # searchable sender name
+        assert (await s.messages(a.id, unseen=True))[0] == 1
+        return [await s.message(a.id, "INBOX", uid) for uid in (1, 2)]
+
+    first, second = run(tmp_path, body)
+    assert (first.flags, first.internaldate, first.size) == (("\\Seen", "$Label1"), when, 1234)
+    assert first.envelope == plain
+    assert second.internaldate is None
+    assert second.size is None
+    assert second.flags[:3] == flags[:3]
+    assert second.flags[3] == "k" * 188 + TRUNCATED
+    env = second.envelope
+    assert len(env["subject"]) == MAX_SUBJECT
+    assert env["subject"].endswith(TRUNCATED)
+    assert env["from"] == [f"u{i}@example.test" for i in range(MAX_ADDRESSES)]
+    assert env["to"][0].endswith(TRUNCATED)
+    assert len(env["to"][0]) == MAX_ADDRESS
+    assert env["to"][1:] == ["y@example.test"]
+    assert len(env["from_name"]) == MAX_ADDRESS
+    assert len(env["message_id"]) == MAX_MESSAGE_ID
+
+
+def test_flags_beyond_the_limit_are_dropped(tmp_path: Path) -> None:
+    async def body(s: Store) -> tuple[str, ...]:
+        a = await s.add_account(SPEC, PASSWORD)
+        await s.set_folders(a.id, ["INBOX"])
+        inbox = (await s.folders(a.id))[0]
+        many = tuple(f"$f{i}" for i in range(MAX_FLAGS + 20))
+        await s.apply_folder(inbox.id, uidvalidity=1, uidnext=2,
+                             new=[MessageMeta(1, many, None, 1, {})])  # fmt: skip
+        return (await s.message(a.id, "INBOX", 1)).flags
+
+    assert run(tmp_path, body) == tuple(f"$f{i}" for i in range(MAX_FLAGS))
+
+
+def test_json_columns_encode_what_the_standard_library_does() -> None:
+    """orjson encodes JSON columns; what it refuses (an integer past 64 bits, which a server
+    can send as a count) falls back to the standard library, so nothing that stored before
+    fails now."""
+    from imapscope.store._db import _json_dumps  # noqa: PLC0415
+
+    for value in ({"n": 2**70}, {1: "a", "b": [1.5, None, True]}, ["é", {"x": {}}]):
+        assert json.loads(_json_dumps(value)) == json.loads(json.dumps(value))

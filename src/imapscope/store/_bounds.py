@@ -24,14 +24,38 @@ def bounded(text: str, limit: int) -> str:
     return text[: max(0, limit - len(TRUNCATED))] + TRUNCATED
 
 
+_TEXT_LIMITS = (("subject", MAX_SUBJECT), ("message_id", MAX_MESSAGE_ID), ("date", 200),
+                ("from_name", MAX_ADDRESS))  # fmt: skip
+_ADDRESS_FIELDS = ("from", "to", "cc", "reply_to", "sender", "bcc")
+
+
+def _within(envelope: dict[str, Any]) -> bool:
+    """True when nothing in the envelope needs cutting (nearly always: checked first, so most
+    rows are not copied)."""
+    for key, limit in _TEXT_LIMITS:
+        value = envelope.get(key)
+        if isinstance(value, str) and len(value) > limit:
+            return False
+    for key in _ADDRESS_FIELDS:
+        value = envelope.get(key)
+        if isinstance(value, list) and (
+            len(value) > MAX_ADDRESSES
+            or not all(type(a) is str and a and len(a) <= MAX_ADDRESS for a in value)
+        ):
+            return False
+    return True
+
+
 def bounded_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
-    """An envelope (as the sync engine stores it) with every field bounded."""
+    """An envelope (as the sync engine stores it) with every field bounded (itself when every
+    field already is)."""
+    if _within(envelope):
+        return envelope
     out = dict(envelope)
-    for key, limit in (("subject", MAX_SUBJECT), ("message_id", MAX_MESSAGE_ID), ("date", 200),
-                       ("from_name", MAX_ADDRESS)):  # fmt: skip
+    for key, limit in _TEXT_LIMITS:
         if isinstance(out.get(key), str):
             out[key] = bounded(out[key], limit)
-    for key in ("from", "to", "cc", "reply_to", "sender", "bcc"):
+    for key in _ADDRESS_FIELDS:
         value = out.get(key)
         if isinstance(value, list):
             out[key] = [bounded(str(a), MAX_ADDRESS) for a in value[:MAX_ADDRESSES] if a]
@@ -39,4 +63,6 @@ def bounded_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
 
 
 def bounded_flags(flags: tuple[str, ...] | list[str]) -> list[str]:
+    if len(flags) <= MAX_FLAGS and all(len(f) <= MAX_FLAG for f in flags):
+        return list(flags)
     return [bounded(f, MAX_FLAG) for f in list(flags)[:MAX_FLAGS]]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -60,6 +61,15 @@ def _redacted(url: str) -> str:
     credentials, _, host = rest.rpartition("@")
     user = credentials.split(":", 1)[0]
     return f"{scheme}{sep}{user}:***@{host}" if ":" in credentials else url
+
+
+def _json_dumps(value: Any) -> str:
+    """JSON columns' encoder: orjson (a first sync encodes one envelope per message), the
+    standard library for what orjson refuses (an integer past 64 bits)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value)
 
 
 def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -132,6 +142,7 @@ class Database:
             # JSON columns (envelopes, run steps, roll-up histograms) are read in bulk: orjson
             # decodes them several times faster than the standard library.
             json_deserializer=orjson.loads,
+            json_serializer=_json_dumps,
             # One trip to aiosqlite's thread per statement (see _sqlite).
             **({"async_creator": _sqlite.creator(chosen)} if sqlite else {}),
         )  # fmt: skip

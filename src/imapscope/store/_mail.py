@@ -9,6 +9,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
 from imapscope.store._bounds import bounded, bounded_envelope, bounded_flags
+from imapscope.store._bulk import BulkInsert
 from imapscope.store._db import Database
 from imapscope.store._errors import NotFoundError, StoreError
 from imapscope.store._leases import Fence, check_fence
@@ -111,10 +112,7 @@ class MailMixin(Database):
                       "is_seen": "\\Seen" in value} for uid, value in flags.items()],
                 )  # fmt: skip
             if new:
-                await s.execute(  # the table, not the mapper: no per-row ORM bookkeeping
-                    insert(cast(Table, Message.__table__)),
-                    [{"folder_id": folder_id, **_message_columns(m)} for m in new],
-                )
+                await _INSERT_MESSAGES.run(s, [_message_row(folder_id, m) for m in new])
             await s.commit()
             if events:
                 self.events_written.fire()
@@ -208,19 +206,19 @@ def _message_view(m: Message, folder: str) -> MessageView:
     return MessageView(m.uid, tuple(m.flags), internaldate, m.size, m.envelope, folder=folder)
 
 
-def _message_columns(meta: MessageMeta) -> dict[str, Any]:
-    env = meta.envelope
-    env = bounded_envelope(env)
-    return {
-        "uid": meta.uid,
-        "flags": bounded_flags(meta.flags),
-        "seen": "\\Seen" in meta.flags,
-        "internaldate": meta.internaldate,
-        "size": meta.size,
-        "envelope": env,
-        "subject": str(env.get("subject") or "")[:1000],
-        # Searched by name and address: "Bob Smith bob@example.com".
-        "sender": " ".join(
-            [str(env.get("from_name") or "")] + [str(a) for a in env.get("from") or [] if a]
-        ).strip()[:1000],
-    }
+_INSERT_MESSAGES = BulkInsert(
+    cast(Table, Message.__table__),
+    ("folder_id", "uid", "flags", "seen", "internaldate", "size", "envelope", "subject", "sender"),
+)
+
+
+def _message_row(folder_id: int, meta: MessageMeta) -> tuple[Any, ...]:
+    """A message's row for :data:`_INSERT_MESSAGES`, every server-chosen text bounded."""
+    env = bounded_envelope(meta.envelope)
+    # Searched by name and address: "Bob Smith bob@example.com".
+    sender = " ".join([str(env.get("from_name") or "")] + [str(a) for a in env.get("from") or []])
+    return (
+        folder_id, meta.uid, bounded_flags(meta.flags), "\\Seen" in meta.flags,
+        meta.internaldate, meta.size, env, str(env.get("subject") or "")[:1000],
+        sender.strip()[:1000],
+    )  # fmt: skip
