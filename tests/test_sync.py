@@ -21,10 +21,24 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import update
 
+from imapscope.imap import (
+    Address,
+    Envelope,
+    Exists,
+    FetchResponse,
+    Greeting,
+    Response,
+    ResponseCode,
+    SearchResponse,
+    UntaggedStatus,
+    raw_envelope,
+)
+from imapscope.imap._sequence import expand
 from imapscope.store import AccountSpec, EventView, Store
 from imapscope.store._models import Account
 from imapscope.sync import AccountSync, Backoff, SyncOptions, SyncService, health
 from tests.conftest import PASSWORD, Sandbox
+from tests.scripted import ScriptedImap, ok, serve
 
 # Every test here runs on SQLite and on PostgreSQL (the ``database`` fixture).
 pytestmark = pytest.mark.usefixtures("database")
@@ -621,3 +635,69 @@ def test_at_most_max_connecting_accounts_connect_at_once(
 
     asyncio.run(main())
     assert flight["most"] == 2
+
+
+def test_pipelined_batches_answered_out_of_order_store_each_message_once(tmp_path: Path) -> None:
+    """A first sync sends the next batch's FETCH before handling this one's. A server may
+    answer pipelined commands concurrently (RFC 9051 §5.5): here it holds the first FETCH until
+    the second arrives, sends the second batch's messages first, then the first's, a flag
+    change pushed for a message just sent, and both completions. Every message is stored once,
+    with its envelope; the pushed change makes the engine look at the folder again."""
+    uids = range(1, 7)
+    held: list[str] = []
+
+    def message(uid: int, *, full: bool = True) -> FetchResponse:
+        sender = (Address("A", None, "a", "x.test"),)
+        envelope = Envelope(date="Mon, 1 Jan 2024", subject=f"s{uid}", from_=sender, sender=(),
+                            reply_to=(), to=(), cc=(), bcc=(), in_reply_to=None,
+                            message_id=f"<{uid}@x>")  # fmt: skip
+        return FetchResponse(
+            uid, uid, ("\\Seen",), 100 if full else None,
+            "01-Jan-2024 00:00:00 +0000" if full else None, None, {},
+            {"ENVELOPE": raw_envelope(envelope)} if full else {},
+        )  # fmt: skip
+
+    def select(tag: str, _command: object) -> list[Response]:
+        return [Exists(len(uids)), UntaggedStatus("OK", ResponseCode("UIDVALIDITY", 7), "v"),
+                UntaggedStatus("OK", ResponseCode("UIDNEXT", 7), "n"), ok(tag)]  # fmt: skip
+
+    def search(tag: str, command: Any) -> list[Response]:
+        low = int(command.criteria.split()[1].split(":")[0])
+        return [SearchResponse(tuple(u for u in uids if u >= low)), ok(tag)]
+
+    def fetch(tag: str, command: Any) -> list[Response]:
+        wanted = expand(command.messages, max(uids))
+        if "ENVELOPE" not in command.items:  # the flag FETCH of a later sync
+            return [*(message(u, full=False) for u in wanted), ok(tag)]
+        if not held:
+            held.append(tag)
+            return []  # answered with the next one
+        first = [1, 2, 3]
+        return [*(message(u) for u in wanted), *(message(u) for u in first),
+                message(1, full=False), ok(held[0]), ok(tag)]  # fmt: skip
+
+    server = login_only_server(SELECT=select, EXAMINE=select, SEARCH=search, FETCH=fetch)
+
+    async def main() -> None:
+        options = SyncOptions(batch=3, timeout=5, fetch_deadline=5)
+        async with engine(tmp_path, spec(server.port, "none"), PASSWORD, options) as (store, sync):
+            await until("idle", lambda: _state_is(store, sync, "idle"))
+            total, stored = await store.messages(sync.account_id, limit=100)
+            assert total == len(uids)
+            assert sorted((m.uid, m.envelope["subject"]) for m in stored) == [
+                (u, f"s{u}") for u in uids
+            ]
+            synced = await events_of(store, "folder.synced", 0)
+            assert [e.data for e in synced] == [{"folder": "INBOX", "messages": 6}]
+            assert await events_of(store, "message.new", 0) == []
+
+    with serve(server):
+        asyncio.run(main())
+    assert held, "the two FETCHes were not pipelined"
+
+
+def login_only_server(**replies: Any) -> ScriptedImap:
+    """A plaintext scripted server offering LOGIN (no STARTTLS), with verbs scripted."""
+    caps = ("IMAP4rev1", "IDLE")
+    return ScriptedImap(greeting=Greeting("OK", ResponseCode("CAPABILITY", caps), "ready"),
+                        capabilities=caps, replies=replies)  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -338,6 +339,10 @@ async def _serve(
         public_url = os.environ.get(PUBLIC_URL_ENV) or address_of(sock)
         app = create_app(service, manage_service=True, public_url=public_url)
         server = http_server(app)
+        # What start-up built (modules, the app, the schema: hundreds of thousands of objects)
+        # lives as long as the process: left out of every collection from now on, so a
+        # collection's cost follows what the syncs allocate, not what was imported.
+        gc.freeze()
         if listen_fd is None:
             _announce(address_of(sock), token)
         await server.serve(sockets=[sock])

@@ -371,6 +371,38 @@ class ImapConnection:
             command_span.details["status"] = result.tagged.status
             return result
 
+    async def run_pipelined(
+        self, commands: Iterable[Command], *, depth: int = 2, deadline: float | None = None
+    ) -> AsyncIterator[Result]:
+        """Run ``commands`` with up to ``depth`` of them sent ahead (RFC 9051 §5.5), and yield
+        each one's completion in order, with the untagged responses that came before it: the
+        server works on the next command while the caller handles this one's responses.
+
+        Each command must complete within ``deadline`` seconds (default :attr:`timeout`) of
+        the previous one's completion, with at most :attr:`byte_budget` bytes. A server may
+        answer pipelined commands concurrently: an untagged response that belongs to a later
+        command can arrive in an earlier one's result (FETCH responses say their UID: the
+        caller keeps what it did not ask for yet, see the sync engine)."""
+        waiting: deque[tuple[str, str]] = deque()  # (tag, verb), oldest first
+        queued = iter(commands)
+
+        async def send_next() -> None:
+            command = next(queued, None)
+            if command is not None:
+                verb = command.verb()
+                waiting.append((self.codec.send(command), verb))
+                await self._flush(verb.lower().replace(" ", "_"))
+
+        for _ in range(max(1, depth)):
+            await send_next()
+        while waiting:
+            tag, verb = waiting.popleft()
+            with span(self._tracer, "command", verb=verb) as command_span:
+                result = await self.wait(tag, verb.lower().replace(" ", "_"), deadline)
+                command_span.details["status"] = result.tagged.status
+            await send_next()
+            yield result
+
     async def authenticate(self, mechanism: Mechanism) -> Result:
         with span(self._tracer, "authenticate", mechanism=mechanism.name) as auth:
             tag = self.codec.authenticate(mechanism)

@@ -447,7 +447,8 @@ class AccountSync:
         (or, without CONDSTORE, read from the same flag FETCH). New mail: UID SEARCH above the
         highest known UID, then FETCH in batches of :attr:`SyncOptions.batch`, each stored as
         it arrives (a cut connection resumes where it stopped) and shown as progress; the next
-        batch is read while the previous one is written.
+        batch's FETCH is sent before this one's responses are handled (the server prepares it
+        meanwhile), and the next batch is read while this one is written.
 
         A folder's first full sync (``complete`` not yet set, or reset by a new UIDVALIDITY)
         writes no event per message: one ``folder.synced`` with the count when it is done.
@@ -480,15 +481,14 @@ class AccountSync:
         self.progress = {"folder": name, "done": 0, "total": 0}
         changes: list[Any] = []
 
-        async def run(command: Fetch | Search, asked: set[int] | None = None) -> list[Any]:
-            """Run a command; note any sign of another client's change (a FETCH of a message
-            we did not ask about is a flag change pushed to us)."""
+        async def run(command: Fetch | Search) -> list[Any]:
+            """Run a command; note any sign of another client's change (a FETCH during a
+            SEARCH is a flag change pushed to us)."""
             deadline = self.options.fetch_deadline if isinstance(command, Fetch) else None
             found = await conn.run(command, deadline=deadline)
             changes.extend(
                 e for e in found.untagged
                 if isinstance(e, Exists | ExpungeResponse)
-                or (isinstance(e, FetchResponse) and asked is not None and e.uid not in asked)
                 or (isinstance(e, FetchResponse) and isinstance(command, Search))
             )  # fmt: skip
             return list(found.untagged)
@@ -535,23 +535,41 @@ class AccountSync:
             )  # fmt: skip
         self.progress["total"] = len(new_uids)
         batch = self.options.batch
+        chunks = [new_uids[start : start + batch] for start in range(0, len(new_uids), batch)]
+        # The next batch's FETCH is sent before this one's responses are handled, so the server
+        # prepares it meanwhile. Responses are kept by UID: one for a later batch may come in an
+        # earlier batch's result; a second one for a UID (a flag change pushed meanwhile) is
+        # a change, unless it is the one with the ENVELOPE.
+        asked = set(new_uids)  # not yet stored
+        got: dict[int, FetchResponse] = {}
         writing: asyncio.Task[None] | None = None
         wanted_before: list[int] = []
         try:
-            for start in range(0, len(new_uids), batch):
-                chunk = new_uids[start : start + batch]
-                wanted = set(chunk)
-                fetched = await run(Fetch(compact_sequence(chunk), FETCH_ITEMS, uid=True), wanted)
+            results = conn.run_pipelined(
+                (Fetch(compact_sequence(chunk), FETCH_ITEMS, uid=True) for chunk in chunks),
+                deadline=self.options.fetch_deadline,
+            )
+            index = 0
+            async for completed in results:
+                chunk = chunks[index]
+                for e in completed.untagged:
+                    if (isinstance(e, FetchResponse) and e.uid in asked
+                            and (e.uid not in got or "ENVELOPE" in e.items)):  # fmt: skip
+                        got[e.uid] = e
+                    elif isinstance(e, Exists | ExpungeResponse | FetchResponse):
+                        changes.append(e)
+                asked.difference_update(chunk)
                 new = [
                     MessageMeta(
                         e.uid, tuple(e.flags or ()), e.internaldate, e.size,
                         e.envelope_summary() or {},
                     )
-                    for e in fetched
-                    if isinstance(e, FetchResponse) and e.uid in wanted
+                    for e in (got.pop(uid) for uid in chunk if uid in got)
+                    if e.uid is not None
                 ]  # fmt: skip
-                last = start + batch >= len(new_uids)
-                first = start == 0
+                last = index == len(chunks) - 1
+                first = index == 0
+                index += 1
                 events = list(changed["events"]) if first else []
                 events += [] if initial else _events(name, False, new, {}, ())
                 if last and initial:
