@@ -88,6 +88,8 @@ LOG_LINE_LIMIT = 4096
 
 def _as_logged(frame: Frame) -> bytes:
     """The line as it was on the wire (literal data in place), shortened when long."""
+    if not frame.literals and len(frame.text) <= LOG_LINE_LIMIT:
+        return frame.text  # nearly every line
     size = len(frame.text) + sum(len(literal) for literal in frame.literals)
     if size <= LOG_LINE_LIMIT:
         return raw_value(RawValue(frame.text, frame.literals))

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from email.header import decode_header, make_header
@@ -360,6 +361,15 @@ def decode_words(value: bytes | None) -> str | None:
     return "".join(out)
 
 
+@functools.cache
+def _summary_of() -> Callable[[RawValue], dict[str, Any]]:
+    """:func:`~imapscope.imap._structure.envelope_summary_of`, imported on first use (that
+    module builds these event types) and then kept: a first sync asks once per message."""
+    from imapscope.imap._structure import envelope_summary_of  # noqa: PLC0415
+
+    return envelope_summary_of
+
+
 @dataclass(frozen=True, slots=True)
 class Fetch:
     """``* seq FETCH (...)``. The common items are plain fields; ENVELOPE, BODYSTRUCTURE/BODY and
@@ -393,10 +403,8 @@ class Fetch:
     def envelope_summary(self) -> dict[str, Any] | None:
         """The ENVELOPE's date, decoded subject, from/to addresses and message id, cheaply
         (no display names decoded); see :func:`~imapscope.imap._structure.envelope_summary`."""
-        from imapscope.imap._structure import envelope_summary_of  # noqa: PLC0415
-
         raw = self.items.get("ENVELOPE")
-        return None if raw is None else envelope_summary_of(raw)
+        return None if raw is None else _summary_of()(raw)
 
     @property
     def bodystructure(self) -> BodyStructure | None:

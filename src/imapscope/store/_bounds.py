@@ -38,11 +38,14 @@ def _within(envelope: dict[str, Any]) -> bool:
             return False
     for key in _ADDRESS_FIELDS:
         value = envelope.get(key)
-        if isinstance(value, list) and (
-            len(value) > MAX_ADDRESSES
-            or not all(type(a) is str and a and len(a) <= MAX_ADDRESS for a in value)
-        ):
-            return False
+        if type(value) is list:
+            if len(value) > MAX_ADDRESSES:
+                return False
+            for address in value:  # a loop, not all(): one or two addresses, no generator
+                if type(address) is not str or not address or len(address) > MAX_ADDRESS:
+                    return False
+        elif isinstance(value, list):
+            return False  # a list subclass: the careful path
     return True
 
 
