@@ -16,6 +16,7 @@ import pytest
 
 from imapscope.store import MessageMeta, Store
 from tests.conftest import PASSWORD, Sandbox
+from tests.servers.rig import free_port
 from tests.serving import Serving
 
 # Every test here runs on SQLite and on PostgreSQL (the ``database`` fixture).
@@ -318,3 +319,56 @@ def test_a_server_that_hangs_up_before_greeting_is_502_not_500(
             answer = client.get(f"/api/v1/accounts/{account_id}/messages/7")
             assert answer.status_code == 502, answer.text
             assert answer.json()["code"] == "SERVER_TEMPORARY_ERROR"
+
+
+def test_the_account_list_pages_and_filters(served: Serving, sandbox: Sandbox) -> None:
+    """Five accounts: three that sync, two whose server refuses. The list comes whole by
+    default, or a page at a time (``limit``, ``after``) following the ``Link`` header, with
+    ``X-Total-Count``; ``state`` and ``q`` filter, the same on every page."""
+    refused_port = free_port()
+    with served.client() as client:
+        for n in range(5):
+            change: dict[str, Any] = {"email": f"u{n}_x@example.test"}
+            if n >= 3:
+                change |= {
+                    "port": refused_port,
+                    "host": "127.0.0.1",
+                    "email": f"down{n}@example.test",
+                }
+            created = client.post("/api/v1/accounts", params={"verify": False},
+                                  json=account(sandbox, **change))  # fmt: skip
+            assert created.status_code == 201, created.text
+        whole = client.get("/api/v1/accounts")
+        assert len(whole.json()) == 5
+        assert whole.headers["X-Total-Count"] == "5"
+        assert "Link" not in whole.headers
+        ids = [a["id"] for a in whole.json()]
+
+        seen: list[int] = []
+        url: str | None = "/api/v1/accounts?limit=2"
+        while url:
+            page = client.get(url)
+            assert page.status_code == 200
+            assert page.headers["X-Total-Count"] == "5"
+            assert len(page.json()) <= 2
+            seen += [a["id"] for a in page.json()]
+            link = page.headers.get("Link")
+            url = link.split(">")[0].lstrip("<") if link else None
+        assert seen == ids  # every account once, in order, over three pages
+
+        idle = wait_for(client, "/api/v1/accounts?state=idle",
+                        lambda found: len(found) == 3, timeout=30)  # fmt: skip
+        assert {a["email"] for a in idle} == {f"u{n}_x@example.test" for n in range(3)}
+        down = client.get("/api/v1/accounts", params={"q": "DOWN", "limit": 1})
+        assert down.headers["X-Total-Count"] == "2"
+        assert [a["email"] for a in down.json()] == ["down3@example.test"]
+        assert 'rel="next"' in down.headers["Link"]
+        assert "q=DOWN" in down.headers["Link"]  # the filter carries over to the next page
+        # LIKE's wildcards are literal: "_x" matches the three with "_x", not every "x".
+        assert client.get("/api/v1/accounts", params={"q": "_x"}).headers["X-Total-Count"] == "3"
+        assert client.get("/api/v1/accounts", params={"after": ids[-1]}).json() == []
+        for bad in ({"limit": 0}, {"limit": 1001}, {"after": -1}, {"state": "asleep"},
+                    {"q": "x" * 201}):  # fmt: skip
+            answer = client.get("/api/v1/accounts", params=bad)
+            assert answer.status_code == 422, bad
+            assert next(iter(bad)) in answer.json()["error"]

@@ -45,3 +45,14 @@ def test_no_asyncio_wait_for_in_the_package() -> None:
         if "wait_for(" in path.read_text()
     ]
     assert found == []
+
+
+def test_the_api_s_account_states_are_the_engine_s() -> None:
+    """The API validates ``state`` filters against a Literal; it must name the engine's
+    states, no more and no fewer."""
+    from typing import get_args  # noqa: PLC0415
+
+    from imapscope.api._models import AccountState  # noqa: PLC0415
+    from imapscope.sync import STATES  # noqa: PLC0415
+
+    assert get_args(AccountState) == STATES

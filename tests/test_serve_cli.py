@@ -102,6 +102,16 @@ def test_serve_with_the_cli_and_no_secret_in_logs(sandbox: Sandbox, tmp_path: Pa
         assert [(a["email"], a["state"]) for a in listed] == [
             ("alice@example.test", "idle"), ("bad@example.test", "auth_error"),
         ]  # fmt: skip
+        failing = json.loads(
+            cli(data, "accounts", "list", "--state", "auth_error", "--json").stdout
+        )
+        assert [a["email"] for a in failing] == ["bad@example.test"]
+        found = json.loads(cli(data, "accounts", "list", "--search", "ALICE", "--json").stdout)
+        assert [a["email"] for a in found] == ["alice@example.test"]
+        assert "No account matches" in cli(data, "accounts", "list", "--search", "nobody").stdout
+        unknown = cli(data, "accounts", "list", "--state", "asleep")
+        assert unknown.returncode != 0
+        assert "use one of: connecting" in unknown.stderr
         shown = json.loads(cli(data, "accounts", "show", "1").stdout)
         assert shown["status"]["messages"] > 0
         assert "secret" not in shown

@@ -5,11 +5,13 @@ on every page in both colour schemes at 1280 and 390 px."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import imaplib
 import re
 import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,10 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from imapscope.store import DB_FILE
+from imapscope.store import DB_FILE, AccountSpec, Store
 from imapscope.sync import Backoff, SyncOptions
 from tests.conftest import Sandbox
+from tests.servers.rig import free_port
 from tests.serving import Serving, serving
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -365,6 +368,54 @@ def test_messages_page_pages_searches_and_opens_a_message_safely(
             assert "sandbox" in policy
             assert "script-src" not in policy
             assert html.headers["x-frame-options"] == "SAMEORIGIN"
+        page.close()
+
+
+def test_the_accounts_page_pages_and_filters_many_accounts(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """105 accounts (paused: nothing to connect to): the page shows 100 and a link to the
+    next ones; the filter finds by e-mail and by state, and the live rows keep the filter."""
+    data = tmp_path / "data"
+
+    async def register() -> None:
+        store = await Store.open(data)
+        try:
+            for n in range(105):
+                added = await store.add_account(AccountSpec(
+                    email=f"acct-{n}@example.test", host="127.0.0.1", port=free_port(),
+                    security="tls", username=f"acct-{n}"), "pw")  # fmt: skip
+                await store.set_paused(added.id, True)
+        finally:
+            await store.close()
+
+    with ThreadPoolExecutor(1) as pool:  # Playwright's loop runs in this thread
+        pool.submit(asyncio.run, register()).result(60)
+    with serving(data, SyncOptions(timeout=5)) as s:
+        page = browser.new_page()
+        login(page, s)
+        rows = page.locator("#rows tr[data-account]")
+        expect(rows).to_have_count(100)
+        expect(page.locator("#shown")).to_have_text("100 of 105 accounts")
+        page.click("#next-page")
+        expect(rows).to_have_count(5)
+        expect(page.locator("#shown")).to_have_text("5 of 105 accounts, after account 100")
+        expect(page.locator("#next-page")).to_have_count(0)
+        page.click("nav.pager >> text=First page")
+        expect(rows).to_have_count(100)
+
+        page.fill("input[name=q]", "ACCT-10")
+        page.click("form.search button")
+        expect(rows).to_have_count(6)  # acct-10 and acct-100 to acct-104
+        expect(page.locator("#shown")).to_have_text("6 of 6 accounts matching")
+        polls(page, "/ui/accounts/rows?q=ACCT-10", 1)  # the live rows keep the filter
+        expect(rows).to_have_count(6)
+        page.select_option("select[name=state]", "idle")
+        page.click("form.search button")
+        expect(page.locator("#shown")).to_have_text("No account matches.")
+        expect(page.locator("#no-accounts")).to_contain_text("No account on this page matches")
+        page.goto(f"{s.url}/accounts?state=paused&after=nonsense")  # a bad bookmark still shows
+        expect(rows).to_have_count(100)
         page.close()
 
 

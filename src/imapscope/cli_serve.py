@@ -444,10 +444,20 @@ def accounts_add(
 @accounts_app.command("list")
 def accounts_list(
     as_json: bool = typer.Option(False, "--json", help="JSON instead of a table."),
+    state: str | None = typer.Option(None, "--state", help="Only accounts in this state."),
+    search: str | None = typer.Option(
+        None, "--search", help="Only accounts whose e-mail, name or server contains this."
+    ),
     data_dir: Path | None = DataDir,
 ) -> None:
-    """Every account with its running state, health, last sync and counts."""
-    from imapscope.sync import SyncService  # noqa: PLC0415
+    """Every account (or those --state and --search pick) with its running state, health,
+    last sync and counts."""
+    from imapscope.store import AccountQuery  # noqa: PLC0415
+    from imapscope.sync import STATES, SyncService  # noqa: PLC0415
+
+    if state is not None and state not in STATES:
+        fail(f"--state {state!r} is not a running state; use one of: {', '.join(STATES)}")
+    query = AccountQuery(state=state, text=search) if state or search else None
 
     async def rows(store: Store) -> list[dict[str, Any]]:
         return [
@@ -457,12 +467,15 @@ def accounts_list(
                 "last_sync": status["last_sync"], "messages": status["messages"],
                 "errors": status["errors"],
             }
-            for a, status in await SyncService(store).overview()
+            for a, status in await SyncService(store).overview(query)
         ]  # fmt: skip
 
     found = with_store(data_dir, rows)
     if as_json:
         console.print_json(json.dumps(found))
+        return
+    if not found and query is not None:
+        console.print("No account matches; 'imapscope accounts list' shows them all.")
         return
     if not found:
         where = data_dir or default_data_dir()

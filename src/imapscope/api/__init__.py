@@ -32,6 +32,7 @@ from imapscope.api._models import (
     AccountIn,
     AccountOut,
     AccountPatch,
+    AccountState,
     CheckIn,
     TokenIn,
     account_out,
@@ -44,6 +45,8 @@ from imapscope.expect import ExpectError, ExpectService
 from imapscope.monitor import MonitorService
 from imapscope.probe import CheckOptions, run_check
 from imapscope.store import (
+    MAX_PAGE,
+    AccountQuery,
     AccountView,
     ConflictError,
     NotFoundError,
@@ -255,9 +258,39 @@ def _router() -> APIRouter:
 
     # -- accounts ----------------------------------------------------------------------------
 
-    @router.get("/accounts", tags=["accounts"])
-    async def list_accounts(service: Service) -> list[AccountOut]:
-        return [account_out(a, status) for a, status in await service.overview()]
+    @router.get("/accounts", tags=["accounts"], responses={200: {"headers": {
+        "X-Total-Count": {"description": "accounts matching the filter (all pages)",
+                          "schema": {"type": "integer"}},
+        "Link": {"description": 'the next page, as <url>; rel="next" (RFC 8288), while '
+                                "there is one", "schema": {"type": "string"}},
+    }}})  # fmt: skip
+    async def list_accounts(
+        request: Request,
+        response: Response,
+        service: Service,
+        state: Annotated[AccountState | None, Query(description="only in this state")] = None,
+        q: Annotated[
+            str | None, Query(max_length=200, description="in e-mail, name or server")
+        ] = None,
+        limit: Annotated[
+            int | None, Query(ge=1, le=MAX_PAGE, description="a page of this many (default: all)")
+        ] = None,
+        after: Annotated[
+            int, Query(ge=0, le=MAX_ID, description="the page after this account id")
+        ] = 0,
+    ) -> list[AccountOut]:
+        """Accounts by id, with their running state, health and counts: all of them, or one
+        page (``limit``, then ``after`` the last id: the ``Link`` header gives the next page's
+        URL) of those matching ``state`` and ``q``. ``X-Total-Count`` says how many match."""
+        query = AccountQuery(state=state, text=q or None, after=after,
+                             limit=None if limit is None else limit + 1)  # fmt: skip
+        found = await service.overview(query)
+        response.headers["X-Total-Count"] = str(await service.store.account_count(query))
+        if limit is not None and len(found) > limit:
+            found = found[:limit]
+            following = request.url.include_query_params(after=found[-1][0].id, limit=limit)
+            response.headers["Link"] = f'<{following}>; rel="next"'
+        return [account_out(a, status) for a, status in found]
 
     @router.post("/accounts", status_code=201, tags=["accounts"])
     async def add_account(

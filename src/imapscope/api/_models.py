@@ -12,6 +12,10 @@ from imapscope.trust import MAX_CA_PEM, normalise_pin, parse_ca_pem
 
 #: SQLite's (and PostgreSQL's bigint) largest integer: ids, offsets and cursors stop here.
 MAX_ID = 2**63 - 1
+#: An account's running state (the sync engine's STATES; a test keeps the two equal).
+AccountState = Literal[
+    "connecting", "syncing", "idle", "backoff", "auth_error", "connect_error", "paused", "disabled"
+]
 #: RFC 3501 §2.3.1.1: a UID is a 32-bit unsigned number.
 MAX_UID = 2**32 - 1
 #: Folders named in include/exclude lists, and the length of each name.

@@ -9,7 +9,7 @@ is portable to PostgreSQL. Alembic migrations are applied by :meth:`Store.open`.
 
 from __future__ import annotations
 
-from imapscope.store._accounts import AccountsMixin
+from imapscope.store._accounts import MAX_PAGE, AccountQuery, AccountsMixin
 from imapscope.store._channels import (
     CHANNEL_KINDS,
     NOTIFY_JOB,
@@ -98,6 +98,7 @@ __all__ = [
     "EXPECTATION_STATES",
     "HOURS_KEPT",
     "JUNK_NAMES",
+    "MAX_PAGE",
     "MIN_INTERVAL",
     "MONITOR_KINDS",
     "MONITOR_SECURITY",
@@ -112,6 +113,7 @@ __all__ = [
     "RETRIES",
     "RUN_JOB",
     "SECURITY_MODES",
+    "AccountQuery",
     "AccountSpec",
     "AccountView",
     "AttemptView",

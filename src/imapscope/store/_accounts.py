@@ -11,12 +11,43 @@ from typing import Any
 from sqlalchemy import case, delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from imapscope.store._db import Database
+from imapscope.store._db import Database, contains
 from imapscope.store._errors import ConflictError, StoreError
 from imapscope.store._leases import Fence, check_fence
 from imapscope.store._log import ERRORS_KEPT
 from imapscope.store._models import Account, ErrorEntry, Event, Folder, Message, utcnow
 from imapscope.store._views import AccountSpec, AccountView, Summary, utc
+
+#: The most accounts one page of a list holds.
+MAX_PAGE = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class AccountQuery:
+    """A filter and a page of the account list: accounts whose state is ``state`` and whose
+    e-mail, name or server contains ``text`` (any case); ``limit`` of them with an id above
+    ``after`` (keyset paging: a page stays right while accounts are added or removed)."""
+
+    state: str | None = None
+    text: str | None = None
+    after: int = 0
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and not 1 <= self.limit <= MAX_PAGE:
+            raise StoreError(f"limit {self.limit} is out of range; use 1-{MAX_PAGE}")
+        if self.after < 0:
+            raise StoreError(f"after {self.after} is negative; use an account id, or 0")
+
+    def applied(self, statement: Any) -> Any:
+        """``statement`` with this query's filter (not its page)."""
+        if self.state is not None:
+            statement = statement.where(Account.state == self.state)
+        if self.text:
+            statement = statement.where(
+                contains(self.text, Account.email, Account.name, Account.host)
+            )
+        return statement
 
 
 def _columns(spec: AccountSpec) -> dict[str, Any]:
@@ -73,10 +104,26 @@ class AccountsMixin(Database):
         async with self._session() as s:
             return _view(await self._row(s, account_id))
 
-    async def accounts(self) -> list[AccountView]:
+    async def accounts(self, query: AccountQuery | None = None) -> list[AccountView]:
+        """Every account by id, or the page and filter ``query`` asks for."""
+        statement = select(*_VIEW_COLUMNS).order_by(Account.id)
+        if query is not None:
+            statement = query.applied(statement)
+            if query.after:
+                statement = statement.where(Account.id > query.after)
+            if query.limit is not None:
+                statement = statement.limit(query.limit)
         async with self._session() as s:
-            rows = await s.execute(select(*_VIEW_COLUMNS).order_by(Account.id))
+            rows = await s.execute(statement)
             return [_view(r) for r in rows]
+
+    async def account_count(self, query: AccountQuery | None = None) -> int:
+        """How many accounts ``query``'s filter matches (its page aside)."""
+        statement = select(func.count()).select_from(Account)
+        if query is not None:
+            statement = query.applied(statement)
+        async with self._session() as s:
+            return int(await s.scalar(statement) or 0)
 
     async def secret(self, account_id: int) -> str:
         """The decrypted secret, for the connection layer only; never log or return it."""

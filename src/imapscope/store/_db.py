@@ -15,7 +15,7 @@ from typing import Any, Self
 
 import alembic.util
 import orjson
-from sqlalchemy import event, insert, select
+from sqlalchemy import event, func, insert, or_, select
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -61,6 +61,14 @@ def _redacted(url: str) -> str:
     credentials, _, host = rest.rpartition("@")
     user = credentials.split(":", 1)[0]
     return f"{scheme}{sep}{user}:***@{host}" if ":" in credentials else url
+
+
+def contains(text: str, *columns: Any) -> Any:
+    """A filter: one of ``columns`` contains ``text``, in any case (LIKE, its wildcards in
+    ``text`` taken literally), the same on SQLite and PostgreSQL."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f"%{escaped}%"
+    return or_(*(func.lower(column).like(pattern, escape="\\") for column in columns))
 
 
 def _json_dumps(value: Any) -> str:

@@ -10,7 +10,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
 from imapscope.store._bounds import bounded, bounded_envelope, bounded_flags
 from imapscope.store._bulk import BulkInsert
-from imapscope.store._db import Database
+from imapscope.store._db import Database, contains
 from imapscope.store._errors import NotFoundError, StoreError
 from imapscope.store._leases import Fence, check_fence
 from imapscope.store._models import Event, Folder, Message, utcnow
@@ -158,12 +158,7 @@ class MailMixin(Database):
         if unseen is not None:
             query = query.where(Message.seen.is_(not unseen))
         if text:
-            escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            pattern = f"%{escaped}%"
-            query = query.where(
-                func.lower(Message.subject).like(pattern, escape="\\")
-                | func.lower(Message.sender).like(pattern, escape="\\")
-            )
+            query = query.where(contains(text, Message.subject, Message.sender))
         async with self._session() as s:
             total = await s.scalar(select(func.count()).select_from(query.subquery()))
         page = await self._scan(

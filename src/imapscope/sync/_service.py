@@ -24,7 +24,15 @@ from typing import Any
 
 from imapscope.net import shrink_tls_read_buffers
 from imapscope.probe import Report, run_check
-from imapscope.store import AccountSpec, AccountView, Fence, Store, StoreError, Summary
+from imapscope.store import (
+    AccountQuery,
+    AccountSpec,
+    AccountView,
+    Fence,
+    Store,
+    StoreError,
+    Summary,
+)
 from imapscope.sync._engine import AccountSync, NewMailHook, SyncOptions, check_options
 from imapscope.sync._local import LocalWorkers
 
@@ -314,12 +322,14 @@ class SyncService:
             "errors": summary.errors,
         }
 
-    async def overview(self) -> list[tuple[AccountView, dict[str, Any]]]:
-        """Every account with its :meth:`status`: the accounts page, API list and CLI list.
-        Three queries whatever the number of accounts."""
+    async def overview(
+        self, query: AccountQuery | None = None
+    ) -> list[tuple[AccountView, dict[str, Any]]]:
+        """Every account (or the page and filter ``query`` asks for) with its :meth:`status`:
+        the accounts page, API list and CLI list. Three queries whatever the number of
+        accounts; for a page, the counts are taken for its accounts only."""
         since = dt.datetime.now(dt.UTC) - HEALTH_WINDOW
-        summaries = await self.store.summaries(since)
-        return [
-            (a, self._status(a, summaries.get(a.id, Summary())))
-            for a in await self.store.accounts()
-        ]
+        accounts = await self.store.accounts(query)
+        ids = None if query is None or query.limit is None else [a.id for a in accounts]
+        summaries = await self.store.summaries(since, ids)
+        return [(a, self._status(a, summaries.get(a.id, Summary()))) for a in accounts]

@@ -3,20 +3,24 @@ edit, verify, pause, resume and delete accounts."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
 from imapscope.api._models import MAX_ID
-from imapscope.store import AccountSpec, AccountView, StoreError
-from imapscope.sync import SyncService, VerifyError, check_options
+from imapscope.store import AccountQuery, AccountSpec, AccountView, StoreError
+from imapscope.sync import STATES, SyncService, VerifyError, check_options
 from imapscope.trust import MAX_CA_PEM, colon_hex, describe_cas
 from imapscope.web._charts import STRIP_RUNS, strip
 from imapscope.web._common import Sess, page, service_of, start_check, web_state
 
 AccountId = Annotated[int, Path(ge=1, le=MAX_ID)]
+#: Accounts on one page of the Email Accounts page (the rows refresh every 2 seconds).
+PAGE = 100
 #: Messages shown on the account page (the messages page pages through all of them).
 RECENT = 10
 
@@ -83,21 +87,60 @@ async def _form_fields(request: Request) -> dict[str, str]:
     return fields
 
 
-async def _rows(service: SyncService) -> list[dict[str, Any]]:
-    """Each account with its status and, when a monitor watches it, that monitor's strip of
-    last runs (the first one's)."""
+@dataclass(frozen=True)
+class Listing:
+    """What the Email Accounts page shows: a filter, one page of accounts, the next page."""
+
+    q: str
+    state: str
+    after: int
+    rows: list[dict[str, Any]]
+    total: int
+    next_after: int | None
+
+    @property
+    def filtered(self) -> bool:
+        """Not the whole list from its start (an empty page is then not "no accounts")."""
+        return bool(self.q or self.state or self.after)
+
+    def link(self, after: int | None = None) -> str:
+        """This filter's query string (from ``after``, or from the start)."""
+        params = {"q": self.q, "state": self.state, "after": after or ""}
+        return urlencode({k: v for k, v in params.items() if v})
+
+
+def _listing_query(request: Request) -> tuple[str, str, int]:
+    """The page's filter from its URL; what cannot be read is left out (a link from a
+    bookmark must not fail the page)."""
+    q = request.query_params.get("q", "").strip()[:200]
+    state = request.query_params.get("state", "")
+    after = request.query_params.get("after", "")
+    return q, state if state in STATES else "", int(after) if after.isdigit() else 0
+
+
+async def _listing(service: SyncService, request: Request) -> Listing:
+    """One page of accounts (those the filter matches) with their status and, when a monitor
+    watches one, that monitor's strip of last runs (the first one's)."""
+    q, state, after = _listing_query(request)
+    query = AccountQuery(state=state or None, text=q or None, after=min(after, MAX_ID),
+                         limit=PAGE + 1)  # fmt: skip
+    found = await service.overview(query)
+    more = len(found) > PAGE
+    found = found[:PAGE]
     watching: dict[int, Any] = {}
     for monitor in await service.store.monitors():
         if monitor.spec.account_id is not None:
             watching.setdefault(monitor.spec.account_id, monitor)
     latest = await service.store.latest_runs(STRIP_RUNS) if watching else {}
-    return [
+    rows = [
         {"account": a, "status": status, "monitor": watching.get(a.id),
          "strip": strip(latest.get(watching[a.id].id, []),
                         label=f"{a.spec.email}: monitor {watching[a.id].spec.name}",
                         slots=STRIP_RUNS) if a.id in watching else None}
-        for a, status in await service.overview()
+        for a, status in found
     ]  # fmt: skip
+    total = await service.store.account_count(query)
+    return Listing(q, state, after, rows, total, found[-1][0].id if more else None)
 
 
 def _trust_of(spec: AccountSpec) -> list[str]:
@@ -116,11 +159,14 @@ def router() -> APIRouter:
 
     @r.get("/accounts")
     async def accounts(request: Request, s: Sess) -> HTMLResponse:
-        return page(request, "accounts.html", s, rows=await _rows(service_of(request)))
+        listing = await _listing(service_of(request), request)
+        return page(request, "accounts.html", s, listing=listing, rows=listing.rows,
+                    filtered=listing.filtered, states=STATES, page_size=PAGE)  # fmt: skip
 
     @r.get("/ui/accounts/rows")
     async def account_rows(request: Request, s: Sess) -> HTMLResponse:
-        return page(request, "_rows.html", s, rows=await _rows(service_of(request)))
+        listing = await _listing(service_of(request), request)
+        return page(request, "_rows.html", s, rows=listing.rows, filtered=listing.filtered)
 
     @r.get("/ui/accounts/{account_id}/modal")
     async def sync_modal(request: Request, account_id: AccountId, s: Sess) -> HTMLResponse:
