@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from imapscope.store import DB_FILE
+from tests.servers.postgres import Postgres
 
 
 def test_the_events_rebuild_keeps_ids_that_were_handed_out(tmp_path: Path) -> None:
@@ -42,3 +43,55 @@ def test_the_events_rebuild_keeps_ids_that_were_handed_out(tmp_path: Path) -> No
     assert ids == [1, 2, 3, 6]
     assert "AUTOINCREMENT" in str(ddl)
     assert "ON DELETE CASCADE" in str(ddl)
+
+
+def test_postgresql_s_integers_become_64_bit_and_keep_their_rows(postgres: Postgres) -> None:
+    """Migration 0013 on a PostgreSQL database made by 0012, with rows in it: every integer
+    column and id sequence becomes 64-bit, the rows stay, the next id follows the last one,
+    and a UIDVALIDITY past 2**31 fits (it did not)."""
+    import asyncio  # noqa: PLC0415
+
+    from alembic import command  # noqa: PLC0415
+    from sqlalchemy import text  # noqa: PLC0415
+    from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415
+
+    from imapscope.store._migrate import alembic_config  # noqa: PLC0415
+
+    url = postgres.create_database("m")
+
+    async def main() -> tuple[list[str], list[int], int]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0012"))
+                await conn.execute(text(
+                    "INSERT INTO accounts (email, name, host, port, security, username, auth, "
+                    "secret, include_folders, exclude_folders, poll_interval, paused, revision, "
+                    "state, state_since, created, updated) VALUES ('a@x.test', '', 'h', 993, "
+                    "'tls', 'a', 'password', '\\x00', '[]', '[]', 300, false, 1, 'idle', now(), "
+                    "now(), now())"))  # fmt: skip
+                for _ in range(3):
+                    await conn.execute(text("INSERT INTO events (account_id, at, kind, data) "
+                                            "VALUES (1, now(), 'message.new', '{}')"))  # fmt: skip
+                await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "head"))
+                left = await conn.execute(text(
+                    "SELECT table_name || '.' || column_name FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND data_type = 'integer' "
+                    "AND table_name <> 'alembic_version'"))  # fmt: skip
+                narrow = list(left.scalars())
+                await conn.execute(text("INSERT INTO events (account_id, at, kind, data) "
+                                        "VALUES (1, now(), 'message.new', '{}')"))  # fmt: skip
+                ids = list(
+                    (await conn.execute(text("SELECT id FROM events ORDER BY id"))).scalars()
+                )
+                wide = "INSERT INTO folders (account_id, name, uidvalidity, complete) VALUES "
+                await conn.execute(text(wide + "(1, 'INBOX', 4294967295, false)"))
+                validity = (await conn.execute(text("SELECT uidvalidity FROM folders"))).scalar()
+                return narrow, ids, int(validity)
+        finally:
+            await engine.dispose()
+
+    narrow, ids, validity = asyncio.run(main())
+    assert narrow == []
+    assert ids == [1, 2, 3, 4]
+    assert validity == 2**32 - 1

@@ -11,7 +11,7 @@ import sqlite3
 import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -93,7 +93,7 @@ def test_open_creates_schema_wal_and_a_private_key(tmp_path: Path) -> None:
             "alembic_version",
             "api_tokens",
         } <= tables
-        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0012"
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0013"
 
 
 def test_migrations_match_the_models(tmp_path: Path, database: Database) -> None:
@@ -380,3 +380,22 @@ def test_json_columns_encode_what_the_standard_library_does() -> None:
 
     for value in ({"n": 2**70}, {1: "a", "b": [1.5, None, True]}, ["é", {"x": {}}]):
         assert json.loads(_json_dumps(value)) == json.loads(json.dumps(value))
+
+
+def test_imap_s_largest_numbers_are_stored(tmp_path: Path) -> None:
+    """UIDVALIDITY, UIDNEXT and UIDs are 32-bit unsigned, HIGHESTMODSEQ 63-bit (RFC 9051,
+    RFC 7162): the largest of each is stored and read back on both databases (PostgreSQL's
+    32-bit integer held none of them before migration 0013)."""
+    top32, top63 = 2**32 - 1, 2**63 - 1
+
+    async def body(s: Store) -> tuple[Any, ...]:
+        a = await s.add_account(SPEC, PASSWORD)
+        await s.set_folders(a.id, ["INBOX"])
+        inbox = (await s.folders(a.id))[0]
+        await s.apply_folder(inbox.id, uidvalidity=top32, uidnext=top32, highestmodseq=top63,
+                             new=[MessageMeta(top32 - 1, (), None, top32, {})])  # fmt: skip
+        folder = (await s.folders(a.id))[0]
+        message = await s.message(a.id, "INBOX", top32 - 1)
+        return folder.uidvalidity, folder.uidnext, folder.highestmodseq, message.uid, message.size
+
+    assert run(tmp_path, body) == (top32, top32, top63, top32 - 1, top32)

@@ -7,9 +7,11 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     String,
     Text,
@@ -25,6 +27,10 @@ def utcnow() -> dt.datetime:
 
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {
+        # 64 bits everywhere: ids and cursors (the API takes up to 2**63 - 1), UIDs and
+        # UIDVALIDITY (32-bit unsigned), HIGHESTMODSEQ (63-bit). SQLite's INTEGER holds 64 bits
+        # and must stay INTEGER for a primary key to be the rowid; PostgreSQL's integer is 32.
+        int: BigInteger().with_variant(Integer(), "sqlite"),
         dict[str, Any]: JSON,
         list[str]: JSON,
         dt.datetime: DateTime(timezone=True),  # timestamptz on PostgreSQL; UTC everywhere
