@@ -45,6 +45,12 @@ class Postgres:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+asyncpg://{ROLE}@{HOST}:{self.port}/{database}"
 
+    def socket_url(self, url: str) -> str:
+        """``url`` (one of :meth:`url`'s) through the cluster's unix socket: reachable from a
+        network namespace of the test's own, where the loopback port is not."""
+        database = url.rsplit("/", 1)[1]
+        return f"postgresql+asyncpg://{ROLE}@/{database}?host={self.directory}&port={self.port}"
+
     def psql(self, sql: str, database: str = "postgres") -> str:
         done = _as_postgres(str(self.bin / "psql"), "-h", HOST, "-p", str(self.port), "-U", ROLE,
                             "-d", database, "-tAc", sql)  # fmt: skip
