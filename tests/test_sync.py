@@ -26,7 +26,6 @@ from imapscope.imap import (
     Envelope,
     Exists,
     FetchResponse,
-    Greeting,
     Response,
     ResponseCode,
     SearchResponse,
@@ -38,7 +37,8 @@ from imapscope.store import AccountSpec, EventView, Store
 from imapscope.store._models import Account
 from imapscope.sync import AccountSync, Backoff, SyncOptions, SyncService, health
 from tests.conftest import PASSWORD, Sandbox
-from tests.scripted import ScriptedImap, ok, serve
+from tests.scripted import ok, serve
+from tests.test_one_path import login_only
 
 # Every test here runs on SQLite and on PostgreSQL (the ``database`` fixture).
 pytestmark = pytest.mark.usefixtures("database")
@@ -676,7 +676,7 @@ def test_pipelined_batches_answered_out_of_order_store_each_message_once(tmp_pat
         return [*(message(u) for u in wanted), *(message(u) for u in first),
                 message(1, full=False), ok(held[0]), ok(tag)]  # fmt: skip
 
-    server = login_only_server(SELECT=select, EXAMINE=select, SEARCH=search, FETCH=fetch)
+    server = login_only(SELECT=select, EXAMINE=select, SEARCH=search, FETCH=fetch)
 
     async def main() -> None:
         options = SyncOptions(batch=3, timeout=5, fetch_deadline=5)
@@ -694,10 +694,3 @@ def test_pipelined_batches_answered_out_of_order_store_each_message_once(tmp_pat
     with serve(server):
         asyncio.run(main())
     assert held, "the two FETCHes were not pipelined"
-
-
-def login_only_server(**replies: Any) -> ScriptedImap:
-    """A plaintext scripted server offering LOGIN (no STARTTLS), with verbs scripted."""
-    caps = ("IMAP4rev1", "IDLE")
-    return ScriptedImap(greeting=Greeting("OK", ResponseCode("CAPABILITY", caps), "ready"),
-                        capabilities=caps, replies=replies)  # fmt: skip

@@ -26,7 +26,7 @@ from imapscope.imap._events import (
     Multipart,
     decode_words,
 )
-from imapscope.imap._values import RawValue, Value, as_int, as_list, as_str
+from imapscope.imap._values import QUOTED_ESCAPE, RawValue, Value, as_int, as_list, as_str
 
 
 def _bytes(value: Value) -> bytes | None:
@@ -100,40 +100,29 @@ def _first_name(value: Value) -> str:
 _QUOTED = rb'(?:NIL|"[^"\\\r\n]*+(?:\\["\\][^"\\\r\n]*+)*+")'
 _ADDRESS = rb"\(" + rb" ".join([_QUOTED] * 4) + rb"\)"
 _ADDRESS_LIST = rb"(?:NIL|\((?:" + _ADDRESS + rb")++\))"
-_ENVELOPE = re.compile(
-    rb"\(("
-    + _QUOTED
-    + rb") ("
-    + _QUOTED
-    + rb") ("
-    + _ADDRESS_LIST
-    + rb") "  # date subject from
-    + _ADDRESS_LIST
-    + rb" "
-    + _ADDRESS_LIST
-    + rb" ("
-    + _ADDRESS_LIST
-    + rb") "  # sender reply-to to
-    + _ADDRESS_LIST
-    + rb" "
-    + _ADDRESS_LIST
-    + rb" "
-    + _QUOTED
-    + rb" ("
-    + _QUOTED
-    + rb")\)"
-)  # cc bcc in-reply-to message-id
+_FIELDS = (
+    rb"(" + _QUOTED + rb")",  # date
+    rb"(" + _QUOTED + rb")",  # subject
+    rb"(" + _ADDRESS_LIST + rb")",  # from
+    _ADDRESS_LIST,  # sender
+    _ADDRESS_LIST,  # reply-to
+    rb"(" + _ADDRESS_LIST + rb")",  # to
+    _ADDRESS_LIST,  # cc
+    _ADDRESS_LIST,  # bcc
+    _QUOTED,  # in-reply-to
+    rb"(" + _QUOTED + rb")",  # message-id
+)
+_ENVELOPE = re.compile(rb"\(" + rb" ".join(_FIELDS) + rb"\)")
 _ADDRESS_FIELDS = re.compile(
     rb"\((" + _QUOTED + rb") " + _QUOTED + rb" (" + _QUOTED + rb") (" + _QUOTED + rb")\)"
 )
-_ESCAPED = re.compile(rb'\\(["\\])')
 
 
 def _unquoted(token: bytes) -> bytes | None:
     if token == b"NIL":
         return None
     inner = token[1:-1]
-    return _ESCAPED.sub(rb"\1", inner) if b"\\" in inner else inner
+    return QUOTED_ESCAPE.sub(rb"\1", inner) if b"\\" in inner else inner
 
 
 def _text(token: bytes) -> str | None:
@@ -149,7 +138,7 @@ def _emails_of(addresses: list[tuple[bytes, bytes, bytes]]) -> list[str]:
         if mailbox != b"NIL" and host != b"NIL":
             joined = mailbox[1:-1] + b"@" + host[1:-1]
             if b"\\" in joined:
-                joined = _ESCAPED.sub(rb"\1", joined)
+                joined = QUOTED_ESCAPE.sub(rb"\1", joined)
             found.append(joined.decode("utf-8", "replace"))
     return found
 

@@ -39,7 +39,7 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
-_QUOTED_ESCAPE = re.compile(rb'\\(["\\])')
+QUOTED_ESCAPE = re.compile(rb'\\(["\\])')
 
 
 def _balanced(depth: int) -> bytes:
@@ -126,7 +126,7 @@ class Scanner:
                 item = stack.pop()
             elif kind == "quoted":
                 raw = match.group("quoted")
-                item = _QUOTED_ESCAPE.sub(rb"\1", raw) if b"\\" in raw else raw
+                item = QUOTED_ESCAPE.sub(rb"\1", raw) if b"\\" in raw else raw
             elif kind == "literal":
                 item = self.take_literal()
             else:
