@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from tests.servers.postgres import Postgres, start_postgres
@@ -39,7 +41,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run(workers: int, url: str, work: Path, users: dict[str, str], *, port: int, ca: Path,
-        security: str, timeout: float) -> tuple[float, float]:  # fmt: skip
+        security: str, timeout: float) -> tuple[float, float, Counter[str]]:  # fmt: skip
     data = work / f"data-{workers}"
 
     async def register() -> None:
@@ -54,6 +56,19 @@ def run(workers: int, url: str, work: Path, users: dict[str, str], *, port: int,
         store = await Store.open(data, url)
         try:
             return sum(a.state == "idle" for a in await store.accounts())
+        finally:
+            await store.close()
+
+    async def failures() -> Counter[str]:
+        """The error entries written during connect-all, by finding code (each is a retry)."""
+        store = await Store.open(data, url)
+        try:
+            since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+            failed = [a for a, s in (await store.summaries(since)).items() if s.errors]
+            codes: Counter[str] = Counter()
+            for account_id in failed:
+                codes.update(e.code for e in await store.errors(account_id))
+            return codes
         finally:
             await store.close()
 
@@ -84,7 +99,7 @@ def run(workers: int, url: str, work: Path, users: dict[str, str], *, port: int,
     finally:
         proc.terminate()
         proc.wait(60)
-    return took, cpu
+    return took, cpu, asyncio.run(failures())
 
 
 def main() -> None:
@@ -115,9 +130,11 @@ def compare(args: argparse.Namespace, work: Path, ca: TestCA, users: dict[str, s
         results[workers] = run(workers, url, work, users, port=port, ca=ca.ca_file,
                                security=args.security, timeout=args.timeout)  # fmt: skip
     print(f"accounts: {n} ({args.security}), PostgreSQL, cores: {os.cpu_count()}")
-    for workers, (took, cpu) in results.items():
+    for workers, (took, cpu, failed) in results.items():
+        said = ", ".join(f"{code} {count}" for code, count in failed.most_common()) or "none"
         print(f"--workers {workers}: connect-all {took:.1f} s ({n / took:.0f} accounts/s), "
-              f"serve CPU {cpu:.1f} s ({cpu / n * 1000:.1f} ms per account)")  # fmt: skip
+              f"serve CPU {cpu:.1f} s ({cpu / n * 1000:.1f} ms per account); errors "
+              f"(retried): {said}")  # fmt: skip
     ratio = results[1][0] / results[2][0]
     print(f"rate_ratio_2_vs_1={ratio:.2f} (target >= 1.8)")
 
