@@ -29,6 +29,7 @@ from imapscope.imap import (
     Response,
     ResponseCode,
     SearchResponse,
+    TaggedResponse,
     UntaggedStatus,
     raw_envelope,
 )
@@ -694,3 +695,50 @@ def test_pipelined_batches_answered_out_of_order_store_each_message_once(tmp_pat
     with serve(server):
         asyncio.run(main())
     assert held, "the two FETCHes were not pipelined"
+
+
+def test_a_fetch_refused_part_way_stores_what_came_and_says_which_uids_did_not(
+    tmp_path: Path,
+) -> None:
+    """Dovecot with ``imap_fetch_failure = no-after`` sends the messages it can read, then a
+    tagged NO. What came is stored and the account goes on to idle (retrying would stop it at
+    the one unreadable message); the error log names the failure the way ``check`` names a
+    refused command, with the UIDs that were not stored (the next sync would not ask again)."""
+    from tests.test_one_path import login_only  # noqa: PLC0415
+
+    def message(uid: int) -> FetchResponse:
+        envelope = Envelope(date="Mon, 1 Jan 2024", subject=f"s{uid}", from_=(), sender=(),
+                            reply_to=(), to=(), cc=(), bcc=(), in_reply_to=None,
+                            message_id=f"<{uid}@x>")  # fmt: skip
+        return FetchResponse(uid, uid, (), 10, "01-Jan-2024 00:00:00 +0000", None, {},
+                             {"ENVELOPE": raw_envelope(envelope)})  # fmt: skip
+
+    def select(tag: str, _command: object) -> list[Response]:
+        return [Exists(3), UntaggedStatus("OK", ResponseCode("UIDVALIDITY", 7), "v"), ok(tag)]
+
+    def search(tag: str, command: Any) -> list[Response]:
+        low = int(command.criteria.split()[1].split(":")[0])
+        return [SearchResponse(tuple(u for u in (1, 2, 3) if u >= low)), ok(tag)]
+
+    def fetch(tag: str, command: Any) -> list[Response]:
+        if "ENVELOPE" not in command.items:
+            return [ok(tag)]
+        return [message(1), message(3), TaggedResponse(tag, "NO", ResponseCode("SERVERBUG"),
+                "Some messages could not be FETCHed")]  # fmt: skip
+
+    server = login_only(SELECT=select, EXAMINE=select, SEARCH=search, FETCH=fetch)
+
+    async def main() -> None:
+        options = SyncOptions(timeout=5)
+        async with engine(tmp_path, spec(server.port, "none"), PASSWORD, options) as (store, sync):
+            await until("idle", lambda: _state_is(store, sync, "idle"))
+            _, stored = await store.messages(sync.account_id)
+            assert sorted(m.uid for m in stored) == [1, 3]
+            [error] = await store.errors(sync.account_id)
+            assert error.code == "MAILSTORE_UNAVAILABLE"
+            assert error.step == "fetch"
+            assert "NO [SERVERBUG] Some messages could not be FETCHed" in error.evidence
+            assert "1 of 3 messages not returned, not stored: UID 2" in error.evidence
+
+    with serve(server):
+        asyncio.run(main())

@@ -30,11 +30,12 @@ from imapscope.imap import (
     UntaggedStatus,
     compact_sequence,
 )
-from imapscope.net import ImapConnection, NetError
+from imapscope.net import ImapConnection, NetError, Result
 from imapscope.probe import CheckOptions
 from imapscope.session import (
     SessionFailure,
     Settings,
+    classify_mailbox,
     classify_net_error,
     open_session,
     select,
@@ -552,6 +553,8 @@ class AccountSync:
             index = 0
             async for completed in results:
                 chunk = chunks[index]
+                if not completed.ok:
+                    await self._incomplete(completed, chunk, got)
                 for e in completed.untagged:
                     if (isinstance(e, FetchResponse) and e.uid in asked
                             and (e.uid not in got or "ENVELOPE" in e.items)):  # fmt: skip
@@ -601,6 +604,25 @@ class AccountSync:
 
             await self.on_new_mail(self.account_id, name, fetch, initial)
         return bool(changes)
+
+    async def _incomplete(
+        self, completed: Result, chunk: list[int], got: dict[int, FetchResponse]
+    ) -> None:
+        """A batch's FETCH refused (NO or BAD) after sending what it could (Dovecot's
+        ``imap_fetch_failure = no-after``: a message it cannot read). What came is stored, as
+        before; the rest would be skipped without a word (the next sync asks above the highest
+        stored UID), so the error log says which UIDs and what the server said. Retrying instead
+        would stop the account at the one message the server cannot read."""
+        arrived = {e.uid for e in completed.untagged if isinstance(e, FetchResponse)}
+        missing = [uid for uid in chunk if uid not in got and uid not in arrived]
+        found = classify_mailbox(completed, "fetch")
+        listed = compact_sequence(missing) if missing else "none"
+        found = dataclasses.replace(found, evidence=(
+            *found.evidence,
+            f"{len(missing)} of {len(chunk)} messages not returned, not stored: UID "
+            f"{listed[:200]}{'...' if len(listed) > 200 else ''}",
+        ))  # fmt: skip
+        await self._record("syncing", found)
 
     async def _idle_response(self, conn: ImapConnection, left: float) -> Any:
         """The next response during IDLE, or None when ``left`` seconds pass first or the
