@@ -282,14 +282,15 @@ def _router() -> APIRouter:
         """Accounts by id, with their running state, health and counts: all of them, or one
         page (``limit``, then ``after`` the last id: the ``Link`` header gives the next page's
         URL) of those matching ``state`` and ``q``. ``X-Total-Count`` says how many match."""
-        query = AccountQuery(state=state, text=q or None, after=after,
-                             limit=None if limit is None else limit + 1)  # fmt: skip
-        found = await service.overview(query)
+        query = AccountQuery(state=state, text=q or None, after=after, limit=limit)
         response.headers["X-Total-Count"] = str(await service.store.account_count(query))
-        if limit is not None and len(found) > limit:
-            found = found[:limit]
-            following = request.url.include_query_params(after=found[-1][0].id, limit=limit)
-            response.headers["Link"] = f'<{following}>; rel="next"'
+        if limit is None:
+            found = await service.overview(query)
+        else:
+            found, next_after = await service.overview_page(query)
+            if next_after is not None:
+                following = request.url.include_query_params(after=next_after, limit=limit)
+                response.headers["Link"] = f'<{following}>; rel="next"'
         return [account_out(a, status) for a, status in found]
 
     @router.post("/accounts", status_code=201, tags=["accounts"])

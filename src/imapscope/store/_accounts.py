@@ -106,13 +106,27 @@ class AccountsMixin(Database):
 
     async def accounts(self, query: AccountQuery | None = None) -> list[AccountView]:
         """Every account by id, or the page and filter ``query`` asks for."""
+        return await self._accounts(query)
+
+    async def account_page(self, query: AccountQuery) -> tuple[list[AccountView], int | None]:
+        """The page ``query`` asks for (``limit`` accounts), and the id the next page starts
+        after (None: this page is the last)."""
+        if query.limit is None:
+            raise StoreError("a page needs a limit")
+        found = await self._accounts(query, peek=True)
+        if len(found) > query.limit:
+            return found[: query.limit], found[query.limit - 1].id
+        return found, None
+
+    async def _accounts(self, query: AccountQuery | None, peek: bool = False) -> list[AccountView]:
+        """``peek``: one account past the page, to know whether another page follows."""
         statement = select(*_VIEW_COLUMNS).order_by(Account.id)
         if query is not None:
             statement = query.applied(statement)
             if query.after:
                 statement = statement.where(Account.id > query.after)
             if query.limit is not None:
-                statement = statement.limit(query.limit)
+                statement = statement.limit(query.limit + peek)
         async with self._session() as s:
             rows = await s.execute(statement)
             return [_view(r) for r in rows]

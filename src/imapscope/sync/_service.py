@@ -328,8 +328,21 @@ class SyncService:
         """Every account (or the page and filter ``query`` asks for) with its :meth:`status`:
         the accounts page, API list and CLI list. Three queries whatever the number of
         accounts; for a page, the counts are taken for its accounts only."""
-        since = dt.datetime.now(dt.UTC) - HEALTH_WINDOW
         accounts = await self.store.accounts(query)
-        ids = None if query is None or query.limit is None else [a.id for a in accounts]
-        summaries = await self.store.summaries(since, ids)
+        return await self._with_status(accounts, paged=query is not None and bool(query.limit))
+
+    async def overview_page(
+        self, query: AccountQuery
+    ) -> tuple[list[tuple[AccountView, dict[str, Any]]], int | None]:
+        """One page of :meth:`overview` (``query.limit`` accounts) and the id the next page
+        starts after (None: the last page): the API's list and the accounts page."""
+        accounts, following = await self.store.account_page(query)
+        return await self._with_status(accounts, paged=True), following
+
+    async def _with_status(
+        self, accounts: list[AccountView], *, paged: bool
+    ) -> list[tuple[AccountView, dict[str, Any]]]:
+        """Each account with its status; for a page, the counts of its accounts only."""
+        since = dt.datetime.now(dt.UTC) - HEALTH_WINDOW
+        summaries = await self.store.summaries(since, [a.id for a in accounts] if paged else None)
         return [(a, self._status(a, summaries.get(a.id, Summary()))) for a in accounts]

@@ -95,8 +95,11 @@ class Listing:
     state: str
     after: int
     rows: list[dict[str, Any]]
-    total: int
     next_after: int | None
+
+    @property
+    def query(self) -> AccountQuery:
+        return _query(self.q, self.state, self.after)
 
     @property
     def filtered(self) -> bool:
@@ -109,24 +112,21 @@ class Listing:
         return urlencode({k: v for k, v in params.items() if v})
 
 
-def _listing_query(request: Request) -> tuple[str, str, int]:
-    """The page's filter from its URL; what cannot be read is left out (a link from a
-    bookmark must not fail the page)."""
-    q = request.query_params.get("q", "").strip()[:200]
-    state = request.query_params.get("state", "")
-    after = request.query_params.get("after", "")
-    return q, state if state in STATES else "", int(after) if after.isdigit() else 0
+def _query(q: str, state: str, after: int) -> AccountQuery:
+    return AccountQuery(state=state or None, text=q or None, after=min(after, MAX_ID),
+                        limit=PAGE)  # fmt: skip
 
 
 async def _listing(service: SyncService, request: Request) -> Listing:
-    """One page of accounts (those the filter matches) with their status and, when a monitor
-    watches one, that monitor's strip of last runs (the first one's)."""
-    q, state, after = _listing_query(request)
-    query = AccountQuery(state=state or None, text=q or None, after=min(after, MAX_ID),
-                         limit=PAGE + 1)  # fmt: skip
-    found = await service.overview(query)
-    more = len(found) > PAGE
-    found = found[:PAGE]
+    """One page of accounts (those the filter in the URL matches; what cannot be read there is
+    left out: a link from a bookmark must not fail the page) with their status and, when a
+    monitor watches one, that monitor's strip of last runs (the first one's)."""
+    q = request.query_params.get("q", "").strip()[:200]
+    state = request.query_params.get("state", "")
+    state = state if state in STATES else ""
+    after = request.query_params.get("after", "")
+    start = int(after) if after.isdigit() else 0
+    found, next_after = await service.overview_page(_query(q, state, start))
     watching: dict[int, Any] = {}
     for monitor in await service.store.monitors():
         if monitor.spec.account_id is not None:
@@ -139,8 +139,7 @@ async def _listing(service: SyncService, request: Request) -> Listing:
                         slots=STRIP_RUNS) if a.id in watching else None}
         for a, status in found
     ]  # fmt: skip
-    total = await service.store.account_count(query)
-    return Listing(q, state, after, rows, total, found[-1][0].id if more else None)
+    return Listing(q, state, start, rows, next_after)
 
 
 def _trust_of(spec: AccountSpec) -> list[str]:
@@ -159,8 +158,10 @@ def router() -> APIRouter:
 
     @r.get("/accounts")
     async def accounts(request: Request, s: Sess) -> HTMLResponse:
-        listing = await _listing(service_of(request), request)
-        return page(request, "accounts.html", s, listing=listing, rows=listing.rows,
+        service = service_of(request)
+        listing = await _listing(service, request)
+        total = await service.store.account_count(listing.query)  # the rows' refresh needs none
+        return page(request, "accounts.html", s, listing=listing, rows=listing.rows, total=total,
                     filtered=listing.filtered, states=STATES, page_size=PAGE)  # fmt: skip
 
     @r.get("/ui/accounts/rows")
