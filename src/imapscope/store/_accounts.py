@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import Table, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from imapscope.store._db import Database, contains
+from imapscope.store._coalesce import Coalescer
+from imapscope.store._db import Database, contains, no_account
 from imapscope.store._errors import ConflictError, StoreError
-from imapscope.store._leases import Fence, check_fence
+from imapscope.store._leases import Fence, lease_lost, lost_fences
 from imapscope.store._log import ERRORS_KEPT
 from imapscope.store._models import Account, ErrorEntry, Event, Folder, Message, utcnow
 from imapscope.store._views import AccountSpec, AccountView, Summary, utc
@@ -66,6 +68,40 @@ _VIEW_COLUMNS = (
 )  # fmt: skip
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _AccountWrite:
+    """A supervisor's write for its account: its running state (``state``, when the next
+    attempt is due, why none is), or, with no ``state``, that it just synced every folder."""
+
+    account_id: int
+    fence: Fence | None
+    state: str | None = None
+    next_attempt: dt.datetime | None = None
+    halted: str | None = None
+
+
+class _Held(NamedTuple):
+    """An account's running state as stored."""
+
+    state: str
+    since: dt.datetime
+    due: dt.datetime | None
+    halted: str | None
+
+
+# Core statements, one parameter set per account (``updated`` is set by its column's onupdate).
+_ACCOUNTS = cast(Table, Account.__table__)
+_SET_STATE = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("b_id"))
+    .values(state=bindparam("b_state"), state_since=bindparam("b_since"),
+            next_attempt=bindparam("b_due"), halted=bindparam("b_halted"))
+)  # fmt: skip
+_SET_SYNCED = (
+    update(_ACCOUNTS).where(_ACCOUNTS.c.id == bindparam("b_id")).values(last_sync=bindparam("b_at"))
+)
+
+
 def _view(row: Any) -> AccountView:
     """An account's view from its ORM object or a row of :data:`_VIEW_COLUMNS`."""
     values = {name: getattr(row, name) for name in _SPEC_FIELDS}
@@ -101,8 +137,7 @@ class AccountsMixin(Database):
             return _view(row)
 
     async def account(self, account_id: int) -> AccountView:
-        async with self._session() as s:
-            return _view(await self._row(s, account_id))
+        return _view(await self._account_reads(account_id))
 
     async def accounts(self, query: AccountQuery | None = None) -> list[AccountView]:
         """Every account by id, or the page and filter ``query`` asks for."""
@@ -141,8 +176,24 @@ class AccountsMixin(Database):
 
     async def secret(self, account_id: int) -> str:
         """The decrypted secret, for the connection layer only; never log or return it."""
+        return self._box.open((await self._account_reads(account_id)).secret)
+
+    @functools.cached_property
+    def _account_reads(self) -> Coalescer[int, Any]:
+        """Accounts read at the same moment (every supervisor reads its account, then its
+        secret, as it connects) are read with one statement."""
+        return self._coalescer(self._read_accounts)
+
+    async def _read_accounts(self, ids: Sequence[int]) -> list[Any]:
+        """Each account's :data:`_VIEW_COLUMNS` and sealed secret, or :class:`NotFoundError`."""
         async with self._session() as s:
-            return self._box.open((await self._row(s, account_id)).secret)
+            rows = {
+                r.id: r
+                for r in await s.execute(
+                    select(*_VIEW_COLUMNS, Account.secret).where(Account.id.in_(set(ids)))
+                )
+            }
+        return [rows[i] if i in rows else no_account(i) for i in ids]
 
     async def set_state(
         self, account_id: int, state: str, *, next_attempt: dt.datetime | None = None,
@@ -150,22 +201,79 @@ class AccountsMixin(Database):
     ) -> bool:  # fmt: skip
         """Set the running state, when the next attempt is due and why there is none
         (``halted``); a change of state is also an ``account.state`` event, written in the same
-        transaction. True when the state changed."""
+        transaction. True when the state changed. Accounts writing at the same moment share one
+        transaction (:mod:`._coalesce`)."""
+        changed: bool = await self._account_writes(
+            _AccountWrite(account_id, fence, state, next_attempt, halted)
+        )
+        return changed
+
+    async def mark_synced(self, account_id: int, *, fence: Fence | None = None) -> None:
+        """The account's folders were all synced just now (``last_sync``)."""
+        await self._account_writes(_AccountWrite(account_id, fence))
+
+    @functools.cached_property
+    def _account_writes(self) -> Coalescer[_AccountWrite, bool]:
+        return self._coalescer(self._write_accounts)
+
+    async def _write_accounts(self, writes: Sequence[_AccountWrite]) -> list[bool | StoreError]:
+        """Several accounts' :meth:`set_state` and :meth:`mark_synced` in one transaction, in
+        the order asked, each answered on its own: a lost lease or a removed account refuses
+        that write alone."""
+        now = utcnow()
         async with self._session() as s:
-            await check_fence(s, account_id, fence, utcnow())
-            row = await self._row(s, account_id)
-            due = utc(row.next_attempt) if row.next_attempt else None
-            if row.state == state and due == next_attempt and row.halted == halted:
-                return False
-            row.next_attempt, row.halted = next_attempt, halted
-            changed = row.state != state
+            lost = await lost_fences(s, [(w.account_id, w.fence) for w in writes if w.fence])
+            held = {
+                row.id: _Held(row.state, row.state_since, row.next_attempt, row.halted)
+                for row in await s.execute(
+                    select(Account.id, Account.state, Account.state_since, Account.next_attempt,
+                           Account.halted)
+                    .where(Account.id.in_({w.account_id for w in writes}))
+                )
+            }  # fmt: skip
+            answers: list[bool | StoreError] = []
+            changed: dict[int, _Held] = {}
+            synced: set[int] = set()
+            events: list[dict[str, Any]] = []
+            for w in writes:
+                was = held.get(w.account_id)
+                if w.fence is not None and (w.account_id, w.fence) in lost:
+                    answers.append(lease_lost(w.account_id, w.fence))
+                elif was is None:
+                    answers.append(no_account(w.account_id))
+                elif w.state is None:
+                    synced.add(w.account_id)
+                    answers.append(True)
+                elif (was.state, utc(was.due) if was.due else None, was.halted) == (
+                    w.state, w.next_attempt, w.halted
+                ):  # fmt: skip
+                    answers.append(False)
+                else:
+                    moved = was.state != w.state
+                    if moved:
+                        data = {"state": w.state}
+                        events.append(
+                            {"account_id": w.account_id, "at": now, "kind": "account.state",
+                             "data": data}
+                        )  # fmt: skip
+                    since = now if moved else was.since
+                    held[w.account_id] = changed[w.account_id] = _Held(
+                        w.state, since, w.next_attempt, w.halted
+                    )
+                    answers.append(moved)
             if changed:
-                row.state, row.state_since = state, utcnow()
-                s.add(Event(account_id=account_id, kind="account.state", data={"state": state}))
+                await s.execute(_SET_STATE, [
+                    {"b_id": i, "b_state": h.state, "b_since": h.since, "b_due": h.due,
+                     "b_halted": h.halted} for i, h in changed.items()
+                ])  # fmt: skip
+            if synced:
+                await s.execute(_SET_SYNCED, [{"b_id": i, "b_at": now} for i in sorted(synced)])
+            if events:
+                await s.execute(insert(cast(Table, Event.__table__)), events)
             await s.commit()
-            if changed:
-                self.events_written.fire()
-            return changed
+        if events:
+            self.events_written.fire()
+        return answers
 
     async def update_account(
         self, account_id: int, spec: AccountSpec, secret: str | None = None
@@ -208,13 +316,6 @@ class AccountsMixin(Database):
         """Delete the account and, by cascade, its folders, messages, errors and events."""
         async with self._session() as s:
             await s.delete(await self._row(s, account_id))
-            await s.commit()
-
-    async def mark_synced(self, account_id: int, *, fence: Fence | None = None) -> None:
-        async with self._session() as s:
-            await check_fence(s, account_id, fence, utcnow())
-            row = await self._row(s, account_id)
-            row.last_sync = utcnow()
             await s.commit()
 
     async def summaries(

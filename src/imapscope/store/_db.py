@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from imapscope.store import _migrate, _sqlite
+from imapscope.store._coalesce import Coalescer
 from imapscope.store._crypto import KEY_ENV, SecretBox, load_or_create_key
 from imapscope.store._errors import NotFoundError, SecretKeyError, StoreError
 from imapscope.store._models import Account, Setting
@@ -111,6 +112,12 @@ class Pulse:
                 await self._now.wait()
 
 
+def no_account(account_id: int) -> NotFoundError:
+    return NotFoundError(
+        f"no account with id {account_id}; list them with 'imapscope accounts list'"
+    )
+
+
 class Database:
     """One data directory's database. Create with :meth:`open`; close with :meth:`close`."""
 
@@ -125,6 +132,14 @@ class Database:
         self._turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         #: Fired after each commit that wrote events (the event stream, held waits, webhooks).
         self.events_written = Pulse()
+        # The group commits (:meth:`_coalescer`): :meth:`close` lets their last batch land.
+        self._coalescers: list[Coalescer[Any, Any]] = []
+
+    def _coalescer(self, write: Any) -> Coalescer[Any, Any]:
+        """A :class:`Coalescer` over ``write``, whose batch in flight :meth:`close` waits for."""
+        made: Coalescer[Any, Any] = Coalescer(write)
+        self._coalescers.append(made)
+        return made
 
     @contextlib.asynccontextmanager
     async def _session(self) -> AsyncIterator[AsyncSession]:
@@ -171,6 +186,8 @@ class Database:
         return cls(engine, box)
 
     async def close(self) -> None:
+        for coalescer in self._coalescers:
+            await coalescer.settled()
         await self._engine.dispose()
 
     @property
@@ -179,10 +196,9 @@ class Database:
         return self._engine.dialect.name
 
     async def _row(self, s: Any, account_id: int) -> Account:
-        found: Account = await self._found(
-            s, Account, account_id,
-            f"no account with id {account_id}; list them with 'imapscope accounts list'",
-        )  # fmt: skip
+        found: Account | None = await s.get(Account, account_id)
+        if found is None:
+            raise no_account(account_id)
         return found
 
     async def _found(self, s: Any, model: type[Any], key: Any, missing: str) -> Any:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,20 +48,32 @@ async def check_fence(s: Any, account_id: int, fence: Fence | None, now: dt.date
     write under, since nobody else syncs the account). The lease row is locked (PostgreSQL)
     until the write commits, so a takeover waits for it."""
     del now  # the epoch is the fencing token; time is the heartbeat's business
-    if fence is None:
-        return
-    held = await s.scalar(
-        select(Lease.epoch)
-        .where(
-            Lease.account_id == account_id, Lease.owner == fence.owner, Lease.epoch == fence.epoch
+    if fence is not None and await lost_fences(s, [(account_id, fence)]):
+        raise lease_lost(account_id, fence)
+
+
+async def lost_fences(s: Any, fenced: Sequence[tuple[int, Fence]]) -> set[tuple[int, Fence]]:
+    """Inside a write transaction: which of these (account, fence) pairs no longer hold the
+    account's lease (see :func:`check_fence`); the lease rows are locked, in account order."""
+    if not fenced:
+        return set()
+    held = {
+        (account_id, Fence(owner, epoch))
+        for account_id, owner, epoch in await s.execute(
+            select(Lease.account_id, Lease.owner, Lease.epoch)
+            .where(Lease.account_id.in_(sorted({a for a, _ in fenced})))
+            .order_by(Lease.account_id)
+            .with_for_update()
         )
-        .with_for_update()
+    }
+    return {pair for pair in fenced if pair not in held}
+
+
+def lease_lost(account_id: int, fence: Fence) -> LeaseLostError:
+    return LeaseLostError(
+        f"account {account_id}: the lease (epoch {fence.epoch}) is no longer held by "
+        f"{fence.owner}; another worker syncs it"
     )
-    if held is None:
-        raise LeaseLostError(
-            f"account {account_id}: the lease (epoch {fence.epoch}) is no longer held by "
-            f"{fence.owner}; another worker syncs it"
-        )
 
 
 class LeasesMixin(Database):

@@ -3,6 +3,8 @@ the sync engine with the events that describe each change, in one transaction.""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -10,47 +12,116 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
 from imapscope.store._bounds import bounded, bounded_envelope, bounded_flags
 from imapscope.store._bulk import BulkInsert
-from imapscope.store._db import Database, contains
+from imapscope.store._coalesce import Coalescer
+from imapscope.store._db import Database, contains, no_account
 from imapscope.store._errors import NotFoundError, StoreError
-from imapscope.store._leases import Fence, check_fence
-from imapscope.store._models import Event, Folder, Message, utcnow
+from imapscope.store._leases import Fence, check_fence, lease_lost, lost_fences
+from imapscope.store._models import Account, Event, Folder, Message, utcnow
 from imapscope.store._views import FolderView, MessageMeta, MessageView, utc
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _FolderList:
+    """An account's folder names as the server lists them (:meth:`MailMixin.set_folders`)."""
+
+    account_id: int
+    names: tuple[str, ...]
+    fence: Fence | None
+
+
+_FOLDERS = cast(Table, Folder.__table__)
+_DROP_FOLDER = delete(_FOLDERS).where(
+    _FOLDERS.c.account_id == bindparam("b_account"), _FOLDERS.c.name == bindparam("b_name")
+)  # its messages go with it (ON DELETE CASCADE)
+_ADD_FOLDER = insert(_FOLDERS).values(account_id=bindparam("b_account"), name=bindparam("b_name"))
 
 
 class MailMixin(Database):
     async def folders(self, account_id: int) -> list[FolderView]:
+        """The account's folders by name (read with those other accounts ask for at the same
+        moment: each supervisor reads its own after every sync)."""
+        return await self._folder_reads(account_id)
+
+    @functools.cached_property
+    def _folder_reads(self) -> Coalescer[int, list[FolderView]]:
+        return self._coalescer(self._read_folders)
+
+    async def _read_folders(self, account_ids: Sequence[int]) -> list[list[FolderView]]:
+        found: dict[int, list[FolderView]] = {}
         async with self._session() as s:
-            rows = await s.scalars(
-                select(Folder).where(Folder.account_id == account_id).order_by(Folder.name)
-            )
-            return [
-                FolderView(r.id, r.name, r.uidvalidity, r.uidnext, r.highestmodseq, r.complete)
-                for r in rows
-            ]
+            rows = await s.execute(
+                select(Folder.account_id, Folder.id, Folder.name, Folder.uidvalidity,
+                       Folder.uidnext, Folder.highestmodseq, Folder.complete)
+                .where(Folder.account_id.in_(set(account_ids)))
+                .order_by(Folder.name)
+            )  # fmt: skip
+            for r in rows:
+                found.setdefault(r.account_id, []).append(
+                    FolderView(r.id, r.name, r.uidvalidity, r.uidnext, r.highestmodseq, r.complete)
+                )
+        return [list(found.get(a, ())) for a in account_ids]
 
     async def set_folders(
         self, account_id: int, names: Sequence[str], *, fence: Fence | None = None
     ) -> tuple[list[str], list[str]]:
         """Make the stored folder list equal ``names``; return (added, removed). Each is a
-        ``folder.added`` or ``folder.removed`` event, in the same transaction."""
+        ``folder.added`` or ``folder.removed`` event, in the same transaction (shared with other
+        accounts' lists written at the same moment, :mod:`._coalesce`)."""
+        done: tuple[list[str], list[str]] = await self._folder_lists(
+            _FolderList(account_id, tuple(dict.fromkeys(names)), fence)
+        )
+        return done
+
+    @functools.cached_property
+    def _folder_lists(self) -> Coalescer[_FolderList, tuple[list[str], list[str]]]:
+        return self._coalescer(self._write_folder_lists)
+
+    async def _write_folder_lists(
+        self, writes: Sequence[_FolderList]
+    ) -> list[tuple[list[str], list[str]] | StoreError]:
+        ids = {w.account_id for w in writes}
         async with self._session() as s:
-            await check_fence(s, account_id, fence, utcnow())
-            rows = {
-                r.name: r
-                for r in await s.scalars(select(Folder).where(Folder.account_id == account_id))
-            }
-            added = [n for n in names if n not in rows]
-            removed = [n for n in rows if n not in names]
-            for name in added:
-                s.add(Folder(account_id=account_id, name=name))
-                s.add(Event(account_id=account_id, kind="folder.added", data={"folder": name}))
-            for name in removed:
-                await s.delete(rows[name])
-                s.add(Event(account_id=account_id, kind="folder.removed", data={"folder": name}))
+            lost = await lost_fences(s, [(w.account_id, w.fence) for w in writes if w.fence])
+            exist = set(await s.scalars(select(Account.id).where(Account.id.in_(ids))))
+            held: dict[int, list[str]] = {}
+            for account_id, name in await s.execute(
+                select(Folder.account_id, Folder.name).where(Folder.account_id.in_(ids))
+            ):
+                held.setdefault(account_id, []).append(name)
+            answers: list[tuple[list[str], list[str]] | StoreError] = []
+            added: list[dict[str, Any]] = []
+            removed: list[dict[str, Any]] = []
+            events: list[dict[str, Any]] = []
+            for w in writes:
+                if w.fence is not None and (w.account_id, w.fence) in lost:
+                    answers.append(lease_lost(w.account_id, w.fence))
+                    continue
+                if w.account_id not in exist:
+                    answers.append(no_account(w.account_id))
+                    continue
+                was = held.get(w.account_id, [])
+                new = [n for n in w.names if n not in was]
+                gone = [n for n in was if n not in w.names]
+                held[w.account_id] = list(w.names)
+                added += ({"b_account": w.account_id, "b_name": n} for n in new)
+                removed += ({"b_account": w.account_id, "b_name": n} for n in gone)
+                events += (
+                    {"account_id": w.account_id, "kind": kind, "data": {"folder": n}}
+                    for kind, names in (("folder.added", new), ("folder.removed", gone))
+                    for n in names
+                )  # fmt: skip
+                answers.append((new, gone))
+            # Removed first: a name gone and back within one batch is a new folder.
+            if removed:
+                await s.execute(_DROP_FOLDER, removed)
+            if added:
+                await s.execute(_ADD_FOLDER, added)
+            if events:
+                await s.execute(insert(cast(Table, Event.__table__)), events)
             await s.commit()
-            if added or removed:
-                self.events_written.fire()
-            return added, removed
+        if events:
+            self.events_written.fire()
+        return answers
 
     async def folder_known(self, folder_id: int) -> dict[int, tuple[str, ...]]:
         """The stored UIDs of a folder and their flags."""

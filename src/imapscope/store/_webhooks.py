@@ -146,7 +146,7 @@ class WebhooksMixin(Database):
     ) -> WebhookView:  # fmt: skip
         """A new endpoint; it receives the events written from now on."""
         async with self._session() as s:
-            last = int(await s.scalar(select(func.max(Event.id))) or 0)
+            last = await self._listening_from_now(s)
             row = Webhook(
                 url=self._box.seal(url), shown=shown, secret=self._box.seal(secret),
                 events=list(events), accounts=list(accounts), description=description,
@@ -193,6 +193,8 @@ class WebhooksMixin(Database):
             if description is not None:
                 row.description = description
             if enabled is not None:
+                if enabled and not row.enabled:
+                    await self._listening_from_now(s)
                 row.enabled = enabled
                 if enabled:  # a fresh start: its failures so far no longer count
                     row.disabled_reason, row.failing_since = "", None
@@ -215,22 +217,29 @@ class WebhooksMixin(Database):
             await s.commit()
             return _view(row, now)
 
+    async def _listening_from_now(self, s: Any) -> int:
+        """In the transaction that enables an endpoint: the newest event's id; when no endpoint
+        was enabled, the fan-out cursor moves to it (what was written while nobody listened is
+        not sent). :meth:`fan_out` leaves the cursor alone while nobody listens, so that the
+        events a busy server writes cost it one read each time, not a write."""
+        last = int(await s.scalar(select(func.max(Event.id))) or 0)
+        if await s.scalar(select(Webhook.id).where(Webhook.enabled).limit(1)) is None:
+            await self._put_setting(s, CURSOR, str(last).encode())
+        return last
+
     # -- the outbox ----------------------------------------------------------------------------
 
-    async def fan_out(self, *, now: dt.datetime, limit: int = 1000) -> int:
+    async def fan_out(self, *, now: dt.datetime, limit: int = 1000) -> int | None:
         """Deliveries for the events after the cursor (up to ``limit`` events), and the cursor
-        moved past them, in one transaction; how many deliveries were made."""
+        moved past them, in one transaction; how many deliveries were made (None: no endpoint
+        is enabled, nothing was read)."""
         async with self._session() as s:
+            hooks = list(await s.scalars(select(Webhook).where(Webhook.enabled)))
+            if not hooks:  # nobody listens (see _listening_from_now)
+                return None
             if self.dialect == "postgresql":
                 await s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FANOUT_LOCK})
-            hooks = list(await s.scalars(select(Webhook).where(Webhook.enabled)))
             last = await self._setting(s, CURSOR)
-            if not hooks:  # nobody listens: the cursor follows the events, nothing is read
-                newest = int(await s.scalar(select(func.max(Event.id))) or 0)
-                if last is None or int(last) != newest:
-                    await self._put_setting(s, CURSOR, str(newest).encode())
-                    await s.commit()
-                return 0
             cursor = int(last) if last is not None else min(h.after_event for h in hooks)
             events = list(await s.scalars(
                 select(Event).where(Event.id > cursor).order_by(Event.id).limit(limit)

@@ -71,8 +71,11 @@ class WebhookService:
     async def _loop(self) -> None:
         while True:
             try:
-                while await self.store.fan_out(now=self.clock()):
+                while made := await self.store.fan_out(now=self.clock()):
                     pass  # a backlog: fan it all out (1,000 events at a time)
+                if made is None:  # no endpoint is enabled: nothing to send
+                    await self.store.events_written.wait(POLL)
+                    continue
                 for webhook_id in await self.store.due_webhooks(now=self.clock()):
                     running = self._drains.get(webhook_id)
                     if running is None or running.done():
