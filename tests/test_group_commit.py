@@ -16,6 +16,7 @@ from imapscope.store import (
     AccountSpec,
     Fence,
     LeaseLostError,
+    MessageMeta,
     NotFoundError,
     Store,
 )
@@ -26,9 +27,9 @@ from tests.conftest import Database
 T0 = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
 
-@pytest.fixture(autouse=True)
-def _both_databases(database: Database) -> None:
-    """Every test here runs on SQLite and on PostgreSQL."""
+@pytest.fixture
+def both_databases(database: Database) -> None:
+    """The test runs on SQLite and on PostgreSQL."""
 
 
 def spec(i: int) -> AccountSpec:
@@ -52,6 +53,7 @@ async def leased(tmp_path: Path, n: int) -> tuple[Store, dict[int, int]]:
     return store, held
 
 
+@pytest.mark.usefixtures("both_databases")
 def test_state_writes_at_once_share_one_transaction_each_answered(tmp_path: Path) -> None:
     async def main() -> None:
         store, held = await leased(tmp_path, 12)
@@ -98,6 +100,7 @@ def test_state_writes_at_once_share_one_transaction_each_answered(tmp_path: Path
     asyncio.run(main())
 
 
+@pytest.mark.usefixtures("both_databases")
 def test_folder_lists_and_reads_at_once_share_one_transaction(tmp_path: Path) -> None:
     async def main() -> None:
         store, held = await leased(tmp_path, 3)
@@ -138,6 +141,67 @@ def test_folder_lists_and_reads_at_once_share_one_transaction(tmp_path: Path) ->
     asyncio.run(main())
 
 
+def meta(uid: int, *flags: str) -> MessageMeta:
+    return MessageMeta(uid, flags, T0, 100, {"subject": f"m{uid}"})
+
+
+@pytest.mark.usefixtures("both_databases")
+def test_folder_syncs_at_once_share_one_transaction_in_order(tmp_path: Path) -> None:
+    async def main() -> None:
+        store, held = await leased(tmp_path, 3)
+        try:
+            fences = {a: Fence("w1", e) for a, e in held.items()}
+            for a in (1, 2, 3):
+                await store.set_folders(a, ["INBOX", "Junk"], fence=fences[a])
+            inbox, junk = (await store.folders(1))[0], (await store.folders(1))[1]
+            other = (await store.folders(2))[0]
+            gone = (await store.folders(3))[0]
+            await store.apply_folder(inbox.id, uidvalidity=7, uidnext=4, fence=fences[1],
+                                     new=[meta(1), meta(2), meta(3)])  # fmt: skip
+            await store.set_folders(3, ["Junk"], fence=fences[3])  # removes folder `gone`
+            counted = commits(store)
+            answers = await asyncio.gather(
+                # INBOX twice: the second lands after the first, in the same transaction.
+                store.apply_folder(inbox.id, uidvalidity=7, uidnext=5, fence=fences[1],
+                                   flags={1: ("\\Seen",)}, gone=[2], new=[meta(4)],
+                                   events=[("message.new", {"folder": "INBOX", "uid": 4})]),
+                store.apply_folder(inbox.id, uidvalidity=7, uidnext=6, highestmodseq=9,
+                                   fence=fences[1], new=[meta(5)], complete=True,
+                                   flags={4: ("\\Answered",)}),  # the first one's message
+                # A new UIDVALIDITY: everything stored goes, then the new messages.
+                store.apply_folder(junk.id, uidvalidity=8, uidnext=2, fence=fences[1],
+                                   reset=True, new=[meta(1, "\\Flagged")]),
+                store.apply_folder(other.id, uidvalidity=1, uidnext=2, fence=Fence("w9", 1),
+                                   new=[meta(1)]),  # another worker's lease
+                store.apply_folder(gone.id, uidvalidity=1, uidnext=2, fence=fences[3],
+                                   new=[meta(1)]),  # removed meanwhile: nothing to write
+                return_exceptions=True,
+            )  # fmt: skip
+            assert len(counted) == 1
+            assert answers[:3] == [None, None, None]
+            assert isinstance(answers[3], LeaseLostError)
+            assert answers[4] is None
+            assert await store.folder_known(inbox.id) == {
+                1: ("\\Seen",),
+                3: (),
+                4: ("\\Answered",),
+                5: (),
+            }
+            assert await store.folder_known(junk.id) == {1: ("\\Flagged",)}
+            assert await store.folder_known(other.id) == {}
+            after = {f.name: f for f in await store.folders(1)}
+            assert (after["INBOX"].uidnext, after["INBOX"].highestmodseq) == (6, 9)
+            assert after["INBOX"].complete
+            assert (after["Junk"].uidvalidity, after["Junk"].complete) == (8, False)
+            news = [e.data for e in await store.events(0) if e.kind == "message.new"]
+            assert news == [{"folder": "INBOX", "uid": 4}]
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.usefixtures("both_databases")
 def test_nobody_listening_costs_no_write_and_enabling_starts_from_now(tmp_path: Path) -> None:
     async def main() -> None:
         store = await Store.open(tmp_path)
@@ -192,18 +256,27 @@ def test_a_coalescer_answers_each_caller_and_leaves_out_the_cancelled() -> None:
         assert await later[1] == 40
         assert batches == [[2], [3, 4]]
 
-        async def broken(requests: Sequence[int]) -> list[Any]:
-            raise RuntimeError("the database went away")
+        tried: list[list[int]] = []
 
-        failing: Coalescer[int, int] = Coalescer(broken)
-        outcomes = await asyncio.gather(failing(1), failing(2), return_exceptions=True)
-        assert [str(o) for o in outcomes] == ["the database went away"] * 2
+        async def poisoned(requests: Sequence[int]) -> list[Any]:
+            tried.append(list(requests))
+            if 13 in requests:  # fails the whole transaction
+                raise RuntimeError("the database refused 13")
+            return [r * 10 for r in requests]
+
+        # A failed batch is tried again one request at a time: the failure is 13's alone.
+        failing: Coalescer[int, int] = Coalescer(poisoned)
+        outcomes = await asyncio.gather(failing(1), failing(13), failing(2), return_exceptions=True)
+        assert outcomes[0] == 10
+        assert str(outcomes[1]) == "the database refused 13"
+        assert outcomes[2] == 20
+        assert tried == [[1, 13, 2], [1], [13], [2]]
 
         async def short(requests: Sequence[int]) -> list[Any]:
-            return [1]
+            return []
 
         miscounted: Coalescer[int, int] = Coalescer(short)
         outcomes = await asyncio.gather(miscounted(1), miscounted(2), return_exceptions=True)
-        assert all("1 answers for 2 requests" in str(o) for o in outcomes)
+        assert [str(o) for o in outcomes] == ["0 answers for 1 requests"] * 2
 
     asyncio.run(main())

@@ -6,7 +6,7 @@ import asyncio
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -97,7 +97,10 @@ def client_context(
     return context
 
 
+@lru_cache(maxsize=256)
 def certificate_info(der: bytes) -> CertificateInfo:
+    """What a certificate says (remembered: the accounts on one server are all shown the same
+    certificate, parsed once instead of at each connection)."""
     cert = x509.load_der_x509_certificate(der)
     names: list[str] = []
     try:

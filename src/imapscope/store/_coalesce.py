@@ -12,8 +12,9 @@ while a batch is being written waits for the next one, which takes every call ma
 (up to ``limit``). A lone call goes at once, as before; under load the batches grow by
 themselves, with no timer to tune. Each caller gets its own result or its own exception (the
 batch function answers per request), so one request's refusal (a lost lease, a removed account)
-does not fail the others; a failure of the whole transaction fails every request of the batch.
-A caller cancelled before its batch starts is left out of it.
+does not fail the others. When the whole transaction fails, each request of the batch is tried
+again alone (the failed transaction wrote nothing), so a failure is only its own request's. A
+caller cancelled before its batch starts is left out of it.
 """
 
 from __future__ import annotations
@@ -60,16 +61,20 @@ class Coalescer(Generic[Request, Answer]):
                 return
             batch, self._waiting = self._waiting[: self._limit], self._waiting[self._limit :]
             try:
-                answers = await self._write([request for request, _ in batch])
-                if len(answers) != len(batch):
-                    raise RuntimeError(f"{len(answers)} answers for {len(batch)} requests")
+                answers = await self._answers([request for request, _ in batch])
+                if isinstance(answers, Exception):
+                    # The transaction failed (rolled back): each request again on its own, so
+                    # that one request's failure (a row removed meanwhile, a deadlock) is that
+                    # request's alone.
+                    failed = answers
+                    answers = [failed]
+                    if len(batch) > 1:
+                        answers = [await self._alone(request) for request, _ in batch]
             except asyncio.CancelledError:
                 for _, future in batch + self._waiting:
                     future.cancel()
                 self._waiting = []
                 raise
-            except Exception as exc:  # the transaction failed: every request did
-                answers = [exc] * len(batch)
             for (_, future), answer in zip(batch, answers, strict=True):
                 if future.done():
                     continue  # the caller was cancelled meanwhile; its write is done anyway
@@ -77,3 +82,17 @@ class Coalescer(Generic[Request, Answer]):
                     future.set_exception(answer)
                 else:
                     future.set_result(answer)
+
+    async def _alone(self, request: Request) -> Answer | BaseException:
+        answers = await self._answers([request])
+        return answers if isinstance(answers, Exception) else answers[0]
+
+    async def _answers(self, requests: list[Request]) -> list[Answer | BaseException] | Exception:
+        """``write(requests)``'s answers, or the exception that failed it as a whole."""
+        try:
+            answers = list(await self._write(requests))
+            if len(answers) != len(requests):
+                raise RuntimeError(f"{len(answers)} answers for {len(requests)} requests")
+        except Exception as exc:
+            return exc
+        return answers

@@ -126,10 +126,12 @@ class LeasesMixin(Database):
                     .where((Lease.owner.is_(None)) | (Lease.expires <= now))
                     .order_by(Lease.account_id).limit(share - len(mine))
                 ))  # fmt: skip
-                for account_id in free:
+                # Each still free or expired when claimed (another worker may have been
+                # quicker): the conditional UPDATE decides, in one statement per 5,000.
+                for start in range(0, len(free), 5000):
                     await s.execute(
                         update(Lease)
-                        .where(Lease.account_id == account_id,
+                        .where(Lease.account_id.in_(free[start : start + 5000]),
                                (Lease.owner.is_(None)) | (Lease.expires <= now))
                         .values(owner=worker, epoch=Lease.epoch + 1, expires=expires)
                     )  # fmt: skip

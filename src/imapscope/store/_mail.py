@@ -15,8 +15,8 @@ from imapscope.store._bulk import BulkInsert
 from imapscope.store._coalesce import Coalescer
 from imapscope.store._db import Database, contains, no_account
 from imapscope.store._errors import NotFoundError, StoreError
-from imapscope.store._leases import Fence, check_fence, lease_lost, lost_fences
-from imapscope.store._models import Account, Event, Folder, Message, utcnow
+from imapscope.store._leases import Fence, lease_lost, lost_fences
+from imapscope.store._models import Account, Event, Folder, Message
 from imapscope.store._views import FolderView, MessageMeta, MessageView, utc
 
 
@@ -34,6 +34,76 @@ _DROP_FOLDER = delete(_FOLDERS).where(
     _FOLDERS.c.account_id == bindparam("b_account"), _FOLDERS.c.name == bindparam("b_name")
 )  # its messages go with it (ON DELETE CASCADE)
 _ADD_FOLDER = insert(_FOLDERS).values(account_id=bindparam("b_account"), name=bindparam("b_name"))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _FolderSync:
+    """One folder's sync result (:meth:`MailMixin.apply_folder`)."""
+
+    folder_id: int
+    uidvalidity: int | None
+    uidnext: int | None
+    highestmodseq: int | None
+    reset: bool
+    new: tuple[MessageMeta, ...]
+    flags: dict[int, tuple[str, ...]]
+    gone: tuple[int, ...]
+    events: tuple[tuple[str, dict[str, Any]], ...]
+    complete: bool | None
+    fence: Fence | None
+
+
+_MESSAGES = cast(Table, Message.__table__)
+_FOLDER_STATE: dict[str, Any] = {
+    "uidvalidity": bindparam("b_validity"), "uidnext": bindparam("b_next"),
+    "highestmodseq": bindparam("b_modseq"),
+}  # fmt: skip
+_SET_FOLDER = update(_FOLDERS).where(_FOLDERS.c.id == bindparam("b_id")).values(**_FOLDER_STATE)
+_SET_FOLDER_COMPLETE = (
+    update(_FOLDERS).where(_FOLDERS.c.id == bindparam("b_id"))
+    .values(**_FOLDER_STATE, complete=bindparam("b_complete"))
+)  # fmt: skip
+_EXPUNGE = delete(_MESSAGES).where(
+    _MESSAGES.c.folder_id == bindparam("b_folder"), _MESSAGES.c.uid == bindparam("b_uid")
+)
+_SET_FLAGS = (
+    update(_MESSAGES)
+    .where(_MESSAGES.c.folder_id == bindparam("b_folder"), _MESSAGES.c.uid == bindparam("b_uid"))
+    .values(flags=bindparam("b_flags"), seen=bindparam("b_seen"))
+)  # fmt: skip
+
+
+async def _write_round(s: Any, syncs: Sequence[_FolderSync], owners: Mapping[int, int]) -> None:
+    """Folders' sync results, each folder at most once, in the caller's transaction: events,
+    folder state, dropped (a new UIDVALIDITY) and expunged messages, flags, new messages."""
+    events = [
+        {"account_id": owners[x.folder_id], "kind": kind, "data": bounded_event(data)}
+        for x in syncs for kind, data in x.events
+    ]  # fmt: skip
+    if events:
+        await s.execute(insert(cast(Table, Event.__table__)), events)
+    for statement, group in (
+        (_SET_FOLDER, [x for x in syncs if x.complete is None]),
+        (_SET_FOLDER_COMPLETE, [x for x in syncs if x.complete is not None]),
+    ):
+        if group:
+            await s.execute(statement, [
+                {"b_id": x.folder_id, "b_validity": x.uidvalidity, "b_next": x.uidnext,
+                 "b_modseq": x.highestmodseq, "b_complete": x.complete} for x in group
+            ])  # fmt: skip
+    if reset := [x.folder_id for x in syncs if x.reset]:
+        await s.execute(delete(Message).where(Message.folder_id.in_(reset)))
+    if gone := [{"b_folder": x.folder_id, "b_uid": uid} for x in syncs for uid in x.gone]:
+        await s.execute(_EXPUNGE, gone)
+    flags = [
+        {"b_folder": x.folder_id, "b_uid": uid, "b_flags": bounded_flags(value),
+         "b_seen": "\\Seen" in value}
+        for x in syncs for uid, value in x.flags.items()
+    ]  # fmt: skip
+    if flags:
+        await s.execute(_SET_FLAGS, flags)
+    if rows := [_message_row(x.folder_id, m) for x in syncs for m in x.new]:
+        await _INSERT_MESSAGES.run(s, rows)
 
 
 class MailMixin(Database):
@@ -152,41 +222,56 @@ class MailMixin(Database):
         neither: an event is never lost, nor written twice by the next sync.
 
         Hot path: one Core statement per kind of change (executemany), no ORM object per
-        message."""
+        message; folders synced at the same moment, by any account, share the transaction
+        (:mod:`._coalesce`)."""
+        await self._folder_syncs(_FolderSync(
+            folder_id, uidvalidity, uidnext, highestmodseq, reset, tuple(new),
+            dict(flags or {}), tuple(gone), tuple(events), complete, fence,
+        ))  # fmt: skip
+
+    @functools.cached_property
+    def _folder_syncs(self) -> Coalescer[_FolderSync, None]:
+        return self._coalescer(self._write_folder_syncs)
+
+    async def _write_folder_syncs(self, syncs: Sequence[_FolderSync]) -> list[StoreError | None]:
+        """Several folders' :meth:`apply_folder` in one transaction: one statement per kind of
+        change for all of them. A folder asked twice is written in a second round, after the
+        first (each folder's results land in the order they were asked)."""
         async with self._session() as s:
-            folder = await s.get(Folder, folder_id)
-            if folder is None:
-                return  # removed meanwhile
-            await check_fence(s, folder.account_id, fence, utcnow())
-            if events:
-                await s.execute(insert(cast(Table, Event.__table__)), [
-                    {"account_id": folder.account_id, "kind": kind, "data": bounded_event(data)}
-                    for kind, data in events
-                ])  # fmt: skip
-            folder.uidvalidity, folder.uidnext = uidvalidity, uidnext
-            folder.highestmodseq = highestmodseq
-            if complete is not None:
-                folder.complete = complete
-            if reset:
-                await s.execute(delete(Message).where(Message.folder_id == folder_id))
-            if gone:
-                await s.execute(
-                    delete(Message).where(Message.folder_id == folder_id, Message.uid.in_(gone))
-                )
-            if flags:
-                table = cast(Table, Message.__table__)
-                await s.execute(
-                    update(table)
-                    .where(table.c.folder_id == folder_id, table.c.uid == bindparam("the_uid"))
-                    .values(flags=bindparam("the_flags"), seen=bindparam("is_seen")),
-                    [{"the_uid": uid, "the_flags": bounded_flags(value),
-                      "is_seen": "\\Seen" in value} for uid, value in flags.items()],
-                )  # fmt: skip
-            if new:
-                await _INSERT_MESSAGES.run(s, [_message_row(folder_id, m) for m in new])
+            owners = dict(
+                (await s.execute(
+                    select(Folder.id, Folder.account_id)
+                    .where(Folder.id.in_({x.folder_id for x in syncs}))
+                )).all()
+            )  # fmt: skip
+            lost = await lost_fences(
+                s,
+                [
+                    (owners[x.folder_id], x.fence)
+                    for x in syncs
+                    if x.fence and x.folder_id in owners
+                ],
+            )
+            answers: list[StoreError | None] = []
+            rounds: list[list[_FolderSync]] = []
+            seen: dict[int, int] = {}  # folder -> how many of its syncs are placed
+            for x in syncs:
+                account_id = owners.get(x.folder_id)
+                if account_id is not None and x.fence and (account_id, x.fence) in lost:
+                    answers.append(lease_lost(account_id, x.fence))
+                    continue
+                answers.append(None)  # a folder removed meanwhile: nothing to write
+                if account_id is not None:
+                    turn = seen[x.folder_id] = seen.get(x.folder_id, -1) + 1
+                    if turn == len(rounds):
+                        rounds.append([])
+                    rounds[turn].append(x)
+            for syncs_now in rounds:
+                await _write_round(s, syncs_now, owners)
             await s.commit()
-            if events:
-                self.events_written.fire()
+        if any(x.events for x in syncs):
+            self.events_written.fire()
+        return answers
 
     async def message_count(self, account_id: int) -> int:
         async with self._session() as s:
