@@ -186,7 +186,7 @@ class AccountsMixin(Database):
 
     async def _read_accounts(self, ids: Sequence[int]) -> list[Any]:
         """Each account's :data:`_VIEW_COLUMNS` and sealed secret, or :class:`NotFoundError`."""
-        async with self._session() as s:
+        async with self._transaction() as s:
             rows = {
                 r.id: r
                 for r in await s.execute(
@@ -221,7 +221,7 @@ class AccountsMixin(Database):
         the order asked, each answered on its own: a lost lease or a removed account refuses
         that write alone."""
         now = utcnow()
-        async with self._session() as s:
+        async with self._transaction() as s:
             lost = await lost_fences(s, [(w.account_id, w.fence) for w in writes if w.fence])
             held = {
                 row.id: _Held(row.state, row.state_since, row.next_attempt, row.halted)
@@ -270,7 +270,6 @@ class AccountsMixin(Database):
                 await s.execute(_SET_SYNCED, [{"b_id": i, "b_at": now} for i in sorted(synced)])
             if events:
                 await s.execute(insert(cast(Table, Event.__table__)), events)
-            await s.commit()
         if events:
             self.events_written.fire()
         return answers

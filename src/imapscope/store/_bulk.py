@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Table, insert
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 _Processor = Callable[[Any], Any]
 #: The statement, the processors by row index, the order it takes a row's values in (None: as
@@ -53,9 +53,8 @@ class BulkInsert:
             self._compiled[dialect.name] = found
         return found
 
-    async def run(self, session: AsyncSession, rows: Iterable[Sequence[Any]]) -> None:
-        """Insert ``rows`` in the session's transaction."""
-        conn = await session.connection()
+    async def run(self, conn: AsyncConnection, rows: Iterable[Sequence[Any]]) -> None:
+        """Insert ``rows`` in the connection's transaction."""
         sql, processors, positions = self._for(conn.dialect)
         prepared: list[tuple[Any, ...]] = []
         for row in rows:

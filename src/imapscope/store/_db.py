@@ -19,6 +19,7 @@ from sqlalchemy import event, func, insert, or_, select
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -149,6 +150,15 @@ class Database:
             return
         async with self._turn, self._sessions() as s:
             yield s
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A Core transaction, committed at the end (rolled back on an error), with none of a
+        session's ORM machinery: the group commits' statements (:mod:`._coalesce`) are all
+        Core, and a session cost them about twice the CPU. SQLite's turn is taken as
+        :meth:`_session` takes it."""
+        async with self._turn or contextlib.nullcontext(), self._engine.begin() as conn:
+            yield conn
 
     @classmethod
     async def open(cls, data_dir: Path, url: str | None = None) -> Self:

@@ -118,7 +118,7 @@ class MailMixin(Database):
 
     async def _read_folders(self, account_ids: Sequence[int]) -> list[list[FolderView]]:
         found: dict[int, list[FolderView]] = {}
-        async with self._session() as s:
+        async with self._transaction() as s:
             rows = await s.execute(
                 select(Folder.account_id, Folder.id, Folder.name, Folder.uidvalidity,
                        Folder.uidnext, Folder.highestmodseq, Folder.complete)
@@ -150,7 +150,7 @@ class MailMixin(Database):
         self, writes: Sequence[_FolderList]
     ) -> list[tuple[list[str], list[str]] | StoreError]:
         ids = {w.account_id for w in writes}
-        async with self._session() as s:
+        async with self._transaction() as s:
             lost = await lost_fences(s, [(w.account_id, w.fence) for w in writes if w.fence])
             exist = set(await s.scalars(select(Account.id).where(Account.id.in_(ids))))
             held: dict[int, list[str]] = {}
@@ -188,7 +188,6 @@ class MailMixin(Database):
                 await s.execute(_ADD_FOLDER, added)
             if events:
                 await s.execute(insert(cast(Table, Event.__table__)), events)
-            await s.commit()
         if events:
             self.events_written.fire()
         return answers
@@ -237,7 +236,7 @@ class MailMixin(Database):
         """Several folders' :meth:`apply_folder` in one transaction: one statement per kind of
         change for all of them. A folder asked twice is written in a second round, after the
         first (each folder's results land in the order they were asked)."""
-        async with self._session() as s:
+        async with self._transaction() as s:
             owners = dict(
                 (await s.execute(
                     select(Folder.id, Folder.account_id)
@@ -268,7 +267,6 @@ class MailMixin(Database):
                     rounds[turn].append(x)
             for syncs_now in rounds:
                 await _write_round(s, syncs_now, owners)
-            await s.commit()
         if any(x.events for x in syncs):
             self.events_written.fire()
         return answers
