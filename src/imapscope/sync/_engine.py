@@ -302,6 +302,12 @@ class AccountSync:
         failures = auth_failures = 0
         while True:
             account = await self.store.account(self.account_id)
+            if not self._stored_plain and account.state == self.state and (
+                account.next_attempt is None and account.halted is None
+            ):  # fmt: skip
+                # What the store holds already (a first start finds "connecting" there):
+                # writing it again would be a transaction that changes nothing.
+                self._stored_plain = True
             if account.paused:
                 await self._set("paused")
                 await self._wait_wake(None)
