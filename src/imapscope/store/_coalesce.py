@@ -61,15 +61,10 @@ class Coalescer(Generic[Request, Answer]):
                 return
             batch, self._waiting = self._waiting[: self._limit], self._waiting[self._limit :]
             try:
-                answers = await self._answers([request for request, _ in batch])
+                requests = [request for request, _ in batch]
+                answers = await self._answers(requests)
                 if isinstance(answers, Exception):
-                    # The transaction failed (rolled back): each request again on its own, so
-                    # that one request's failure (a row removed meanwhile, a deadlock) is that
-                    # request's alone.
-                    failed = answers
-                    answers = [failed]
-                    if len(batch) > 1:
-                        answers = [await self._alone(request) for request, _ in batch]
+                    answers = await self._one_by_one(requests, answers)
             except asyncio.CancelledError:
                 for _, future in batch + self._waiting:
                     future.cancel()
@@ -83,9 +78,19 @@ class Coalescer(Generic[Request, Answer]):
                 else:
                     future.set_result(answer)
 
-    async def _alone(self, request: Request) -> Answer | BaseException:
-        answers = await self._answers([request])
-        return answers if isinstance(answers, Exception) else answers[0]
+    async def _one_by_one(
+        self, requests: list[Request], failed: Exception
+    ) -> list[Answer | BaseException]:
+        """After a batch's transaction failed (and wrote nothing): each request again on its
+        own, so that one request's failure (a row removed meanwhile, a deadlock) is that
+        request's alone."""
+        if len(requests) == 1:
+            return [failed]
+        answers: list[Answer | BaseException] = []
+        for request in requests:
+            alone = await self._answers([request])
+            answers.append(alone if isinstance(alone, Exception) else alone[0])
+        return answers
 
     async def _answers(self, requests: list[Request]) -> list[Answer | BaseException] | Exception:
         """``write(requests)``'s answers, or the exception that failed it as a whole."""

@@ -259,8 +259,8 @@ class MailMixin(Database):
                 if account_id is not None and x.fence and (account_id, x.fence) in lost:
                     answers.append(lease_lost(account_id, x.fence))
                     continue
-                answers.append(None)  # a folder removed meanwhile: nothing to write
-                if account_id is not None:
+                answers.append(None)
+                if account_id is not None:  # else the folder was removed meanwhile: no write
                     turn = seen[x.folder_id] = seen.get(x.folder_id, -1) + 1
                     if turn == len(rounds):
                         rounds.append([])
