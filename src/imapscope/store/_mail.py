@@ -53,6 +53,20 @@ class _FolderSync:
     fence: Fence | None
 
 
+# Built once: building a statement and its cache key at each call cost more than running it.
+_FOLDERS_OF = (
+    select(Folder.account_id, Folder.id, Folder.name, Folder.uidvalidity, Folder.uidnext,
+           Folder.highestmodseq, Folder.complete)
+    .where(Folder.account_id.in_(bindparam("ids", expanding=True)))
+    .order_by(Folder.name)
+)  # fmt: skip
+_FOLDER_NAMES_OF = select(Folder.account_id, Folder.name).where(
+    Folder.account_id.in_(bindparam("ids", expanding=True))
+)
+_ACCOUNTS_THERE = select(Account.id).where(Account.id.in_(bindparam("ids", expanding=True)))
+_OWNERS_OF = select(Folder.id, Folder.account_id).where(
+    Folder.id.in_(bindparam("ids", expanding=True))
+)
 _MESSAGES = cast(Table, Message.__table__)
 _FOLDER_STATE: dict[str, Any] = {
     "uidvalidity": bindparam("b_validity"), "uidnext": bindparam("b_next"),
@@ -119,12 +133,7 @@ class MailMixin(Database):
     async def _read_folders(self, account_ids: Sequence[int]) -> list[list[FolderView]]:
         found: dict[int, list[FolderView]] = {}
         async with self._transaction() as s:
-            rows = await s.execute(
-                select(Folder.account_id, Folder.id, Folder.name, Folder.uidvalidity,
-                       Folder.uidnext, Folder.highestmodseq, Folder.complete)
-                .where(Folder.account_id.in_(set(account_ids)))
-                .order_by(Folder.name)
-            )  # fmt: skip
+            rows = await s.execute(_FOLDERS_OF, {"ids": sorted(set(account_ids))})
             for r in rows:
                 found.setdefault(r.account_id, []).append(
                     FolderView(r.id, r.name, r.uidvalidity, r.uidnext, r.highestmodseq, r.complete)
@@ -152,11 +161,9 @@ class MailMixin(Database):
         ids = {w.account_id for w in writes}
         async with self._transaction() as s:
             lost = await lost_fences(s, [(w.account_id, w.fence) for w in writes if w.fence])
-            exist = set(await s.scalars(select(Account.id).where(Account.id.in_(ids))))
+            exist = set(await s.scalars(_ACCOUNTS_THERE, {"ids": sorted(ids)}))
             held: dict[int, list[str]] = {}
-            for account_id, name in await s.execute(
-                select(Folder.account_id, Folder.name).where(Folder.account_id.in_(ids))
-            ):
+            for account_id, name in await s.execute(_FOLDER_NAMES_OF, {"ids": sorted(ids)}):
                 held.setdefault(account_id, []).append(name)
             answers: list[tuple[list[str], list[str]] | StoreError] = []
             added: list[dict[str, Any]] = []
@@ -238,11 +245,8 @@ class MailMixin(Database):
         first (each folder's results land in the order they were asked)."""
         async with self._transaction() as s:
             owners = dict(
-                (await s.execute(
-                    select(Folder.id, Folder.account_id)
-                    .where(Folder.id.in_({x.folder_id for x in syncs}))
-                )).all()
-            )  # fmt: skip
+                (await s.execute(_OWNERS_OF, {"ids": sorted({x.folder_id for x in syncs})})).all()
+            )
             lost = await lost_fences(
                 s,
                 [
