@@ -87,6 +87,17 @@ _SET_FLAGS = (
 )  # fmt: skip
 
 
+async def _folders_of(s: Any, account_ids: Sequence[int]) -> dict[int, list[FolderView]]:
+    """Each account's folders by name."""
+    found: dict[int, list[FolderView]] = {a: [] for a in account_ids}
+    if account_ids:
+        for r in await s.execute(_FOLDERS_OF, {"ids": sorted(found)}):
+            found[r.account_id].append(
+                FolderView(r.id, r.name, r.uidvalidity, r.uidnext, r.highestmodseq, r.complete)
+            )
+    return found
+
+
 async def _write_round(s: Any, syncs: Sequence[_FolderSync], owners: Mapping[int, int]) -> None:
     """Folders' sync results, each folder at most once, in the caller's transaction: events,
     folder state, dropped (a new UIDVALIDITY) and expunged messages, flags, new messages."""
@@ -131,33 +142,29 @@ class MailMixin(Database):
         return self._coalescer(self._read_folders)
 
     async def _read_folders(self, account_ids: Sequence[int]) -> list[list[FolderView]]:
-        found: dict[int, list[FolderView]] = {}
         async with self._transaction() as s:
-            rows = await s.execute(_FOLDERS_OF, {"ids": sorted(set(account_ids))})
-            for r in rows:
-                found.setdefault(r.account_id, []).append(
-                    FolderView(r.id, r.name, r.uidvalidity, r.uidnext, r.highestmodseq, r.complete)
-                )
-        return [list(found.get(a, ())) for a in account_ids]
+            found = await _folders_of(s, account_ids)
+        return [list(found[a]) for a in account_ids]
 
     async def set_folders(
         self, account_id: int, names: Sequence[str], *, fence: Fence | None = None
-    ) -> tuple[list[str], list[str]]:
-        """Make the stored folder list equal ``names``; return (added, removed). Each is a
+    ) -> list[FolderView]:
+        """Make the stored folder list equal ``names``: each folder added or removed is a
         ``folder.added`` or ``folder.removed`` event, in the same transaction (shared with other
-        accounts' lists written at the same moment, :mod:`._coalesce`)."""
-        done: tuple[list[str], list[str]] = await self._folder_lists(
+        accounts' lists written at the same moment, :mod:`._coalesce`). Returns the account's
+        folders as :meth:`folders` would now (the sync engine's next read)."""
+        done: list[FolderView] = await self._folder_lists(
             _FolderList(account_id, tuple(dict.fromkeys(names)), fence)
         )
         return done
 
     @functools.cached_property
-    def _folder_lists(self) -> Coalescer[_FolderList, tuple[list[str], list[str]]]:
+    def _folder_lists(self) -> Coalescer[_FolderList, list[FolderView]]:
         return self._coalescer(self._write_folder_lists)
 
     async def _write_folder_lists(
         self, writes: Sequence[_FolderList]
-    ) -> list[tuple[list[str], list[str]] | StoreError]:
+    ) -> list[list[FolderView] | StoreError]:
         ids = {w.account_id for w in writes}
         async with self._transaction() as s:
             lost = await lost_fences(s, [(w.account_id, w.fence) for w in writes if w.fence])
@@ -165,7 +172,7 @@ class MailMixin(Database):
             held: dict[int, list[str]] = {}
             for account_id, name in await s.execute(_FOLDER_NAMES_OF, {"ids": sorted(ids)}):
                 held.setdefault(account_id, []).append(name)
-            answers: list[tuple[list[str], list[str]] | StoreError] = []
+            answers: list[int | StoreError] = []  # the account whose folders answer
             added: list[dict[str, Any]] = []
             removed: list[dict[str, Any]] = []
             events: list[dict[str, Any]] = []
@@ -187,7 +194,7 @@ class MailMixin(Database):
                     for kind, names in (("folder.added", new), ("folder.removed", gone))
                     for n in names
                 )  # fmt: skip
-                answers.append((new, gone))
+                answers.append(w.account_id)
             # Removed first: a name gone and back within one batch is a new folder.
             if removed:
                 await s.execute(_DROP_FOLDER, removed)
@@ -195,9 +202,10 @@ class MailMixin(Database):
                 await s.execute(_ADD_FOLDER, added)
             if events:
                 await s.execute(insert(cast(Table, Event.__table__)), events)
+            listed = await _folders_of(s, [a for a in answers if isinstance(a, int)])
         if events:
             self.events_written.fire()
-        return answers
+        return [list(listed[a]) if isinstance(a, int) else a for a in answers]
 
     async def folder_known(self, folder_id: int) -> dict[int, tuple[str, ...]]:
         """The stored UIDs of a folder and their flags."""

@@ -432,11 +432,12 @@ class AccountSync:
         before idling)."""
         if only is None:
             names = await self._folders(conn, account)
-            # With folder.added/removed events.
-            await self.store.set_folders(self.account_id, names, fence=self.fence)
+            # With folder.added/removed events; the folders as stored now.
+            stored = await self.store.set_folders(self.account_id, names, fence=self.fence)
+        else:
+            stored = await self.store.folders(self.account_id)
         folders = sorted(
-            (f for f in await self.store.folders(self.account_id)
-             if only is None or f.name in only or f.name == "INBOX"),
+            (f for f in stored if only is None or f.name in only or f.name == "INBOX"),
             key=lambda f: f.name == "INBOX",
         )  # fmt: skip
         dirty = False
