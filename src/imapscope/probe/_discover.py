@@ -1,6 +1,6 @@
 """Discovery: from an email address (or domain) to the IMAP servers that serve it.
 
-Sources, in the order tried (every one is reported, with what it answered):
+Sources, asked at once and reported in this order (every one, with what it answered):
 
 1. autoconfig XML (Thunderbird's format): ``autoconfig.<domain>/mail/config-v1.1.xml`` and
    ``<domain>/.well-known/autoconfig/mail/config-v1.1.xml``, HTTPS first, then HTTP;
@@ -15,6 +15,7 @@ the HTTP request is made to the address it returns.
 
 from __future__ import annotations
 
+import asyncio
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
@@ -139,54 +140,29 @@ async def _fetch_autoconfig(
 async def discover(
     address: str, *, nameserver: str | None = None, timeout: float = 5.0
 ) -> Discovery:
+    """Every source asked at once (each lookup may take ``timeout`` when DNS does not answer:
+    one after the other, a dead resolver made this take nine times as long), then reported in
+    the order above."""
     email, domain = split_address(address)
     result = Discovery(domain)
-    candidates, said = await _fetch_autoconfig(domain, email, nameserver, timeout)
+    resolver = make_resolver(nameserver, timeout)
+    guesses = (f"imap.{domain}", f"mail.{domain}", domain)
+    (candidates, said), srv, mx, resolved = await asyncio.gather(
+        _fetch_autoconfig(domain, email, nameserver, timeout),
+        asyncio.gather(*(
+            _srv(resolver, f"{service}.{domain}", security, email)
+            for service, security in (("_imaps._tcp", "tls"), ("_imap._tcp", "starttls"))
+        )),
+        _mx_guess(resolver, domain, email, nameserver, timeout),
+        asyncio.gather(*(_resolves(guess, nameserver, timeout) for guess in guesses)),
+    )  # fmt: skip
     result.tried.append(("autoconfig", said))
     result.candidates += candidates
-
-    resolver = make_resolver(nameserver, timeout)
-    for service, security in (("_imaps._tcp", "tls"), ("_imap._tcp", "starttls")):
-        name = f"{service}.{domain}"
-        try:
-            answer = await resolver.resolve(name, "SRV")
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            result.tried.append(("srv", f"{name}: no record"))
-            continue
-        except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
-            result.tried.append(("srv", f"{name}: lookup failed ({exc})"))
-            continue
-        records = sorted(answer, key=lambda r: (r.priority, -r.weight))
-        for record in records:
-            target = record.target.to_text().rstrip(".")
-            if not target:  # "." : deliberately not offered (RFC 6186 section 3.4)
-                result.tried.append(("srv", f"{name}: not offered (target '.')"))
-                continue
-            result.candidates.append(Candidate("srv", target, record.port, security, email))
-            result.tried.append(("srv", f"{name}: {target}:{record.port}"))
-
-    try:
-        answer = await resolver.resolve(domain, "MX")
-        exchanges = sorted(answer, key=lambda r: r.preference)
-        for record in exchanges[:1]:
-            labels = record.exchange.to_text().rstrip(".").split(".")
-            parent = ".".join(labels[-2:]) if len(labels) >= 2 else ""
-            if parent and parent != domain:
-                guess = f"imap.{parent}"
-                if await _resolves(guess, nameserver, timeout):
-                    result.candidates.append(Candidate("mx-guess", guess, 993, "tls", email))
-                    result.tried.append(("mx-guess", f"MX {'.'.join(labels)} -> {guess}"))
-                else:
-                    result.tried.append(
-                        ("mx-guess", f"MX {'.'.join(labels)}: {guess} does not resolve")
-                    )
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-        result.tried.append(("mx-guess", f"{domain}: no MX"))
-    except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
-        result.tried.append(("mx-guess", f"MX lookup failed ({exc})"))
-
-    for guess in (f"imap.{domain}", f"mail.{domain}", domain):
-        if await _resolves(guess, nameserver, timeout):
+    for found, tried in (*srv, mx):
+        result.candidates += found
+        result.tried += tried
+    for guess, resolves in zip(guesses, resolved, strict=True):
+        if resolves:
             result.candidates.append(Candidate("host-guess", guess, 993, "tls", email))
             result.tried.append(("host-guess", f"{guess} resolves"))
         else:
@@ -196,6 +172,56 @@ async def discover(
         if result.resolver_problem:
             result.tried.append(("resolver", result.resolver_problem))
     return result
+
+
+_Found = tuple[list[Candidate], list[tuple[str, str]]]
+
+
+async def _srv(
+    resolver: dns.asyncresolver.Resolver, name: str, security: str, email: str | None
+) -> _Found:
+    """RFC 6186's SRV record for one service: the servers it names, and what it said."""
+    found: list[Candidate] = []
+    try:
+        answer = await resolver.resolve(name, "SRV")
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        return found, [("srv", f"{name}: no record")]
+    except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
+        return found, [("srv", f"{name}: lookup failed ({exc})")]
+    tried = []
+    for record in sorted(answer, key=lambda r: (r.priority, -r.weight)):
+        target = record.target.to_text().rstrip(".")
+        if not target:  # "." : deliberately not offered (RFC 6186 section 3.4)
+            tried.append(("srv", f"{name}: not offered (target '.')"))
+            continue
+        found.append(Candidate("srv", target, record.port, security, email))
+        tried.append(("srv", f"{name}: {target}:{record.port}"))
+    return found, tried
+
+
+async def _mx_guess(
+    resolver: dns.asyncresolver.Resolver, domain: str, email: str | None,
+    nameserver: str | None, timeout: float,
+) -> _Found:  # fmt: skip
+    """imap.<the MX's parent domain>, when the mail exchanger is another domain's (a hosted
+    mailbox) and that name resolves."""
+    try:
+        answer = await resolver.resolve(domain, "MX")
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        return [], [("mx-guess", f"{domain}: no MX")]
+    except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
+        return [], [("mx-guess", f"MX lookup failed ({exc})")]
+    for record in sorted(answer, key=lambda r: r.preference)[:1]:
+        labels = record.exchange.to_text().rstrip(".").split(".")
+        parent = ".".join(labels[-2:]) if len(labels) >= 2 else ""
+        if parent and parent != domain:
+            guess = f"imap.{parent}"
+            if await _resolves(guess, nameserver, timeout):
+                return [Candidate("mx-guess", guess, 993, "tls", email)], [
+                    ("mx-guess", f"MX {'.'.join(labels)} -> {guess}")
+                ]
+            return [], [("mx-guess", f"MX {'.'.join(labels)}: {guess} does not resolve")]
+    return [], []
 
 
 async def resolver_problem(
