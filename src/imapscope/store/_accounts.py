@@ -9,15 +9,15 @@ import functools
 from collections.abc import Sequence
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, case, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from imapscope.store._coalesce import Coalescer
 from imapscope.store._db import Database, contains, no_account
 from imapscope.store._errors import ConflictError, StoreError
 from imapscope.store._leases import Fence, lease_lost, lost_fences
-from imapscope.store._log import ERRORS_KEPT
-from imapscope.store._models import Account, ErrorEntry, Event, Folder, Message, utcnow
+from imapscope.store._log import ERRORS_KEPT, INSERT_EVENTS
+from imapscope.store._models import Account, ErrorEntry, Folder, Message, utcnow
 from imapscope.store._views import AccountSpec, AccountView, Summary, utc
 
 #: The most accounts one page of a list holds.
@@ -269,7 +269,7 @@ class AccountsMixin(Database):
             if synced:
                 await s.execute(_SET_SYNCED, [{"b_id": i, "b_at": now} for i in sorted(synced)])
             if events:
-                await s.execute(insert(cast(Table, Event.__table__)), events)
+                await s.execute(INSERT_EVENTS, events)
         if events:
             self.events_written.fire()
         return answers

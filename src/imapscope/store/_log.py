@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import Table, and_, delete, func, insert, or_, select
 
 from imapscope.store._bounds import bounded
 from imapscope.store._db import Database
@@ -24,6 +24,9 @@ ERRORS_WINDOW = dt.timedelta(hours=1)
 #: Evidence lines kept per error entry (each bounded too).
 ERROR_EVIDENCE_KEPT = 10
 REDACTED = "***"
+#: Events written in bulk (one parameter set per event: account_id, kind, data; ``at`` defaults
+#: to now) in the caller's transaction: the sync engine's writes and the group commits.
+INSERT_EVENTS = insert(cast(Table, Event.__table__))
 
 
 class LogMixin(Database):

@@ -16,7 +16,8 @@ from imapscope.store._coalesce import Coalescer
 from imapscope.store._db import Database, contains, no_account
 from imapscope.store._errors import NotFoundError, StoreError
 from imapscope.store._leases import Fence, lease_lost, lost_fences
-from imapscope.store._models import Account, Event, Folder, Message
+from imapscope.store._log import INSERT_EVENTS
+from imapscope.store._models import Account, Folder, Message
 from imapscope.store._views import FolderView, MessageMeta, MessageView, utc
 
 
@@ -106,7 +107,7 @@ async def _write_round(s: Any, syncs: Sequence[_FolderSync], owners: Mapping[int
         for x in syncs for kind, data in x.events
     ]  # fmt: skip
     if events:
-        await s.execute(insert(cast(Table, Event.__table__)), events)
+        await s.execute(INSERT_EVENTS, events)
     for statement, group in (
         (_SET_FOLDER, [x for x in syncs if x.complete is None]),
         (_SET_FOLDER_COMPLETE, [x for x in syncs if x.complete is not None]),
@@ -201,7 +202,7 @@ class MailMixin(Database):
             if added:
                 await s.execute(_ADD_FOLDER, added)
             if events:
-                await s.execute(insert(cast(Table, Event.__table__)), events)
+                await s.execute(INSERT_EVENTS, events)
             listed = await _folders_of(s, [a for a in answers if isinstance(a, int)])
         if events:
             self.events_written.fire()
