@@ -95,3 +95,33 @@ def test_postgresql_s_integers_become_64_bit_and_keep_their_rows(postgres: Postg
     assert narrow == []
     assert ids == [1, 2, 3, 4]
     assert validity == 2**32 - 1
+
+
+def test_folders_synced_before_0014_have_no_message_count(tmp_path: Path) -> None:
+    """0014 adds ``folders.messages``: a folder synced before has none (NULL), so its next sync
+    reads it whole rather than trusting a STATUS against a count never stored."""
+    from alembic import command  # noqa: PLC0415
+    from sqlalchemy import create_engine  # noqa: PLC0415
+
+    from imapscope.store._migrate import alembic_config  # noqa: PLC0415
+
+    engine = create_engine(f"sqlite:///{tmp_path / DB_FILE}")
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0013")
+        conn.exec_driver_sql(
+            "INSERT INTO accounts (id, email, name, host, port, security, username, auth, "
+            "secret, include_folders, exclude_folders, poll_interval, paused, revision, state, "
+            "state_since, created, updated) VALUES (1, 'a@x.test', '', 'h', 993, 'tls', 'a', "
+            "'password', x'00', '[]', '[]', 300, 0, 1, 'idle', '2026-12-01', '2026-12-01', "
+            "'2026-12-01')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO folders (account_id, name, uidvalidity, uidnext, highestmodseq, "
+            "complete) VALUES (1, 'INBOX', 7, 31, 40, 1)"
+        )
+        command.upgrade(alembic_config(conn), "0014")
+        row = conn.exec_driver_sql(
+            "SELECT uidvalidity, uidnext, highestmodseq, complete, messages FROM folders"
+        ).one()
+    engine.dispose()
+    assert tuple(row) == (7, 31, 40, 1, None)

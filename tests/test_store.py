@@ -93,7 +93,7 @@ def test_open_creates_schema_wal_and_a_private_key(tmp_path: Path) -> None:
             "alembic_version",
             "api_tokens",
         } <= tables
-        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0013"
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0014"
 
 
 def test_migrations_match_the_models(tmp_path: Path, database: Database) -> None:

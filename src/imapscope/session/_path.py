@@ -23,6 +23,7 @@ from typing import Protocol
 from imapscope.findings import Finding, finding
 from imapscope.imap import (
     CapabilityCommand,
+    Command,
     Greeting,
     Login,
     Mechanism,
@@ -469,10 +470,17 @@ async def select(
     step: str = "examine", deadline: float | None = None,
 ) -> Result:  # fmt: skip
     """SELECT/EXAMINE; a refusal or a BYE named by :func:`classify_mailbox`."""
+    command = Select(mailbox, readonly=readonly, condstore=condstore)
+    return await mailbox_command(connection, command, step, deadline=deadline)
+
+
+async def mailbox_command(
+    connection: ImapConnection, command: Command, step: str, *, deadline: float | None = None
+) -> Result:
+    """A command on mailboxes (SELECT, LIST...) that must succeed: a refusal or a BYE named by
+    :func:`classify_mailbox` (never an empty answer taken for "no mailbox")."""
     with guarded(step, connection):
-        result = await connection.run(
-            Select(mailbox, readonly=readonly, condstore=condstore), step, deadline=deadline
-        )
+        result = await connection.run(command, step, deadline=deadline)
     bye = classify_bye(result, step, logged_in=True)
     if bye is not None:
         raise SessionFailure(bye)

@@ -45,6 +45,7 @@ class _FolderSync:
     uidvalidity: int | None
     uidnext: int | None
     highestmodseq: int | None
+    messages: int | None
     reset: bool
     new: tuple[MessageMeta, ...]
     flags: dict[int, tuple[str, ...]]
@@ -57,7 +58,7 @@ class _FolderSync:
 # Built once: building a statement and its cache key at each call cost more than running it.
 _FOLDERS_OF = (
     select(Folder.account_id, Folder.id, Folder.name, Folder.uidvalidity, Folder.uidnext,
-           Folder.highestmodseq, Folder.complete)
+           Folder.highestmodseq, Folder.complete, Folder.messages)
     .where(Folder.account_id.in_(bindparam("ids", expanding=True)))
     .order_by(Folder.name)
 )  # fmt: skip
@@ -71,7 +72,7 @@ _OWNERS_OF = select(Folder.id, Folder.account_id).where(
 _MESSAGES = cast(Table, Message.__table__)
 _FOLDER_STATE: dict[str, Any] = {
     "uidvalidity": bindparam("b_validity"), "uidnext": bindparam("b_next"),
-    "highestmodseq": bindparam("b_modseq"),
+    "highestmodseq": bindparam("b_modseq"), "messages": bindparam("b_messages"),
 }  # fmt: skip
 _SET_FOLDER = update(_FOLDERS).where(_FOLDERS.c.id == bindparam("b_id")).values(**_FOLDER_STATE)
 _SET_FOLDER_COMPLETE = (
@@ -94,7 +95,9 @@ async def _folders_of(s: Any, account_ids: Sequence[int]) -> dict[int, list[Fold
     if account_ids:
         for r in await s.execute(_FOLDERS_OF, {"ids": sorted(found)}):
             found[r.account_id].append(
-                FolderView(r.id, r.name, r.uidvalidity, r.uidnext, r.highestmodseq, r.complete)
+                FolderView(
+                    r.id, r.name, r.uidvalidity, r.uidnext, r.highestmodseq, r.complete, r.messages
+                )
             )
     return found
 
@@ -115,7 +118,8 @@ async def _write_round(s: Any, syncs: Sequence[_FolderSync], owners: Mapping[int
         if group:
             await s.execute(statement, [
                 {"b_id": x.folder_id, "b_validity": x.uidvalidity, "b_next": x.uidnext,
-                 "b_modseq": x.highestmodseq, "b_complete": x.complete} for x in group
+                 "b_modseq": x.highestmodseq, "b_messages": x.messages,
+                 "b_complete": x.complete} for x in group
             ])  # fmt: skip
     if reset := [x.folder_id for x in syncs if x.reset]:
         await s.execute(delete(Message).where(Message.folder_id.in_(reset)))
@@ -223,6 +227,7 @@ class MailMixin(Database):
         uidvalidity: int | None,
         uidnext: int | None,
         highestmodseq: int | None = None,
+        messages: int | None = None,
         reset: bool = False,
         new: Sequence[MessageMeta] = (),
         flags: Mapping[int, tuple[str, ...]] | None = None,
@@ -233,14 +238,16 @@ class MailMixin(Database):
     ) -> None:
         """Apply one folder's sync result, and the events that describe it, in one transaction
         (``reset`` drops every message first: the UIDVALIDITY changed; ``complete`` marks the
-        end, or with False the restart, of the folder's first full sync). A crash leaves both or
-        neither: an event is never lost, nor written twice by the next sync.
+        end, or with False the restart, of the folder's first full sync; ``messages``, the
+        server's count that goes with ``uidnext`` and ``highestmodseq``, is given with the last
+        batch, None before). A crash leaves both or neither: an event is never lost, nor written
+        twice by the next sync.
 
         Hot path: one Core statement per kind of change (executemany), no ORM object per
         message; folders synced at the same moment, by any account, share the transaction
         (:mod:`._coalesce`)."""
         await self._folder_syncs(_FolderSync(
-            folder_id, uidvalidity, uidnext, highestmodseq, reset, tuple(new),
+            folder_id, uidvalidity, uidnext, highestmodseq, messages, reset, tuple(new),
             dict(flags or {}), tuple(gone), tuple(events), complete, fence,
         ))  # fmt: skip
 

@@ -83,6 +83,9 @@ class Folder(Base):
     uidnext: Mapped[int | None] = mapped_column(default=None)
     highestmodseq: Mapped[int | None] = mapped_column(default=None)
     complete: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # The server's message count with the UIDNEXT and HIGHESTMODSEQ above, once everything up
+    # to them is stored (None meanwhile): a STATUS equal to all three means nothing changed.
+    messages: Mapped[int | None] = mapped_column(default=None)
 
 
 class Message(Base):

@@ -105,6 +105,8 @@ class FolderView:
     uidnext: int | None
     highestmodseq: int | None
     complete: bool = False  # the first full sync has finished
+    #: The server's message count when UIDNEXT and HIGHESTMODSEQ were stored (None: unknown).
+    messages: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)

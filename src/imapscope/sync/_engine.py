@@ -10,7 +10,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence, Set
+from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,8 @@ from imapscope.imap import (
     ProtocolError,
     Search,
     SearchResponse,
+    Status,
+    StatusResponse,
     UntaggedStatus,
     compact_sequence,
 )
@@ -37,6 +39,7 @@ from imapscope.session import (
     Settings,
     classify_mailbox,
     classify_net_error,
+    mailbox_command,
     open_session,
     select,
 )
@@ -233,6 +236,34 @@ Fetcher = Callable[[int, int | None], Awaitable[bytes]]
 NewMailHook = Callable[[int, str, Fetcher, bool], Awaitable[None]]
 
 
+def _status_items(conn: ImapConnection) -> tuple[str, ...]:
+    """What a STATUS asks to tell a folder unchanged since its last sync."""
+    modseq = ("HIGHESTMODSEQ",) if "CONDSTORE" in conn.codec.capabilities else ()
+    return ("MESSAGES", "UIDNEXT", "UIDVALIDITY", *modseq)
+
+
+def _decidable(folder: FolderView) -> bool:
+    """A STATUS can spare this folder its SELECT: it was synced to the end (and may be
+    unchanged), or never (and may be empty)."""
+    return folder.uidvalidity is None or (folder.complete and folder.messages is not None)
+
+
+def _unchanged(folder: FolderView, status: Mapping[str, int | None]) -> bool:
+    """What STATUS (or SELECT) says equals what the folder's last sync stored: the same
+    UIDVALIDITY, UIDNEXT and message count, and the same HIGHESTMODSEQ (every flag change and,
+    with UIDNEXT and the count, every expunge and arrival moves one of them). An empty folder
+    needs no HIGHESTMODSEQ: it has no flags to change. Anything unknown is a change."""
+    if not folder.complete or folder.messages is None or folder.uidnext is None:
+        return False
+    if (status.get("UIDVALIDITY"), status.get("UIDNEXT"), status.get("MESSAGES")) != (
+        folder.uidvalidity, folder.uidnext, folder.messages
+    ):  # fmt: skip
+        return False
+    if folder.messages == 0:
+        return True
+    return folder.highestmodseq is not None and status.get("HIGHESTMODSEQ") == folder.highestmodseq
+
+
 class AccountSync:
     """Run with :meth:`run` (until cancelled); :meth:`wake` after an edit or resume."""
 
@@ -411,8 +442,15 @@ class AccountSync:
             self.progress = {}
             await conn.close()
 
-    async def _folders(self, conn: ImapConnection, account: AccountView) -> list[str]:
-        result = await conn.run(List("", "*"))
+    async def _folders(
+        self, conn: ImapConnection, account: AccountView
+    ) -> tuple[list[str], dict[str, dict[str, int]]]:
+        """The folders to sync, and the STATUS of those the server gave it for with the list
+        (LIST-STATUS, RFC 5819). A refused LIST fails the sync: an empty answer taken for "no
+        folders" would drop every stored one."""
+        listed = "LIST-STATUS" in conn.codec.capabilities
+        returns = (f"STATUS ({' '.join(_status_items(conn))})",) if listed else ()
+        result = await mailbox_command(conn, List("", "*", returns=returns), "list")
         names = [
             e.name
             for e in result.untagged
@@ -422,29 +460,93 @@ class AccountSync:
         spec = account.spec
         if spec.include_folders:
             names = [n for n in names if n in spec.include_folders or n.upper() == "INBOX"]
-        return [n for n in names if n not in spec.exclude_folders]
+        names = [n for n in names if n not in spec.exclude_folders]
+        statuses = {e.mailbox: e.items for e in result.untagged if isinstance(e, StatusResponse)}
+        return names, statuses
+
+    async def _statuses(
+        self, conn: ImapConnection, names: Sequence[str]
+    ) -> dict[str, dict[str, int]]:
+        """STATUS of each folder, pipelined, when the server can tell a folder unchanged by it
+        (CONDSTORE: HIGHESTMODSEQ moves with every flag change); else nothing (each folder is
+        selected, and judged on what SELECT says). A refused STATUS leaves the folder to its
+        SELECT, which names the refusal."""
+        if not names or "CONDSTORE" not in conn.codec.capabilities:
+            return {}
+        items = _status_items(conn)
+        found: dict[str, dict[str, int]] = {}
+        async for completed in conn.run_pipelined(
+            (Status(name, items) for name in names), depth=min(len(names), 50)
+        ):
+            for e in completed.untagged:
+                if isinstance(e, StatusResponse) and completed.ok:
+                    found[e.mailbox] = e.items
+        return found
 
     async def _sync_all(
         self, conn: ImapConnection, account: AccountView, only: Set[str] | None = None
     ) -> bool:
         """Sync every folder (or those in ``only``, with INBOX), INBOX last so it stays
         selected for IDLE; True when INBOX changed while it was being synced (sync it again
-        before idling)."""
+        before idling).
+
+        A folder whose STATUS (MESSAGES, UIDNEXT, UIDVALIDITY, HIGHESTMODSEQ) equals what was
+        stored at the end of its last sync is not selected: nothing in it changed (a flag
+        change moves HIGHESTMODSEQ; without CONDSTORE only an empty folder is judged so). A
+        folder never synced that STATUS says is empty is stored as synced, unselected. INBOX
+        is always selected (it is idled on), and skipped the same way once selected."""
         if only is None:
-            names = await self._folders(conn, account)
+            names, statuses = await self._folders(conn, account)
             # With folder.added/removed events; the folders as stored now.
             stored = await self.store.set_folders(self.account_id, names, fence=self.fence)
         else:
             stored = await self.store.folders(self.account_id)
+            statuses = {}
         folders = sorted(
             (f for f in stored if only is None or f.name in only or f.name == "INBOX"),
             key=lambda f: f.name == "INBOX",
         )  # fmt: skip
+        if not statuses:
+            statuses = await self._statuses(
+                conn, [f.name for f in folders if f.name != "INBOX" and _decidable(f)]
+            )
         dirty = False
         for folder in folders:
+            status = statuses.get(folder.name) if folder.name != "INBOX" else None
+            if status is not None and _unchanged(folder, status):
+                if folder.name in self.watch:
+                    await self._judge_new(conn, folder.name, initial=False)
+                continue
+            if status is not None and folder.uidvalidity is None and status.get("MESSAGES") == 0:
+                await self._store_empty(folder, status)
+                if folder.name in self.watch:
+                    await self._judge_new(conn, folder.name, initial=True)
+                continue
             dirty = await self._sync_folder(conn, folder)
         await self.store.mark_synced(self.account_id, fence=self.fence)
         return dirty and bool(folders) and folders[-1].name == "INBOX"
+
+    async def _store_empty(self, folder: FolderView, status: dict[str, int]) -> None:
+        """A folder never synced that STATUS says is empty: stored as synced, as its SELECT
+        would have left it (one ``folder.synced`` with 0 messages)."""
+        await self.store.apply_folder(
+            folder.id, fence=self.fence, uidvalidity=status.get("UIDVALIDITY"),
+            uidnext=status.get("UIDNEXT"), highestmodseq=status.get("HIGHESTMODSEQ"),
+            messages=0, complete=True,
+            events=[("folder.synced", {"folder": folder.name, "messages": 0})],
+        )  # fmt: skip
+
+    async def _judge_new(self, conn: ImapConnection, name: str, *, initial: bool) -> None:
+        """New mail judged against waiting expectations (the receive API), after it is stored:
+        a waiting expectation registered meanwhile either is seen here or sees it stored (the
+        receive API's catch-up); never neither. A watched folder is judged after each of its
+        syncs, even with nothing new."""
+        if self.on_new_mail is not None:
+
+            async def fetch(uid: int, size: int | None) -> bytes:
+                return await read_message(conn, name, uid, size=size)
+
+            await self.on_new_mail(self.account_id, name, fetch, initial)
 
     async def _sync_folder(self, conn: ImapConnection, folder: FolderView) -> bool:
         """Sync one folder; True when the server reported a change made meanwhile.
@@ -480,6 +582,12 @@ class AccountSync:
                         uidnext = number
                     else:
                         modseq = number
+        selected = {"UIDVALIDITY": validity, "UIDNEXT": uidnext, "HIGHESTMODSEQ": modseq,
+                    "MESSAGES": exists}  # fmt: skip
+        if _unchanged(folder, selected):  # nothing to ask, nothing to write
+            if name in self.watch:
+                await self._judge_new(conn, name, initial=False)
+            return False
         reset = known_validity is not None and validity != known_validity
         initial = reset or not folder.complete
         # A folder never stored under a UIDVALIDITY holds no message yet: nothing to read.
@@ -535,7 +643,7 @@ class AccountSync:
         if not new_uids:  # else they are written with the first batch, in its transaction
             await self.store.apply_folder(
                 folder_id, fence=self.fence, uidvalidity=validity, uidnext=uidnext,
-                highestmodseq=modseq, reset=reset, flags=flags, gone=gone,
+                highestmodseq=modseq, messages=exists, reset=reset, flags=flags, gone=gone,
                 events=changed["events"] + (
                     [("folder.synced", {"folder": name, "messages": exists})] if done else []
                 ),
@@ -590,7 +698,8 @@ class AccountSync:
                 complete = True if last and initial else (False if first and reset else None)
                 writing = asyncio.create_task(self.store.apply_folder(
                     folder_id, fence=self.fence, uidvalidity=validity, uidnext=uidnext,
-                    highestmodseq=modseq if last else None, new=new, events=events,
+                    highestmodseq=modseq if last else None, messages=exists if last else None,
+                    new=new, events=events,
                     complete=complete, reset=first and reset,
                     flags=flags if first else None, gone=gone if first else (),
                 ))  # fmt: skip
@@ -603,13 +712,8 @@ class AccountSync:
                 # Cut off mid-sync: the batch being written still lands (or fails) before the
                 # connection is closed and the next attempt starts.
                 await asyncio.wait([writing])
-        if self.on_new_mail is not None and (new_uids or name in self.watch):
-            # After the messages are stored: a waiting expectation registered meanwhile either
-            # is seen here or sees them stored (the receive API's catch-up); never neither.
-            async def fetch(uid: int, size: int | None) -> bytes:
-                return await read_message(conn, name, uid, size=size)
-
-            await self.on_new_mail(self.account_id, name, fetch, initial)
+        if new_uids or name in self.watch:
+            await self._judge_new(conn, name, initial=initial)
         return bool(changes)
 
     async def _incomplete(

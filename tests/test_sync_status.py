@@ -1,0 +1,137 @@
+"""A sync asks each folder's STATUS first and selects only the folders that changed since their
+last sync (the sandbox: a real server over real sockets, counting what it is asked); a refused
+LIST fails the sync instead of being read as "no folders"."""
+
+from __future__ import annotations
+
+import asyncio
+import imaplib
+from pathlib import Path
+
+import pytest
+
+from imapscope.sandbox import FaultRule
+from imapscope.store import Store
+from imapscope.sync import AccountSync, Backoff, SyncOptions
+from tests.conftest import PASSWORD, Sandbox
+from tests.test_sync import _state_is, _synced_after, engine, events_of, spec, until
+
+pytestmark = pytest.mark.usefixtures("database")
+
+COUNTED = 1000
+
+
+def _flag(sandbox: Sandbox, folder: str, uid: str) -> None:
+    client = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
+    client.login("alice", PASSWORD)
+    client.select(folder)
+    client.uid("STORE", uid, "+FLAGS", r"(\Flagged)")
+    client.logout()
+
+
+async def _full_sync(store: Store, sync: AccountSync) -> None:
+    """Ask for a full sync and wait until it is done."""
+    before = (await store.account(sync.account_id)).last_sync
+    sync.sync_everything()
+    await until("a full sync", lambda: _synced_after(store, sync.account_id, before))
+
+
+@pytest.mark.parametrize(
+    "hidden", [(), ("LIST-STATUS",), ("LIST-STATUS", "CONDSTORE")],
+    ids=["list-status", "status", "no-condstore"],
+)  # fmt: skip
+def test_a_full_sync_selects_only_the_folders_that_changed(
+    sandbox: Sandbox, tmp_path: Path, hidden: tuple[str, ...]
+) -> None:
+    """With LIST-STATUS the statuses come with the folder list; without it, from one pipelined
+    STATUS per folder; without CONDSTORE nothing tells a flag change, so every folder is
+    selected (and an unchanged empty one costs its SELECT alone)."""
+    faults = sandbox.server.faults
+    for capability in hidden:
+        faults.add(FaultRule("hide-capability", capability=capability))
+    # A rule that waits 0 ms counts each EXAMINE of its folder (its count goes down).
+    examined = {
+        name: faults.add(FaultRule("delay", command="EXAMINE", mailbox=name, count=COUNTED))
+        for name in ("Archive", "Drafts")
+    }  # fmt: skip
+    statuses = faults.add(FaultRule("delay", command="STATUS", count=COUNTED))
+    listed = faults.add(FaultRule("delay", command="LIST", count=COUNTED))
+
+    def times(rule: FaultRule) -> int:
+        return COUNTED - (rule.count or 0)
+
+    condstore = "CONDSTORE" not in hidden
+    options = SyncOptions(ca_file=str(sandbox.ca_file))
+
+    async def main() -> None:
+        async with engine(tmp_path, spec(sandbox.server.port), PASSWORD, options) as (store, sync):
+            await until("idle", lambda: _state_is(store, sync, "idle"))
+            folders = {f.name: f for f in await store.folders(sync.account_id)}
+            drafts, archive = folders["Drafts"], folders["Archive"]
+            # Never synced and empty: stored as synced without a SELECT when a STATUS said so.
+            assert times(examined["Drafts"]) == (0 if condstore else 1)
+            assert (drafts.complete, drafts.messages) == (True, 0)
+            assert drafts.uidvalidity is not None
+            assert times(examined["Archive"]) == 1
+            assert (archive.complete, archive.messages) == (True, 5)
+            synced = [e.data for e in await events_of(store, "folder.synced", 0)]
+            assert {"folder": "Drafts", "messages": 0} in synced
+            assert {"folder": "Archive", "messages": 5} in synced
+            # STATUS commands: none with LIST-STATUS, nor without CONDSTORE (no use).
+            assert times(statuses) == (len(folders) - 1 if hidden == ("LIST-STATUS",) else 0)
+            cursor = (await store.events(limit=1000))[-1].id
+
+            # Nothing changed: no folder besides INBOX is selected, nothing is written.
+            await _full_sync(store, sync)
+            assert times(examined["Archive"]) == (1 if condstore else 2)
+            assert times(examined["Drafts"]) == (0 if condstore else 2)
+            after = await store.events(after=cursor, limit=1000)
+            assert [e.kind for e in after if e.kind != "account.state"] == []
+            assert times(listed) == 2
+
+            # Another client flags a message in Archive: Archive alone is selected again.
+            await asyncio.to_thread(_flag, sandbox, "Archive", "1")
+            await _full_sync(store, sync)
+            flagged = {
+                (e.data["folder"], e.data["uid"]): e.data["flags"]
+                for e in await events_of(store, "message.flags", cursor)
+            }  # fmt: skip
+            # (Without CONDSTORE the flag FETCH also sees \Recent gone from the others: the
+            # other client's SELECT took it.)
+            assert "\\Flagged" in flagged[("Archive", 1)]
+            assert {folder for folder, _ in flagged} == {"Archive"}
+            assert times(examined["Archive"]) == (2 if condstore else 3)
+            assert times(examined["Drafts"]) == (0 if condstore else 3)
+            # ... and is unchanged at the next.
+            await _full_sync(store, sync)
+            assert times(examined["Archive"]) == (2 if condstore else 4)
+
+    asyncio.run(main())
+
+
+def test_a_refused_list_fails_the_sync_and_drops_no_folder(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A LIST answered NO is an error named like any refused mailbox command, and a retry;
+    read as an empty list it would drop every folder and its messages (folder.removed)."""
+    options = SyncOptions(ca_file=str(sandbox.ca_file), backoff=Backoff(first=0.05, cap=0.2))
+
+    async def main() -> None:
+        async with engine(tmp_path, spec(sandbox.server.port), PASSWORD, options) as (store, sync):
+            await until("idle", lambda: _state_is(store, sync, "idle"))
+            before = {f.name: f.id for f in await store.folders(sync.account_id)}
+            count = await store.message_count(sync.account_id)
+            cursor = (await store.events(limit=1000))[-1].id
+            sandbox.server.faults.add(
+                FaultRule("no", command="LIST", code="SERVERBUG", text="Internal error", count=1)
+            )
+            await _full_sync(store, sync)  # the failed one, then the retry after a backoff
+            errors = await store.errors(sync.account_id)
+            assert [(e.code, e.step) for e in errors] == [("MAILSTORE_UNAVAILABLE", "list")]
+            assert "Internal error" in errors[0].server_text
+            assert {f.name: f.id for f in await store.folders(sync.account_id)} == before
+            assert await store.message_count(sync.account_id) == count
+            kinds = {e.kind for e in await store.events(after=cursor, limit=1000)}
+            assert not kinds & {"folder.removed", "folder.added", "folder.synced"}
+
+    asyncio.run(main())
