@@ -97,6 +97,35 @@ def test_postgresql_s_integers_become_64_bit_and_keep_their_rows(postgres: Postg
     assert validity == 2**32 - 1
 
 
+def test_head_names_the_newest_migration(tmp_path: Path) -> None:
+    """Store.open skips Alembic (and its import) when the schema is at ``HEAD``: a migration
+    added without moving HEAD would never run. And a store at HEAD is opened without it."""
+    import asyncio  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+
+    from imapscope.store import Store  # noqa: PLC0415
+    from imapscope.store._migrate import HEAD, alembic_config  # noqa: PLC0415
+
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD
+
+    async def create() -> None:
+        await (await Store.open(tmp_path)).close()
+
+    asyncio.run(create())
+    opened = (
+        "import asyncio, sys; from pathlib import Path; from imapscope.store import Store\n"
+        "async def main():\n"
+        f"    await (await Store.open(Path({str(tmp_path)!r}))).close()\n"
+        "asyncio.run(main()); print(sorted(m for m in sys.modules if m.startswith('alembic')))"
+    )
+    command = [sys.executable, "-c", opened]
+    found = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[]"
+
+
 def test_folders_synced_before_0014_have_no_message_count(tmp_path: Path) -> None:
     """0014 adds ``folders.messages``: a folder synced before has none (NULL), so its next sync
     reads it whole rather than trusting a STATUS against a count never stored."""

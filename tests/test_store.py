@@ -39,6 +39,7 @@ from imapscope.store._bounds import (
     TRUNCATED,
 )
 from imapscope.store._crypto import KEY_ENV, KEY_FILE
+from imapscope.store._migrate import HEAD
 from imapscope.store._models import Base, ErrorEntry
 from tests.conftest import Database
 
@@ -93,7 +94,7 @@ def test_open_creates_schema_wal_and_a_private_key(tmp_path: Path) -> None:
             "alembic_version",
             "api_tokens",
         } <= tables
-        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0014"
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == HEAD
 
 
 def test_migrations_match_the_models(tmp_path: Path, database: Database) -> None:

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Self
 
-import alembic.util
 import orjson
 from sqlalchemy import event, func, insert, or_, select
 from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -185,7 +184,7 @@ class Database:
             async with engine.begin() as conn:
                 await conn.run_sync(_migrate.upgrade)
                 await conn.run_sync(_check_key, box)
-        except (OSError, DBAPIError, alembic.util.CommandError) as exc:
+        except (OSError, DBAPIError, _migrate.MigrationError) as exc:
             await engine.dispose()
             raise StoreError(
                 f"cannot open the database {_redacted(chosen)}: {_reason(exc)}"
@@ -266,7 +265,7 @@ def _check_key(conn: Any, box: SecretBox) -> None:
 def _reason(exc: BaseException) -> str:
     """What went wrong, in a line: a newer schema, a refused connection, a wrong password."""
     text = str(exc)
-    if isinstance(exc, alembic.util.CommandError) and "Can't locate revision" in text:
+    if isinstance(exc, _migrate.MigrationError) and exc.unknown_revision:
         return ("its schema is newer than this imapscope knows (a newer version wrote it): "
                 "upgrade imapscope, or use another database")  # fmt: skip
     if isinstance(exc, DBAPIError) and exc.orig is not None:
