@@ -176,7 +176,9 @@ class ImapConnection:
         self.byte_budget = byte_budget
         self._tracer = tracer
         self._started = time.perf_counter()
-        self.transcript: list[WireLine] | deque[WireLine] = []
+        # Each line as it came (direction, perf_counter, bytes): made into a WireLine only when
+        # read. A first sync logs 100,000 lines, and a synced account keeps its last 20.
+        self._lines: list[tuple[str, float, bytes]] | deque[tuple[str, float, bytes]] = []
         self.codec = ClientConnection(log=self._log, max_literal=byte_budget)
         self._mask = SecretMask(secrets)
         self.tls: TlsInfo | None = None
@@ -187,12 +189,20 @@ class ImapConnection:
         """From now on keep only the last ``lines`` of the transcript: a connection that lives
         for days (a synced account's) must not keep every line it ever saw. What a failure is
         named from is the last few lines the server sent."""
-        self.transcript = deque(self.transcript, maxlen=lines)
+        self._lines = deque(self._lines, maxlen=lines)
+
+    @property
+    def transcript(self) -> list[WireLine]:
+        """The lines sent and received so far (the last ones only after :meth:`keep_last`),
+        secrets redacted, times in milliseconds since the connection opened."""
+        started = self._started
+        return [
+            WireLine(d, (at - started) * 1000, line.decode("utf-8", "replace").rstrip("\r\n"))
+            for d, at, line in self._lines
+        ]
 
     def _log(self, direction: str, line: bytes) -> None:
-        at = (time.perf_counter() - self._started) * 1000
-        text = line.decode("utf-8", "replace").rstrip("\r\n")
-        self.transcript.append(WireLine(direction, at, text))
+        self._lines.append((direction, time.perf_counter(), bytes(line)))
 
     # -- opening ------------------------------------------------------------------------------
 
