@@ -15,7 +15,9 @@ directory, starts `imapscope serve` as its own process and measures:
 - the time of GET /api/v1/accounts (what the accounts page refreshes every 2 s);
 - new-mail-to-event latency: ``--messages`` messages APPENDed (by another client) to random
   accounts' INBOX, one at a time; for each, the time from the APPEND's completion to the
-  `message.new` event's timestamp (both this machine's clock), p50 and p99.
+  `message.new` event's timestamp (both this machine's clock), p50 and p99;
+- reconnect-all: serve stopped and started again on the same store (everything synced), from
+  the start until every account has synced again and is `idle`, and serve's CPU per account.
 """
 
 from __future__ import annotations
@@ -97,6 +99,15 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def synced_since(db: Path, since: dt.datetime) -> int:
+    """Accounts `idle` with a sync finished after ``since``."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        rows = conn.execute("SELECT last_sync FROM accounts WHERE state = 'idle'").fetchall()
+    return sum(
+        1 for (at,) in rows if at and dt.datetime.fromisoformat(at).replace(tzinfo=dt.UTC) > since
+    )
 
 
 def states(db: Path) -> dict[str, int]:
@@ -243,6 +254,22 @@ def measure(args: argparse.Namespace, work: Path, users: dict[str, str], server:
                     time.sleep(0.002)
     finally:
         stop(proc)
+    restarted = dt.datetime.now(dt.UTC)
+    t1 = time.perf_counter()
+    again = serve(data, server.ca_file)
+    try:
+        done = 0
+        while time.perf_counter() - t1 < args.timeout:
+            done = synced_since(db, restarted)
+            if done == n:
+                break
+            time.sleep(0.2)
+        reconnect_all = time.perf_counter() - t1
+        reconnect_cpu = cpu_seconds(again.proc.pid)
+        if done != n:
+            raise SystemExit(f"after the restart, {done} of {n} synced in {args.timeout:.0f}s")
+    finally:
+        stop(again.proc)
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     print(f"accounts: {n} ({args.security}, {args.server}) on one serve process, "
@@ -261,6 +288,10 @@ def measure(args: argparse.Namespace, work: Path, users: dict[str, str], server:
     print(f"RSS per account: {(rss - baseline) / n:.1f} KiB")
     took = statistics.median(listed) * 1000
     print(f"GET /api/v1/accounts ({n} accounts): median of 5 {took:.0f} ms")
+    print(
+        f"reconnect-all (serve restarted, store synced; start to all synced again and idle): "
+        f"{reconnect_all:.1f} s, serve CPU per account {reconnect_cpu / n * 1000:.1f} ms"
+    )
     print(
         f"new-mail-to-event latency over {len(latencies)} messages: "
         f"p50 {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms, "

@@ -10,8 +10,8 @@ Needs root (the rig, and the throwaway PostgreSQL cluster).
 Prints, side by side: the raw drain (login, SELECT, ``UID FETCH 1:* (UID FLAGS INTERNALDATE
 RFC822.SIZE ENVELOPE)`` read until the tagged OK: Dovecot's own speed, the floor), serve's time
 from process start to `idle` with N messages stored (read from the store), serve's peak RSS and
-CPU, and the ratio serve/raw (target <= 3). ``--profile FILE``: serve's cProfile data (one store
-only; FILE gets the store's name appended).
+CPU, and the ratio serve/raw (target <= 3). ``--profile FILE``: serve's cProfile data
+(``py-spy:FILE``: py-spy's samples, threads included); FILE gets the store's name appended.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from tests.servers.dovecot import start_dovecot
 from tests.servers.postgres import Postgres, start_postgres
 from tests.servers.rig import TestCA
 
-from bench.accounts_idle import cpu_seconds
+from bench.accounts_idle import cpu_seconds, spy
 from imapscope.store import DB_FILE, AccountSpec, Store
 
 ITEMS = b"(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)"
@@ -102,13 +102,15 @@ def serve_sync(
         await store.close()
 
     asyncio.run(register())
-    runner = [sys.executable, *(["-m", "cProfile", "-o", profile] if profile else [])]
+    spied = (profile or "").startswith("py-spy:")
+    runner = [sys.executable, *(["-m", "cProfile", "-o", profile] if profile and not spied else [])]
     started = time.perf_counter()
     proc = subprocess.Popen(
         [*runner, "-m", "imapscope", "serve", "--data-dir", str(data), "--port", "0",
          "--ca-file", str(ca_file), *(["--database", database] if database else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    sampler = spy(proc.pid, (profile or "")[7:]) if spied else None
     peak, cpu = 0, 0.0
     try:
         while time.perf_counter() - started < 600:
@@ -124,6 +126,8 @@ def serve_sync(
     finally:
         proc.send_signal(signal.SIGINT)  # cProfile writes its data on a clean exit
         proc.wait(60)
+        if sampler is not None:
+            sampler.wait(60)
     return elapsed, peak, cpu
 
 
