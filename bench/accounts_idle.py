@@ -62,8 +62,11 @@ class Serve:
     token: str | None  # printed at the first start only
 
 
-def serve(data_dir: Path, ca_file: Path, profile: str | None = None) -> Serve:
-    """``profile``: a file for cProfile's data (py-spy's are taken by :func:`spy`)."""
+def serve(
+    data_dir: Path, ca_file: Path, profile: str | None = None, *, first: bool = True
+) -> Serve:
+    """``profile``: a file for cProfile's data (py-spy's are taken by :func:`spy`); ``first``:
+    the data directory is new, so serve prints its first API token."""
     runner = [sys.executable, *(["-m", "cProfile", "-o", profile] if profile else [])]
     proc = subprocess.Popen(
         [*runner, "-m", "imapscope", "serve", "--data-dir", str(data_dir),
@@ -75,7 +78,9 @@ def serve(data_dir: Path, ca_file: Path, profile: str | None = None) -> Serve:
     if "web UI" not in line:
         raise SystemExit(f"serve did not start: {line}{proc.stdout.read()}")
     url = line.split("web UI ")[1].split("/ ")[0]
-    token = proc.stdout.readline().strip() if "first token" in proc.stdout.readline() else None
+    token = None
+    if first and "first token" in proc.stdout.readline():
+        token = proc.stdout.readline().strip()
     return Serve(proc, url, token)
 
 
@@ -256,7 +261,7 @@ def measure(args: argparse.Namespace, work: Path, users: dict[str, str], server:
         stop(proc)
     restarted = dt.datetime.now(dt.UTC)
     t1 = time.perf_counter()
-    again = serve(data, server.ca_file)
+    again = serve(data, server.ca_file, first=False)
     try:
         done = 0
         while time.perf_counter() - t1 < args.timeout:
