@@ -312,6 +312,28 @@ def test_summaries_count_per_account_in_grouped_queries(tmp_path: Path) -> None:
     run(tmp_path, body)
 
 
+def test_a_date_in_any_zone_is_stored_as_the_same_moment(tmp_path: Path) -> None:
+    """An INTERNALDATE comes in the server's zone ("+0200"): it reads back as the same moment,
+    in UTC, and sorts among the others by that moment. (SQLite keeps no offset: its wall-clock
+    time was stored and read back as UTC, two hours off.)"""
+    plus2 = dt.timezone(dt.timedelta(hours=2))
+    earlier = dt.datetime(2024, 1, 1, 9, 2, tzinfo=plus2)  # 07:02 UTC
+    later = dt.datetime(2024, 1, 1, 8, 0, tzinfo=dt.UTC)
+
+    async def body(s: Store) -> tuple[Any, list[Any]]:
+        added = await s.add_account(SPEC, PASSWORD)
+        [inbox] = await s.set_folders(added.id, ["INBOX"])
+        new = [MessageMeta(1, (), earlier, 10, {}), MessageMeta(2, (), later, 10, {})]
+        await s.apply_folder(inbox.id, uidvalidity=1, uidnext=3, new=new)
+        _, page = await s.messages(added.id)
+        return await s.message(added.id, "INBOX", 1), page
+
+    one, page = run(tmp_path, body)
+    assert one.internaldate == earlier
+    assert one.internaldate.utcoffset() == dt.timedelta(0)
+    assert [m.uid for m in page] == [2, 1]  # newest first: 08:00 UTC, then 07:02 UTC
+
+
 def test_stored_messages_keep_what_was_synced_and_cut_what_a_server_inflates(
     tmp_path: Path,
 ) -> None:

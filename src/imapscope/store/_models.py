@@ -15,14 +15,31 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     false,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """A moment, stored in UTC. SQLite keeps no offset: an aware time in another zone (an IMAP
+    INTERNALDATE in the server's, "+0100") was stored as its wall-clock time and read back as
+    UTC, an hour off, and sorted among the others by that. PostgreSQL's timestamptz converts by
+    itself; converting first changes nothing there. A naive time is taken as UTC, as before."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is not None and value.tzinfo is not None and value.utcoffset():
+            return value.astimezone(dt.UTC)
+        return value
 
 
 class Base(DeclarativeBase):
@@ -33,7 +50,7 @@ class Base(DeclarativeBase):
         int: BigInteger().with_variant(Integer(), "sqlite"),
         dict[str, Any]: JSON,
         list[str]: JSON,
-        dt.datetime: DateTime(timezone=True),  # timestamptz on PostgreSQL; UTC everywhere
+        dt.datetime: UtcDateTime(),  # timestamptz on PostgreSQL; UTC everywhere
     }
 
 
