@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 import dns.asyncresolver
 import dns.exception
 import dns.resolver
-import httpx
 
 from imapscope.net import ResolveError, resolve
 from imapscope.net._resolve import make_resolver
@@ -102,6 +101,8 @@ def parse_autoconfig(xml: bytes, email: str | None) -> list[Candidate]:
 async def _fetch_autoconfig(
     domain: str, email: str | None, nameserver: str | None, timeout: float
 ) -> tuple[list[Candidate], str]:
+    import httpx  # noqa: PLC0415  (here: serve imports this module, and never asks)
+
     tried = []
     for host, path in (
         (f"autoconfig.{domain}", "/mail/config-v1.1.xml"),

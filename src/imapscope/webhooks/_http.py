@@ -16,10 +16,15 @@ import secrets
 import time
 import urllib.parse
 from collections.abc import Sequence
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from imapscope.store import StoreError
+
+if TYPE_CHECKING:
+    import aiohttp
+
+# aiohttp is imported when a message is first sent (about 0.1 s that serve's start need not pay
+# while no endpoint or channel is configured).
 
 __all__ = ["RESPONSE_EXCERPT", "TIMEOUT", "Attempt", "check_url", "new_secret", "post", "redact",
            "session", "sign"]  # fmt: skip
@@ -97,6 +102,8 @@ async def post(
 ) -> Attempt:
     """POST one signed message; redirects are not followed (a 3xx is a failure: the receiver's
     URL moved, and its new one is not for us to guess)."""
+    import aiohttp  # noqa: PLC0415
+
     timestamp = int(time.time())
     headers = {
         "content-type": "application/json",
@@ -123,11 +130,15 @@ async def post(
 
 def session() -> aiohttp.ClientSession:
     """A client session for webhook deliveries: keep-alive connections, up to 400 at once."""
+    import aiohttp  # noqa: PLC0415
+
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=400))
 
 
 def _failure(exc: BaseException) -> str:
     """What went wrong, for the delivery log."""
+    import aiohttp  # noqa: PLC0415
+
     detail = f" ({exc})" if str(exc) else ""
     if isinstance(exc, TimeoutError):
         what = f"no answer within {TIMEOUT:g} s"

@@ -10,12 +10,15 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-import aiohttp
 import orjson
 
 from imapscope.store import RETRIES, DeliveryView, Outcome, Store
 from imapscope.webhooks._http import Attempt, post, session
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger("imapscope.webhooks")
 
@@ -55,7 +58,6 @@ class WebhookService:
         self._client: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self._client = session()
         self._task = asyncio.create_task(self._loop(), name="webhooks")
 
     async def stop(self) -> None:
@@ -96,7 +98,8 @@ class WebhookService:
 
     async def _drain(self, webhook_id: int) -> None:
         """Send one endpoint's due deliveries until none is left."""
-        assert self._client is not None
+        if self._client is None:  # made at the first delivery: nothing to import before
+            self._client = session()
         gate = asyncio.Semaphore(PARALLEL)
         client = self._client
 
