@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import imaplib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,15 @@ from imapscope.sandbox import FaultRule
 from imapscope.store import Store
 from imapscope.sync import AccountSync, Backoff, SyncOptions
 from tests.conftest import PASSWORD, Sandbox
-from tests.test_sync import _state_is, _synced_after, engine, events_of, spec, until
+from tests.test_sync import (
+    _state_is,
+    _synced_after,
+    dovecot_account,
+    engine,
+    events_of,
+    spec,
+    until,
+)
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -133,5 +142,74 @@ def test_a_refused_list_fails_the_sync_and_drops_no_folder(
             assert await store.message_count(sync.account_id) == count
             kinds = {e.kind for e in await store.events(after=cursor, limit=1000)}
             assert not kinds & {"folder.removed", "folder.added", "folder.synced"}
+
+    asyncio.run(main())
+
+
+def test_against_dovecot_only_the_folders_that_changed_are_examined(
+    start_dovecot: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same against Dovecot (LIST-STATUS and CONDSTORE): its STATUS says what its SELECT
+    says, and a flag changed in another folder moves its HIGHESTMODSEQ, so the change is
+    stored. The engine's commands are counted on its own connection."""
+    from imapscope.sync import _engine  # noqa: PLC0415
+
+    dovecot = start_dovecot(messages=5)
+    user, password, account = dovecot_account(dovecot, "tls")
+    client = imaplib.IMAP4(dovecot.host, dovecot.port)
+    client.login(user, password)
+    for name in ("Archive", "Empty"):
+        client.create(name)
+    for n in range(3):
+        client.append("Archive", None, None, f"Subject: kept {n}\r\n\r\nhi\r\n".encode())
+    client.logout()
+
+    sent: list[tuple[str, str | None]] = []
+    connect = _engine.connect
+
+    async def counting(*args: Any) -> Any:
+        conn = await connect(*args)
+        send = conn.codec.send
+
+        def tap(command: Any) -> str:
+            sent.append((command.verb(), getattr(command, "mailbox", None)))
+            return str(send(command))
+
+        conn.codec.send = tap
+        return conn
+
+    monkeypatch.setattr(_engine, "connect", counting)
+
+    def examined(name: str) -> int:
+        return sent.count(("EXAMINE", name))
+
+    def flag() -> None:
+        other = imaplib.IMAP4(dovecot.host, dovecot.port)
+        other.login(user, password)
+        other.select("Archive")
+        other.uid("STORE", "2", "+FLAGS", r"(\Flagged)")
+        other.logout()
+
+    options = SyncOptions(ca_file=str(dovecot.ca_file))
+
+    async def main() -> None:
+        async with engine(tmp_path, account, password, options) as (store, sync):
+            await until("idle", lambda: _state_is(store, sync, "idle"))
+            assert (examined("Empty"), examined("Archive")) == (0, 1)
+            assert not [v for v, _ in sent if v == "STATUS"]  # it came with the LIST
+            cursor = (await store.events(limit=1000))[-1].id
+            await _full_sync(store, sync)
+            assert (examined("Empty"), examined("Archive")) == (0, 1)
+            after = await store.events(after=cursor, limit=1000)
+            assert [e.kind for e in after if e.kind != "account.state"] == []
+
+            await asyncio.to_thread(flag)
+            await _full_sync(store, sync)
+            assert (examined("Empty"), examined("Archive")) == (0, 2)
+            flagged = await events_of(store, "message.flags", cursor)
+            assert [(e.data["folder"], e.data["uid"]) for e in flagged] == [("Archive", 2)]
+            archive = next(f for f in await store.folders(sync.account_id) if f.name == "Archive")
+            assert archive.messages == 3
+            assert "\\Flagged" in (await store.folder_known(archive.id))[2]
 
     asyncio.run(main())
