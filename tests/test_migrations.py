@@ -9,6 +9,15 @@ from pathlib import Path
 from imapscope.store import DB_FILE
 from tests.servers.postgres import Postgres
 
+#: Account 1, as the schemas before 0014 hold it.
+ONE_ACCOUNT = (
+    "INSERT INTO accounts (id, email, name, host, port, security, username, auth, "
+    "secret, include_folders, exclude_folders, poll_interval, paused, revision, state, "
+    "state_since, created, updated) VALUES (1, 'a@x.test', '', 'h', 993, 'tls', 'a', "
+    "'password', x'00', '[]', '[]', 300, 0, 1, 'idle', '2026-12-01', '2026-12-01', "
+    "'2026-12-01')"
+)
+
 
 def test_the_events_rebuild_keeps_ids_that_were_handed_out(tmp_path: Path) -> None:
     """Migration 0012 rebuilds the SQLite events table (a column becomes nullable): an id once
@@ -21,13 +30,7 @@ def test_the_events_rebuild_keeps_ids_that_were_handed_out(tmp_path: Path) -> No
     engine = create_engine(f"sqlite:///{tmp_path / DB_FILE}")
     with engine.begin() as conn:
         command.upgrade(alembic_config(conn), "0011")
-        conn.exec_driver_sql(
-            "INSERT INTO accounts (id, email, name, host, port, security, username, auth, "
-            "secret, include_folders, exclude_folders, poll_interval, paused, revision, state, "
-            "state_since, created, updated) VALUES (1, 'a@x.test', '', 'h', 993, 'tls', 'a', "
-            "'password', x'00', '[]', '[]', 300, 0, 1, 'idle', '2026-12-01', '2026-12-01', "
-            "'2026-12-01')"
-        )
+        conn.exec_driver_sql(ONE_ACCOUNT)
         for _ in range(5):
             conn.exec_driver_sql("INSERT INTO events (account_id, at, kind, data) VALUES "
                                  "(1, '2026-12-01', 'message.new', '{}')")  # fmt: skip
@@ -137,13 +140,7 @@ def test_folders_synced_before_0014_have_no_message_count(tmp_path: Path) -> Non
     engine = create_engine(f"sqlite:///{tmp_path / DB_FILE}")
     with engine.begin() as conn:
         command.upgrade(alembic_config(conn), "0013")
-        conn.exec_driver_sql(
-            "INSERT INTO accounts (id, email, name, host, port, security, username, auth, "
-            "secret, include_folders, exclude_folders, poll_interval, paused, revision, state, "
-            "state_since, created, updated) VALUES (1, 'a@x.test', '', 'h', 993, 'tls', 'a', "
-            "'password', x'00', '[]', '[]', 300, 0, 1, 'idle', '2026-12-01', '2026-12-01', "
-            "'2026-12-01')"
-        )
+        conn.exec_driver_sql(ONE_ACCOUNT)
         conn.exec_driver_sql(
             "INSERT INTO folders (account_id, name, uidvalidity, uidnext, highestmodseq, "
             "complete) VALUES (1, 'INBOX', 7, 31, 40, 1)"

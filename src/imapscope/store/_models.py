@@ -101,7 +101,8 @@ class Folder(Base):
     highestmodseq: Mapped[int | None] = mapped_column(default=None)
     complete: Mapped[bool] = mapped_column(default=False, server_default=false())
     # The server's message count with the UIDNEXT and HIGHESTMODSEQ above, once everything up
-    # to them is stored (None meanwhile): a STATUS equal to all three means nothing changed.
+    # to them is stored (None meanwhile): a STATUS that says the same of all of them (and the
+    # same UIDVALIDITY) means nothing changed.
     messages: Mapped[int | None] = mapped_column(default=None)
 
 

@@ -517,7 +517,8 @@ class AccountSync:
                 if folder.name in self.watch:
                     await self._judge_new(conn, folder.name, initial=False)
                 continue
-            if status is not None and folder.uidvalidity is None and status.get("MESSAGES") == 0:
+            if (status is not None and folder.uidvalidity is None and status.get("MESSAGES") == 0
+                    and status.get("UIDVALIDITY") is not None):  # fmt: skip
                 await self._store_empty(folder, status)
                 if folder.name in self.watch:
                     await self._judge_new(conn, folder.name, initial=True)
