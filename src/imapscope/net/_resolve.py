@@ -11,6 +11,7 @@ import asyncio
 import ipaddress
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 import dns.asyncresolver
 import dns.exception
@@ -129,11 +130,35 @@ async def resolve(host: str, *, nameserver: str | None, timeout: float) -> Addre
     return Addresses(found["A"], found["AAAA"])
 
 
-async def _system(host: str, timeout: float) -> Addresses:
+#: The system lookups under way, by host: the callers asking for one host while its lookup runs
+#: share it (serve connects up to 100 accounts at once, often all on one server: each lookup
+#: takes a trip through the thread pool). Nothing is kept once a lookup is done.
+_lookups: dict[str, asyncio.Future[list[Any]]] = {}
+
+
+def _lookup(host: str) -> asyncio.Future[list[Any]]:
     loop = asyncio.get_running_loop()
+    found = _lookups.get(host)
+    if found is not None and found.get_loop() is loop:
+        return found
+    task = loop.create_task(loop.getaddrinfo(host, None, type=socket.SOCK_STREAM))
+    _lookups[host] = task
+
+    def done(finished: asyncio.Future[list[Any]]) -> None:
+        if _lookups.get(host) is finished:
+            del _lookups[host]
+        if not finished.cancelled():
+            finished.exception()  # retrieved, even when every caller gave up waiting
+
+    task.add_done_callback(done)
+    return task
+
+
+async def _system(host: str, timeout: float) -> Addresses:
     try:
         async with asyncio.timeout(timeout):
-            infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+            # Shielded: one caller's timeout or cancellation is not the others'.
+            infos = await asyncio.shield(_lookup(host))
     except TimeoutError as exc:
         raise ResolveError("failure", f"DNS lookup of {host} timed out") from exc
     except socket.gaierror as exc:
