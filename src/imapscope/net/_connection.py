@@ -137,12 +137,21 @@ class SecretMask:
                 data = data.replace(pattern, b"*" * len(pattern))
         if not data:  # EOF: nothing more can complete a held prefix
             return data
+        # Hold back the longest end of the data that begins some pattern: the next read may
+        # complete it. Only where the pattern's first byte occurs can one begin (usually
+        # nowhere: one search per pattern, not one comparison per possible length).
         hold = 0
         for pattern in self.patterns:
-            for size in range(min(len(pattern) - 1, len(data)), hold, -1):
-                if data.endswith(pattern[:size]):
-                    hold = size
+            keep = min(len(pattern) - 1, len(data))
+            if keep <= hold:
+                continue
+            tail = data[len(data) - keep :]
+            at = tail.find(pattern[0], 0, keep - hold)  # a start that would hold more
+            while at != -1:
+                if pattern.startswith(tail[at:]):
+                    hold = keep - at
                     break
+                at = tail.find(pattern[0], at + 1, keep - hold)
         self._held = data[len(data) - hold :] if hold else b""
         return data[: len(data) - hold] if hold else data
 
