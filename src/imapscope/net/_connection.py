@@ -137,9 +137,14 @@ class SecretMask:
                 data = data.replace(pattern, b"*" * len(pattern))
         if not data:  # EOF: nothing more can complete a held prefix
             return data
-        # Hold back the longest end of the data that begins some pattern: the next read may
-        # complete it. Only where the pattern's first byte occurs can one begin (usually
-        # nowhere: one search per pattern, not one comparison per possible length).
+        hold = self._hold(data)
+        self._held = data[len(data) - hold :] if hold else b""
+        return data[: len(data) - hold] if hold else data
+
+    def _hold(self, data: bytes) -> int:
+        """How much of the end of ``data`` to hold back: the longest that begins some pattern
+        (the next read may complete it). Only where a pattern's first byte occurs can one
+        begin (usually nowhere: one search per pattern, not one comparison per length)."""
         hold = 0
         for pattern in self.patterns:
             keep = min(len(pattern) - 1, len(data))
@@ -152,8 +157,7 @@ class SecretMask:
                     hold = keep - at
                     break
                 at = tail.find(pattern[0], at + 1, keep - hold)
-        self._held = data[len(data) - hold :] if hold else b""
-        return data[: len(data) - hold] if hold else data
+        return hold
 
     def flush(self) -> bytes:
         held, self._held = self._held, b""
