@@ -514,14 +514,12 @@ class AccountSync:
         for folder in folders:
             status = statuses.get(folder.name) if folder.name != "INBOX" else None
             if status is not None and _unchanged(folder, status):
-                if folder.name in self.watch:
-                    await self._judge_new(conn, folder.name, initial=False)
+                await self._judge_new(conn, folder.name, initial=False)
                 continue
             if (status is not None and folder.uidvalidity is None and status.get("MESSAGES") == 0
                     and status.get("UIDVALIDITY") is not None):  # fmt: skip
                 await self._store_empty(folder, status)
-                if folder.name in self.watch:
-                    await self._judge_new(conn, folder.name, initial=True)
+                await self._judge_new(conn, folder.name, initial=True)
                 continue
             dirty = await self._sync_folder(conn, folder)
         await self.store.mark_synced(self.account_id, fence=self.fence)
@@ -537,12 +535,14 @@ class AccountSync:
             events=[("folder.synced", {"folder": folder.name, "messages": 0})],
         )  # fmt: skip
 
-    async def _judge_new(self, conn: ImapConnection, name: str, *, initial: bool) -> None:
-        """New mail judged against waiting expectations (the receive API), after it is stored:
-        a waiting expectation registered meanwhile either is seen here or sees it stored (the
-        receive API's catch-up); never neither. A watched folder is judged after each of its
-        syncs, even with nothing new."""
-        if self.on_new_mail is not None:
+    async def _judge_new(
+        self, conn: ImapConnection, name: str, *, initial: bool, new: bool = False
+    ) -> None:
+        """After a folder's sync, its ``new`` mail judged against waiting expectations (the
+        receive API), once stored: a waiting expectation registered meanwhile either is seen
+        here or sees it stored (the receive API's catch-up); never neither. A watched folder is
+        judged after each of its syncs, even with nothing new."""
+        if self.on_new_mail is not None and (new or name in self.watch):
 
             async def fetch(uid: int, size: int | None) -> bytes:
                 return await read_message(conn, name, uid, size=size)
@@ -586,8 +586,7 @@ class AccountSync:
         selected = {"UIDVALIDITY": validity, "UIDNEXT": uidnext, "HIGHESTMODSEQ": modseq,
                     "MESSAGES": exists}  # fmt: skip
         if _unchanged(folder, selected):  # nothing to ask, nothing to write
-            if name in self.watch:
-                await self._judge_new(conn, name, initial=False)
+            await self._judge_new(conn, name, initial=False)
             return False
         reset = known_validity is not None and validity != known_validity
         initial = reset or not folder.complete
@@ -713,8 +712,7 @@ class AccountSync:
                 # Cut off mid-sync: the batch being written still lands (or fails) before the
                 # connection is closed and the next attempt starts.
                 await asyncio.wait([writing])
-        if new_uids or name in self.watch:
-            await self._judge_new(conn, name, initial=initial)
+        await self._judge_new(conn, name, initial=initial, new=bool(new_uids))
         return bool(changes)
 
     async def _incomplete(
