@@ -1,6 +1,7 @@
 """A sync asks each folder's STATUS first and selects only the folders that changed since their
-last sync (the sandbox: a real server over real sockets, counting what it is asked); a refused
-LIST fails the sync instead of being read as "no folders"."""
+last sync (the sandbox: a real server over real sockets, counting what it is asked); a folder
+with nothing stored is read by one FETCH; a refused LIST fails the sync instead of being read
+as "no folders"."""
 
 from __future__ import annotations
 
@@ -114,6 +115,75 @@ def test_a_full_sync_selects_only_the_folders_that_changed(
             # ... and is unchanged at the next.
             await _full_sync(store, sync)
             assert times(examined["Archive"]) == (2 if condstore else 4)
+
+    asyncio.run(main())
+
+
+def _server_uids(sandbox: Sandbox, folder: str) -> list[int]:
+    client = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
+    client.login("alice", PASSWORD)
+    client.select(folder, readonly=True)
+    _, data = client.uid("SEARCH", "ALL")
+    client.logout()
+    return sorted(int(u) for u in data[0].split())
+
+
+def _append(sandbox: Sandbox, folder: str, subject: str) -> None:
+    client = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
+    client.login("alice", PASSWORD)
+    client.append(folder, None, None, f"Subject: {subject}\r\n\r\nhi\r\n".encode())
+    client.logout()
+
+
+@pytest.mark.parametrize("batch", [2000, 2], ids=["one-batch", "batches"])
+def test_a_folder_with_nothing_stored_that_fits_one_batch_is_read_without_a_search(
+    sandbox: Sandbox, tmp_path: Path, batch: int
+) -> None:
+    """Nothing stored and at most one batch on the server: one ``UID FETCH 1:*`` reads it all
+    (no SEARCH asking which UIDs are new: all are). A bigger folder is asked by SEARCH and read
+    in batches; so is a folder with messages stored. An empty folder that gets mail later is
+    read the first way, and its mail is ``message.new``."""
+    faults = sandbox.server.faults
+    counted = {
+        (verb, name): faults.add(FaultRule("delay", command=verb, mailbox=name, count=COUNTED))
+        for verb in ("SEARCH", "FETCH") for name in ("INBOX", "Archive", "Drafts")
+    }  # fmt: skip
+
+    def times(verb: str, name: str) -> int:
+        return COUNTED - (counted[verb, name].count or 0)
+
+    options = SyncOptions(ca_file=str(sandbox.ca_file), batch=batch)
+
+    async def main() -> None:
+        async with engine(tmp_path, spec(sandbox.server.port), PASSWORD, options) as (store, sync):
+            await until("idle", lambda: _state_is(store, sync, "idle"))
+            if batch == 2:  # 5 messages: SEARCH, then 3 FETCHes
+                assert (times("SEARCH", "Archive"), times("FETCH", "Archive")) == (1, 3)
+            else:
+                assert (times("SEARCH", "Archive"), times("FETCH", "Archive")) == (0, 1)
+                assert (times("SEARCH", "INBOX"), times("FETCH", "INBOX")) == (0, 1)
+            folders = {f.name: f for f in await store.folders(sync.account_id)}
+            for name in ("INBOX", "Archive"):  # (this client's SEARCH is counted too)
+                held = await asyncio.to_thread(_server_uids, sandbox, name)
+                assert sorted(await store.folder_known(folders[name].id)) == held
+                assert folders[name].messages == len(held)
+            assert len(await store.folder_known(folders["Archive"].id)) == 5
+            assert await events_of(store, "message.new", 0) == []
+            cursor = (await store.events(limit=1000))[-1].id
+
+            # Mail in INBOX (messages stored): asked by SEARCH. In the empty Drafts: 1:*.
+            searched = times("SEARCH", "INBOX")
+            await asyncio.to_thread(_append, sandbox, "INBOX", "to inbox")
+            await asyncio.to_thread(_append, sandbox, "Drafts", "to drafts")
+            await _full_sync(store, sync)
+            new = await events_of(store, "message.new", cursor)
+            assert sorted(e.data["folder"] for e in new) == ["Drafts", "INBOX"]
+            assert times("SEARCH", "INBOX") == searched + 1
+            assert (times("SEARCH", "Drafts"), times("FETCH", "Drafts")) == (0, 1)
+            drafts = next(f for f in await store.folders(sync.account_id) if f.name == "Drafts")
+            assert list(await store.folder_known(drafts.id)) == await asyncio.to_thread(
+                _server_uids, sandbox, "Drafts"
+            )
 
     asyncio.run(main())
 

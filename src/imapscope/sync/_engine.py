@@ -559,7 +559,8 @@ class AccountSync:
         highest known UID, then FETCH in batches of :attr:`SyncOptions.batch`, each stored as
         it arrives (a cut connection resumes where it stopped) and shown as progress; the next
         batch's FETCH is sent before this one's responses are handled (the server prepares it
-        meanwhile), and the next batch is read while this one is written.
+        meanwhile), and the next batch is read while this one is written. A folder with
+        nothing stored that fits one batch is read with one ``UID FETCH 1:*``, no SEARCH.
 
         A folder's first full sync (``complete`` not yet set, or reset by a new UIDVALIDITY)
         writes no event per message: one ``folder.synced`` with the count when it is done.
@@ -610,7 +611,10 @@ class AccountSync:
             return list(found.untagged)
 
         new_uids: list[int] = []
-        if exists:
+        # Nothing stored and one batch holds it all: every message is new, so one FETCH of
+        # 1:* (which UIDs came is read from its answer), without the SEARCH asking which.
+        whole = not known and 0 < exists <= self.options.batch
+        if exists and not whole:
             found = await run(Search(f"UID {highest + 1}:*", uid=True))
             new_uids = sorted(
                 u for e in found if isinstance(e, SearchResponse) for u in e.ids if u > highest
@@ -637,10 +641,11 @@ class AccountSync:
             gone = list(known)
         # HIGHESTMODSEQ is stored only once everything below it is: here when nothing is new,
         # otherwise after the last batch.
-        done = initial and not new_uids
+        fetching = bool(new_uids) or whole
+        done = initial and not fetching
         changed: dict[str, Any] = {"reset": reset, "flags": flags, "gone": gone,
                                    "events": _events(name, reset, (), flags, gone)}  # fmt: skip
-        if not new_uids:  # else they are written with the first batch, in its transaction
+        if not fetching:  # else they are written with the first batch, in its transaction
             await self.store.apply_folder(
                 folder_id, fence=self.fence, uidvalidity=validity, uidnext=uidnext,
                 highestmodseq=modseq, messages=exists, reset=reset, flags=flags, gone=gone,
@@ -649,9 +654,12 @@ class AccountSync:
                 ),
                 complete=True if done else (False if reset else None),
             )  # fmt: skip
-        self.progress["total"] = len(new_uids)
+        self.progress["total"] = exists if whole else len(new_uids)
         batch = self.options.batch
-        chunks = [new_uids[start : start + batch] for start in range(0, len(new_uids), batch)]
+        chunks: list[list[int] | None] = (
+            [None] if whole  # 1:*
+            else [new_uids[start : start + batch] for start in range(0, len(new_uids), batch)]
+        )  # fmt: skip
         # The next batch's FETCH is sent before this one's responses are handled, so the server
         # prepares it meanwhile. Responses are kept by UID: one for a later batch may come in an
         # earlier batch's result; a second one for a UID (a flag change pushed meanwhile) is
@@ -662,12 +670,28 @@ class AccountSync:
         wanted_before: list[int] = []
         try:
             results = conn.run_pipelined(
-                (Fetch(compact_sequence(chunk), FETCH_ITEMS, uid=True) for chunk in chunks),
+                (
+                    Fetch("1:*" if chunk is None else compact_sequence(chunk), FETCH_ITEMS,
+                          uid=True)
+                    for chunk in chunks
+                ),
                 deadline=self.options.fetch_deadline,
-            )
+            )  # fmt: skip
             index = 0
             async for completed in results:
                 chunk = chunks[index]
+                if chunk is None:  # 1:*: the messages are those it returned
+                    if completed.ok:
+                        chunk = sorted({
+                            e.uid for e in completed.untagged
+                            if isinstance(e, FetchResponse) and e.uid and "ENVELOPE" in e.items
+                        })  # fmt: skip
+                    else:  # which did not come is said by UID: ask which there are
+                        found = await run(Search("UID 1:*", uid=True))
+                        chunk = sorted(
+                            {u for e in found if isinstance(e, SearchResponse) for u in e.ids}
+                        )
+                    asked.update(chunk)
                 if not completed.ok:
                     await self._incomplete(completed, chunk, got)
                 for e in completed.untagged:
@@ -712,7 +736,7 @@ class AccountSync:
                 # Cut off mid-sync: the batch being written still lands (or fails) before the
                 # connection is closed and the next attempt starts.
                 await asyncio.wait([writing])
-        await self._judge_new(conn, name, initial=initial, new=bool(new_uids))
+        await self._judge_new(conn, name, initial=initial, new=fetching)
         return bool(changes)
 
     async def _incomplete(
