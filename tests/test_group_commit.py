@@ -95,6 +95,17 @@ def test_state_writes_at_once_share_one_transaction_each_answered(tmp_path: Path
             assert (await store.account(3)).last_sync is not None
             assert (await store.account(11)).last_sync is None
             assert len(await store.events(0)) == 10
+            # A state written with "synced" (a sync round's end): both, in one write, and the
+            # state change is its event; with no change of state, last_sync alone.
+            counted.clear()
+            assert await store.set_state(4, "idle", fence=fences[4], synced=True) is True
+            assert await store.set_state(5, "syncing", fence=fences[5], synced=True) is False
+            assert len(counted) == 2
+            four, five = await store.account(4), await store.account(5)
+            assert (four.state, five.state) == ("idle", "syncing")
+            assert four.last_sync is not None and five.last_sync is not None
+            kinds = [(e.account_id, e.kind, e.data) for e in await store.events(0)][10:]
+            assert kinds == [(4, "account.state", {"state": "idle"})]
         finally:
             await store.close()
 

@@ -71,13 +71,14 @@ _VIEW_COLUMNS = (
 @dataclasses.dataclass(frozen=True, slots=True)
 class _AccountWrite:
     """A supervisor's write for its account: its running state (``state``, when the next
-    attempt is due, why none is), or, with no ``state``, that it just synced every folder."""
+    attempt is due, why none is), and (``synced``) that it just synced every folder."""
 
     account_id: int
     fence: Fence | None
     state: str | None = None
     next_attempt: dt.datetime | None = None
     halted: str | None = None
+    synced: bool = False
 
 
 class _Held(NamedTuple):
@@ -199,20 +200,21 @@ class AccountsMixin(Database):
 
     async def set_state(
         self, account_id: int, state: str, *, next_attempt: dt.datetime | None = None,
-        halted: str | None = None, fence: Fence | None = None,
+        halted: str | None = None, fence: Fence | None = None, synced: bool = False,
     ) -> bool:  # fmt: skip
         """Set the running state, when the next attempt is due and why there is none
         (``halted``); a change of state is also an ``account.state`` event, written in the same
-        transaction. True when the state changed. Accounts writing at the same moment share one
-        transaction (:mod:`._coalesce`)."""
+        transaction. ``synced``: and :meth:`mark_synced`, in the same write. True when the
+        state changed. Accounts writing at the same moment share one transaction
+        (:mod:`._coalesce`)."""
         changed: bool = await self._account_writes(
-            _AccountWrite(account_id, fence, state, next_attempt, halted)
+            _AccountWrite(account_id, fence, state, next_attempt, halted, synced)
         )
         return changed
 
     async def mark_synced(self, account_id: int, *, fence: Fence | None = None) -> None:
         """The account's folders were all synced just now (``last_sync``)."""
-        await self._account_writes(_AccountWrite(account_id, fence))
+        await self._account_writes(_AccountWrite(account_id, fence, synced=True))
 
     @functools.cached_property
     def _account_writes(self) -> Coalescer[_AccountWrite, bool]:
@@ -239,10 +241,13 @@ class AccountsMixin(Database):
                 was = held.get(w.account_id)
                 if w.fence is not None and (w.account_id, w.fence) in lost:
                     answers.append(lease_lost(w.account_id, w.fence))
-                elif was is None:
+                    continue
+                if was is None:
                     answers.append(no_account(w.account_id))
-                elif w.state is None:
+                    continue
+                if w.synced:
                     synced.add(w.account_id)
+                if w.state is None:
                     answers.append(True)
                 elif (was.state, utc(was.due) if was.due else None, was.halted) == (
                     w.state, w.next_attempt, w.halted

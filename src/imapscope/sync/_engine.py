@@ -308,17 +308,20 @@ class AccountSync:
             self._idle_read.cancel()  # out of IDLE now, not at the end of the round
 
     async def _set(
-        self, state: str, *, next_attempt: dt.datetime | None = None, halted: str | None = None
-    ) -> None:
+        self, state: str, *, next_attempt: dt.datetime | None = None, halted: str | None = None,
+        synced: bool = False,
+    ) -> None:  # fmt: skip
+        """Store the running state (``synced``: and that every folder was just synced)."""
         plain = next_attempt is None and halted is None
-        if state == self.state and plain and self._stored_plain:
+        if state == self.state and plain and self._stored_plain and not synced:
             return  # what the store holds already (only this supervisor writes it)
         self.state = state
         self._stored_plain = False  # until the write is done
         # With its event, when it changed; the retry schedule with it.
         await self.store.set_state(
-            self.account_id, state, next_attempt=next_attempt, halted=halted, fence=self.fence
-        )
+            self.account_id, state, next_attempt=next_attempt, halted=halted, fence=self.fence,
+            synced=synced,
+        )  # fmt: skip
         self._stored_plain = plain
 
     async def run(self) -> None:
@@ -485,10 +488,11 @@ class AccountSync:
 
     async def _sync_all(
         self, conn: ImapConnection, account: AccountView, only: Set[str] | None = None
-    ) -> bool:
+    ) -> tuple[bool, FolderView | None]:
         """Sync every folder (or those in ``only``, with INBOX), INBOX last so it stays
-        selected for IDLE; True when INBOX changed while it was being synced (sync it again
-        before idling).
+        selected for IDLE. Returns whether INBOX changed while it was being synced (sync it
+        again before idling), and INBOX as stored before (None: the server has none). The
+        caller records the account synced (``last_sync``), with its next state.
 
         A folder whose STATUS (MESSAGES, UIDNEXT, UIDVALIDITY, HIGHESTMODSEQ) equals what was
         stored at the end of its last sync is not selected: nothing in it changed (a flag
@@ -522,8 +526,8 @@ class AccountSync:
                 await self._judge_new(conn, folder.name, initial=True)
                 continue
             dirty = await self._sync_folder(conn, folder)
-        await self.store.mark_synced(self.account_id, fence=self.fence)
-        return dirty and bool(folders) and folders[-1].name == "INBOX"
+        inbox = folders[-1] if folders and folders[-1].name == "INBOX" else None
+        return dirty and inbox is not None, inbox
 
     async def _store_empty(self, folder: FolderView, status: dict[str, int]) -> None:
         """A folder never synced that STATUS says is empty: stored as synced, as its SELECT
@@ -790,25 +794,21 @@ class AccountSync:
         (with any folder an expectation watches, polled every :data:`WATCH_POLL` while it
         does); every folder is synced once the poll interval has passed since the last full
         sync."""
-        dirty = await self._sync_all(conn, account)
+        dirty, inbox = await self._sync_all(conn, account)
         full_sync = time.monotonic()
         while True:
-            folders = await self.store.folders(self.account_id)
-            inbox = next((f for f in folders if f.name == "INBOX"), None)
-            if inbox is None:
-                await asyncio.sleep(account.spec.poll_interval)
-                await self._sync_all(conn, account)
-                continue
-            while dirty:
-                dirty = await self._sync_folder(conn, inbox)
+            while dirty and inbox is not None:  # again, from what its last sync stored
                 folders = await self.store.folders(self.account_id)
                 inbox = next((f for f in folders if f.id == inbox.id), None)
-                if inbox is None:
-                    break
-            if inbox is None:
+                if inbox is not None:
+                    dirty = await self._sync_folder(conn, inbox)
+            if inbox is None:  # nothing to idle on: every folder at each poll
+                await self.store.mark_synced(self.account_id, fence=self.fence)
+                await asyncio.sleep(account.spec.poll_interval)
+                dirty, inbox = await self._sync_all(conn, account)
                 continue
             self.progress = {}  # nothing in progress while idle
-            await self._set("idle")
+            await self._set("idle", synced=True)
             tag = conn.codec.send(Idle())
             changed = False
             async with conn.deadline("idle"):
@@ -834,9 +834,9 @@ class AccountSync:
                 # each second.
                 if changed:
                     await self._set("syncing")
-                dirty = await self._sync_all(conn, account, only=self.watch)
+                dirty, inbox = await self._sync_all(conn, account, only=self.watch)
             else:
                 self._full_due = False
                 await self._set("syncing")
-                dirty = await self._sync_all(conn, account)
+                dirty, inbox = await self._sync_all(conn, account)
                 full_sync = time.monotonic()
