@@ -514,18 +514,24 @@ class AccountSync:
             statuses = await self._statuses(
                 conn, [f.name for f in folders if f.name != "INBOX" and _decidable(f)]
             )
+        empty = {
+            f.name: status for f in folders
+            if f.name != "INBOX" and (status := statuses.get(f.name)) is not None
+            and f.uidvalidity is None and status.get("MESSAGES") == 0
+            and status.get("UIDVALIDITY") is not None
+        }  # fmt: skip
+        # Written at once: they share a transaction (the store's group commit).
+        await asyncio.gather(*(self._store_empty(f, empty[f.name]) for f in folders
+                               if f.name in empty))  # fmt: skip
         dirty = False
         for folder in folders:
             status = statuses.get(folder.name) if folder.name != "INBOX" else None
-            if status is not None and _unchanged(folder, status):
-                await self._judge_new(conn, folder.name, initial=False)
-                continue
-            if (status is not None and folder.uidvalidity is None and status.get("MESSAGES") == 0
-                    and status.get("UIDVALIDITY") is not None):  # fmt: skip
-                await self._store_empty(folder, status)
+            if folder.name in empty:
                 await self._judge_new(conn, folder.name, initial=True)
-                continue
-            dirty = await self._sync_folder(conn, folder)
+            elif status is not None and _unchanged(folder, status):
+                await self._judge_new(conn, folder.name, initial=False)
+            else:
+                dirty = await self._sync_folder(conn, folder)
         inbox = folders[-1] if folders and folders[-1].name == "INBOX" else None
         return dirty and inbox is not None, inbox
 
