@@ -12,11 +12,12 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import Table, bindparam, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from imapscope.store._bulk import Bulk
 from imapscope.store._coalesce import Coalescer
 from imapscope.store._db import Database, contains, no_account
 from imapscope.store._errors import ConflictError, StoreError
 from imapscope.store._leases import Fence, lease_lost, lost_fences
-from imapscope.store._log import ERRORS_KEPT, INSERT_EVENTS
+from imapscope.store._log import ERRORS_KEPT, INSERT_EVENTS, EventRow
 from imapscope.store._models import Account, ErrorEntry, Folder, Message, utcnow
 from imapscope.store._views import AccountSpec, AccountView, Summary, utc
 
@@ -90,13 +91,16 @@ class _Held(NamedTuple):
     halted: str | None
 
 
-# Core statements, one parameter set per account (``updated`` is set by its column's onupdate).
+# Core statements, one row per account (``updated`` given, as its column's onupdate would).
 _ACCOUNTS = cast(Table, Account.__table__)
-_SET_STATE = (
+# Rows of (account id, state, since, next attempt, halted, updated).
+_SET_STATE = Bulk(
     update(_ACCOUNTS)
     .where(_ACCOUNTS.c.id == bindparam("b_id"))
     .values(state=bindparam("b_state"), state_since=bindparam("b_since"),
-            next_attempt=bindparam("b_due"), halted=bindparam("b_halted"))
+            next_attempt=bindparam("b_due"), halted=bindparam("b_halted"),
+            updated=bindparam("b_updated")),
+    ("b_id", "b_state", "b_since", "b_due", "b_halted", "b_updated"),
 )  # fmt: skip
 # Built once: building a statement and its cache key at each call cost more than running it.
 _STATES_OF = select(
@@ -105,8 +109,12 @@ _STATES_OF = select(
 _ACCOUNTS_OF = select(*_VIEW_COLUMNS, Account.secret).where(
     Account.id.in_(bindparam("ids", expanding=True))
 )
-_SET_SYNCED = (
-    update(_ACCOUNTS).where(_ACCOUNTS.c.id == bindparam("b_id")).values(last_sync=bindparam("b_at"))
+# Rows of (account id, last sync, updated).
+_SET_SYNCED = Bulk(
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("b_id"))
+    .values(last_sync=bindparam("b_at"), updated=bindparam("b_updated")),
+    ("b_id", "b_at", "b_updated"),
 )
 
 
@@ -236,7 +244,7 @@ class AccountsMixin(Database):
             answers: list[bool | StoreError] = []
             changed: dict[int, _Held] = {}
             synced: set[int] = set()
-            events: list[dict[str, Any]] = []
+            events: list[EventRow] = []
             for w in writes:
                 was = held.get(w.account_id)
                 if w.fence is not None and (w.account_id, w.fence) in lost:
@@ -257,24 +265,18 @@ class AccountsMixin(Database):
                     moved = was.state != w.state
                     if moved:
                         data = {"state": w.state}
-                        events.append(
-                            {"account_id": w.account_id, "at": now, "kind": "account.state",
-                             "data": data}
-                        )  # fmt: skip
+                        events.append((w.account_id, now, "account.state", data))
                     since = now if moved else was.since
                     held[w.account_id] = changed[w.account_id] = _Held(
                         w.state, since, w.next_attempt, w.halted
                     )
                     answers.append(moved)
             if changed:
-                await s.execute(_SET_STATE, [
-                    {"b_id": i, "b_state": h.state, "b_since": h.since, "b_due": h.due,
-                     "b_halted": h.halted} for i, h in changed.items()
-                ])  # fmt: skip
+                await _SET_STATE.run(s, [(i, *h, now) for i, h in changed.items()])
             if synced:
-                await s.execute(_SET_SYNCED, [{"b_id": i, "b_at": now} for i in sorted(synced)])
+                await _SET_SYNCED.run(s, [(i, now, now) for i in sorted(synced)])
             if events:
-                await s.execute(INSERT_EVENTS, events)
+                await INSERT_EVENTS.run(s, events)
         if events:
             self.events_written.fire()
         return answers

@@ -7,9 +7,10 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, delete, func, insert, or_, select
+from sqlalchemy import Table, and_, delete, func, or_, select
 
 from imapscope.store._bounds import bounded
+from imapscope.store._bulk import Bulk
 from imapscope.store._db import Database
 from imapscope.store._errors import SecretKeyError, StoreError
 from imapscope.store._leases import Fence, check_fence
@@ -24,9 +25,10 @@ ERRORS_WINDOW = dt.timedelta(hours=1)
 #: Evidence lines kept per error entry (each bounded too).
 ERROR_EVIDENCE_KEPT = 10
 REDACTED = "***"
-#: Events written in bulk (one parameter set per event: account_id, kind, data; ``at`` defaults
-#: to now) in the caller's transaction: the sync engine's writes and the group commits.
-INSERT_EVENTS = insert(cast(Table, Event.__table__))
+#: Events written in bulk in the caller's transaction (the sync engine's writes and the group
+#: commits): one ``(account_id, at, kind, data)`` row per event.
+INSERT_EVENTS = Bulk.insert(cast(Table, Event.__table__), ("account_id", "at", "kind", "data"))
+EventRow = tuple[int | None, dt.datetime, str, dict[str, Any]]
 
 
 class LogMixin(Database):

@@ -8,16 +8,16 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 
 from imapscope.store._bounds import bounded, bounded_envelope, bounded_flags
-from imapscope.store._bulk import BulkInsert
+from imapscope.store._bulk import Bulk
 from imapscope.store._coalesce import Coalescer
 from imapscope.store._db import Database, contains, no_account
 from imapscope.store._errors import NotFoundError, StoreError
 from imapscope.store._leases import Fence, lease_lost, lost_fences
-from imapscope.store._log import INSERT_EVENTS
-from imapscope.store._models import Account, Folder, Message
+from imapscope.store._log import INSERT_EVENTS, EventRow
+from imapscope.store._models import Account, Folder, Message, utcnow
 from imapscope.store._views import FolderView, MessageMeta, MessageView, utc
 
 
@@ -31,10 +31,14 @@ class _FolderList:
 
 
 _FOLDERS = cast(Table, Folder.__table__)
-_DROP_FOLDER = delete(_FOLDERS).where(
-    _FOLDERS.c.account_id == bindparam("b_account"), _FOLDERS.c.name == bindparam("b_name")
-)  # its messages go with it (ON DELETE CASCADE)
-_ADD_FOLDER = insert(_FOLDERS).values(account_id=bindparam("b_account"), name=bindparam("b_name"))
+# Rows of (account id, name[, complete]); a dropped folder's messages go with it (ON DELETE CASCADE).
+_DROP_FOLDER = Bulk(
+    delete(_FOLDERS).where(
+        _FOLDERS.c.account_id == bindparam("b_account"), _FOLDERS.c.name == bindparam("b_name")
+    ),
+    ("b_account", "b_name"),
+)
+_ADD_FOLDER = Bulk.insert(_FOLDERS, ("account_id", "name", "complete"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,18 +78,29 @@ _FOLDER_STATE: dict[str, Any] = {
     "uidvalidity": bindparam("b_validity"), "uidnext": bindparam("b_next"),
     "highestmodseq": bindparam("b_modseq"), "messages": bindparam("b_messages"),
 }  # fmt: skip
-_SET_FOLDER = update(_FOLDERS).where(_FOLDERS.c.id == bindparam("b_id")).values(**_FOLDER_STATE)
-_SET_FOLDER_COMPLETE = (
-    update(_FOLDERS).where(_FOLDERS.c.id == bindparam("b_id"))
-    .values(**_FOLDER_STATE, complete=bindparam("b_complete"))
-)  # fmt: skip
-_EXPUNGE = delete(_MESSAGES).where(
-    _MESSAGES.c.folder_id == bindparam("b_folder"), _MESSAGES.c.uid == bindparam("b_uid")
+# Rows of (folder id, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, messages[, complete]).
+_SET_FOLDER = Bulk(
+    update(_FOLDERS).where(_FOLDERS.c.id == bindparam("b_id")).values(**_FOLDER_STATE),
+    ("b_id", "b_validity", "b_next", "b_modseq", "b_messages"),
 )
-_SET_FLAGS = (
+_SET_FOLDER_COMPLETE = Bulk(
+    update(_FOLDERS).where(_FOLDERS.c.id == bindparam("b_id"))
+    .values(**_FOLDER_STATE, complete=bindparam("b_complete")),
+    ("b_id", "b_validity", "b_next", "b_modseq", "b_messages", "b_complete"),
+)  # fmt: skip
+# Rows of (folder id, UID).
+_EXPUNGE = Bulk(
+    delete(_MESSAGES).where(
+        _MESSAGES.c.folder_id == bindparam("b_folder"), _MESSAGES.c.uid == bindparam("b_uid")
+    ),
+    ("b_folder", "b_uid"),
+)
+# Rows of (folder id, UID, flags, seen).
+_SET_FLAGS = Bulk(
     update(_MESSAGES)
     .where(_MESSAGES.c.folder_id == bindparam("b_folder"), _MESSAGES.c.uid == bindparam("b_uid"))
-    .values(flags=bindparam("b_flags"), seen=bindparam("b_seen"))
+    .values(flags=bindparam("b_flags"), seen=bindparam("b_seen")),
+    ("b_folder", "b_uid", "b_flags", "b_seen"),
 )  # fmt: skip
 
 
@@ -105,33 +120,31 @@ async def _folders_of(s: Any, account_ids: Sequence[int]) -> dict[int, list[Fold
 async def _write_round(s: Any, syncs: Sequence[_FolderSync], owners: Mapping[int, int]) -> None:
     """Folders' sync results, each folder at most once, in the caller's transaction: events,
     folder state, dropped (a new UIDVALIDITY) and expunged messages, flags, new messages."""
+    now = utcnow()
     events = [
-        {"account_id": owners[x.folder_id], "kind": kind, "data": bounded_event(data)}
+        (owners[x.folder_id], now, kind, bounded_event(data))
         for x in syncs for kind, data in x.events
     ]  # fmt: skip
     if events:
-        await s.execute(INSERT_EVENTS, events)
-    for statement, group in (
-        (_SET_FOLDER, [x for x in syncs if x.complete is None]),
-        (_SET_FOLDER_COMPLETE, [x for x in syncs if x.complete is not None]),
-    ):
-        if group:
-            await s.execute(statement, [
-                {"b_id": x.folder_id, "b_validity": x.uidvalidity, "b_next": x.uidnext,
-                 "b_modseq": x.highestmodseq, "b_messages": x.messages,
-                 "b_complete": x.complete} for x in group
-            ])  # fmt: skip
+        await INSERT_EVENTS.run(s, events)
+    if plain := [x for x in syncs if x.complete is None]:
+        await _SET_FOLDER.run(s, [
+            (x.folder_id, x.uidvalidity, x.uidnext, x.highestmodseq, x.messages) for x in plain
+        ])  # fmt: skip
+    if completed := [x for x in syncs if x.complete is not None]:
+        await _SET_FOLDER_COMPLETE.run(s, [
+            (x.folder_id, x.uidvalidity, x.uidnext, x.highestmodseq, x.messages, x.complete)
+            for x in completed
+        ])  # fmt: skip
     if reset := [x.folder_id for x in syncs if x.reset]:
         await s.execute(delete(Message).where(Message.folder_id.in_(reset)))
-    if gone := [{"b_folder": x.folder_id, "b_uid": uid} for x in syncs for uid in x.gone]:
-        await s.execute(_EXPUNGE, gone)
-    flags = [
-        {"b_folder": x.folder_id, "b_uid": uid, "b_flags": bounded_flags(value),
-         "b_seen": "\\Seen" in value}
+    if gone := [(x.folder_id, uid) for x in syncs for uid in x.gone]:
+        await _EXPUNGE.run(s, gone)
+    if flags := [
+        (x.folder_id, uid, bounded_flags(value), "\\Seen" in value)
         for x in syncs for uid, value in x.flags.items()
-    ]  # fmt: skip
-    if flags:
-        await s.execute(_SET_FLAGS, flags)
+    ]:  # fmt: skip
+        await _SET_FLAGS.run(s, flags)
     if rows := [_message_row(x.folder_id, m) for x in syncs for m in x.new]:
         await _INSERT_MESSAGES.run(s, rows)
 
@@ -172,15 +185,16 @@ class MailMixin(Database):
     ) -> list[list[FolderView] | StoreError]:
         ids = {w.account_id for w in writes}
         async with self._transaction() as s:
+            now = utcnow()
             lost = await lost_fences(s, [(w.account_id, w.fence) for w in writes if w.fence])
             exist = set(await s.scalars(_ACCOUNTS_THERE, {"ids": sorted(ids)}))
             held: dict[int, list[str]] = {}
             for account_id, name in await s.execute(_FOLDER_NAMES_OF, {"ids": sorted(ids)}):
                 held.setdefault(account_id, []).append(name)
             answers: list[int | StoreError] = []  # the account whose folders answer
-            added: list[dict[str, Any]] = []
-            removed: list[dict[str, Any]] = []
-            events: list[dict[str, Any]] = []
+            added: list[tuple[int, str, bool]] = []
+            removed: list[tuple[int, str]] = []
+            events: list[EventRow] = []
             for w in writes:
                 if w.fence is not None and (w.account_id, w.fence) in lost:
                     answers.append(lease_lost(w.account_id, w.fence))
@@ -192,21 +206,21 @@ class MailMixin(Database):
                 new = [n for n in w.names if n not in was]
                 gone = [n for n in was if n not in w.names]
                 held[w.account_id] = list(w.names)
-                added += ({"b_account": w.account_id, "b_name": n} for n in new)
-                removed += ({"b_account": w.account_id, "b_name": n} for n in gone)
+                added += ((w.account_id, n, False) for n in new)
+                removed += ((w.account_id, n) for n in gone)
                 events += (
-                    {"account_id": w.account_id, "kind": kind, "data": {"folder": n}}
+                    (w.account_id, now, kind, {"folder": n})
                     for kind, names in (("folder.added", new), ("folder.removed", gone))
                     for n in names
                 )  # fmt: skip
                 answers.append(w.account_id)
             # Removed first: a name gone and back within one batch is a new folder.
             if removed:
-                await s.execute(_DROP_FOLDER, removed)
+                await _DROP_FOLDER.run(s, removed)
             if added:
-                await s.execute(_ADD_FOLDER, added)
+                await _ADD_FOLDER.run(s, added)
             if events:
-                await s.execute(INSERT_EVENTS, events)
+                await INSERT_EVENTS.run(s, events)
             listed = await _folders_of(s, [a for a in answers if isinstance(a, int)])
         if events:
             self.events_written.fire()
@@ -375,7 +389,7 @@ def _message_view(m: Message, folder: str) -> MessageView:
     return MessageView(m.uid, tuple(m.flags), internaldate, m.size, m.envelope, folder=folder)
 
 
-_INSERT_MESSAGES = BulkInsert(
+_INSERT_MESSAGES = Bulk.insert(
     cast(Table, Message.__table__),
     ("folder_id", "uid", "flags", "seen", "internaldate", "size", "envelope", "subject", "sender"),
 )

@@ -1,0 +1,105 @@
+"""store/_bulk.py: many rows through one compiled statement write what SQLAlchemy's own
+executemany writes (on SQLite and PostgreSQL), and a column whose default it would fill in
+cannot be left out unnoticed."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.postgresql import asyncpg
+
+from imapscope.store import AccountSpec, Store
+from imapscope.store._bulk import Bulk
+from imapscope.store._log import INSERT_EVENTS
+from imapscope.store._models import Event, Message
+from imapscope.store._views import utc
+
+EVENTS = cast(Table, Event.__table__)
+MESSAGES = cast(Table, Message.__table__)
+AT = dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+
+
+@pytest.mark.usefixtures("database")
+def test_rows_written_in_bulk_equal_those_sqlalchemy_writes(tmp_path: Path) -> None:
+    """The same events (a time in +0200, JSON data) and the same flag update (JSON flags,
+    a boolean), once through :class:`Bulk`, once through SQLAlchemy's executemany: what is
+    read back is the same."""
+    spec = AccountSpec(email="a@example.test", host="127.0.0.1", port=993, security="tls",
+                       username="a")  # fmt: skip
+    set_flags = update(MESSAGES).where(
+        MESSAGES.c.folder_id == bindparam("b_folder"), MESSAGES.c.uid == bindparam("b_uid")
+    ).values(flags=bindparam("b_flags"), seen=bindparam("b_seen"))  # fmt: skip
+    bulk_flags = Bulk(set_flags, ("b_folder", "b_uid", "b_flags", "b_seen"))
+    data = {"folder": "Été", "n": [1, None], "deep": {"x": "y"}}
+
+    async def main() -> None:
+        store = await Store.open(tmp_path)
+        try:
+            account = await store.add_account(spec, "pw")
+            [folder] = await store.set_folders(account.id, ["INBOX"])
+            async with store._transaction() as s:
+                await INSERT_EVENTS.run(s, [(account.id, AT, "bulk", data)])
+                await s.execute(
+                    insert(EVENTS), [{"account_id": account.id, "at": AT, "kind": "orm",
+                                      "data": data}],
+                )  # fmt: skip
+                rows: list[dict[str, Any]] = [{"folder_id": folder.id, "uid": u, "flags": [], "seen": False}
+                        for u in (1, 2)]  # fmt: skip
+                await s.execute(insert(MESSAGES), rows)
+                await bulk_flags.run(s, [(folder.id, 1, ["\\Seen", "$Label"], True)])
+                await s.execute(
+                    set_flags,
+                    [
+                        {
+                            "b_folder": folder.id,
+                            "b_uid": 2,
+                            "b_flags": ["\\Seen", "$Label"],
+                            "b_seen": True,
+                        }
+                    ],
+                )
+            async with store._transaction() as s:
+                events = {
+                    kind: (account_id, at, got)
+                    for account_id, at, kind, got in await s.execute(
+                        select(EVENTS.c.account_id, EVENTS.c.at, EVENTS.c.kind, EVENTS.c.data)
+                        .where(EVENTS.c.kind.in_(["bulk", "orm"]))
+                    )
+                }  # fmt: skip
+                flags = list(await s.execute(
+                    select(MESSAGES.c.flags, MESSAGES.c.seen).order_by(MESSAGES.c.uid)
+                ))  # fmt: skip
+        finally:
+            await store.close()
+        assert events["bulk"] == events["orm"]
+        assert events["bulk"][2] == data
+        assert utc(events["bulk"][1]) == AT  # the same moment (stored in UTC)
+        assert [tuple(r) for r in flags] == [(["\\Seen", "$Label"], True)] * 2
+
+    asyncio.run(main())
+
+
+def test_a_column_with_a_default_cannot_be_left_out() -> None:
+    """SQLAlchemy fills in a column's Python default (``at``: now) by itself; a bulk INSERT
+    that names fewer columns is refused when compiled, not written without them."""
+    partial = Bulk.insert(EVENTS, ("account_id", "kind"))
+    with pytest.raises(TypeError, match="'at'"):
+        partial._for(sqlite.dialect())
+
+
+def test_a_bulk_insert_asks_postgresql_for_no_returned_ids() -> None:
+    """A single INSERT compiled for PostgreSQL returns the new row's id; many rows do not need
+    it (100,000 ids a first sync would read back for nothing)."""
+    columns = ("folder_id", "uid", "flags", "seen", "envelope", "subject", "sender")
+    bulk = Bulk.insert(MESSAGES, columns)
+    dialect = asyncpg.dialect()  # type: ignore[no-untyped-call]
+    sql = bulk._for(dialect)[0]
+    assert sql.startswith("INSERT INTO messages")
+    assert "RETURNING" not in sql
+    assert "RETURNING messages.id" in str(bulk.statement.compile(dialect=dialect))  # one row
