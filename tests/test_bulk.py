@@ -49,8 +49,9 @@ def test_rows_written_in_bulk_equal_those_sqlalchemy_writes(tmp_path: Path) -> N
                     insert(EVENTS), [{"account_id": account.id, "at": AT, "kind": "orm",
                                       "data": data}],
                 )  # fmt: skip
-                rows: list[dict[str, Any]] = [{"folder_id": folder.id, "uid": u, "flags": [], "seen": False}
-                        for u in (1, 2)]  # fmt: skip
+                rows: list[dict[str, Any]] = [
+                    {"folder_id": folder.id, "uid": u, "flags": [], "seen": False} for u in (1, 2)
+                ]
                 await s.execute(insert(MESSAGES), rows)
                 await bulk_flags.run(s, [(folder.id, 1, ["\\Seen", "$Label"], True)])
                 await s.execute(

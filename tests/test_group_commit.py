@@ -103,7 +103,8 @@ def test_state_writes_at_once_share_one_transaction_each_answered(tmp_path: Path
             assert len(counted) == 2
             four, five = await store.account(4), await store.account(5)
             assert (four.state, five.state) == ("idle", "syncing")
-            assert four.last_sync is not None and five.last_sync is not None
+            assert four.last_sync is not None
+            assert five.last_sync is not None
             kinds = [(e.account_id, e.kind, e.data) for e in await store.events(0)][10:]
             assert kinds == [(4, "account.state", {"state": "idle"})]
         finally:

@@ -31,7 +31,8 @@ class _FolderList:
 
 
 _FOLDERS = cast(Table, Folder.__table__)
-# Rows of (account id, name[, complete]); a dropped folder's messages go with it (ON DELETE CASCADE).
+# Rows of (account id, name[, complete]); a dropped folder's messages go with it (ON DELETE
+# CASCADE).
 _DROP_FOLDER = Bulk(
     delete(_FOLDERS).where(
         _FOLDERS.c.account_id == bindparam("b_account"), _FOLDERS.c.name == bindparam("b_name")
