@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imapscope.imap import (
     Address,
@@ -42,6 +45,7 @@ from imapscope.imap import (
     Status,
     TaggedResponse,
     UnknownResponse,
+    _responses,
     decode_mailbox,
     encode,
     parse_command,
@@ -387,3 +391,74 @@ def test_noop_round_trip_is_boring() -> None:
     assert command_of(wire(Noop())) == Noop()
     assert Frame(b"x").literals == ()
     assert str(RemoteProtocolError("m", hint="h")) == "m (hint: h)"
+
+
+# --- LIST and STATUS: the fast path for their common shapes reads what the scanner reads ----
+
+_NAME_BYTES = st.sampled_from(
+    [b"INBOX", b"inbox", b"NIL", b"Sent", b"A/B", b"a]b", b"~x", b"&AOk-t&AOk-", b"x%", b"x*",
+     b"x{", b"x(", b"x\\y", b'x"y', b"sp ace", b"", b"\xc3\xa9t\xc3\xa9", b"#news.misc"]
+)  # fmt: skip
+
+
+def _name_forms(raw: bytes) -> st.SearchStrategy[bytes]:
+    escaped = raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+    return st.sampled_from(
+        [raw, b'"' + raw + b'"', b'"' + escaped + b'"', b"{%d}\r\n" % len(raw) + raw]
+    )
+
+
+_LIST_LINES = st.builds(
+    lambda attrs, delimiter, name, tail: b"* LIST (" + attrs + b") " + delimiter + b" " + name
+    + tail + b"\r\n",
+    st.sampled_from([b"", b"\\HasNoChildren", b"\\Noselect \\HasChildren", b"\\Sent $X", b"(x)",
+                     b"\\HasNoChildren\\Marked", b'"q"']),
+    st.sampled_from([b'"/"', b'"."', b"NIL", b'"\\\\"', b'""', b'"//"', b"/"]),
+    _NAME_BYTES.flatmap(_name_forms),
+    st.sampled_from([b"", b" (CHILDINFO (SUBSCRIBED))", b" ", b")"]),
+)  # fmt: skip
+_STATUS_LINES = st.builds(
+    lambda name, items: b"* STATUS " + name + b" (" + items + b")\r\n",
+    _NAME_BYTES.flatmap(_name_forms),
+    st.sampled_from([b"MESSAGES 3 UIDNEXT 4", b"", b"messages 0", b"UIDVALIDITY 17 UNSEEN",
+                     b"X-1 2", b"MESSAGES -1", b"MESSAGES 3  UIDNEXT 4", b"MESSAGES 1 2 3",
+                     b"HIGHESTMODSEQ 18446744073709551615", b"MESSAGES x"]),
+)  # fmt: skip
+
+
+def _frames(line: bytes) -> Frame:
+    """The line as the receive buffer frames it (a literal taken out of the text)."""
+    buffer = ReceiveBuffer()
+    buffer.feed(line)
+    frame = buffer.next_frame()
+    assert isinstance(frame, Frame)
+    return frame
+
+
+def _parsed(line: bytes, utf8: bool) -> object:
+    try:
+        return parse_response(_frames(line), utf8=utf8)
+    except RemoteProtocolError as exc:
+        return type(exc)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(line=_LIST_LINES | _STATUS_LINES, utf8=st.booleans())
+def test_list_and_status_fast_path_reads_what_the_scanner_reads(line: bytes, utf8: bool) -> None:
+    """The same answer, or the same error, with the fast path and without it."""
+    fast = _parsed(line, utf8)
+    never = re.compile(rb"(?!)")
+    saved = _responses._LIST_SIMPLE, _responses._STATUS_SIMPLE
+    _responses._LIST_SIMPLE = _responses._STATUS_SIMPLE = never
+    try:
+        slow = _parsed(line, utf8)
+    finally:
+        _responses._LIST_SIMPLE, _responses._STATUS_SIMPLE = saved
+    assert fast == slow
+
+
+def test_list_and_status_fast_path_takes_the_common_shapes() -> None:
+    """(Else the test above would compare the scanner with itself.)"""
+    assert _responses._LIST_SIMPLE.fullmatch(b'* LIST (\\HasNoChildren) "/" INBOX\r\n', 7)
+    assert _responses._LIST_SIMPLE.fullmatch(b'* LIST () NIL "Sent Items"\r\n', 7)
+    assert _responses._STATUS_SIMPLE.fullmatch(b"* STATUS Drafts (MESSAGES 0 UIDNEXT 1)\r\n", 9)

@@ -320,7 +320,39 @@ def _pairs(values: list[Value]) -> list[tuple[Value, Value]]:
     return list(zip(values[::2], values[1::2], strict=True))
 
 
+# The common shapes of LIST and STATUS (every folder of every account at each connect): a
+# mailbox name that is an atom or a quoted string without escapes, simple attributes, numbers;
+# anything else (a literal, an escape, extended data, NIL for a name) is left to the scanner.
+_MAILBOX = rb'(?:([!#$&\'+-\[\]-z|}~]+)|"([^"\\\r\n]*)")'  # an atom, without % * ( ) { " \
+_LIST_SIMPLE = re.compile(
+    rb'\((\\?[A-Za-z0-9$_-]+(?: \\?[A-Za-z0-9$_-]+)*)?\) (?:"([^"\\\r\n])"|NIL) '
+    + _MAILBOX
+    + rb"\r\n"
+)
+_STATUS_SIMPLE = re.compile(_MAILBOX + rb" \(((?:[A-Za-z0-9-]+ \d+)(?: [A-Za-z0-9-]+ \d+)*)?\)\r\n")
+
+
+def _simple_name(atom: bytes | None, quoted: bytes | None) -> bytes | None:
+    """The name a fast match found (None: let the scanner read it; NIL is no name)."""
+    if atom is None:
+        return quoted
+    return None if atom.upper() == b"NIL" else atom
+
+
 def _parse_list(kind: str, scanner: Scanner, utf8: bool) -> ListResponse:
+    simple = _LIST_SIMPLE.fullmatch(scanner.text, scanner.pos)
+    if simple is not None:
+        attributes, delimiter, atom, quoted = simple.groups()
+        raw = _simple_name(atom, quoted)
+        if raw is not None:
+            name, raw = _mailbox(raw, utf8)
+            return ListResponse(
+                "LIST" if kind == "LIST" else "LSUB",
+                tuple(attributes.decode("ascii").split()) if attributes else (),
+                None if delimiter is None else delimiter.decode("utf-8", "replace"),
+                name,
+                raw,
+            )
     values = scanner.values_to_end()
     if len(values) < 3:
         raise RemoteProtocolError(f"{kind} needs attributes, delimiter and name: {values!r}")
@@ -336,6 +368,15 @@ def _parse_list(kind: str, scanner: Scanner, utf8: bool) -> ListResponse:
 
 
 def _parse_status(scanner: Scanner, utf8: bool) -> StatusResponse:
+    simple = _STATUS_SIMPLE.fullmatch(scanner.text, scanner.pos)
+    if simple is not None:
+        atom, quoted, listed = simple.groups()
+        raw = _simple_name(atom, quoted)
+        if raw is not None:
+            name, _ = _mailbox(raw, utf8)
+            words = listed.split(b" ") if listed else []
+            keys = (k.decode("ascii").upper() for k in words[::2])
+            return StatusResponse(name, dict(zip(keys, map(int, words[1::2]), strict=True)))
     values = scanner.values_to_end()
     if len(values) != 2:
         raise RemoteProtocolError(f"STATUS needs a mailbox and a list: {values!r}")
