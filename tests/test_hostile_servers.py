@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from imapscope.cli import app
-from imapscope.imap import Greeting, ListResponse
+from imapscope.imap import Greeting, ListResponse, Noop
 from imapscope.imap._buffer import ReceiveBuffer
 from imapscope.imap._errors import LimitExceededError
-from imapscope.net import SecretMask
+from imapscope.net import ImapConnection, NetTimeoutError, SecretMask
 from imapscope.probe import CheckOptions, Report, run_check
 from imapscope.store import AccountSpec, Store
 from imapscope.sync import AccountSync, Backoff, SyncOptions
@@ -65,6 +65,38 @@ def test_a_step_has_a_total_deadline(behaviour: str) -> None:
     headline = report.headline
     assert headline is not None
     assert "did not complete" in headline.evidence[0]
+
+
+def test_a_read_has_its_own_timeout_under_a_longer_step_deadline() -> None:
+    """A step may be given longer than one read (a FETCH batch's deadline): a server silent
+    for longer than a read's timeout fails the read ("no answer within"), not the step at its
+    end; under the default deadline (the read's own timeout) the step's deadline names it (and
+    the read then runs without a timer of its own)."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"* OK ready\r\n")
+        await writer.drain()
+        await reader.read()  # until the client hangs up; nothing is answered
+        writer.close()
+        await writer.wait_closed()
+
+    async def main() -> None:
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            for deadline, said in (
+                (60.0, "no answer within 0.3s"),
+                (None, "the noop step did not complete within 0.3s"),
+            ):
+                conn = await ImapConnection.open(
+                    "127.0.0.1", "127.0.0.1", port, security="plain", context=None, timeout=0.3
+                )
+                await conn.greeting()
+                with pytest.raises(NetTimeoutError, match=said):
+                    await conn.run(Noop(), deadline=deadline)
+                await conn.close()
+
+    asyncio.run(main())
 
 
 # --- byte budgets ------------------------------------------------------------------------------

@@ -197,6 +197,7 @@ class ImapConnection:
         self.tls: TlsInfo | None = None
         self._closed = False
         self._step_bytes = 0  # received since the current step began
+        self._step_ends: float | None = None  # the current step's deadline (the loop's time)
 
     def keep_last(self, lines: int) -> None:
         """From now on keep only the last ``lines`` of the transcript: a connection that lives
@@ -297,9 +298,15 @@ class ImapConnection:
 
     async def _fill(self, phase: str, timeout: float) -> None:
         await self._flush(phase)
+        ends = self._step_ends
         try:
-            async with asyncio.timeout(timeout):
+            if ends is not None and ends <= asyncio.get_running_loop().time() + timeout:
+                # The step's deadline comes first: it bounds this read already (one timer
+                # fewer per read, where most reads are).
                 chunk = await self._reader.read(READ_SIZE)
+            else:
+                async with asyncio.timeout(timeout):
+                    chunk = await self._reader.read(READ_SIZE)
         except TimeoutError as exc:
             raise NetTimeoutError(phase, f"no answer within {timeout:g}s", exc) from exc
         except (ssl.SSLError, OSError) as exc:
@@ -343,8 +350,10 @@ class ImapConnection:
         and bring at most :attr:`byte_budget` bytes, however the server paces its bytes."""
         limit = self.timeout if seconds is None else seconds
         self._step_bytes = 0
+        outer = self._step_ends
         try:
-            async with asyncio.timeout(limit):
+            async with asyncio.timeout(limit) as bound:
+                self._step_ends = bound.when()
                 yield
         except TimeoutError as exc:
             got = self._step_bytes
@@ -352,6 +361,8 @@ class ImapConnection:
             raise NetTimeoutError(
                 phase, f"the {phase} step did not complete within {limit:g}s ({said})", exc, got
             ) from exc
+        finally:
+            self._step_ends = outer
 
     async def greeting(self, timeout: float | None = None) -> Greeting:
         with span(self._tracer, "greeting") as greeting_span:

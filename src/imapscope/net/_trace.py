@@ -48,7 +48,10 @@ class Span:
 @contextmanager
 def span(tracer: Tracer, name: str, **details: Any) -> Iterator[Span]:
     """Emit started, then complete or failed (with the exception's type and message)."""
-    current = Span(name, dict(details), time.perf_counter())
+    current = Span(name, details, time.perf_counter())  # (details: a fresh dict already)
+    if tracer is ignore:  # nobody listens: no events to build (serve's every command)
+        yield current
+        return
     tracer(TraceEvent(name, "started", None, dict(details)))
     try:
         yield current
