@@ -112,6 +112,9 @@ def test_accounts_crud_verify_state_errors_folders_messages_events(
         assert status["last_sync"] is not None
         folders = {f["name"]: f for f in client.get(f"{path}/folders").json()}
         assert folders["INBOX"]["messages"] == 12
+        # What the server counted when the sync ended: equal, once every folder is synced.
+        assert all(f["server_messages"] == f["messages"] for f in folders.values())
+        assert all(f["synced"] for f in folders.values())
         assert status["messages"] == sum(f["messages"] for f in folders.values())
         assert status["folders"] == len(folders)
         page = client.get(f"{path}/messages", params={"folder": "INBOX", "limit": 5}).json()
