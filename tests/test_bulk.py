@@ -15,10 +15,12 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import asyncpg
 
 from imapscope.store import AccountSpec, Store
-from imapscope.store._bulk import Bulk
+from imapscope.store._bulk import COPY_FROM, Bulk
 from imapscope.store._log import INSERT_EVENTS
+from imapscope.store._mail import _INSERT_MESSAGES
 from imapscope.store._models import Event, Message
 from imapscope.store._views import utc
+from tests.conftest import Database
 
 EVENTS = cast(Table, Event.__table__)
 MESSAGES = cast(Table, Message.__table__)
@@ -104,3 +106,61 @@ def test_a_bulk_insert_asks_postgresql_for_no_returned_ids() -> None:
     assert sql.startswith("INSERT INTO messages")
     assert "RETURNING" not in sql
     assert "RETURNING messages.id" in str(bulk.statement.compile(dialect=dialect))  # one row
+
+
+@pytest.mark.usefixtures("database")
+def test_a_big_insert_goes_as_copy_on_postgresql_inside_the_transaction(
+    tmp_path: Path, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From COPY_FROM rows a PostgreSQL INSERT is a COPY (SQLite: the statement, as always).
+    Sent first in a transaction it is still part of it: rolled back, nothing stays; committed,
+    the rows read back as SQLAlchemy reads them."""
+    copies: list[int] = []
+    if database.kind == "postgresql":
+        import asyncpg  # type: ignore[import-untyped]  # noqa: PLC0415
+
+        copy = asyncpg.Connection.copy_records_to_table
+
+        async def counted(self: Any, table: str, **kw: Any) -> Any:
+            copies.append(len(kw["records"]))
+            return await copy(self, table, **kw)
+
+        monkeypatch.setattr(asyncpg.Connection, "copy_records_to_table", counted)
+    spec = AccountSpec(email="a@example.test", host="127.0.0.1", port=993, security="tls",
+                       username="a")  # fmt: skip
+    envelope = {"subject": "Été", "from": ["a@x.test"], "to": [], "n": None}
+
+    def rows(folder_id: int) -> list[tuple[Any, ...]]:
+        return [(folder_id, uid, ["\\Seen"], True, AT, 1000 + uid, envelope, "Été", "a@x.test")
+                for uid in range(1, COPY_FROM + 1)]  # fmt: skip
+
+    async def rolled_back(store: Store, rows: list[tuple[Any, ...]]) -> None:
+        async with store._transaction() as s:
+            await _INSERT_MESSAGES.run(s, rows)  # the transaction's first statement
+            raise RuntimeError("roll back")
+
+    async def main() -> list[Any]:
+        store = await Store.open(tmp_path)
+        try:
+            account = await store.add_account(spec, "pw")
+            [folder] = await store.set_folders(account.id, ["INBOX"])
+            with pytest.raises(RuntimeError, match="roll back"):
+                await rolled_back(store, rows(folder.id))
+            assert await store.message_count(account.id) == 0
+            async with store._transaction() as s:
+                await _INSERT_MESSAGES.run(s, rows(folder.id))
+            _, stored = await store.messages(account.id, limit=1)
+            return [await store.message_count(account.id), stored[0]]
+        finally:
+            await store.close()
+
+    count, newest = asyncio.run(main())
+    assert count == COPY_FROM
+    assert copies == ([COPY_FROM] * 2 if database.kind == "postgresql" else [])
+    assert (newest.uid, newest.flags, newest.size, newest.envelope) == (
+        COPY_FROM,
+        ("\\Seen",),
+        1000 + COPY_FROM,
+        envelope,
+    )
+    assert newest.internaldate == AT
