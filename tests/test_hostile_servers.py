@@ -13,8 +13,11 @@ import itertools
 import json
 import logging
 import os
+import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -97,6 +100,44 @@ def test_a_read_has_its_own_timeout_under_a_longer_step_deadline() -> None:
                 await conn.close()
 
     asyncio.run(main())
+
+
+def test_a_close_the_server_leaves_unanswered_drops_the_socket(tmp_path: Path) -> None:
+    """A TLS server that neither answers our close_notify nor hangs up (Cyrus, past the close
+    timeout): the socket is closed when the timeout ends, not left to the garbage collector
+    (a connection per account, on every restart)."""
+    from imapscope.net._stream import close_stream  # noqa: PLC0415
+
+    ca = TestCA(tmp_path / "ca")
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(str(ca.server.combined))
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve() -> None:
+        raw, _ = listener.accept()
+        with server_context.wrap_socket(raw, server_side=True):  # the handshake, then silence
+            done.wait(10)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    async def main() -> int:
+        _, writer = await asyncio.open_connection(
+            "127.0.0.1", listener.getsockname()[1], ssl=ca.client_context(),
+            server_hostname="localhost",
+        )  # fmt: skip
+        sock = writer.get_extra_info("socket")
+        await close_stream(writer, 0.2)
+        await asyncio.sleep(0)  # the transport lets go of its socket on the next turn
+        return int(sock.fileno())
+
+    try:
+        assert asyncio.run(main()) == -1
+    finally:
+        done.set()
+        thread.join(10)
+        listener.close()
 
 
 # --- byte budgets ------------------------------------------------------------------------------

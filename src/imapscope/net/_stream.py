@@ -7,7 +7,6 @@ applies to all of them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import ssl
 
@@ -66,6 +65,11 @@ async def close_stream(writer: asyncio.StreamWriter, timeout: float = 1.0) -> No
     """Close and wait (briefly) until closed: a TLS close needs a few loop turns, and a stream
     dropped half-closed leaks its transport."""
     writer.close()
-    with contextlib.suppress(Exception):
+    try:
         async with asyncio.timeout(timeout):
             await writer.wait_closed()
+    except Exception:
+        # The peer did not finish the close in time (Cyrus leaves our TLS close_notify
+        # unanswered past the timeout): the socket is dropped now, not left open until the
+        # garbage collector finds it.
+        writer.transport.abort()
