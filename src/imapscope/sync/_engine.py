@@ -242,6 +242,20 @@ def _status_items(conn: ImapConnection) -> tuple[str, ...]:
     return ("MESSAGES", "UIDNEXT", "UIDVALIDITY", *modseq)
 
 
+def _selected(result: Result) -> dict[str, int | None]:
+    """What a SELECT or EXAMINE said: UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ (None when not
+    said) and MESSAGES (EXISTS), keyed as a STATUS answer is."""
+    found: dict[str, int | None] = dict.fromkeys(("UIDVALIDITY", "UIDNEXT", "HIGHESTMODSEQ"))
+    found["MESSAGES"] = 0
+    for e in result.untagged:
+        if isinstance(e, Exists):
+            found["MESSAGES"] = e.count
+        elif (isinstance(e, UntaggedStatus) and e.code is not None
+                and e.code.name in ("UIDVALIDITY", "UIDNEXT", "HIGHESTMODSEQ")):  # fmt: skip
+            found[e.code.name] = int(str(e.code.value))
+    return found
+
+
 def _decidable(folder: FolderView) -> bool:
     """A STATUS can spare this folder its SELECT: it was synced to the end (and may be
     unchanged), or never (and may be empty)."""
@@ -578,24 +592,19 @@ class AccountSync:
         folder_id, name = folder.id, folder.name
         known_validity, known_modseq = folder.uidvalidity, folder.highestmodseq
         condstore = "CONDSTORE" in conn.codec.capabilities
-        result = await select(conn, name, readonly=True, condstore=condstore)
-        validity = uidnext = modseq = None
-        exists = 0
-        for e in result.untagged:
-            if isinstance(e, Exists):
-                exists = e.count
-            elif isinstance(e, UntaggedStatus) and e.code is not None:
-                value = e.code.value
-                if e.code.name in ("UIDVALIDITY", "UIDNEXT", "HIGHESTMODSEQ"):
-                    number = int(str(value))
-                    if e.code.name == "UIDVALIDITY":
-                        validity = number
-                    elif e.code.name == "UIDNEXT":
-                        uidnext = number
-                    else:
-                        modseq = number
-        selected = {"UIDVALIDITY": validity, "UIDNEXT": uidnext, "HIGHESTMODSEQ": modseq,
-                    "MESSAGES": exists}  # fmt: skip
+        selected = _selected(await select(conn, name, readonly=True, condstore=condstore))
+        if known_validity is not None and selected["UIDVALIDITY"] != known_validity:
+            # Courier-IMAP makes up a UIDVALIDITY (the time, in seconds) at each EXAMINE of a
+            # folder no client has SELECTed, until a SELECT writes its UID database: examined
+            # alone, the folder would be dropped and read afresh at every sync. Selected
+            # read-write once (its \Recent flags go, as at any client's first look), the
+            # UIDVALIDITY it has now is the one it keeps. Elsewhere, a real change of
+            # UIDVALIDITY (rare) costs this one SELECT.
+            selected = _selected(await select(conn, name, readonly=False, condstore=condstore))
+        validity, uidnext, modseq = (
+            selected[k] for k in ("UIDVALIDITY", "UIDNEXT", "HIGHESTMODSEQ")
+        )
+        exists = selected["MESSAGES"] or 0
         if _unchanged(folder, selected):  # nothing to ask, nothing to write
             await self._judge_new(conn, name, initial=False)
             return False
