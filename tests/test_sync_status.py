@@ -106,8 +106,6 @@ def test_a_full_sync_selects_only_the_folders_that_changed(
                 (e.data["folder"], e.data["uid"]): e.data["flags"]
                 for e in await events_of(store, "message.flags", cursor)
             }  # fmt: skip
-            # (Without CONDSTORE the flag FETCH also sees \Recent gone from the others: the
-            # other client's SELECT took it.)
             assert "\\Flagged" in flagged[("Archive", 1)]
             assert {folder for folder, _ in flagged} == {"Archive"}
             assert times(examined["Archive"]) == (2 if condstore else 3)
@@ -184,6 +182,41 @@ def test_a_folder_with_nothing_stored_that_fits_one_batch_is_read_without_a_sear
             assert list(await store.folder_known(drafts.id)) == await asyncio.to_thread(
                 _server_uids, sandbox, "Drafts"
             )
+
+    asyncio.run(main())
+
+
+def _select(sandbox: Sandbox, folder: str) -> None:
+    """Another client opens the folder read-write: it takes the folder's \\Recent flags."""
+    client = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
+    client.login("alice", PASSWORD)
+    client.select(folder)
+    client.logout()
+
+
+@pytest.mark.parametrize("hidden", [(), ("CONDSTORE",)], ids=["condstore", "no-condstore"])
+def test_recent_is_not_stored_and_another_client_taking_it_changes_nothing(
+    sandbox: Sandbox, tmp_path: Path, hidden: tuple[str, ...]
+) -> None:
+    """\\Recent belongs to the one session that first selects a folder after the mail came;
+    the sync, which only examines, is shown it. Stored, another client's SELECT (taking it)
+    would be a ``message.flags`` event for every such message (without CONDSTORE, which reads
+    every flag again), or it would stay stored for ever (with CONDSTORE: \\Recent changes no
+    MODSEQ)."""
+    for capability in hidden:
+        sandbox.server.faults.add(FaultRule("hide-capability", capability=capability))
+    options = SyncOptions(ca_file=str(sandbox.ca_file))
+
+    async def main() -> None:
+        async with engine(tmp_path, spec(sandbox.server.port), PASSWORD, options) as (store, sync):
+            await until("idle", lambda: _state_is(store, sync, "idle"))
+            for folder in await store.folders(sync.account_id):
+                flags = (await store.folder_known(folder.id)).values()
+                assert not [f for f in flags if "\\Recent" in f], folder.name
+            cursor = (await store.events(limit=1000))[-1].id
+            await asyncio.to_thread(_select, sandbox, "Archive")
+            await _full_sync(store, sync)
+            assert await events_of(store, "message.flags", cursor) == []
 
     asyncio.run(main())
 

@@ -126,12 +126,19 @@ class SyncFailure(Exception):  # noqa: N818 - carries a finding, not a bug
         self.finding = found
 
 
+def _kept(flags: Sequence[str] | None) -> tuple[str, ...]:
+    """A message's flags as stored: without ``\\Recent``, which belongs to one session (the
+    first to select the folder since the message came; RFC 9051 dropped it). Kept, it would
+    be a flag change each time another client opened the folder."""
+    if not flags:
+        return ()
+    return tuple(f for f in flags if f.lower() != "\\recent")
+
+
 def _changed_flags(
     responses: Sequence[Any], known: dict[int, tuple[str, ...]]
 ) -> dict[int, tuple[str, ...]]:
-    found = {
-        e.uid: tuple(e.flags or ()) for e in responses if isinstance(e, FetchResponse) and e.uid
-    }
+    found = {e.uid: _kept(e.flags) for e in responses if isinstance(e, FetchResponse) and e.uid}
     return {uid: f for uid, f in found.items() if uid in known and f != known[uid]}
 
 
@@ -722,7 +729,7 @@ class AccountSync:
                 asked.difference_update(chunk)
                 new = [
                     MessageMeta(
-                        e.uid, tuple(e.flags or ()), e.internaldate, e.size,
+                        e.uid, _kept(e.flags), e.internaldate, e.size,
                         e.envelope_summary() or {},
                     )
                     for e in (got.pop(uid) for uid in chunk if uid in got)
