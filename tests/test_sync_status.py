@@ -6,7 +6,9 @@ as "no folders"."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import imaplib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +33,21 @@ pytestmark = pytest.mark.usefixtures("database")
 COUNTED = 1000
 
 
-def _flag(sandbox: Sandbox, folder: str, uid: str) -> None:
+@contextlib.contextmanager
+def _other_client(sandbox: Sandbox) -> Iterator[imaplib.IMAP4]:
+    """Another client of alice's (a mail program), logged in, logged out at the end."""
     client = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
     client.login("alice", PASSWORD)
-    client.select(folder)
-    client.uid("STORE", uid, "+FLAGS", r"(\Flagged)")
-    client.logout()
+    try:
+        yield client
+    finally:
+        client.logout()
+
+
+def _flag(sandbox: Sandbox, folder: str, uid: str) -> None:
+    with _other_client(sandbox) as client:
+        client.select(folder)
+        client.uid("STORE", uid, "+FLAGS", r"(\Flagged)")
 
 
 async def _full_sync(store: Store, sync: AccountSync) -> None:
@@ -118,19 +129,15 @@ def test_a_full_sync_selects_only_the_folders_that_changed(
 
 
 def _server_uids(sandbox: Sandbox, folder: str) -> list[int]:
-    client = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
-    client.login("alice", PASSWORD)
-    client.select(folder, readonly=True)
-    _, data = client.uid("SEARCH", "ALL")
-    client.logout()
+    with _other_client(sandbox) as client:
+        client.select(folder, readonly=True)
+        _, data = client.uid("SEARCH", "ALL")
     return sorted(int(u) for u in data[0].split())
 
 
 def _append(sandbox: Sandbox, folder: str, subject: str) -> None:
-    client = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
-    client.login("alice", PASSWORD)
-    client.append(folder, None, None, f"Subject: {subject}\r\n\r\nhi\r\n".encode())
-    client.logout()
+    with _other_client(sandbox) as client:
+        client.append(folder, None, None, f"Subject: {subject}\r\n\r\nhi\r\n".encode())
 
 
 @pytest.mark.parametrize("batch", [2000, 2], ids=["one-batch", "batches"])
@@ -188,10 +195,8 @@ def test_a_folder_with_nothing_stored_that_fits_one_batch_is_read_without_a_sear
 
 def _select(sandbox: Sandbox, folder: str) -> None:
     """Another client opens the folder read-write: it takes the folder's \\Recent flags."""
-    client = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
-    client.login("alice", PASSWORD)
-    client.select(folder)
-    client.logout()
+    with _other_client(sandbox) as client:
+        client.select(folder)
 
 
 @pytest.mark.parametrize("hidden", [(), ("CONDSTORE",)], ids=["condstore", "no-condstore"])
