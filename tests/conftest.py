@@ -6,6 +6,8 @@ that asked for it with the rig's explanation (no silent skips).
 
 from __future__ import annotations
 
+import contextlib
+import imaplib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +104,16 @@ class Sandbox:
     ca_file: Path
     logins: list[str]
     cert_file: Path  # the server's certificate (PEM)
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[imaplib.IMAP4]:
+        """Another client of alice's (imaplib, the plain port), logged out at the end."""
+        connection = imaplib.IMAP4("127.0.0.1", self.server.port)
+        connection.login("alice", PASSWORD)
+        try:
+            yield connection
+        finally:
+            connection.logout()
 
 
 @pytest.fixture

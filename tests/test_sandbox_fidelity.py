@@ -15,12 +15,8 @@ from tests.conftest import PASSWORD, Sandbox
 
 
 def _logged_in(sandbox: Sandbox) -> Iterator[imaplib.IMAP4]:
-    connection = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
-    connection.login("alice", PASSWORD)
-    try:
+    with sandbox.client() as connection:
         yield connection
-    finally:
-        connection.logout()
 
 
 client = pytest.fixture(_logged_in, name="client")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
-from tests.conftest import PASSWORD, Sandbox
+from tests.conftest import Sandbox
 from tests.servers.rig import RunningServer, TestCA
 from tests.test_sandbox_fidelity import ADDRESSES, FOLDED, raw
 
@@ -92,10 +92,8 @@ def dovecot_session(dovecot: RunningServer, test_ca: TestCA) -> Iterator[imaplib
 
 @pytest.fixture
 def sandbox_session(sandbox: Sandbox) -> Iterator[imaplib.IMAP4]:
-    connection = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
-    connection.login("alice", PASSWORD)
-    yield connection
-    connection.logout()
+    with sandbox.client() as connection:
+        yield connection
 
 
 @contextlib.contextmanager

@@ -6,9 +6,7 @@ as "no folders"."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import imaplib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +31,8 @@ pytestmark = pytest.mark.usefixtures("database")
 COUNTED = 1000
 
 
-@contextlib.contextmanager
-def _other_client(sandbox: Sandbox) -> Iterator[imaplib.IMAP4]:
-    """Another client of alice's (a mail program), logged in, logged out at the end."""
-    client = imaplib.IMAP4("127.0.0.1", sandbox.server.port)
-    client.login("alice", PASSWORD)
-    try:
-        yield client
-    finally:
-        client.logout()
-
-
 def _flag(sandbox: Sandbox, folder: str, uid: str) -> None:
-    with _other_client(sandbox) as client:
+    with sandbox.client() as client:
         client.select(folder)
         client.uid("STORE", uid, "+FLAGS", r"(\Flagged)")
 
@@ -129,14 +116,14 @@ def test_a_full_sync_selects_only_the_folders_that_changed(
 
 
 def _server_uids(sandbox: Sandbox, folder: str) -> list[int]:
-    with _other_client(sandbox) as client:
+    with sandbox.client() as client:
         client.select(folder, readonly=True)
         _, data = client.uid("SEARCH", "ALL")
     return sorted(int(u) for u in data[0].split())
 
 
 def _append(sandbox: Sandbox, folder: str, subject: str) -> None:
-    with _other_client(sandbox) as client:
+    with sandbox.client() as client:
         client.append(folder, None, None, f"Subject: {subject}\r\n\r\nhi\r\n".encode())
 
 
@@ -195,7 +182,7 @@ def test_a_folder_with_nothing_stored_that_fits_one_batch_is_read_without_a_sear
 
 def _select(sandbox: Sandbox, folder: str) -> None:
     """Another client opens the folder read-write: it takes the folder's \\Recent flags."""
-    with _other_client(sandbox) as client:
+    with sandbox.client() as client:
         client.select(folder)
 
 
