@@ -14,7 +14,7 @@ import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from email.header import decode_header, make_header
 from typing import Any, Literal
 
@@ -304,20 +304,37 @@ _MONTHS = {
 
 def parse_internaldate(text: str) -> datetime:
     """``"01-Jan-2024 09:02:00 +0000"`` (day may be space-padded) to an aware datetime."""
+    # Servers send exactly that shape: its fields read by position (a first sync reads one per
+    # message), the time zones kept; anything else, and any error, the general reading.
+    if (len(text) == 26 and text[2] == "-" and text[6] == "-" and text[11] == " "
+            and text[14] == ":" and text[17] == ":" and text[20] == " "):  # fmt: skip
+        try:
+            return datetime(
+                int(text[7:11]), _MONTHS[text[3:6]], int(text[:2]), int(text[12:14]),
+                int(text[15:17]), int(text[18:20]), tzinfo=_zone(text[21:]),
+            )  # fmt: skip
+        except (ValueError, KeyError, IndexError):
+            pass
     try:
         date, clock, zone = text.strip().split(" ")
         day, month, year = date.split("-")
         hour, minute, second = clock.split(":")
-        sign = -1 if zone[0] == "-" else 1
-        offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign
-        tz = UTC if not offset else timezone(offset)
         return datetime(
-            int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second), tzinfo=tz
-        )
+            int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second),
+            tzinfo=_zone(zone),
+        )  # fmt: skip
     except (ValueError, KeyError, IndexError) as exc:
         raise RemoteProtocolError(
             f"bad INTERNALDATE {text!r}", hint="expected dd-Mon-yyyy hh:mm:ss +zzzz"
         ) from exc
+
+
+@functools.lru_cache(maxsize=64)
+def _zone(zone: str) -> tzinfo:
+    """``+0100`` as a time zone (a mailbox holds a few)."""
+    sign = -1 if zone[0] == "-" else 1
+    offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign
+    return UTC if not offset else timezone(offset)
 
 
 # RFC 2047 §2: encoded-word = "=?" charset "?" encoding "?" encoded-text "?=" (charset may carry

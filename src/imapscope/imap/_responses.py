@@ -63,6 +63,8 @@ from imapscope.imap._events import (
 )
 from imapscope.imap._values import (
     BALANCED_PATTERN,
+    ENVELOPE_PATTERN,
+    MatchedEnvelope,
     RawValue,
     Scanner,
     Value,
@@ -178,8 +180,10 @@ _COMMON_RUN = re.compile(
     rb"|RFC822\.SIZE (?P<size>\d+)"
     rb'|INTERNALDATE "(?P<date>[^"\\\r\n]*)"'
     rb"|MODSEQ \((?P<modseq>\d+)\)"
-    # ENVELOPE and BODYSTRUCTURE without literals: their whole span, kept raw.
-    rb"|ENVELOPE (?P<envelope>" + BALANCED_PATTERN + rb")"
+    # ENVELOPE and BODYSTRUCTURE without literals: their whole span, kept raw; an ENVELOPE in
+    # its common shape with the fields its summary reads (matching that shape is also faster
+    # than matching any balanced value).
+    rb"|ENVELOPE (?P<envelope>" + ENVELOPE_PATTERN + rb"|" + BALANCED_PATTERN + rb")"
     rb"|BODYSTRUCTURE (?P<bodystructure>" + BALANCED_PATTERN + rb"))(?: |(?=\))))+"
 )
 # Items whose value is a string (or NIL): body sections and the old RFC822 forms.
@@ -215,6 +219,11 @@ def parse_fetch(frame: Frame, seq: int, pos: int) -> Fetch:
                 date_text,
                 modseq_text,
                 envelope_span,
+                env_date,
+                env_subject,
+                env_from,
+                env_to,
+                env_message_id,
                 structure_span,
             ) = run.groups()
             if uid_text is not None:
@@ -228,7 +237,9 @@ def parse_fetch(frame: Frame, seq: int, pos: int) -> Fetch:
             if modseq_text is not None:
                 modseq = int(modseq_text)
             if envelope_span is not None:
-                items = {"ENVELOPE": RawValue(envelope_span)}
+                items = {"ENVELOPE": RawValue(envelope_span) if env_date is None else
+                         MatchedEnvelope(envelope_span, (), (env_date, env_subject, env_from,
+                                                             env_to, env_message_id))}  # fmt: skip
             if structure_span is not None:
                 if items is None:
                     items = {}

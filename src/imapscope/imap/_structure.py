@@ -26,7 +26,17 @@ from imapscope.imap._events import (
     Multipart,
     decode_words,
 )
-from imapscope.imap._values import QUOTED_ESCAPE, RawValue, Value, as_int, as_list, as_str
+from imapscope.imap._values import (
+    ADDRESS_FIELDS,
+    ENVELOPE_PATTERN,
+    QUOTED_ESCAPE,
+    MatchedEnvelope,
+    RawValue,
+    Value,
+    as_int,
+    as_list,
+    as_str,
+)
 
 
 def _bytes(value: Value) -> bytes | None:
@@ -95,27 +105,34 @@ def _first_name(value: Value) -> str:
 
 # The summary's fast path: an ENVELOPE made of NIL, quoted strings and address lists (what
 # servers send unless a field needs a literal) is matched whole by one regular expression, and
-# only the fields the summary keeps are unquoted and decoded. Anything else (literals, atoms,
-# lowercase nil, spacing the grammar does not have) takes the general parser.
-_QUOTED = rb'(?:NIL|"[^"\\\r\n]*+(?:\\["\\][^"\\\r\n]*+)*+")'
-_ADDRESS = rb"\(" + rb" ".join([_QUOTED] * 4) + rb"\)"
-_ADDRESS_LIST = rb"(?:NIL|\((?:" + _ADDRESS + rb")++\))"
-_FIELDS = (
-    rb"(" + _QUOTED + rb")",  # date
-    rb"(" + _QUOTED + rb")",  # subject
-    rb"(" + _ADDRESS_LIST + rb")",  # from
-    _ADDRESS_LIST,  # sender
-    _ADDRESS_LIST,  # reply-to
-    rb"(" + _ADDRESS_LIST + rb")",  # to
-    _ADDRESS_LIST,  # cc
-    _ADDRESS_LIST,  # bcc
-    _QUOTED,  # in-reply-to
-    rb"(" + _QUOTED + rb")",  # message-id
-)
-_ENVELOPE = re.compile(rb"\(" + rb" ".join(_FIELDS) + rb"\)")
-_ADDRESS_FIELDS = re.compile(
-    rb"\((" + _QUOTED + rb") " + _QUOTED + rb" (" + _QUOTED + rb") (" + _QUOTED + rb")\)"
-)
+# only the fields the summary keeps are unquoted and decoded; the FETCH parser has usually
+# matched it already (:class:`MatchedEnvelope`). A literal that could have been a quoted string
+# (no CR or LF) is read as one. Anything else (atoms, lowercase nil, spacing the grammar does
+# not have) takes the general parser.
+_ENVELOPE = re.compile(ENVELOPE_PATTERN)
+_LITERAL_MARKER = re.compile(rb"~?\{(\d+)[+-]?\}\r\n")
+
+
+def _inlined(raw: RawValue) -> bytes | None:
+    """``raw``'s text with each literal written as the quoted string it could have been; None
+    when one cannot be (CR or LF in it) or the markers and the literals do not pair up. A
+    marker is never inside a quoted string: a quoted string holds no CRLF."""
+    parts: list[bytes] = []
+    pos = 0
+    literals = raw.literals
+    markers = list(_LITERAL_MARKER.finditer(raw.text))
+    if len(markers) != len(literals):
+        return None
+    for marker, literal in zip(markers, literals, strict=True):
+        data = bytes(literal)
+        if b"\r" in data or b"\n" in data:
+            return None
+        if b"\\" in data or b'"' in data:
+            data = data.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+        parts += (raw.text[pos : marker.start()], b'"', data, b'"')
+        pos = marker.end()
+    parts.append(raw.text[pos:])
+    return b"".join(parts)
 
 
 def _unquoted(token: bytes) -> bytes | None:
@@ -144,23 +161,32 @@ def _emails_of(addresses: list[tuple[bytes, bytes, bytes]]) -> list[str]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _decoded(raw: bytes) -> str | None:
-    """:func:`decode_words`, remembered: a mailbox's senders (and threads' subjects) repeat."""
+def _decoded_words(raw: bytes) -> str | None:
     return decode_words(raw)
+
+
+def _decoded(raw: bytes) -> str:
+    """:func:`decode_words`: remembered for encoded words (a mailbox's senders and threads'
+    subjects repeat); plain text is only decoded (no lookup, no eviction)."""
+    return raw.decode("utf-8", "replace") if b"=?" not in raw else _decoded_words(raw) or ""
 
 
 def envelope_summary_of(raw: RawValue) -> dict[str, Any]:
     """:func:`envelope_summary` of a raw ENVELOPE, through the fast path when it can."""
-    match = None if raw.literals else _ENVELOPE.fullmatch(raw.text)
-    if match is None:
-        return envelope_summary(raw.value())
-    date, subject, senders, recipients, message_id = match.groups()
-    from_ = _ADDRESS_FIELDS.findall(senders) if senders != b"NIL" else []
+    if type(raw) is MatchedEnvelope:
+        date, subject, senders, recipients, message_id = raw.fields
+    else:
+        text = _inlined(raw) if raw.literals else raw.text
+        match = None if text is None else _ENVELOPE.fullmatch(text)
+        if match is None:
+            return envelope_summary(raw.value())
+        date, subject, senders, recipients, message_id = match.groups()
+    from_ = ADDRESS_FIELDS.findall(senders) if senders != b"NIL" else []
     from_name = ""
     for name, mailbox, host in from_:
         if mailbox != b"NIL" and host != b"NIL":
             decoded = _unquoted(name)
-            from_name = "" if decoded is None else _decoded(decoded) or ""
+            from_name = "" if decoded is None else _decoded(decoded)
             break
     subject_raw = _unquoted(subject)
     return {
@@ -168,7 +194,7 @@ def envelope_summary_of(raw: RawValue) -> dict[str, Any]:
         "subject": None if subject_raw is None else _decoded(subject_raw),
         "from": _emails_of(from_),
         "from_name": from_name,
-        "to": _emails_of(_ADDRESS_FIELDS.findall(recipients)) if recipients != b"NIL" else [],
+        "to": _emails_of(ADDRESS_FIELDS.findall(recipients)) if recipients != b"NIL" else [],
         "message_id": _text(message_id),
     }
 
