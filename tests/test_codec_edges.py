@@ -22,6 +22,7 @@ from imapscope.imap import (
     Create,
     Enable,
     Envelope,
+    FetchResponse,
     Frame,
     Greeting,
     Id,
@@ -462,3 +463,37 @@ def test_list_and_status_fast_path_takes_the_common_shapes() -> None:
     assert _responses._LIST_SIMPLE.fullmatch(b'* LIST (\\HasNoChildren) "/" INBOX\r\n', 7)
     assert _responses._LIST_SIMPLE.fullmatch(b'* LIST () NIL "Sent Items"\r\n', 7)
     assert _responses._STATUS_SIMPLE.fullmatch(b"* STATUS Drafts (MESSAGES 0 UIDNEXT 1)\r\n", 9)
+
+
+def test_a_value_with_literals_is_skipped_whole_and_keeps_its_own() -> None:
+    """An ENVELOPE with two literals, then a BODYSTRUCTURE with one and a body section with
+    one: each raw value gets its own literals, the section the last one (the skip that takes a
+    value with literals in one match counts them by their markers)."""
+    literals = [b"Gr\xc3\xbc\xc3\x9fe", b'N"a\\me', b"x\xc3\xa9", b"body"]
+    line = (
+        b'* 1 FETCH (UID 5 ENVELOPE ("d" {%d}\r\n (({%d}\r\n NIL "a" "x.test")) NIL NIL NIL NIL NIL'
+        b' NIL NIL) BODYSTRUCTURE ("text" "plain" ("name" {%d}\r\n) NIL NIL "7bit" 4 1)'
+        b" BODY[TEXT] {%d}\r\n)\r\n"
+    ) % tuple(len(x) for x in literals)
+    wire, pos = [], 0
+    for marker, literal in zip(re.finditer(rb"\{\d+\}\r\n", line), literals, strict=True):
+        wire += (line[pos : marker.end()], literal)
+        pos = marker.end()
+    conn = ClientConnection()
+    conn.receive_data(b"* PREAUTH ready\r\n")
+    conn.next_event()
+    conn.receive_data(b"".join([*wire, line[pos:]]))
+    fetch = conn.next_event()
+    assert isinstance(fetch, FetchResponse)
+    assert fetch.items["ENVELOPE"].literals == tuple(literals[:2])
+    assert fetch.envelope is not None
+    assert fetch.envelope.subject == "Grüße"
+    assert fetch.envelope.from_[0].name == 'N"a\\me'
+    assert fetch.items["BODYSTRUCTURE"].literals == (literals[2],)
+    assert fetch.bodystructure is not None
+    assert fetch.bodystructure.params == {"name": "xé"}  # type: ignore[union-attr]
+    assert fetch.sections["BODY[TEXT]"] == b"body"
+    assert fetch.envelope_summary() == {
+        "date": "d", "subject": "Grüße", "from": ["a@x.test"], "from_name": 'N"a\\me', "to": [],
+        "message_id": None,
+    }  # fmt: skip

@@ -42,12 +42,15 @@ _TOKEN = re.compile(
 QUOTED_ESCAPE = re.compile(rb'\\(["\\])')
 
 
-def _balanced(depth: int) -> bytes:
-    """A pattern for a parenthesized value nested at most ``depth`` deep, with quoted strings as
-    units and no literals. Alternatives start with distinct characters and are atomic, so the
-    regex never backtracks: one C-level match skips a whole ENVELOPE or BODYSTRUCTURE."""
+def _balanced(depth: int, *, literals: bool = False) -> bytes:
+    """A pattern for a parenthesized value nested at most ``depth`` deep, with quoted strings
+    (and, with ``literals``, literal markers) as units. Alternatives start with distinct
+    characters and are atomic, so the regex never backtracks: one C-level match skips a whole
+    ENVELOPE or BODYSTRUCTURE."""
     quoted = rb'"[^"\\\r\n]*+(?:\\["\\][^"\\\r\n]*+)*+"'  # unrolled: runs, not characters
-    plain = rb'[^()"{\r\n]++'
+    plain = rb'[^()"{\r\n]++'  # a literal8's "~" too
+    if literals:  # a literal's data is not in the frame's text: its marker ends where it was
+        quoted += rb"|\{\d{1,20}[+-]?\}\r\n"
     group = rb"\((?>" + quoted + rb"|" + plain + rb")*+\)"
     for _ in range(depth - 1):
         group = rb"\((?>" + quoted + rb"|" + plain + rb"|" + group + rb")*+\)"
@@ -55,9 +58,9 @@ def _balanced(depth: int) -> bytes:
 
 
 # Deep enough for ENVELOPE (3) and for BODYSTRUCTUREs of a few nested multiparts; deeper values
-# and values holding literals take the token-by-token path.
+# take the token-by-token path.
 BALANCED_PATTERN = _balanced(8)
-_BALANCED = re.compile(BALANCED_PATTERN)
+_BALANCED = re.compile(_balanced(8, literals=True))
 
 # An ENVELOPE in the shape servers send unless a field needs a literal: NIL and quoted strings,
 # address lists of four such fields each, one space apart (RFC 9051 7.5.2). The fields a mail
@@ -187,7 +190,13 @@ class Scanner:
         text = self.text
         if text[start : start + 1] == b"(" and (fast := _BALANCED.match(text, start)):
             self.pos = fast.end()
-            return RawValue(text[start : self.pos])
+            value = text[start : self.pos]
+            # Each CRLF in a frame's text ends a literal's marker: as many literals are its.
+            taken = value.count(b"\r\n")
+            if taken:
+                self.literal_index += taken
+                return RawValue(value, self.literals[first_literal : self.literal_index])
+            return RawValue(value)
         depth = 0
         while True:
             match = _TOKEN.match(text, self.pos)
