@@ -2,7 +2,8 @@
 
 Without ``nameserver`` the system resolver answers (so /etc/hosts and local overrides apply, as
 for every other program); with it, every lookup goes to that server (dnspython), which is also how
-the tests exercise DNS on loopback.
+the tests exercise DNS on loopback. dnspython is imported on first use: serve's start does not
+pay for it (~40 ms).
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ import asyncio
 import ipaddress
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dns.asyncresolver
-import dns.exception
-import dns.resolver
+if TYPE_CHECKING:
+    import dns.asyncresolver
 
 
 class ResolveError(Exception):
@@ -86,6 +86,8 @@ def parse_nameserver(text: str) -> tuple[str, int]:
 
 
 def make_resolver(nameserver: str | None, timeout: float) -> dns.asyncresolver.Resolver:
+    import dns.asyncresolver  # noqa: PLC0415
+
     if nameserver is None:
         resolver = dns.asyncresolver.Resolver()
     else:
@@ -111,6 +113,9 @@ async def resolve(host: str, *, nameserver: str | None, timeout: float) -> Addre
         return Addresses((str(ip),), ()) if ip.version == 4 else Addresses((), (str(ip),))
     if nameserver is None:
         return await _system(host, timeout)
+    import dns.exception  # noqa: PLC0415
+    import dns.resolver  # noqa: PLC0415
+
     resolver = make_resolver(nameserver, timeout)
     found: dict[str, tuple[str, ...]] = {}
     missing = 0

@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import dns.asyncresolver
-import dns.exception
-import dns.resolver
+if TYPE_CHECKING:  # dnspython is imported on first use (see imapscope.net._resolve)
+    import dns.asyncresolver
 
 from imapscope.net import ResolveError, resolve
 from imapscope.net._resolve import make_resolver
@@ -182,6 +182,9 @@ async def _srv(
     resolver: dns.asyncresolver.Resolver, name: str, security: str, email: str | None
 ) -> _Found:
     """RFC 6186's SRV record for one service: the servers it names, and what it said."""
+    import dns.exception  # noqa: PLC0415
+    import dns.resolver  # noqa: PLC0415
+
     found: list[Candidate] = []
     try:
         answer = await resolver.resolve(name, "SRV")
@@ -206,6 +209,9 @@ async def _mx_guess(
 ) -> _Found:  # fmt: skip
     """imap.<the MX's parent domain>, when the mail exchanger is another domain's (a hosted
     mailbox) and that name resolves."""
+    import dns.exception  # noqa: PLC0415
+    import dns.resolver  # noqa: PLC0415
+
     try:
         answer = await resolver.resolve(domain, "MX")
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
@@ -231,6 +237,9 @@ async def resolver_problem(
     """Whether the resolver works at all: the root zone always exists, so a resolver that denies
     it (an offline machine's, a broken captive portal's) makes every lookup look like a missing
     domain. None when it answers."""
+    import dns.exception  # noqa: PLC0415
+    import dns.resolver  # noqa: PLC0415
+
     which = f"the DNS server {nameserver}" if nameserver else "this machine's DNS resolver"
     try:
         await resolver.resolve(".", "NS")
