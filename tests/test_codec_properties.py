@@ -311,3 +311,55 @@ def test_a_bad_internaldate_is_a_protocol_error_by_either_reading(text: str) -> 
     for variant in (text, " " + text):
         with pytest.raises(RemoteProtocolError):
             parse_internaldate(variant)
+
+
+# --- a FETCH's items, in any order, all kept -------------------------------------------------
+
+_ENVELOPE_ITEM = b'(NIL "s" (("A" NIL "a" "x.test")) NIL NIL NIL NIL NIL NIL "<m@x>")'
+_STRUCTURE_ITEM = b'("text" "plain" ("charset" "utf-8") NIL NIL "7bit" 5 1)'
+_FETCH_ITEMS = [
+    b"UID 7", b"FLAGS (\\Seen $Label)", b"RFC822.SIZE 123",
+    b'INTERNALDATE "01-Jan-2024 09:02:00 +0000"', b"MODSEQ (42)",
+    b"ENVELOPE " + _ENVELOPE_ITEM, b"BODYSTRUCTURE " + _STRUCTURE_ITEM,
+    b"X-GM-LABELS (\\Inbox work)", b"EMAILID (M123)", b'PREVIEW "hello"',
+    b"BODY[HEADER] {5}\r\nab\r\nc",
+]  # fmt: skip
+
+
+@given(st.permutations(_FETCH_ITEMS), st.integers(min_value=0, max_value=len(_FETCH_ITEMS)))
+def test_a_fetch_keeps_every_item_in_any_order(items: list[bytes], dropped: int) -> None:
+    """The common items are read in runs by one regular expression and the others one by one:
+    whatever the order, each item is kept (an ENVELOPE read after another item once replaced
+    the items read before it)."""
+    kept = items[: len(items) - dropped] if dropped < len(items) else items[:1]
+    conn = ClientConnection()
+    conn.receive_data(b"* PREAUTH ready\r\n")
+    conn.next_event()
+    conn.receive_data(b"* 3 FETCH (" + b" ".join(kept) + b")\r\n")
+    fetch = conn.next_event()
+    assert isinstance(fetch, FetchResponse)
+    names = {item.split(b" ", 1)[0].decode() for item in kept}
+    assert fetch.seq == 3
+    assert fetch.uid == (7 if "UID" in names else None)
+    assert fetch.flags == (("\\Seen", "$Label") if "FLAGS" in names else None)
+    assert fetch.size == (123 if "RFC822.SIZE" in names else None)
+    assert fetch.internaldate_raw == (
+        "01-Jan-2024 09:02:00 +0000" if "INTERNALDATE" in names else None
+    )
+    assert fetch.modseq == (42 if "MODSEQ" in names else None)
+    expected_items = {"ENVELOPE", "BODYSTRUCTURE", "X-GM-LABELS", "EMAILID"} & names
+    assert set(fetch.items) == expected_items
+    if "ENVELOPE" in names:
+        assert fetch.items["ENVELOPE"].text == _ENVELOPE_ITEM
+        assert fetch.envelope_summary() == {
+            "date": None, "subject": "s", "from": ["a@x.test"], "from_name": "A", "to": [],
+            "message_id": "<m@x>",
+        }  # fmt: skip
+    if "BODYSTRUCTURE" in names:
+        assert fetch.items["BODYSTRUCTURE"].text == _STRUCTURE_ITEM
+    if "X-GM-LABELS" in names:
+        assert fetch.item("X-GM-LABELS") == ["\\Inbox", "work"]
+    if "EMAILID" in names:
+        assert fetch.item("EMAILID") == ["M123"]
+    expected_sections = {"PREVIEW": b"hello", "BODY[HEADER]": b"ab\r\nc"}
+    assert dict(fetch.sections) == {k: v for k, v in expected_sections.items() if k in names}

@@ -236,14 +236,18 @@ def parse_fetch(frame: Frame, seq: int, pos: int) -> Fetch:
                 internaldate = date_text.decode("ascii", "replace")
             if modseq_text is not None:
                 modseq = int(modseq_text)
-            if envelope_span is not None:
-                items = {"ENVELOPE": RawValue(envelope_span) if env_date is None else
-                         MatchedEnvelope(envelope_span, (), (env_date, env_subject, env_from,
-                                                             env_to, env_message_id))}  # fmt: skip
-            if structure_span is not None:
+            if envelope_span is not None or structure_span is not None:
+                # Items read before this run (by the item-name path, or by an earlier run) stay.
                 if items is None:
                     items = {}
-                items["BODYSTRUCTURE"] = RawValue(structure_span)
+                if envelope_span is not None:
+                    items["ENVELOPE"] = (
+                        RawValue(envelope_span) if env_date is None
+                        else MatchedEnvelope(envelope_span, (), (env_date, env_subject, env_from,
+                                                                 env_to, env_message_id))
+                    )  # fmt: skip
+                if structure_span is not None:
+                    items["BODYSTRUCTURE"] = RawValue(structure_span)
             pos = run.end()
             if text[pos - 1 : pos] == b" ":
                 continue
