@@ -326,19 +326,30 @@ _FETCH_ITEMS = [
 ]  # fmt: skip
 
 
-@given(st.permutations(_FETCH_ITEMS), st.integers(min_value=0, max_value=len(_FETCH_ITEMS)))
-def test_a_fetch_keeps_every_item_in_any_order(items: list[bytes], dropped: int) -> None:
+@given(
+    st.permutations(_FETCH_ITEMS),
+    st.integers(min_value=0, max_value=len(_FETCH_ITEMS)),
+    st.sets(st.sampled_from(range(len(_FETCH_ITEMS)))),
+)
+def test_a_fetch_keeps_every_item_in_any_order_and_spelling(
+    items: list[bytes], dropped: int, lowered: set[int]
+) -> None:
     """The common items are read in runs by one regular expression and the others one by one:
     whatever the order, each item is kept (an ENVELOPE read after another item once replaced
-    the items read before it)."""
+    the items read before it), and an item name in lower case means the same (RFC 9051: item
+    names are case-insensitive; a lower-case UID once landed in ``items``, not in ``uid``)."""
     kept = items[: len(items) - dropped] if dropped < len(items) else items[:1]
+    kept = [
+        item.split(b" ", 1)[0].lower() + b" " + item.split(b" ", 1)[1] if i in lowered else item
+        for i, item in enumerate(kept)
+    ]
     conn = ClientConnection()
     conn.receive_data(b"* PREAUTH ready\r\n")
     conn.next_event()
     conn.receive_data(b"* 3 FETCH (" + b" ".join(kept) + b")\r\n")
     fetch = conn.next_event()
     assert isinstance(fetch, FetchResponse)
-    names = {item.split(b" ", 1)[0].decode() for item in kept}
+    names = {item.split(b" ", 1)[0].decode().upper() for item in kept}
     assert fetch.seq == 3
     assert fetch.uid == (7 if "UID" in names else None)
     assert fetch.flags == (("\\Seen", "$Label") if "FLAGS" in names else None)

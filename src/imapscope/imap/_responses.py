@@ -186,6 +186,8 @@ _COMMON_RUN = re.compile(
     rb"|ENVELOPE (?P<envelope>" + ENVELOPE_PATTERN + rb"|" + BALANCED_PATTERN + rb")"
     rb"|BODYSTRUCTURE (?P<bodystructure>" + BALANCED_PATTERN + rb"))(?: |(?=\))))+"
 )
+# The items the common run reads into fields, whatever their spelling.
+_COMMON_NAMES = frozenset({"UID", "FLAGS", "RFC822.SIZE", "INTERNALDATE", "MODSEQ"})
 # Items whose value is a string (or NIL): body sections and the old RFC822 forms.
 _SECTION_ITEMS = frozenset(
     {"BODY[]", "RFC822", "RFC822.HEADER", "RFC822.TEXT", "BINARY[]", "PREVIEW"}
@@ -268,6 +270,18 @@ def parse_fetch(frame: Frame, seq: int, pos: int) -> Fetch:
             if sections is None:
                 sections = {}
             sections[name] = _nstring(scanner)
+        elif name in _COMMON_NAMES:  # a common item spelled otherwise (lower case): a field
+            value = scanner.value()
+            if name == "UID":
+                uid = as_int(value)
+            elif name == "FLAGS":
+                flags = tuple(as_str(f) or "" for f in as_list(value))
+            elif name == "RFC822.SIZE":
+                size = as_int(value)
+            elif name == "INTERNALDATE":
+                internaldate = as_str(value)
+            else:  # MODSEQ (n)
+                modseq = as_int((as_list(value) or [None])[0])
         else:
             if items is None:
                 items = {}
