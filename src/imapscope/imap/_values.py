@@ -191,7 +191,8 @@ class Scanner:
         if text[start : start + 1] == b"(" and (fast := _BALANCED.match(text, start)):
             self.pos = fast.end()
             value = text[start : self.pos]
-            # Each CRLF in a frame's text ends a literal's marker: as many literals are its.
+            # Each CRLF in a frame's text ends a literal's marker: the value holds as many of
+            # the frame's literals as it has CRLFs.
             taken = value.count(b"\r\n")
             if taken:
                 self.literal_index += taken
