@@ -6,8 +6,10 @@ servers with nothing between the codec and the socket.
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
+from collections.abc import Sequence
 from typing import Protocol
 
 from imapscope.imap import (
@@ -34,6 +36,22 @@ def drain(conn: _Connection, data: bytes) -> list[object]:
     while (event := conn.next_event()) is not NEED_DATA:
         found.append(event)
     return found
+
+
+def received(line: bytes, literals: Sequence[bytes | bytearray] = ()) -> object:
+    """The one response a fresh client codec (greeted with PREAUTH) reads from ``line``: as it
+    is, or with each of ``literals`` sent after its marker (``{N}\\r\\n`` in ``line``)."""
+    conn = ClientConnection()
+    drain(conn, b"* PREAUTH ready\r\n")
+    wire: list[bytes] = []
+    pos = 0
+    markers = re.finditer(rb"\{\d+\}\r\n", line) if literals else ()
+    for marker, literal in zip(markers, literals, strict=True):
+        wire += (line[pos : marker.end()], bytes(literal))
+        pos = marker.end()
+    found = drain(conn, b"".join([*wire, line[pos:]]))
+    assert len(found) == 1, found
+    return found[0]
 
 
 OPEN: list[Driver] = []  # closed after every test by the close_drivers fixture (conftest.py)

@@ -58,7 +58,7 @@ from imapscope.imap._commands import atom, flag, format_internaldate, raw
 from imapscope.imap._serialize import code, string, to_raw, value
 from imapscope.imap._structure import body_from_value, envelope_from_value
 from imapscope.imap._values import Scanner, as_int, as_list, as_str
-from tests.imap_driver import drain
+from tests.imap_driver import drain, received
 
 
 def wire(command: object, **options: object) -> bytes:
@@ -475,15 +475,7 @@ def test_a_value_with_literals_is_skipped_whole_and_keeps_its_own() -> None:
         b' NIL NIL) BODYSTRUCTURE ("text" "plain" ("name" {%d}\r\n) NIL NIL "7bit" 4 1)'
         b" BODY[TEXT] {%d}\r\n)\r\n"
     ) % tuple(len(x) for x in literals)
-    wire, pos = [], 0
-    for marker, literal in zip(re.finditer(rb"\{\d+\}\r\n", line), literals, strict=True):
-        wire += (line[pos : marker.end()], literal)
-        pos = marker.end()
-    conn = ClientConnection()
-    conn.receive_data(b"* PREAUTH ready\r\n")
-    conn.next_event()
-    conn.receive_data(b"".join([*wire, line[pos:]]))
-    fetch = conn.next_event()
+    fetch = received(line, literals)
     assert isinstance(fetch, FetchResponse)
     assert fetch.items["ENVELOPE"].literals == tuple(literals[:2])
     assert fetch.envelope is not None
@@ -491,7 +483,7 @@ def test_a_value_with_literals_is_skipped_whole_and_keeps_its_own() -> None:
     assert fetch.envelope.from_[0].name == 'N"a\\me'
     assert fetch.items["BODYSTRUCTURE"].literals == (literals[2],)
     assert fetch.bodystructure is not None
-    assert fetch.bodystructure.params == {"name": "xé"}  # type: ignore[union-attr]
+    assert fetch.bodystructure.params == {"name": "xé"}
     assert fetch.sections["BODY[TEXT]"] == b"body"
     assert fetch.envelope_summary() == {
         "date": "d", "subject": "Grüße", "from": ["a@x.test"], "from_name": 'N"a\\me', "to": [],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import re
 import tracemalloc
 
 import pytest
@@ -35,6 +34,7 @@ from imapscope.imap._events import parse_internaldate
 from imapscope.imap._sequence import expand
 from imapscope.imap._structure import _ENVELOPE, _inlined, envelope_summary, envelope_summary_of
 from imapscope.imap._values import MatchedEnvelope, RawValue, Scanner
+from tests.imap_driver import received
 
 RECORDED = [
     b"* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+] ready.\r\n",
@@ -163,27 +163,13 @@ def test_envelope_summary_fast_path_equals_the_general_parser(envelope: Envelope
     assert envelope_summary_of(raw) == expected
     # And as the FETCH parser hands it over: matched in the line (a MatchedEnvelope) or kept
     # raw with its literals.
-    fetch = _fetched(b"* 1 FETCH (UID 7 ENVELOPE " + raw.text + b")\r\n", raw.literals)
+    fetch = received(b"* 1 FETCH (UID 7 ENVELOPE " + raw.text + b")\r\n", raw.literals)
+    assert isinstance(fetch, FetchResponse)
     assert fetch.uid == 7
     assert fetch.envelope_summary() == expected
     assert isinstance(fetch.items["ENVELOPE"], MatchedEnvelope) is (
         not raw.literals and _ENVELOPE.fullmatch(raw.text) is not None
     )
-
-
-def _fetched(text: bytes, literals: tuple[bytes | bytearray, ...]) -> FetchResponse:
-    """One FETCH line (literals put back after their markers) through a client codec."""
-    conn = ClientConnection()
-    conn.receive_data(b"* PREAUTH ready\r\n")
-    conn.next_event()
-    wire, pos = [], 0
-    for marker, literal in zip(re.finditer(rb"\{\d+\}\r\n", text), literals, strict=True):
-        wire += (text[pos : marker.end()], bytes(literal))
-        pos = marker.end()
-    conn.receive_data(b"".join([*wire, text[pos:]]))
-    event = conn.next_event()
-    assert isinstance(event, FetchResponse)
-    return event
 
 
 _DOVECOT = (
@@ -343,11 +329,7 @@ def test_a_fetch_keeps_every_item_in_any_order_and_spelling(
         item.split(b" ", 1)[0].lower() + b" " + item.split(b" ", 1)[1] if i in lowered else item
         for i, item in enumerate(kept)
     ]
-    conn = ClientConnection()
-    conn.receive_data(b"* PREAUTH ready\r\n")
-    conn.next_event()
-    conn.receive_data(b"* 3 FETCH (" + b" ".join(kept) + b")\r\n")
-    fetch = conn.next_event()
+    fetch = received(b"* 3 FETCH (" + b" ".join(kept) + b")\r\n")
     assert isinstance(fetch, FetchResponse)
     names = {item.split(b" ", 1)[0].decode().upper() for item in kept}
     assert fetch.seq == 3
