@@ -7,6 +7,7 @@ the outbox's SQL runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -20,7 +21,9 @@ import pytest
 from standardwebhooks.webhooks import Webhook as Verifier
 
 from imapscope.sandbox import FaultRule
-from imapscope.store import Outcome, Store
+from imapscope.store import AccountSpec, Outcome, Store
+from imapscope.webhooks import WebhookService
+from imapscope.webhooks import _service as webhooks_service
 from tests.conftest import Sandbox
 from tests.receivers import Delivery, WebhookReceiver, webhook_receiver
 from tests.serving import Serving
@@ -30,6 +33,8 @@ from tests.test_monitors import add_monitor, run_now
 from tests.test_serve_cli import start_serve, until
 
 QUICK = (0.2,) * 7  # the retry schedule, in tests: eight attempts within two seconds
+SPEC = AccountSpec(email="a@example.test", host="127.0.0.1", port=993, security="tls",
+                   username="a")  # fmt: skip
 
 
 @pytest.fixture
@@ -366,3 +371,42 @@ def test_metrics_count_deliveries_by_endpoint_and_status(
         series = f'imapscope_webhook_deliveries{{status="{status}",{key}}}'
         assert f"{series} {before[status]:.1f}" in text
     assert before["delivered"] >= 1
+
+
+def test_with_no_endpoint_the_service_does_not_ask_the_outbox_at_each_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No endpoint enabled (the default): events written do not wake the webhook service (each
+    wake-up was a query for the endpoints, once per group commit: 10,000 accounts connecting
+    write thousands); an endpoint added in this process wakes it at once. POLL is raised so
+    that only a wake-up can explain a second look."""
+    monkeypatch.setattr(webhooks_service, "POLL", 3600.0)
+
+    async def main() -> None:
+        store = await Store.open(tmp_path)
+        looked = 0
+        fan_out = store.fan_out
+
+        async def counted(**given: Any) -> int | None:
+            nonlocal looked
+            looked += 1
+            return await fan_out(**given)
+
+        store.fan_out = counted  # type: ignore[method-assign]
+        service = WebhookService(store, "w1")
+        await service.start()
+        try:
+            account_id = (await store.add_account(SPEC, "secret-pw")).id
+            for i in range(20):
+                await store.add_event(account_id, "message.new", {"n": i})  # fires its pulse
+                await asyncio.sleep(0.01)
+            assert looked == 1, f"{looked} looks at the outbox for 20 events"  # the first
+            await store.add_webhook("http://127.0.0.1:9/hook", "http://127.0.0.1:9/hook", "s3cr3t")
+            async with asyncio.timeout(30):  # well before POLL: only the pulse can wake it
+                while looked == 1:
+                    await asyncio.sleep(0.01)
+        finally:
+            await service.stop()
+            await store.close()
+
+    asyncio.run(main())

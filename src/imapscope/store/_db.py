@@ -132,6 +132,8 @@ class Database:
         self._turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         #: Fired after each commit that wrote events (the event stream, held waits, webhooks).
         self.events_written = Pulse()
+        #: Fired when an endpoint is added or enabled (the webhook service, idle without one).
+        self.webhooks_changed = Pulse()
         # The group commits (:meth:`_coalescer`): :meth:`close` lets their last batch land.
         self._coalescers: list[Coalescer[Any, Any]] = []
 

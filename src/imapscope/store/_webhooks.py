@@ -154,6 +154,7 @@ class WebhooksMixin(Database):
             )  # fmt: skip
             s.add(row)
             await s.commit()
+            self.webhooks_changed.fire()
             return _view(row, utcnow())
 
     async def webhooks(self) -> list[WebhookView]:
@@ -199,6 +200,8 @@ class WebhooksMixin(Database):
                 if enabled:  # a fresh start: its failures so far no longer count
                     row.disabled_reason, row.failing_since = "", None
             await s.commit()
+            if enabled:
+                self.webhooks_changed.fire()
             return _view(row, utcnow())
 
     async def remove_webhook(self, webhook_id: int) -> None:

@@ -75,8 +75,13 @@ class WebhookService:
             try:
                 while made := await self.store.fan_out(now=self.clock()):
                     pass  # a backlog: fan it all out (1,000 events at a time)
-                if made is None:  # no endpoint is enabled: nothing to send
-                    await self.store.events_written.wait(POLL)
+                if made is None:
+                    # No endpoint is enabled: nothing to send, and events written meanwhile
+                    # are not for anyone (an endpoint gets those written after it is added or
+                    # enabled). Woken by an endpoint added or enabled in this process, or
+                    # after POLL (one added through another worker); not at each event write,
+                    # which would ask the database once per write for nothing.
+                    await self.store.webhooks_changed.wait(POLL)
                     continue
                 for webhook_id in await self.store.due_webhooks(now=self.clock()):
                     running = self._drains.get(webhook_id)
