@@ -742,3 +742,36 @@ def test_a_fetch_refused_part_way_stores_what_came_and_says_which_uids_did_not(
 
     with serve(server):
         asyncio.run(main())
+
+
+def test_a_message_whose_encoded_words_do_not_decode_is_stored_as_it_came(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A subject and a sender's name in encoded words that neither decoder reads (base64 cut
+    one short, 8-bit bytes in a charset's name: what spam carries) are stored as they came; the
+    account stays idle. email.header's own errors used to escape the summary: an internal error
+    for the account at each attempt, and the folder never synced past that message."""
+    options = SyncOptions(ca_file=str(sandbox.ca_file))
+    subject = "=?utf-8?b?UmU6IMOcYmVRpZSDDhG5kZXJ1bmdlbiAjMjUx?="
+    name = "=?ut\xe9f-8?b?Qm9i?="
+    raw = (
+        f"From: {name} <bob@example.test>\r\nTo: alice@example.test\r\nSubject: {subject}\r\n"
+        "\r\nhello\r\n"
+    ).encode()
+
+    async def main() -> None:
+        async with engine(tmp_path, spec(sandbox.server.port), PASSWORD, options) as (store, sync):
+            await until("idle", lambda: _state_is(store, sync, "idle"))
+            cursor = (await store.events(limit=1000))[-1].id
+            client = await asyncio.to_thread(imap, sandbox)
+            await asyncio.to_thread(client.append, "INBOX", "", None, raw)
+            await asyncio.to_thread(client.logout)
+            new = await until("message.new", lambda: events_of(store, "message.new", cursor))
+            assert new[0].data["subject"] == subject
+            _, page = await store.messages(sync.account_id, folder="INBOX", text="bob@example")
+            assert [m.envelope["subject"] for m in page] == [subject]
+            assert page[0].envelope["from_name"] == name
+            assert await _state_is(store, sync, "idle")
+            assert await store.errors(sync.account_id) == []
+
+    asyncio.run(main())

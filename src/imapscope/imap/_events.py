@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from email.errors import MessageError
 from email.header import decode_header, make_header
 from typing import Any, Literal
 
@@ -373,7 +374,9 @@ def decode_words(value: bytes | None) -> str | None:
     except (ValueError, LookupError, binascii.Error, UnicodeError):
         try:
             return str(make_header(decode_header(text)))
-        except (ValueError, LookupError, UnicodeDecodeError):
+        except (ValueError, LookupError, UnicodeDecodeError, MessageError):
+            # A word it cannot decode either (base64 cut short, a charset name with 8-bit
+            # bytes: email.errors' HeaderParseError, CharsetError): the text as it came.
             return text
     return "".join(out)
 
