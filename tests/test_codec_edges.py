@@ -144,6 +144,15 @@ def test_store_with_a_single_flag_and_uid_expunge() -> None:
         (b"a FETCH 1::2 FLAGS\r\n", "sequence set"),
         (b"+ LOGIN a b\r\n", "not a tagged command"),
         (b"a SEARCH\r\n", "needs criteria"),
+        # Found by fuzzing: these raised ValueError or IndexError, not a protocol error.
+        (b"a SELECT INBOX (QRESYNC (12))\r\n", "QRESYNC needs"),
+        (b"a SELECT INBOX (QRESYNC)\r\n", "QRESYNC needs"),
+        (b"a SELECT INBOX (QRESYNC (1x 2))\r\n", "expected a number"),
+        (b'a ID ("name" "x" "version")\r\n', "pairs"),
+        (b"a UID FETCH 1:* (FLAGS) (CHANGEDSINCE)\r\n", "CHANGEDSINCE needs"),
+        (b"a UID FETCH 1:* (FLAGS) (CHANGEDSINCE 12x)\r\n", "expected a number"),
+        (b"a STORE 1 (UNCHANGEDSINCE) +FLAGS (\\Seen)\r\n", "UNCHANGEDSINCE"),
+        (b"a STORE 1 (UNCHANGEDSINCE 5x) +FLAGS (\\Seen)\r\n", "expected a number"),
     ],
 )
 def test_malformed_commands_say_why(line: bytes, reason: str) -> None:

@@ -8,6 +8,7 @@ import imaplib
 import re
 import signal
 import smtplib
+import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -684,3 +685,29 @@ def test_store_refusals_are_no_with_a_code_and_the_session_goes_on(sandbox: Runn
         assert data[0].startswith(b"["), data  # a response code says which refusal it is
     assert client.select("INBOX")[0] == "OK"  # the session is not harmed
     client.logout()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [b"SELECT INBOX (QRESYNC (1x 2))", b"SELECT INBOX (QRESYNC)", b'ID ("name" "x" "version")',
+     b"UID FETCH 1:* (FLAGS) (CHANGEDSINCE)", b"STORE 1 (UNCHANGEDSINCE 5x) +FLAGS (\\Seen)"],
+)  # fmt: skip
+def test_malformed_arguments_are_answered_bad_and_the_session_goes_on(
+    sandbox: Running, command: bytes
+) -> None:
+    """As Dovecot does: BAD for the command, the connection kept. These raised ValueError or
+    IndexError in the command parser (found by fuzzing), which ended the session unanswered."""
+    with socket.create_connection(("127.0.0.1", sandbox.server.port), timeout=10) as sock:
+        lines = sock.makefile("rb")
+        lines.readline()  # the greeting
+
+        def run(tag: bytes, text: bytes) -> bytes:
+            sock.sendall(tag + b" " + text + b"\r\n")
+            while not (line := lines.readline()).startswith(tag + b" "):
+                assert line, "the server closed the connection"
+            return line
+
+        assert run(b"a", f'LOGIN alice "{PASSWORD}"'.encode()).startswith(b"a OK")
+        assert run(b"b", b"SELECT INBOX").startswith(b"b OK")
+        assert run(b"c", command).startswith(b"c BAD ")
+        assert run(b"d", b"NOOP").startswith(b"d OK")

@@ -77,7 +77,7 @@ from imapscope.imap._errors import (
 from imapscope.imap._events import Response, TaggedResponse, parse_internaldate
 from imapscope.imap._serialize import serialize_response
 from imapscope.imap._state import ALLOWED, ON_NO, ON_OK, State
-from imapscope.imap._values import Scanner, Value, as_list, as_text
+from imapscope.imap._values import Scanner, Value, as_int, as_list, as_text
 
 #: Longest command line a server accepts (excluding literals), as Dovecot does (RFC 7162 3.2.1
 #: asks servers to accept at least 8192 octets).
@@ -240,6 +240,8 @@ def _build(verb: str, uid: bool, values: list[Value], utf8: bool) -> Command:
         if values[0] is None:
             return Id(None)
         pairs = as_list(values[0])
+        if len(pairs) % 2:
+            raise RemoteProtocolError("ID parameters come in name/value pairs")
         return Id({as_text(k): as_text(v) for k, v in zip(pairs[::2], pairs[1::2], strict=True)})
     if verb in ("SELECT", "EXAMINE"):
         _arity(values, 1, 2)
@@ -248,8 +250,11 @@ def _build(verb: str, uid: bool, values: list[Value], utf8: bool) -> Command:
             if isinstance(param, str) and param.upper() == "CONDSTORE":
                 condstore = True
             elif isinstance(param, str) and param.upper() == "QRESYNC":
-                known = as_list(as_list(values[1])[param_index + 1])
-                qresync = (int(as_text(known[0])), int(as_text(known[1])))
+                following = as_list(values[1])[param_index + 1 :]
+                known = as_list(following[0]) if following else []
+                if len(known) < 2:
+                    raise RemoteProtocolError("QRESYNC needs (uidvalidity modseq ...)")
+                qresync = (as_int(known[0]), as_int(known[1]))
         return Select(_mailbox(values[0], utf8), verb == "EXAMINE", condstore, qresync)
     if verb == "CREATE":
         _arity(values, 1, 2)
@@ -302,7 +307,9 @@ def _build(verb: str, uid: bool, values: list[Value], utf8: bool) -> Command:
             for index, modifier in enumerate(modifiers):
                 word = as_text(modifier).upper()
                 if word == "CHANGEDSINCE":
-                    changed_since = int(as_text(modifiers[index + 1]))
+                    if index + 1 >= len(modifiers):
+                        raise RemoteProtocolError("CHANGEDSINCE needs a mod-sequence")
+                    changed_since = as_int(modifiers[index + 1])
                 elif word == "VANISHED":
                     vanished = True
         items = _fetch_items(values[1])
@@ -312,7 +319,9 @@ def _build(verb: str, uid: bool, values: list[Value], utf8: bool) -> Command:
         unchanged_since = None
         if len(values) == 4:
             modifier = as_list(values.pop(1))
-            unchanged_since = int(as_text(modifier[1]))
+            if len(modifier) != 2 or as_text(modifier[0]).upper() != "UNCHANGEDSINCE":
+                raise RemoteProtocolError("STORE's modifier is (UNCHANGEDSINCE mod-sequence)")
+            unchanged_since = as_int(modifier[1])
         item = as_text(values[1]).upper()
         action = item[0] if item[0] in "+-" else ""
         if item.lstrip("+-") not in ("FLAGS", "FLAGS.SILENT"):
