@@ -498,3 +498,30 @@ def test_a_value_with_literals_is_skipped_whole_and_keeps_its_own() -> None:
         "date": "d", "subject": "Grüße", "from": ["a@x.test"], "from_name": 'N"a\\me', "to": [],
         "message_id": None,
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("line", "tag", "said"),
+    [(b"a FETCH 1:x FLAGS\r\n", "a", "not a sequence set"),  # a command's own check refused it
+     (b"a COPY 1:: Archive\r\n", "a", "not a sequence set"),
+     (b"a FE\rTCH 1 FLAGS\r\n", "a", "FE?TCH"),  # the peer's CR, not sent back raw
+     (b"a(b NOOP\r\n", "*", "not a tagged command"),  # no response could carry that tag
+     (b'a"b NOOP\r\n', "*", "not a tagged command"),
+     (b"\xc3\xa9 NOOP\r\n", "*", "not a tagged command")],
+)  # fmt: skip
+def test_a_refused_command_is_answered_with_a_tag_and_text_a_response_can_carry(
+    line: bytes, tag: str, said: str
+) -> None:
+    """Found by fuzzing the sandbox: a command's own (client-side) check escaped the server
+    codec as LocalProtocolError, a tag no response can carry was taken, and a refusal's text
+    carried the peer's bare CR; each ended the sandbox's session unanswered."""
+    events = drain(ServerConnection(), line)
+    assert len(events) == 1
+    refused = events[0]
+    assert isinstance(refused, BadCommand)
+    assert refused.tag == tag
+    assert said in refused.message
+    assert not any(ord(c) < 32 for c in refused.message)
+    response = TaggedResponse(tag, "BAD", None, refused.message) if tag != "*" else None
+    if response is not None:
+        serialize_response(response)  # sendable

@@ -687,27 +687,64 @@ def test_store_refusals_are_no_with_a_code_and_the_session_goes_on(sandbox: Runn
     client.logout()
 
 
+class _Raw:
+    """A logged-in, INBOX-selected session on a raw socket: a line in, the lines until the one
+    that starts with ``until`` out (an AssertionError if the server closes the connection)."""
+
+    def __init__(self, sandbox: Running) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", sandbox.server.port), timeout=10)
+        self.lines = self.sock.makefile("rb")
+        self.lines.readline()  # the greeting
+        assert self.run(f'a LOGIN alice "{PASSWORD}"'.encode(), b"a ")[-1].startswith(b"a OK")
+        assert self.run(b"b SELECT INBOX", b"b ")[-1].startswith(b"b OK")
+
+    def run(self, line: bytes, until: bytes) -> list[bytes]:
+        self.sock.sendall(line + b"\r\n")
+        got = []
+        while not got or not got[-1].startswith(until):
+            got.append(self.lines.readline())
+            assert got[-1], f"the server closed the connection after {line!r}"
+        return got
+
+
 @pytest.mark.parametrize(
     "command",
     [b"SELECT INBOX (QRESYNC (1x 2))", b"SELECT INBOX (QRESYNC)", b'ID ("name" "x" "version")',
-     b"UID FETCH 1:* (FLAGS) (CHANGEDSINCE)", b"STORE 1 (UNCHANGEDSINCE 5x) +FLAGS (\\Seen)"],
+     b"UID FETCH 1:* (FLAGS) (CHANGEDSINCE)", b"STORE 1 (UNCHANGEDSINCE 5x) +FLAGS (\\Seen)",
+     b"FETCH 1:x FLAGS", b"COPY 1:: Archive", b"FE\rTCH 1 FLAGS"],
 )  # fmt: skip
 def test_malformed_arguments_are_answered_bad_and_the_session_goes_on(
     sandbox: Running, command: bytes
 ) -> None:
-    """As Dovecot does: BAD for the command, the connection kept. These raised ValueError or
-    IndexError in the command parser (found by fuzzing), which ended the session unanswered."""
-    with socket.create_connection(("127.0.0.1", sandbox.server.port), timeout=10) as sock:
-        lines = sock.makefile("rb")
-        lines.readline()  # the greeting
+    """As Dovecot does: BAD for the command, the connection kept. Each of these ended the
+    session unanswered (found by fuzzing): the parser raised ValueError, IndexError or a
+    command's own (client-side) check, or the BAD's text carried the command's bare CR."""
+    raw = _Raw(sandbox)
+    answer = raw.run(b"c " + command, b"c ")[-1]
+    assert answer.startswith(b"c BAD ")
+    assert b"\r" not in answer[:-2]
+    assert raw.run(b"d NOOP", b"d ")[-1].startswith(b"d OK")
+    raw.sock.close()
 
-        def run(tag: bytes, text: bytes) -> bytes:
-            sock.sendall(tag + b" " + text + b"\r\n")
-            while not (line := lines.readline()).startswith(tag + b" "):
-                assert line, "the server closed the connection"
-            return line
 
-        assert run(b"a", f'LOGIN alice "{PASSWORD}"'.encode()).startswith(b"a OK")
-        assert run(b"b", b"SELECT INBOX").startswith(b"b OK")
-        assert run(b"c", command).startswith(b"c BAD ")
-        assert run(b"d", b"NOOP").startswith(b"d OK")
+@pytest.mark.parametrize("line", [b"a(b NOOP", b"a{b NOOP", b'a"b NOOP', b"f\xc3\xbcr"])
+def test_a_line_without_a_tag_a_response_can_carry_is_answered_untagged(
+    sandbox: Running, line: bytes
+) -> None:
+    """ "* BAD", as Dovecot answers a line it cannot take a tag from; these were taken as tags
+    (or answered with the tag "*"), which no response can carry: the session ended."""
+    raw = _Raw(sandbox)
+    assert raw.run(line, b"* BAD ")[-1].startswith(b"* BAD ")
+    assert raw.run(b"d NOOP", b"d ")[-1].startswith(b"d OK")
+    raw.sock.close()
+
+
+def test_a_bad_message_set_among_search_criteria_is_bad_not_a_server_bug(
+    sandbox: Running,
+) -> None:
+    raw = _Raw(sandbox)
+    answer = raw.run(b"c SEARCH 1:x", b"c ")[-1]
+    assert answer.startswith(b"c BAD ")
+    assert b"SERVERBUG" not in answer
+    assert b"invalid messageset" in answer
+    raw.sock.close()

@@ -60,6 +60,11 @@ _LITERAL_MARKER = re.compile(rb"~?\{(\d+)[+-]?\}\r\n")
 _TAG = re.compile(rb'[^\x00-\x20\x7f(){%*"\\+]+\Z')
 
 
+def valid_tag(tag: bytes) -> bool:
+    """RFC 9051 ``tag``: ASCII, not empty, no space, control, ``( ) { % * " \\`` or ``+``."""
+    return tag.isascii() and _TAG.match(tag) is not None
+
+
 def string(data: bytes | bytearray | str | None) -> bytes:
     """nstring: NIL, a quoted string, or a literal."""
     if data is None:
@@ -333,7 +338,7 @@ def serialize_response(response: Response, *, utf8: bool = False) -> bytes:
     if isinstance(response, Fetch):
         return fetch(response)
     if isinstance(response, TaggedResponse):
-        if not _TAG.match(response.tag.encode()):
+        if not valid_tag(response.tag.encode()):
             raise LocalProtocolError(f"not a valid tag: {response.tag!r}")
         line = response.tag.encode() + b" " + response.status.encode()
         return line + b" " + _resp_text(response.code, response.text) + b"\r\n"

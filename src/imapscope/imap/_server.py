@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -72,10 +73,11 @@ from imapscope.imap._errors import (
     LimitExceededError,
     LocalProtocolError,
     MailboxNameError,
+    ProtocolError,
     RemoteProtocolError,
 )
 from imapscope.imap._events import Response, TaggedResponse, parse_internaldate
-from imapscope.imap._serialize import serialize_response
+from imapscope.imap._serialize import serialize_response, valid_tag
 from imapscope.imap._state import ALLOWED, ON_NO, ON_OK, State
 from imapscope.imap._values import Scanner, Value, as_int, as_list, as_text
 
@@ -176,7 +178,7 @@ def parse_command(frame: Frame, *, utf8: bool = False) -> tuple[str, Command]:
     """``tag SP command CRLF`` to (tag, typed command); RemoteProtocolError if malformed."""
     text = frame.text
     tag, _, rest = text.partition(b" ")
-    if not tag or not rest or not tag.isascii() or b"+" in tag or b"*" in tag:
+    if not rest or not valid_tag(tag):  # a tag no response could carry back
         raise RemoteProtocolError(f"not a tagged command: {text[:60]!r}")
     verb_bytes, _, _ = rest.partition(b" ")
     verb = verb_bytes.rstrip(b"\r\n").decode("ascii", "replace").upper()
@@ -458,6 +460,22 @@ def _text_or_none(item: Value) -> str | None:
 # --- the connection ---------------------------------------------------------------------------
 
 
+def _tag_of(line: bytes) -> str:
+    """The tag to answer a command that did not parse with: its own when a response can carry
+    it, else ``*``."""
+    tag = line.partition(b" ")[0][:64]
+    return tag.decode("ascii") if valid_tag(tag) else "*"
+
+
+_UNSENDABLE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _said(exc: Exception) -> str:
+    """Why a command was refused, as a response's text may carry it: without the hint, and
+    with the control characters of the peer's own bytes quoted in it replaced."""
+    return _UNSENDABLE.sub("?", str(exc).split(" (hint:")[0])[:500]
+
+
 class ServerConnection:
     """One IMAP server connection (see the module docstring)."""
 
@@ -506,10 +524,7 @@ class ServerConnection:
                     self._out += b"+ Ready for literal data\r\n"
                 continue
             if isinstance(frame, LiteralRefused):
-                tag = frame.line.partition(b" ")[0].decode("ascii", "replace")
-                if not tag or not tag.isprintable() or "{" in tag:
-                    tag = "*"
-                return TooLarge(tag[:64], frame.reason, fatal=not frame.synchronizing)
+                return TooLarge(_tag_of(frame.line), frame.reason, fatal=not frame.synchronizing)
             return self._handle(frame)
 
     def _handle(self, frame: Frame) -> ServerEvent:
@@ -529,13 +544,9 @@ class ServerConnection:
         try:
             tag, command = parse_command(frame, utf8=self.utf8)
         except MailboxNameError as exc:
-            tag = frame.text[:-2].partition(b" ")[0].decode("ascii", "replace")
-            return BadCommand(tag[:64] or "*", str(exc).split(" (hint:")[0], status="NO")
-        except RemoteProtocolError as exc:
-            tag = frame.text[:-2].partition(b" ")[0].decode("ascii", "replace")
-            if not tag or not tag.isprintable() or " " in tag or "\r" in tag:
-                tag = "*"
-            return BadCommand(tag[:64], str(exc).split(" (hint:")[0])
+            return BadCommand(_tag_of(frame.text[:-2]), _said(exc), status="NO")
+        except ProtocolError as exc:  # whichever check refused it (a command's own, too)
+            return BadCommand(_tag_of(frame.text[:-2]), _said(exc))
         verb = command.verb().split()[-1] if command.verb().startswith("UID ") else command.verb()
         allowed = ALLOWED.get("UID" if command.verb().startswith("UID ") else verb)
         if allowed is not None and self.state not in allowed:

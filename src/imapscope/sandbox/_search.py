@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from datetime import date
 
-from imapscope.imap import decode_words, expand_sequence
+from imapscope.imap import ProtocolError, decode_words, expand_sequence
 from imapscope.sandbox._address import parse as parse_addresses
 from imapscope.sandbox._store import Message, canonical_flags
 
@@ -31,6 +31,15 @@ _ADDRESS_HEADERS = frozenset({"FROM", "TO", "CC", "BCC", "SENDER", "REPLY-TO"})
 
 class SearchError(ValueError):
     """The criteria do not parse; the message says which key."""
+
+
+def _numbers(text: str, largest: int) -> set[int]:
+    """A sequence set among the criteria: a bad one is a bad criterion (BAD, as Dovecot says
+    "Invalid messageset"), not an error of the server's."""
+    try:
+        return set(expand_sequence(text, largest))
+    except ProtocolError as exc:
+        raise SearchError(f"invalid messageset {text!r}") from exc
 
 
 def _date(text: str) -> date:
@@ -149,7 +158,7 @@ class _Parser:
             return lambda m, n: len(m.raw) > size if word == "LARGER" else len(m.raw) < size
         if word == "UID":
             argument = self.argument()
-            uids = self.saved if argument == "$" else set(expand_sequence(argument, self.max_uid))
+            uids = self.saved if argument == "$" else _numbers(argument, self.max_uid)
             return lambda m, n: m.uid in uids
         if piece == "$":  # the saved result (RFC 5182), kept as UIDs
             saved = self.saved
@@ -158,7 +167,7 @@ class _Parser:
             value = int(self.argument())
             return lambda m, n: m.modseq >= value
         if piece[:1].isdigit() or piece[:1] == "*":
-            numbers = set(expand_sequence(piece, self.largest))
+            numbers = _numbers(piece, self.largest)
             return lambda m, n: n in numbers
         raise SearchError(f"unknown search key {piece}")
 

@@ -84,6 +84,7 @@ from imapscope.imap._commands import (
     Thread,
 )
 from imapscope.imap._commands import Store as StoreCommand
+from imapscope.imap._events import Status as Outcome
 from imapscope.sandbox import _catenate, _mime, _sort
 from imapscope.sandbox._admin import AdminServer
 from imapscope.sandbox._faults import FaultRule, Faults
@@ -133,6 +134,18 @@ def no(tag: str, text: str, code: str | None = None) -> TaggedResponse:
 
 def bad(tag: str, text: str) -> TaggedResponse:
     return TaggedResponse(tag, "BAD", None, text)
+
+
+def refusal(tag: str, status: Outcome, text: str, code: str | None = None) -> Response:
+    """A command refused before it could be read (BAD, or NO for a literal too large): tagged,
+    or untagged when the line carried no tag a response can (Dovecot: "* BAD Error in IMAP
+    command received by server.")."""
+    said = ResponseCode(code) if code else None
+    return (
+        UntaggedStatus(status, said, text)
+        if tag == "*"
+        else TaggedResponse(tag, status, said, text)
+    )
 
 
 def internaldate(message: Message) -> str:
@@ -383,7 +396,7 @@ class Session:
     async def handle(self, event: object) -> bool:
         if isinstance(event, TooLarge):
             if not event.fatal:  # the client waits for "+": refuse, and the session goes on
-                self.send(no(event.tag, f"Too large: {event.message}", "TOOBIG"))
+                self.send(refusal(event.tag, "NO", f"Too large: {event.message}", "TOOBIG"))
                 return True
             # The data is coming anyway (a non-synchronizing literal, an endless line): it
             # cannot be told from commands, so the connection ends (RFC 7888 §4).
@@ -392,7 +405,7 @@ class Session:
             self.send(Bye(None, f"Too large: {event.message}"))
             return False
         if isinstance(event, BadCommand):
-            self.send(TaggedResponse(event.tag, event.status, None, event.message))
+            self.send(refusal(event.tag, event.status, event.message))
         elif isinstance(event, IdleDone):
             self.idle_tag = None
             self.send(*self.updates(), ok(event.tag, "IDLE terminated"))
