@@ -19,7 +19,14 @@ import pytest
 import trustme
 from rich.console import Console
 
-from imapscope.imap import Bye, ContinuationRequest, Greeting, ResponseCode
+from imapscope.imap import (
+    Bye,
+    ContinuationRequest,
+    Greeting,
+    Response,
+    ResponseCode,
+    TaggedResponse,
+)
 from imapscope.probe import CheckOptions, Report, render_human, run_check
 from tests.scripted import (
     CAPABILITIES,
@@ -536,6 +543,25 @@ def test_flag_sync_broken() -> None:
         ("flag_roundtrip", "fail"),
         ("write_cleanup", "pass"),
     ]
+
+
+def test_a_protocol_error_at_the_scratch_folder_s_select_is_a_finding() -> None:
+    """Found by fuzzing the ladder through a proxy that mutates what the server says: the
+    scratch folder's SELECT ran outside any step, so a server that broke the protocol there (a
+    tagged answer for a command never sent) made ``check`` raise instead of naming it."""
+
+    def select(tag: str, command: object) -> list[Response] | None:
+        if getattr(command, "mailbox", "").startswith("imapscope-check-"):
+            return [TaggedResponse("zz9", "OK", None, "for a command never sent")]
+        return ScriptedImap().default("SELECT", tag)
+
+    server = ScriptedImap(capabilities=(*CAPABILITIES, "UNSELECT"), replies={"SELECT": select})
+    with serve(server):
+        report = check(host="127.0.0.1", port=server.port, security="plain", allow_plaintext=True,
+                       user="u", password="p", write_tests=True, timeout=1.0)  # fmt: skip
+    assert [(s.name, s.status) for s in report.steps][-1] == ("write_setup", "fail")
+    assert report.status == "critical"
+    assert len(codes(report)) == 1
 
 
 def test_idle_push_missing() -> None:

@@ -22,7 +22,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -694,10 +694,17 @@ class Ladder:
             if not appended.ok:
                 await connection.run(Delete(scratch))
                 raise self.fail(record, classify_mailbox(appended, "write_setup"))
-            record.detail = f"created {scratch!r} and appended a message"
+            try:
+                # In the step: a server that breaks the protocol here is a finding of
+                # write_setup (it escaped the ladder as an exception), and the folder goes.
+                await connection.run(Select(scratch))
+            except (NetError, ProtocolError):
+                with suppress(NetError, ProtocolError):
+                    await connection.run(Delete(scratch))
+                raise
+            record.detail = f"created {scratch!r}, appended a message and selected it"
         watcher: ImapConnection | None = None
         try:
-            await connection.run(Select(scratch))
             async with self.step("second_login") as record:
                 watcher = await self.second_session(security, address, port)
                 await watcher.run(Select(scratch))
