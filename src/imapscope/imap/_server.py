@@ -470,10 +470,10 @@ def _tag_of(line: bytes) -> str:
 _UNSENDABLE = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _said(exc: Exception) -> str:
-    """Why a command was refused, as a response's text may carry it: without the hint, and
-    with the control characters of the peer's own bytes quoted in it replaced."""
-    return _UNSENDABLE.sub("?", str(exc).split(" (hint:")[0])[:500]
+def _said(exc: ProtocolError) -> str:
+    """Why a command was refused, as a response's text may carry it: the message without its
+    hint, the control characters of the peer's own bytes quoted in it replaced."""
+    return _UNSENDABLE.sub("?", str(exc.args[0]) if exc.args else "")[:500]
 
 
 class ServerConnection:
@@ -516,7 +516,7 @@ class ServerConnection:
             try:
                 frame = self._buffer.next_frame()
             except LimitExceededError as exc:  # a line that never ends within the limit
-                return TooLarge("*", str(exc).split(" (hint:")[0], fatal=True)
+                return TooLarge("*", _said(exc), fatal=True)
             if frame is None:
                 return NEED_DATA
             if isinstance(frame, LiteralAnnounced):
