@@ -748,3 +748,25 @@ def test_a_bad_message_set_among_search_criteria_is_bad_not_a_server_bug(
     assert b"SERVERBUG" not in answer
     assert b"invalid messageset" in answer
     raw.sock.close()
+
+
+def test_stop_with_clients_connected_reports_nothing(tmp_path: Path) -> None:
+    """Stopping ends every session quietly: on Python 3.11 a cancelled session made asyncio's
+    start_server callback log "Exception in callback" with a CancelledError at each stop."""
+    server = SandboxServer(build_store([("alice", PASSWORD)]), port=0)
+    reported: list[dict[str, object]] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, c: reported.append(c))
+        await server.start()
+        clients = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(3)]
+        for reader, _ in clients:
+            assert (await reader.readline()).startswith(b"* OK")
+        await server.stop()
+        for reader, writer in clients:
+            assert await reader.read() == b""  # closed by the server
+            writer.close()
+        await asyncio.sleep(0.05)  # the done callbacks have run
+
+    asyncio.run(main())
+    assert reported == []

@@ -1203,7 +1203,15 @@ class SandboxServer:
         session = Session(self, reader, writer, tls)
         if self.revisions == REVISIONS["rev2"]:
             session.use_rev2()
-        await session.run()
+        try:
+            await session.run()
+        except asyncio.CancelledError:
+            # stop() cancels every session. Ended here, not re-raised: the task's only watchers
+            # are stop() and asyncio's start_server, whose callback calls task.exception(),
+            # which raises for a cancelled task on Python < 3.11.8 and logs "Exception in
+            # callback" with a traceback at each stop with a client connected (cpython
+            # gh-113538).
+            writer.close()
 
     async def start(self) -> None:
         plain = await asyncio.start_server(
