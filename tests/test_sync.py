@@ -775,3 +775,180 @@ def test_a_message_whose_encoded_words_do_not_decode_is_stored_as_it_came(
             assert await store.errors(sync.account_id) == []
 
     asyncio.run(main())
+
+
+def test_a_select_without_uidvalidity_is_a_named_failure_not_a_second_copy(
+    tmp_path: Path,
+) -> None:
+    """RFC 3501 requires UIDVALIDITY in a SELECT's answer. An answer without it (here the
+    second and third SELECT: the engine selects again read-write when it changed) is the
+    server breaking the protocol, named as such; the stored folder stays as it was. Taken as a
+    new UIDVALIDITY it dropped the folder and stored it again under none, and the next answer
+    with one inserted every message a second time: an internal error at every attempt."""
+    from tests.test_one_path import login_only  # noqa: PLC0415
+
+    selects: list[str] = []
+
+    def message(uid: int, full: bool = True) -> FetchResponse:
+        envelope = Envelope(date="Mon, 1 Jan 2024", subject=f"s{uid}", from_=(), sender=(),
+                            reply_to=(), to=(), cc=(), bcc=(), in_reply_to=None,
+                            message_id=f"<{uid}@x>")  # fmt: skip
+        items = {"ENVELOPE": raw_envelope(envelope)} if full else {}
+        return FetchResponse(uid, uid, (), 10, "01-Jan-2024 00:00:00 +0000", None, {}, items)
+
+    def select(tag: str, _command: object) -> list[Response]:
+        selects.append(tag)
+        said = [] if len(selects) in (2, 3) else [
+            UntaggedStatus("OK", ResponseCode("UIDVALIDITY", 7), "v")
+        ]  # fmt: skip
+        return [Exists(3), *said, UntaggedStatus("OK", ResponseCode("UIDNEXT", 4), "n"), ok(tag)]
+
+    def search(tag: str, command: Any) -> list[Response]:
+        low = int(command.criteria.split()[1].split(":")[0])
+        return [SearchResponse(tuple(u for u in (1, 2, 3) if u >= low)), ok(tag)]
+
+    def fetch(tag: str, command: Any) -> list[Response]:
+        full = "ENVELOPE" in command.items
+        return [*(message(u, full) for u in (1, 2, 3)), ok(tag)]
+
+    server = login_only(SELECT=select, EXAMINE=select, SEARCH=search, FETCH=fetch)
+
+    async def main() -> None:
+        options = SyncOptions(timeout=5, backoff=Backoff(first=0.01, cap=0.05))
+        async with engine(tmp_path, spec(server.port, "none"), PASSWORD, options) as (store, sync):
+            await until("idle", lambda: _state_is(store, sync, "idle"))
+            sync.wake()  # a sync: the SELECTs without UIDVALIDITY, then one with it again
+
+            async def selected_again() -> bool:
+                return len(selects) >= 4 and await _state_is(store, sync, "idle")
+
+            await until("a sync after the failure", selected_again)
+            errors = await store.errors(sync.account_id)
+            assert [e.code for e in errors] == ["SERVER_TEMPORARY_ERROR"]
+            assert "selected 'INBOX' without saying its UIDVALIDITY" in " ".join(errors[0].evidence)
+            [inbox] = await store.folders(sync.account_id)
+            assert inbox.uidvalidity == 7
+            assert sorted(await store.folder_known(inbox.id)) == [1, 2, 3]
+            assert await events_of(store, "folder.reset", 0) == []
+
+    with serve(server):
+        asyncio.run(main())
+
+
+def _scripted_folder(uids: tuple[int, ...], answer: Any) -> tuple[Any, list[str]]:
+    """A plaintext server with one folder holding ``uids``; ``answer(uids asked)`` says which
+    messages a FETCH with ENVELOPE returns and how it ends ("OK" or "NO"). Returns the server
+    and the message sets those FETCHes asked for."""
+    from tests.test_one_path import login_only  # noqa: PLC0415
+
+    asked: list[str] = []
+
+    def message(uid: int, full: bool = True) -> FetchResponse:
+        envelope = Envelope(date="Mon, 1 Jan 2024", subject=f"s{uid}", from_=(), sender=(),
+                            reply_to=(), to=(), cc=(), bcc=(), in_reply_to=None,
+                            message_id=f"<{uid}@x>")  # fmt: skip
+        items = {"ENVELOPE": raw_envelope(envelope)} if full else {}
+        return FetchResponse(uid, uid, (), 10, "01-Jan-2024 00:00:00 +0000", None, {}, items)
+
+    def select(tag: str, _command: object) -> list[Response]:
+        uidnext = ResponseCode("UIDNEXT", max(uids) + 1)
+        return [Exists(len(uids)), UntaggedStatus("OK", ResponseCode("UIDVALIDITY", 7), "v"),
+                UntaggedStatus("OK", uidnext, "n"), ok(tag)]  # fmt: skip
+
+    def search(tag: str, command: Any) -> list[Response]:
+        low, _, high = command.criteria.split()[1].partition(":")
+        top = max(uids) if high in ("*", "") else int(high)
+        return [SearchResponse(tuple(u for u in uids if int(low) <= u <= top)), ok(tag)]
+
+    def fetch(tag: str, command: Any) -> list[Response]:
+        wanted = [u for u in expand(command.messages, max(uids)) if u in uids]
+        if "ENVELOPE" not in command.items:  # a later sync's flag FETCH
+            return [*(message(u, full=False) for u in wanted), ok(tag)]
+        asked.append(command.messages)
+        returned, status = answer(wanted)
+        done = ok(tag) if status == "OK" else TaggedResponse(tag, "NO", None, "cannot read")
+        return [*(message(u) for u in returned), done]
+
+    return login_only(SELECT=select, EXAMINE=select, SEARCH=search, FETCH=fetch), asked
+
+
+def test_a_message_a_fetch_left_out_is_fetched_at_the_next_sync(tmp_path: Path) -> None:
+    """A FETCH answered OK without one of the messages asked for (a lying or broken server):
+    the next sync finds the counts disagree, lists the UIDs and fetches the one the store
+    lacks, with its message.new. It used to stay out of the store for good: later syncs only
+    ask above the highest stored UID."""
+    calls: list[list[int]] = []
+
+    def answer(wanted: list[int]) -> tuple[list[int], str]:
+        calls.append(wanted)
+        return ([u for u in wanted if u != 2] if len(calls) == 1 else wanted), "OK"
+
+    server, asked = _scripted_folder((1, 2, 3), answer)
+
+    async def main() -> None:
+        options = SyncOptions(timeout=5)
+        async with engine(tmp_path, spec(server.port, "none"), PASSWORD, options) as (store, sync):
+            await until("idle", lambda: _state_is(store, sync, "idle"))
+            [inbox] = await store.folders(sync.account_id)
+            assert sorted(await store.folder_known(inbox.id)) == [1, 3]
+            sync.wake()
+
+            async def healed() -> bool:
+                return sorted(await store.folder_known(inbox.id)) == [1, 2, 3]
+
+            await until("UID 2 stored", healed)
+            assert asked == ["1:*", "2"]
+            new = await events_of(store, "message.new", 0)
+            assert [(e.data["uid"], e.data["subject"]) for e in new] == [(2, "s2")]
+            assert await store.errors(sync.account_id) == []
+
+    with serve(server):
+        asyncio.run(main())
+
+
+def test_a_message_the_server_refused_is_asked_for_again_only_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """A message the server refuses (NO after the others) is reported once and not asked for
+    again by the same supervisor, whose every sync would report it again; a restarted one
+    asks once more, and stores it if the server can read it now."""
+    readable = [False]
+
+    def answer(wanted: list[int]) -> tuple[list[int], str]:
+        if readable[0] or 2 not in wanted:
+            return wanted, "OK"
+        return [u for u in wanted if u != 2], "NO"
+
+    server, asked = _scripted_folder((1, 2, 3), answer)
+
+    async def main() -> None:
+        options = SyncOptions(timeout=5)
+        async with engine(tmp_path, spec(server.port, "none"), PASSWORD, options) as (store, sync):
+            await until("idle", lambda: _state_is(store, sync, "idle"))
+            account_id = sync.account_id
+            [inbox] = await store.folders(account_id)
+            for _ in range(2):
+                sync.wake()
+                await until("idle", lambda: _state_is(store, sync, "idle"))
+            await asyncio.sleep(0.2)  # a sync the wake started has ended
+            assert asked == ["1:*"]
+            assert [e.code for e in await store.errors(account_id)] == ["MAILSTORE_UNAVAILABLE"]
+            assert sorted(await store.folder_known(inbox.id)) == [1, 3]
+        readable[0] = True
+        store = await Store.open(tmp_path / "data")  # serve started again
+        restarted = asyncio.create_task(AccountSync(store, account_id, options).run())
+        try:
+
+            async def stored() -> bool:
+                return sorted(await store.folder_known(inbox.id)) == [1, 2, 3]
+
+            await until("UID 2 stored", stored)
+        finally:
+            restarted.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await restarted
+            await store.close()
+        assert asked == ["1:*", "2"]
+
+    with serve(server):
+        asyncio.run(main())
