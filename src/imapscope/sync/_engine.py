@@ -126,6 +126,11 @@ class SyncFailure(Exception):  # noqa: N818 - carries a finding, not a bug
         self.finding = found
 
 
+def _unstored(held: Set[int], known: Mapping[int, object], highest: int) -> list[int]:
+    """The UIDs up to ``highest`` the server holds and the store lacks, in order."""
+    return sorted(u for u in held if u <= highest and u not in known)
+
+
 def _kept(flags: Sequence[str] | None) -> tuple[str, ...]:
     """A message's flags as stored: without ``\\Recent``, which belongs to one session (the
     first to select the folder since the message came; RFC 9051 dropped it). Kept, it would
@@ -307,9 +312,9 @@ class AccountSync:
         self._stored_plain = False
         self._full_due = False  # sync_everything() was asked for
         self._rng = _JITTER  # one generator for all: each holds 2.5 KiB of state
-        # UIDs a FETCH was refused for, by (folder, UIDVALIDITY): reported once, not asked for
-        # again by this supervisor (a restart asks once more). None until there are any.
-        self._unreadable: dict[tuple[str, int], set[int]] | None = None
+        # UIDs a FETCH was refused for and the error log has, by (folder, UIDVALIDITY): asked
+        # for again at later syncs, reported once. None until there are any.
+        self._refused: dict[tuple[str, int], set[int]] | None = None
         self.state = "connecting"
         # Live status, for the UI's sync modal (the store has the durable part).
         # (When the next attempt is due, or why there is none, are in the store: every worker
@@ -591,8 +596,7 @@ class AccountSync:
         what we hold, less what went, plus what is new), asked for only when the count is off
         (or, without CONDSTORE, read from the same flag FETCH). A UID the server lists there
         that the store lacks (an earlier FETCH answered without it: a server that refused it,
-        or lied) is fetched with the new mail, unless the server refused it to this
-        supervisor before. New mail: UID SEARCH above the
+        or lied) is fetched with the new mail. New mail: UID SEARCH above the
         highest known UID, then FETCH in batches of :attr:`SyncOptions.batch`, each stored as
         it arrives (a cut connection resumes where it stopped) and shown as progress; the next
         batch's FETCH is sent before this one's responses are handled (the server prepares it
@@ -670,13 +674,13 @@ class AccountSync:
                     found = await run(Search(f"UID 1:{highest}", uid=True))
                     held = {u for e in found if isinstance(e, SearchResponse) for u in e.ids}
                     gone = [uid for uid in known if uid not in held]
-                    new_uids = self._unstored(name, validity, held, known, highest) + new_uids
+                    new_uids = _unstored(held, known, highest) + new_uids
             else:
                 fetched = await run(Fetch(f"1:{highest}", "(UID FLAGS)", uid=True))
                 flags = _changed_flags(fetched, known)
                 held = {e.uid for e in fetched if isinstance(e, FetchResponse) and e.uid}
                 gone = [uid for uid in known if uid not in held]
-                new_uids = self._unstored(name, validity, held, known, highest) + new_uids
+                new_uids = _unstored(held, known, highest) + new_uids
         elif known:
             gone = list(known)
         # HIGHESTMODSEQ is stored only once everything below it is: here when nothing is new,
@@ -779,14 +783,6 @@ class AccountSync:
         await self._judge_new(conn, name, initial=initial, new=fetching)
         return bool(changes)
 
-    def _unstored(
-        self, name: str, validity: int, held: Set[int], known: Mapping[int, object], highest: int
-    ) -> list[int]:
-        """The UIDs up to ``highest`` the server holds and the store lacks, in order, less
-        those the server refused this supervisor before."""
-        refused = (self._unreadable or {}).get((name, validity), set())
-        return sorted(u for u in held if u <= highest and u not in known and u not in refused)
-
     async def _incomplete(
         self, completed: Result, chunk: list[int], got: dict[int, FetchResponse],
         folder: tuple[str, int],
@@ -795,14 +791,18 @@ class AccountSync:
         ``imap_fetch_failure = no-after``: a message it cannot read). What came is stored, as
         before; the rest would be skipped without a word (the next sync asks above the highest
         stored UID), so the error log says which UIDs and what the server said. Retrying instead
-        would stop the account at the one message the server cannot read. They are not asked
-        for again by this supervisor (``folder``: the folder and its UIDVALIDITY): each sync
-        would log them again; a restart asks once more."""
+        would stop the account at the one message the server cannot read. Later syncs ask for
+        them again (the counts disagree: see :meth:`_sync_folder`); the same refusal of the
+        same UIDs (``folder``: the folder and its UIDVALIDITY) is reported once per
+        supervisor, not at each sync."""
         arrived = {e.uid for e in completed.untagged if isinstance(e, FetchResponse)}
         missing = [uid for uid in chunk if uid not in got and uid not in arrived]
         if missing:
-            self._unreadable = self._unreadable or {}
-            self._unreadable.setdefault(folder, set()).update(missing)
+            self._refused = self._refused or {}
+            reported = self._refused.setdefault(folder, set())
+            if reported.issuperset(missing):
+                return
+            reported.update(missing)
         found = classify_mailbox(completed, "fetch")
         listed = compact_sequence(missing) if missing else "none"
         found = dataclasses.replace(found, evidence=(
