@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import random
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -163,3 +164,76 @@ def hostile_server(behaviour: str, secret: str = "") -> Iterator[Hostile]:
 def hostile(behaviour: str, secret: str = "") -> Iterator[int]:
     with hostile_server(behaviour, secret) as server:
         yield server.port
+
+
+class DamagingProxy:
+    """A proxy to a real server that damages what the server says (never what the client
+    says): with probability ``rate``, a piece it forwards gets 1-3 bytes replaced, deleted or
+    inserted, drawn from IMAP's syntax (parentheses, quotes, braces, digits, CR, LF, NIL...).
+    A server that lies in every way a byte can, at every point of the protocol. Pieces are at
+    most ``piece`` bytes, so damage lands anywhere in a response. ``damage = False`` turns it
+    off; ``sessions`` counts the connections proxied. Seeded: the same seed damages the same
+    way, though where the pieces are cut depends on timing."""
+
+    ALPHABET = b'()" {}\\\r\nNIL0123456789~+*[]<>ABCxyz\x00\xc3.:,%-'
+
+    def __init__(self, upstream: int, *, seed: int, rate: float, piece: int = 300) -> None:
+        self.upstream = upstream
+        self.port = 0
+        self.rate = rate
+        self.piece = piece
+        self.damage = True
+        self.sessions = 0
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._rng = random.Random(seed)  # noqa: S311 - damage, not security
+
+    def _damaged(self, data: bytes) -> bytes:
+        rng = self._rng
+        if not self.damage or rng.random() > self.rate:
+            return data
+        out = bytearray(data)
+        for _ in range(rng.randint(1, 3)):
+            if not out:
+                break
+            at, what = rng.randrange(len(out)), rng.random()
+            if what < 0.4:
+                out[at : at + 1] = bytes([rng.choice(self.ALPHABET)])
+            elif what < 0.7:
+                del out[at : at + rng.randint(1, 4)]
+            else:
+                out[at:at] = bytes(rng.choice(self.ALPHABET) for _ in range(rng.randint(1, 3)))
+        return bytes(out)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        register(self.tasks)
+        self.sessions += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, damaging: bool
+        ) -> None:
+            try:
+                while data := await source.read(self.piece if damaging else 65536):
+                    sink.write(self._damaged(data) if damaging else data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.close()
+
+        try:
+            await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
+        except asyncio.CancelledError:
+            return
+
+
+@contextmanager
+def damaging_proxy(upstream: int, *, seed: int, rate: float) -> Iterator[DamagingProxy]:
+    proxy = DamagingProxy(upstream, seed=seed, rate=rate)
+    with threaded_server(proxy.handle, proxy.tasks) as port:
+        proxy.port = port
+        yield proxy

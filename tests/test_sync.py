@@ -26,6 +26,7 @@ from imapscope.imap import (
     Envelope,
     Exists,
     FetchResponse,
+    Greeting,
     Response,
     ResponseCode,
     SearchResponse,
@@ -835,10 +836,13 @@ def test_a_select_without_uidvalidity_is_a_named_failure_not_a_second_copy(
         asyncio.run(main())
 
 
-def _scripted_folder(uids: tuple[int, ...], answer: Any) -> tuple[Any, list[str]]:
+def _scripted_folder(
+    uids: tuple[int, ...], answer: Any, *, condstore: bool = False
+) -> tuple[Any, list[str]]:
     """A plaintext server with one folder holding ``uids``; ``answer(uids asked)`` says which
-    messages a FETCH with ENVELOPE returns and how it ends ("OK" or "NO"). Returns the server
-    and the message sets those FETCHes asked for."""
+    messages a FETCH with ENVELOPE returns and how it ends ("OK" or "NO"). With ``condstore``
+    it offers CONDSTORE and its SELECT says a HIGHESTMODSEQ that never moves. Returns the
+    server and the message sets those FETCHes asked for."""
     from tests.test_one_path import login_only  # noqa: PLC0415
 
     asked: list[str] = []
@@ -852,8 +856,9 @@ def _scripted_folder(uids: tuple[int, ...], answer: Any) -> tuple[Any, list[str]
 
     def select(tag: str, _command: object) -> list[Response]:
         uidnext = ResponseCode("UIDNEXT", max(uids) + 1)
+        modseq = [UntaggedStatus("OK", ResponseCode("HIGHESTMODSEQ", 5), "m")] if condstore else []
         return [Exists(len(uids)), UntaggedStatus("OK", ResponseCode("UIDVALIDITY", 7), "v"),
-                UntaggedStatus("OK", uidnext, "n"), ok(tag)]  # fmt: skip
+                UntaggedStatus("OK", uidnext, "n"), *modseq, ok(tag)]  # fmt: skip
 
     def search(tag: str, command: Any) -> list[Response]:
         low, _, high = command.criteria.split()[1].partition(":")
@@ -869,7 +874,11 @@ def _scripted_folder(uids: tuple[int, ...], answer: Any) -> tuple[Any, list[str]
         done = ok(tag) if status == "OK" else TaggedResponse(tag, "NO", None, "cannot read")
         return [*(message(u) for u in returned), done]
 
-    return login_only(SELECT=select, EXAMINE=select, SEARCH=search, FETCH=fetch), asked
+    server = login_only(SELECT=select, EXAMINE=select, SEARCH=search, FETCH=fetch)
+    if condstore:
+        server.capabilities = (*server.capabilities, "CONDSTORE")
+        server.greeting = Greeting("OK", ResponseCode("CAPABILITY", server.capabilities), "hi")
+    return server, asked
 
 
 def test_a_message_a_fetch_left_out_is_fetched_at_the_next_sync(tmp_path: Path) -> None:
@@ -906,12 +915,15 @@ def test_a_message_a_fetch_left_out_is_fetched_at_the_next_sync(tmp_path: Path) 
         asyncio.run(main())
 
 
+@pytest.mark.parametrize("condstore", [False, True], ids=["flags-fetch", "condstore"])
 def test_a_message_the_server_refused_is_asked_for_again_and_reported_once(
-    tmp_path: Path,
+    tmp_path: Path, condstore: bool
 ) -> None:
     """A message the server refuses (NO after the others) is reported once, and asked for
-    again at the later syncs (the counts disagree) without a report each time; once the
-    server can read it, it is stored, with its message.new."""
+    again at each later sync round (the counts disagree) without a report each time; once the
+    server can read it, it is stored, with its message.new. With CONDSTORE the folder is
+    synced again though nothing in it changed: what the server says (UIDNEXT, count,
+    HIGHESTMODSEQ) matches what the last sync saw, but the store holds one message less."""
     readable = [False]
 
     def answer(wanted: list[int]) -> tuple[list[int], str]:
@@ -919,13 +931,14 @@ def test_a_message_the_server_refused_is_asked_for_again_and_reported_once(
             return wanted, "OK"
         return [u for u in wanted if u != 2], "NO"
 
-    server, asked = _scripted_folder((1, 2, 3), answer)
+    server, asked = _scripted_folder((1, 2, 3), answer, condstore=condstore)
 
     async def main() -> None:
         options = SyncOptions(timeout=5)
         async with engine(tmp_path, spec(server.port, "none"), PASSWORD, options) as (store, sync):
             await until("idle", lambda: _state_is(store, sync, "idle"))
             [inbox] = await store.folders(sync.account_id)
+            assert inbox.highestmodseq == (5 if condstore else None)
             for n in (2, 3):
                 sync.wake()
 

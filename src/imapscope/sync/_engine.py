@@ -687,12 +687,17 @@ class AccountSync:
         # otherwise after the last batch.
         fetching = bool(new_uids) or whole
         done = initial and not fetching
+        # The server's count is stored (for the next round's STATUS to say "unchanged") only
+        # when the store holds as many: a message missing (refused, left out) keeps the folder
+        # selected at each round, where the counts disagree and it is asked for again.
+        holding = len(known) - len(gone)
         changed: dict[str, Any] = {"reset": reset, "flags": flags, "gone": gone,
                                    "events": _events(name, reset, (), flags, gone)}  # fmt: skip
         if not fetching:  # else they are written with the first batch, in its transaction
             await self.store.apply_folder(
                 folder_id, fence=self.fence, uidvalidity=validity, uidnext=uidnext,
-                highestmodseq=modseq, messages=exists, reset=reset, flags=flags, gone=gone,
+                highestmodseq=modseq, messages=exists if holding == exists else None,
+                reset=reset, flags=flags, gone=gone,
                 events=changed["events"] + (
                     [("folder.synced", {"folder": name, "messages": exists})] if done else []
                 ),
@@ -756,6 +761,7 @@ class AccountSync:
                 last = index == len(chunks) - 1
                 first = index == 0
                 index += 1
+                holding += len(new)
                 events = list(changed["events"]) if first else []
                 events += [] if initial else _events(name, False, new, {}, ())
                 if last and initial:
@@ -766,7 +772,8 @@ class AccountSync:
                 complete = True if last and initial else (False if first and reset else None)
                 writing = asyncio.create_task(self.store.apply_folder(
                     folder_id, fence=self.fence, uidvalidity=validity, uidnext=uidnext,
-                    highestmodseq=modseq if last else None, messages=exists if last else None,
+                    highestmodseq=modseq if last else None,
+                    messages=exists if last and holding == exists else None,
                     new=new, events=events,
                     complete=complete, reset=first and reset,
                     flags=flags if first else None, gone=gone if first else (),
