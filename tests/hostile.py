@@ -185,7 +185,7 @@ class DamagingProxy:
         self.damage = True
         self.sessions = 0
         self.tasks: set[asyncio.Task[None]] = set()
-        self._rng = random.Random(seed)  # noqa: S311 - damage, not security
+        self._rng = random.Random(seed)
 
     def _damaged(self, data: bytes) -> bytes:
         rng = self._rng
