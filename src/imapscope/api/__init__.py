@@ -371,8 +371,8 @@ def _router() -> APIRouter:
     @router.get("/accounts/{account_id}/folders", tags=["mail"])
     async def folders(account_id: AccountId, service: Service) -> list[dict[str, Any]]:
         """Each folder as stored: ``messages`` held here, ``server_messages`` the server's own
-        count when its last sync ended (null while a first sync runs), ``synced`` once its
-        first full sync is done."""
+        count when its last sync ended (null while a first sync runs, or while the store lacks
+        messages the server listed), ``synced`` once its first full sync is done."""
         await service.store.account(account_id)
         counts = await service.store.folder_counts(account_id)
         return [

@@ -105,7 +105,8 @@ class FolderView:
     uidnext: int | None
     highestmodseq: int | None
     complete: bool = False  # the first full sync has finished
-    #: The server's message count when UIDNEXT and HIGHESTMODSEQ were stored (None: unknown).
+    #: The server's message count when UIDNEXT and HIGHESTMODSEQ were stored (None: unknown, or
+    #: the store held fewer: the next round must not take the folder as unchanged).
     messages: int | None = None
 
 
