@@ -778,6 +778,15 @@ def test_a_message_whose_encoded_words_do_not_decode_is_stored_as_it_came(
     asyncio.run(main())
 
 
+def _message(uid: int, full: bool = True) -> FetchResponse:
+    """Message ``uid`` as a scripted server answers a FETCH (``full``: with its ENVELOPE)."""
+    envelope = Envelope(date="Mon, 1 Jan 2024", subject=f"s{uid}", from_=(), sender=(),
+                        reply_to=(), to=(), cc=(), bcc=(), in_reply_to=None,
+                        message_id=f"<{uid}@x>")  # fmt: skip
+    items = {"ENVELOPE": raw_envelope(envelope)} if full else {}
+    return FetchResponse(uid, uid, (), 10, "01-Jan-2024 00:00:00 +0000", None, {}, items)
+
+
 def test_a_select_without_uidvalidity_is_a_named_failure_not_a_second_copy(
     tmp_path: Path,
 ) -> None:
@@ -789,13 +798,6 @@ def test_a_select_without_uidvalidity_is_a_named_failure_not_a_second_copy(
     from tests.test_one_path import login_only  # noqa: PLC0415
 
     selects: list[str] = []
-
-    def message(uid: int, full: bool = True) -> FetchResponse:
-        envelope = Envelope(date="Mon, 1 Jan 2024", subject=f"s{uid}", from_=(), sender=(),
-                            reply_to=(), to=(), cc=(), bcc=(), in_reply_to=None,
-                            message_id=f"<{uid}@x>")  # fmt: skip
-        items = {"ENVELOPE": raw_envelope(envelope)} if full else {}
-        return FetchResponse(uid, uid, (), 10, "01-Jan-2024 00:00:00 +0000", None, {}, items)
 
     def select(tag: str, _command: object) -> list[Response]:
         selects.append(tag)
@@ -810,7 +812,7 @@ def test_a_select_without_uidvalidity_is_a_named_failure_not_a_second_copy(
 
     def fetch(tag: str, command: Any) -> list[Response]:
         full = "ENVELOPE" in command.items
-        return [*(message(u, full) for u in (1, 2, 3)), ok(tag)]
+        return [*(_message(u, full) for u in (1, 2, 3)), ok(tag)]
 
     server = login_only(SELECT=select, EXAMINE=select, SEARCH=search, FETCH=fetch)
 
@@ -847,13 +849,6 @@ def _scripted_folder(
 
     asked: list[str] = []
 
-    def message(uid: int, full: bool = True) -> FetchResponse:
-        envelope = Envelope(date="Mon, 1 Jan 2024", subject=f"s{uid}", from_=(), sender=(),
-                            reply_to=(), to=(), cc=(), bcc=(), in_reply_to=None,
-                            message_id=f"<{uid}@x>")  # fmt: skip
-        items = {"ENVELOPE": raw_envelope(envelope)} if full else {}
-        return FetchResponse(uid, uid, (), 10, "01-Jan-2024 00:00:00 +0000", None, {}, items)
-
     def select(tag: str, _command: object) -> list[Response]:
         uidnext = ResponseCode("UIDNEXT", max(uids) + 1)
         modseq = [UntaggedStatus("OK", ResponseCode("HIGHESTMODSEQ", 5), "m")] if condstore else []
@@ -868,11 +863,11 @@ def _scripted_folder(
     def fetch(tag: str, command: Any) -> list[Response]:
         wanted = [u for u in expand(command.messages, max(uids)) if u in uids]
         if "ENVELOPE" not in command.items:  # a later sync's flag FETCH
-            return [*(message(u, full=False) for u in wanted), ok(tag)]
+            return [*(_message(u, full=False) for u in wanted), ok(tag)]
         asked.append(command.messages)
         returned, status = answer(wanted)
         done = ok(tag) if status == "OK" else TaggedResponse(tag, "NO", None, "cannot read")
-        return [*(message(u) for u in returned), done]
+        return [*(_message(u) for u in returned), done]
 
     server = login_only(SELECT=select, EXAMINE=select, SEARCH=search, FETCH=fetch)
     if condstore:
