@@ -19,7 +19,6 @@ from imapscope.store._bulk import COPY_FROM, Bulk
 from imapscope.store._log import INSERT_EVENTS
 from imapscope.store._mail import _INSERT_MESSAGES
 from imapscope.store._models import Event, Message
-from imapscope.store._views import utc
 from tests.conftest import Database
 
 EVENTS = cast(Table, Event.__table__)
@@ -82,7 +81,7 @@ def test_rows_written_in_bulk_equal_those_sqlalchemy_writes(tmp_path: Path) -> N
             await store.close()
         assert events["bulk"] == events["orm"]
         assert events["bulk"][2] == data
-        assert utc(events["bulk"][1]) == AT  # the same moment (stored in UTC)
+        assert events["bulk"][1] == AT  # the same moment (stored in UTC, read back aware)
         assert [tuple(r) for r in flags] == [(["\\Seen", "$Label"], True)] * 2
 
     asyncio.run(main())

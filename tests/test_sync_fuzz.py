@@ -35,7 +35,6 @@ import pytest
 from imapscope.findings import CATALOGUE
 from imapscope.sandbox import SandboxServer, build_store
 from imapscope.store import AccountSpec, Store
-from imapscope.store._views import utc
 from imapscope.sync import AccountSync, Backoff, SyncOptions
 from tests.hostile import damaging_proxy
 from tests.scripted import running
@@ -145,7 +144,7 @@ async def _synced_after(store: Store, account_id: int, mark: dt.datetime) -> Non
     """Until the account is idle after a sync that ended after ``mark`` (20 s at most)."""
     for _ in range(400):
         account = await store.account(account_id)
-        if account.state == "idle" and account.last_sync and utc(account.last_sync) > mark:
+        if account.state == "idle" and account.last_sync and account.last_sync > mark:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"no sync ended after {mark}: {account.state}")

@@ -19,7 +19,7 @@ from imapscope.store._errors import ConflictError, StoreError
 from imapscope.store._leases import Fence, lease_lost, lost_fences
 from imapscope.store._log import ERRORS_KEPT, INSERT_EVENTS, EventRow
 from imapscope.store._models import Account, ErrorEntry, Folder, Message, utcnow
-from imapscope.store._views import AccountSpec, AccountView, Summary, utc
+from imapscope.store._views import AccountSpec, AccountView, Summary
 
 #: The most accounts one page of a list holds.
 MAX_PAGE = 1000
@@ -128,10 +128,10 @@ def _view(row: Any) -> AccountView:
         spec=spec,
         paused=row.paused,
         state=row.state,
-        state_since=utc(row.state_since),
-        last_sync=utc(row.last_sync) if row.last_sync else None,
+        state_since=row.state_since,
+        last_sync=row.last_sync,
         revision=row.revision,
-        next_attempt=utc(row.next_attempt) if row.next_attempt else None,
+        next_attempt=row.next_attempt,
         halted=row.halted,
     )
 
@@ -257,7 +257,7 @@ class AccountsMixin(Database):
                     synced.add(w.account_id)
                 if w.state is None:
                     answers.append(True)
-                elif (was.state, utc(was.due) if was.due else None, was.halted) == (
+                elif (was.state, was.due, was.halted) == (
                     w.state, w.next_attempt, w.halted
                 ):  # fmt: skip
                     answers.append(False)
@@ -343,8 +343,7 @@ class AccountsMixin(Database):
         async with self._session() as s:
             counted = {a: (int(f), int(m)) for a, f, m in (await s.execute(folders)).all()}
             failed = {
-                a: (int(n), int(r or 0), utc(last) if last else None)
-                for a, n, r, last in (await s.execute(errors)).all()
+                a: (int(n), int(r or 0), last) for a, n, r, last in (await s.execute(errors)).all()
             }
         found = {}
         for a in set(counted) | set(failed) | set(account_ids or ()):

@@ -16,7 +16,6 @@ from imapscope.store._db import Database
 from imapscope.store._errors import NotFoundError, StoreError
 from imapscope.store._jobs import give_back
 from imapscope.store._models import Channel, Job, Notification
-from imapscope.store._views import utc
 
 CHANNEL_KINDS = ("apprise", "webhook")
 NOTIFY_JOB = "notify"
@@ -54,13 +53,13 @@ def notify_key(notification_id: int) -> str:
 
 
 def _channel(row: Channel) -> ChannelView:
-    return ChannelView(row.id, row.name, row.kind, row.shown, utc(row.created))
+    return ChannelView(row.id, row.name, row.kind, row.shown, row.created)
 
 
 def _notification(row: Notification) -> NotificationView:
     return NotificationView(
-        row.id, row.channel_id, row.monitor_id, row.incident_id, row.kind, utc(row.created),
-        row.status, row.attempts, utc(row.sent) if row.sent else None, row.last_error,
+        row.id, row.channel_id, row.monitor_id, row.incident_id, row.kind, row.created,
+        row.status, row.attempts, row.sent, row.last_error,
         str(row.message.get("title", "")),
     )  # fmt: skip
 

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from imapscope.store._db import Database
 from imapscope.store._models import Expectation, ExpectationClaim, Folder, Message, utcnow
-from imapscope.store._views import MessageView, utc
+from imapscope.store._views import MessageView
 
 #: Near misses kept per expectation (the newest).
 NEAR_MISSES_KEPT = 20
@@ -48,14 +48,14 @@ class ExpectationView:
 
 def _view(row: Expectation, now: dt.datetime) -> ExpectationView:
     state = row.state
-    expires = utc(row.expires)
+    expires = row.expires
     if state == "waiting" and expires <= now:
         state = "expired"
     return ExpectationView(
         row.id, row.account_id, dict(row.criteria), tuple(row.folders), row.exclusive, state,
-        utc(row.created), expires, {k: int(v) for k, v in row.baseline.items()},
+        row.created, expires, {k: int(v) for k, v in row.baseline.items()},
         {k: int(v) for k, v in (row.judged or {}).items()},
-        utc(row.ended) if row.ended else (expires if state == "expired" else None),
+        row.ended or (expires if state == "expired" else None),
         row.folder, row.uid, dict(row.message or {}), tuple(row.near_misses or ()),
     )  # fmt: skip
 
@@ -151,7 +151,7 @@ class ExpectationsMixin(Database):
                 .order_by(Message.uid).limit(limit)
             )  # fmt: skip
             return [
-                MessageView(uid, tuple(flags), utc(at) if at else None, size, envelope, folder)
+                MessageView(uid, tuple(flags), at, size, envelope, folder)
                 for uid, flags, at, size, envelope in rows
             ]
 
@@ -216,7 +216,7 @@ class ExpectationsMixin(Database):
             row = await self._found(
                 s, Expectation, expectation_id, f"no expectation with id {expectation_id}"
             )
-            if row.state == "waiting" and utc(row.expires) > now:
+            if row.state == "waiting" and row.expires > now:
                 row.state, row.ended = "cancelled", now
                 await s.commit()
             return _view(row, now)

@@ -45,7 +45,6 @@ from imapscope.store._models import (
     Notification,
     Setting,
 )
-from imapscope.store._views import utc
 
 if TYPE_CHECKING:
     from imapscope.store._monitors import RunRecord
@@ -304,7 +303,7 @@ class HistoryMixin(Database):
                 .where(ranked.c.rank <= per_monitor).order_by(ranked.c.monitor_id, ranked.c.at)
             )  # fmt: skip
             for monitor_id, at, status, code, maintenance in rows:
-                found[int(monitor_id)].append((utc(at), status, code, bool(maintenance)))
+                found[int(monitor_id)].append((at, status, code, bool(maintenance)))
         return dict(found)
 
     async def recent_runs(
@@ -319,7 +318,7 @@ class HistoryMixin(Database):
                 .where(MonitorRun.at >= since).order_by(MonitorRun.at)
             )  # fmt: skip
             return [
-                (monitor_id, utc(at), status, code, maintenance, _timed(steps, total_ms))
+                (monitor_id, at, status, code, maintenance, _timed(steps, total_ms))
                 for monitor_id, at, status, code, maintenance, total_ms, steps in rows
             ]
 
@@ -385,7 +384,7 @@ class HistoryMixin(Database):
             done = await self._mark(s, HOURS_DONE)
             if done is None:  # the first roll-up: from the oldest run
                 oldest = await s.scalar(select(func.min(MonitorRun.at)))
-                done = min(hour_of(utc(oldest)), target) if oldest is not None else target
+                done = min(hour_of(oldest), target) if oldest is not None else target
             while done < target:
                 upto = min(target, done + ROLLUP_SPAN)
                 rows = await s.execute(
@@ -396,7 +395,7 @@ class HistoryMixin(Database):
                 )  # fmt: skip
                 tallies: dict[tuple[int, dt.datetime], _Tally] = defaultdict(_Tally)
                 for monitor_id, at, *run in rows:
-                    tallies[monitor_id, hour_of(utc(at))].add_run(*run)
+                    tallies[monitor_id, hour_of(at)].add_run(*run)
                     folded += 1
                 if tallies:
                     await s.execute(insert(MonitorHour), [
@@ -408,7 +407,7 @@ class HistoryMixin(Database):
             days_done = await self._mark(s, DAYS_DONE)
             if days_done is None:
                 oldest = await s.scalar(select(func.min(MonitorHour.hour)))
-                days_done = day_of(utc(oldest)) if oldest is not None else day_of(done)
+                days_done = day_of(oldest) if oldest is not None else day_of(done)
             while days_done + DAY <= done:
                 hours = await s.execute(
                     select(MonitorHour.monitor_id, *(getattr(MonitorHour, c)

@@ -22,7 +22,6 @@ from sqlalchemy.exc import IntegrityError
 from imapscope.store._bounds import bounded
 from imapscope.store._db import Database
 from imapscope.store._models import Job
-from imapscope.store._views import utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +35,7 @@ class JobView:
 
 
 def _view(row: Job) -> JobView:
-    return JobView(row.id, row.kind, row.key, row.payload, utc(row.run_at), row.attempts)
+    return JobView(row.id, row.kind, row.key, row.payload, row.run_at, row.attempts)
 
 
 class JobsMixin(Database):
@@ -89,7 +88,7 @@ class JobsMixin(Database):
                 select(func.min(Job.run_at))
                 .where(Job.kind.in_(kinds), Job.done.is_(None), Job.claimed_by.is_(None))
             )  # fmt: skip
-            return None if found is None else utc(found)
+            return found
 
     async def reschedule_job(self, job_id: int, worker: str, *, run_at: dt.datetime) -> bool:
         """Give a claimed, recurring job back to be run again at ``run_at``."""

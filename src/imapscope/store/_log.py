@@ -15,7 +15,7 @@ from imapscope.store._db import Database
 from imapscope.store._errors import SecretKeyError, StoreError
 from imapscope.store._leases import Fence, check_fence
 from imapscope.store._models import ErrorEntry, Event, utcnow
-from imapscope.store._views import ErrorView, EventView, utc
+from imapscope.store._views import ErrorView, EventView
 
 ERRORS_KEPT = 20
 #: Entries of the last hour are kept beyond :data:`ERRORS_KEPT`, so that "errors in the last
@@ -122,7 +122,7 @@ class LogMixin(Database):
             return [
                 ErrorView(
                     r.id,
-                    utc(r.at),
+                    r.at,
                     r.state,
                     r.step,
                     r.code,
@@ -162,4 +162,4 @@ class LogMixin(Database):
             rows = await s.scalars(
                 select(Event).where(Event.id > after).order_by(Event.id).limit(limit)
             )
-            return [EventView(r.id, r.account_id, utc(r.at), r.kind, r.data) for r in rows]
+            return [EventView(r.id, r.account_id, r.at, r.kind, r.data) for r in rows]

@@ -18,7 +18,7 @@ from imapscope.store._errors import NotFoundError, StoreError
 from imapscope.store._leases import Fence, lease_lost, lost_fences
 from imapscope.store._log import INSERT_EVENTS, EventRow
 from imapscope.store._models import Account, Folder, Message, utcnow
-from imapscope.store._views import FolderView, MessageMeta, MessageView, utc
+from imapscope.store._views import FolderView, MessageMeta, MessageView
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -386,7 +386,7 @@ def bounded_event(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _message_view(m: Message, folder: str) -> MessageView:
-    internaldate = utc(m.internaldate) if m.internaldate else None
+    internaldate = m.internaldate
     return MessageView(m.uid, tuple(m.flags), internaldate, m.size, m.envelope, folder=folder)
 
 

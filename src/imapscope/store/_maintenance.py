@@ -11,7 +11,6 @@ from sqlalchemy import select
 from imapscope.store._db import Database
 from imapscope.store._errors import NotFoundError, StoreError
 from imapscope.store._models import Maintenance, Monitor
-from imapscope.store._views import utc
 
 WEEK = dt.timedelta(days=7)
 
@@ -47,9 +46,7 @@ def check_window(starts: dt.datetime, ends: dt.datetime, weekly: bool) -> None:
 
 
 def _view(row: Maintenance) -> MaintenanceView:
-    return MaintenanceView(
-        row.id, row.monitor_id, utc(row.starts), utc(row.ends), row.weekly, row.reason
-    )
+    return MaintenanceView(row.id, row.monitor_id, row.starts, row.ends, row.weekly, row.reason)
 
 
 class MaintenanceMixin(Database):

@@ -28,10 +28,12 @@ def utcnow() -> dt.datetime:
 
 
 class UtcDateTime(TypeDecorator[dt.datetime]):
-    """A moment, stored in UTC. SQLite keeps no offset: an aware time in another zone (an IMAP
-    INTERNALDATE in the server's, "+0100") was stored as its wall-clock time and read back as
-    UTC, an hour off, and sorted among the others by that. PostgreSQL's timestamptz converts by
-    itself; converting first changes nothing there. A naive time is taken as UTC, as before."""
+    """A moment, stored in UTC, read back aware (in UTC) from either database. SQLite keeps no
+    offset: an aware time in another zone (an IMAP INTERNALDATE in the server's, "+0100") was
+    stored as its wall-clock time and read back as UTC, an hour off, and sorted among the others
+    by that; and it hands back naive times, which the reader had to mark as UTC itself.
+    PostgreSQL's timestamptz converts both ways by itself; converting first changes nothing
+    there. A naive time is taken as UTC, as before."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -39,6 +41,13 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
     def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
         if value is not None and value.tzinfo is not None and value.utcoffset():
             return value.astimezone(dt.UTC)
+        return value
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
         return value
 
 

@@ -29,7 +29,6 @@ from imapscope.store._models import (
     Monitor,
     MonitorRun,
 )
-from imapscope.store._views import utc
 
 #: The shortest interval between two runs: a full check ladder takes a second or two, and a
 #: server watched every second by many monitors would see it as an attack.
@@ -214,7 +213,7 @@ def _spec(row: Monitor) -> MonitorSpec:
 
 def _run(row: MonitorRun) -> RunRecord:
     return RunRecord(
-        at=utc(row.at), status=row.status, code=row.code, summary=row.summary, fix=row.fix,
+        at=row.at, status=row.status, code=row.code, summary=row.summary, fix=row.fix,
         evidence=tuple(row.evidence), total_ms=row.total_ms,
         steps=tuple((str(n), str(s), float(ms)) for n, s, ms in row.steps),
         maintenance=row.maintenance, late_ms=row.late_ms, worker=row.worker,
@@ -223,7 +222,7 @@ def _run(row: MonitorRun) -> RunRecord:
 
 def _incident(row: Incident) -> IncidentView:
     return IncidentView(
-        row.id, row.monitor_id, utc(row.opened), utc(row.resolved) if row.resolved else None,
+        row.id, row.monitor_id, row.opened, row.resolved,
         tuple(row.codes), row.summary,
     )  # fmt: skip
 
@@ -278,7 +277,7 @@ class MonitorsMixin(ChannelsMixin):
         due = await s.scalar(select(Job.run_at).where(Job.key == run_key(row.id)))
         return MonitorView(
             row.id, _spec(row), row.paused, row.secret is not None, dict(row.alert),
-            utc(row.created), utc(due) if due is not None else None,
+            row.created, due,
         )  # fmt: skip
 
     async def _monitor_row(self, s: Any, monitor_id: int) -> Monitor:
@@ -305,8 +304,8 @@ class MonitorsMixin(ChannelsMixin):
                     r.paused,
                     r.secret is not None,
                     dict(r.alert),
-                    utc(r.created),
-                    utc(due[run_key(r.id)]) if run_key(r.id) in due else None,
+                    r.created,
+                    due.get(run_key(r.id)),
                 )
                 for r in rows
             ]
@@ -539,11 +538,11 @@ def _incident_event(kind: str, monitor: Monitor, incident: Incident, fix: str = 
     data: dict[str, Any] = {
         "incident": incident.id, "monitor": monitor.id, "monitor_name": monitor.name,
         "code": (incident.codes or [""])[-1], "codes": list(incident.codes or []),
-        "summary": incident.summary, "opened": utc(incident.opened).isoformat(),
+        "summary": incident.summary, "opened": incident.opened.isoformat(),
     }  # fmt: skip
     if kind == "incident.opened":
         data["fix"] = bounded(fix, 2000)
     if incident.resolved is not None:
-        data["resolved"] = utc(incident.resolved).isoformat()
-        data["seconds"] = round((utc(incident.resolved) - utc(incident.opened)).total_seconds())
+        data["resolved"] = incident.resolved.isoformat()
+        data["seconds"] = round((incident.resolved - incident.opened).total_seconds())
     return Event(account_id=monitor.account_id, kind=kind, data=data)

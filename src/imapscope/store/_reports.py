@@ -11,7 +11,6 @@ from sqlalchemy import delete, select
 from imapscope.store._db import Database
 from imapscope.store._errors import NotFoundError, StoreError
 from imapscope.store._models import Channel, Job, Monitor, ReportSchedule
-from imapscope.store._views import utc
 
 REPORT_JOB = "report.send"
 REPORT_EVERY = ("week", "month")
@@ -114,5 +113,5 @@ class ReportsMixin(Database):
 def _view(row: ReportSchedule, due: dt.datetime | None) -> ReportScheduleView:
     return ReportScheduleView(
         row.id, row.name, row.every, row.format, tuple(row.channels), tuple(row.monitors),
-        utc(row.created), utc(due) if due else None,
+        row.created, due,
     )  # fmt: skip

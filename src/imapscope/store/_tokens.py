@@ -11,7 +11,7 @@ from sqlalchemy import select
 from imapscope.store._db import Database
 from imapscope.store._errors import NotFoundError, StoreError
 from imapscope.store._models import ApiToken, utcnow
-from imapscope.store._views import TokenView, utc
+from imapscope.store._views import TokenView
 
 
 def _digest(token: str) -> str:
@@ -29,15 +29,12 @@ class TokensMixin(Database):
         async with self._session() as s:
             s.add(row)
             await s.commit()
-            return TokenView(row.id, row.name, utc(row.created), None), token
+            return TokenView(row.id, row.name, row.created, None), token
 
     async def tokens(self) -> list[TokenView]:
         async with self._session() as s:
             rows = await s.scalars(select(ApiToken).order_by(ApiToken.id))
-            return [
-                TokenView(r.id, r.name, utc(r.created), utc(r.last_used) if r.last_used else None)
-                for r in rows
-            ]
+            return [TokenView(r.id, r.name, r.created, r.last_used) for r in rows]
 
     async def check_token(self, token: str) -> TokenView | None:
         """The token's view when it is valid (and note its use), else None."""
@@ -46,10 +43,10 @@ class TokensMixin(Database):
             if row is None:
                 return None
             now = utcnow()
-            if row.last_used is None or now - utc(row.last_used) > dt.timedelta(minutes=1):
+            if row.last_used is None or now - row.last_used > dt.timedelta(minutes=1):
                 row.last_used = now
                 await s.commit()
-            return TokenView(row.id, row.name, utc(row.created), now)
+            return TokenView(row.id, row.name, row.created, now)
 
     async def revoke_token(self, token_id: int) -> None:
         async with self._session() as s:

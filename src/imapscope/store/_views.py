@@ -180,8 +180,3 @@ def jsonable(view: Any) -> dict[str, Any]:
         return v
 
     return {f.name: value(getattr(view, f.name)) for f in dataclasses.fields(view)}
-
-
-def utc(value: dt.datetime) -> dt.datetime:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

@@ -13,7 +13,6 @@ from sqlalchemy import delete, select
 
 from imapscope.store._db import Database
 from imapscope.store._models import WebSession, utcnow
-from imapscope.store._views import utc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,9 +50,9 @@ class WebSessionsMixin(Database):
             return None
         async with self._session() as s:
             row = await s.scalar(select(WebSession).where(WebSession.digest == _digest(cookie)))
-            if row is None or utc(row.expires) < (now or utcnow()):
+            if row is None or row.expires < (now or utcnow()):
                 return None
-            return WebSessionView(row.token_id, row.csrf, utc(row.expires))
+            return WebSessionView(row.token_id, row.csrf, row.expires)
 
     async def end_web_session(self, cookie: str) -> None:
         async with self._session() as s:

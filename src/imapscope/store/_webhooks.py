@@ -31,7 +31,6 @@ from imapscope.store._models import (
     WebhookDelivery,
     utcnow,
 )
-from imapscope.store._views import utc
 
 #: Seconds after each failed attempt before the next: the first attempt is immediate, then
 #: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; after the eighth failure the delivery has failed.
@@ -102,11 +101,11 @@ class Outcome:
 
 
 def _view(row: Webhook, now: dt.datetime) -> WebhookView:
-    until = utc(row.old_until) if row.old_until and row.old_secret else None
+    until = row.old_until if row.old_secret else None
     return WebhookView(
         row.id, row.shown, row.description, tuple(row.events), tuple(row.accounts),
-        row.enabled, row.disabled_reason, utc(row.created),
-        utc(row.failing_since) if row.failing_since else None,
+        row.enabled, row.disabled_reason, row.created,
+        row.failing_since,
         until if until and until > now else None,
     )  # fmt: skip
 
@@ -114,15 +113,15 @@ def _view(row: Webhook, now: dt.datetime) -> WebhookView:
 def _delivery(row: WebhookDelivery) -> DeliveryView:
     return DeliveryView(
         row.id, row.webhook_id, row.event_id, row.kind, dict(row.payload), row.status,
-        row.attempts, utc(row.next_at) if row.status == "pending" else None, utc(row.created),
-        utc(row.done) if row.done else None,
+        row.attempts, row.next_at if row.status == "pending" else None, row.created,
+        row.done,
     )  # fmt: skip
 
 
 def payload_of(event: Event) -> dict[str, Any]:
     """What a receiver gets for an event (Standard Webhooks' shape: type, timestamp, data)."""
     return {
-        "type": event.kind, "timestamp": utc(event.at).isoformat(),
+        "type": event.kind, "timestamp": event.at.isoformat(),
         "data": {"id": event.id, "account_id": event.account_id, **(event.data or {})},
     }  # fmt: skip
 
@@ -174,7 +173,7 @@ class WebhooksMixin(Database):
 
     def _secrets(self, row: Webhook, now: dt.datetime) -> list[str]:
         found = [self._box.open(row.secret)]
-        if row.old_secret is not None and row.old_until and utc(row.old_until) > now:
+        if row.old_secret is not None and row.old_until and row.old_until > now:
             found.append(self._box.open(row.old_secret))
         return found
 
@@ -345,11 +344,11 @@ class WebhooksMixin(Database):
                     hook.failing_since = None
                 elif hook.failing_since is None:
                     hook.failing_since = now
-                elif utc(hook.failing_since) < now - DISABLE_AFTER and hook.enabled:
+                elif hook.failing_since < now - DISABLE_AFTER and hook.enabled:
                     hook.enabled = False
                     hook.disabled_reason = (
                         f"disabled {now:%Y-%m-%d %H:%M} UTC: every delivery failed since "
-                        f"{utc(hook.failing_since):%Y-%m-%d %H:%M} UTC; fix the receiver, then "
+                        f"{hook.failing_since:%Y-%m-%d %H:%M} UTC; fix the receiver, then "
                         "enable it (its pending deliveries wait)"
                     )
                 newest = select(WebhookAttempt.id).where(
@@ -367,7 +366,7 @@ class WebhooksMixin(Database):
                     WebhookDelivery.status == "pending", WebhookDelivery.claimed_by.is_(None)
                 )
             )
-            return None if found is None else utc(found)
+            return found
 
     async def deliveries(
         self, webhook_id: int, *, status: str | None = None, limit: int = 100
@@ -403,7 +402,7 @@ class WebhooksMixin(Database):
                 select(WebhookAttempt).where(WebhookAttempt.webhook_id == webhook_id)
                 .order_by(WebhookAttempt.id.desc()).limit(limit)
             )  # fmt: skip
-            return [AttemptView(r.id, r.delivery_id, utc(r.at), r.status_code, r.ms, r.outcome)
+            return [AttemptView(r.id, r.delivery_id, r.at, r.status_code, r.ms, r.outcome)
                     for r in rows]  # fmt: skip
 
     async def redeliver(self, webhook_id: int, delivery_id: int, *, now: dt.datetime) -> None:
