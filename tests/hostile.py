@@ -168,8 +168,9 @@ def hostile(behaviour: str, secret: str = "") -> Iterator[int]:
 
 class DamagingProxy:
     """A proxy to a real server that damages what the server says (never what the client
-    says): with probability ``rate``, a piece it forwards gets 1-3 bytes replaced, deleted or
-    inserted, drawn from IMAP's syntax (parentheses, quotes, braces, digits, CR, LF, NIL...).
+    says): with probability ``rate``, a piece it forwards gets 1-3 changes, each a byte
+    replaced, 1-4 deleted or 1-3 inserted, the new ones drawn from IMAP's syntax (parentheses,
+    quotes, braces, digits, CR, LF, NIL...).
     A server that lies in every way a byte can, at every point of the protocol. Pieces are at
     most ``piece`` bytes, so damage lands anywhere in a response. ``damage = False`` turns it
     off; ``sessions`` counts the connections proxied. Seeded: the same seed damages the same

@@ -795,13 +795,13 @@ class AccountSync:
         folder: tuple[str, int],
     ) -> None:  # fmt: skip
         """A batch's FETCH refused (NO or BAD) after sending what it could (Dovecot's
-        ``imap_fetch_failure = no-after``: a message it cannot read). What came is stored, as
-        before; the rest would be skipped without a word (the next sync asks above the highest
-        stored UID), so the error log says which UIDs and what the server said. Retrying instead
-        would stop the account at the one message the server cannot read. Later syncs ask for
-        them again (the counts disagree: see :meth:`_sync_folder`); the same refusal of the
-        same UIDs (``folder``: the folder and its UIDVALIDITY) is reported once per
-        supervisor, not at each sync."""
+        ``imap_fetch_failure = no-after``: a message it cannot read). What came is stored and
+        the sync goes on (retrying at once would stop the account at the one message the server
+        cannot read); the error log says which UIDs were not stored and what the server said.
+        Later rounds ask for them again (the counts disagree: see :meth:`_sync_folder`); a
+        refusal of UIDs this supervisor has reported already (``folder``: the folder and its
+        UIDVALIDITY) is not reported again, so the log does not fill with one entry per
+        round."""
         arrived = {e.uid for e in completed.untagged if isinstance(e, FetchResponse)}
         missing = [uid for uid in chunk if uid not in got and uid not in arrived]
         if missing:
