@@ -1,8 +1,8 @@
 """The sandbox against a client that sends damaged commands: real commands (of every kind the
-sandbox implements, with literals, lists and extensions' arguments) with 1-3 bytes replaced,
-deleted or inserted. Dovecot answers what does not parse with BAD and goes on; so must the
-sandbox: every damaged command is followed by a NOOP, whose answer must come on the same
-connection, and nothing may be logged as an error (an exception out of a session).
+sandbox implements, with literals, lists and extensions' arguments) with 1-3 changes, each a
+byte replaced, 1-4 deleted or 1-3 inserted. Dovecot answers what does not parse with BAD and
+goes on; so must the sandbox: every damaged command is followed by a NOOP, whose answer must
+come on the same connection, and nothing may be logged as an error (an exception out of a session).
 
 A damaged command may legitimately leave the server waiting (a literal announced longer than
 what follows, an AUTHENTICATE or IDLE waiting for the client): the NOOP's answer does not come
