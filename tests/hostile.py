@@ -166,17 +166,36 @@ def hostile(behaviour: str, secret: str = "") -> Iterator[int]:
         yield server.port
 
 
+#: What damage inserts: IMAP's syntax, and bytes it forbids.
+DAMAGE_ALPHABET = b'()" {}\\\r\nNIL0123456789~+*[]<>ABCxyz\x00\xc3.:,%-'
+
+
+def damaged(rng: random.Random, data: bytes) -> bytes:
+    """``data`` with 1-3 changes, each a byte replaced, 1-4 deleted or 1-3 inserted (from
+    :data:`DAMAGE_ALPHABET`)."""
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 3)):
+        if not out:
+            break
+        at, what = rng.randrange(len(out)), rng.random()
+        if what < 0.4:
+            out[at : at + 1] = bytes([rng.choice(DAMAGE_ALPHABET)])
+        elif what < 0.7:
+            del out[at : at + rng.randint(1, 4)]
+        else:
+            out[at:at] = bytes(rng.choice(DAMAGE_ALPHABET) for _ in range(rng.randint(1, 3)))
+    return bytes(out)
+
+
 class DamagingProxy:
     """A proxy to a real server that damages what the server says (never what the client
-    says): with probability ``rate``, a piece it forwards gets 1-3 changes, each a byte
-    replaced, 1-4 deleted or 1-3 inserted, the new ones drawn from IMAP's syntax (parentheses,
-    quotes, braces, digits, CR, LF, NIL...).
+    says): with probability ``rate``, a piece it forwards is :func:`damaged` (bytes replaced,
+    deleted or inserted, the new ones from IMAP's syntax: parentheses, quotes, braces, digits,
+    CR, LF, NIL...).
     A server that lies in every way a byte can, at every point of the protocol. Pieces are at
     most ``piece`` bytes, so damage lands anywhere in a response. ``damage = False`` turns it
     off; ``sessions`` counts the connections proxied. Seeded: the same seed damages the same
     way, though where the pieces are cut depends on timing."""
-
-    ALPHABET = b'()" {}\\\r\nNIL0123456789~+*[]<>ABCxyz\x00\xc3.:,%-'
 
     def __init__(self, upstream: int, *, seed: int, rate: float, piece: int = 300) -> None:
         self.upstream = upstream
@@ -189,21 +208,9 @@ class DamagingProxy:
         self._rng = random.Random(seed)
 
     def _damaged(self, data: bytes) -> bytes:
-        rng = self._rng
-        if not self.damage or rng.random() > self.rate:
+        if not self.damage or self._rng.random() > self.rate:
             return data
-        out = bytearray(data)
-        for _ in range(rng.randint(1, 3)):
-            if not out:
-                break
-            at, what = rng.randrange(len(out)), rng.random()
-            if what < 0.4:
-                out[at : at + 1] = bytes([rng.choice(self.ALPHABET)])
-            elif what < 0.7:
-                del out[at : at + rng.randint(1, 4)]
-            else:
-                out[at:at] = bytes(rng.choice(self.ALPHABET) for _ in range(rng.randint(1, 3)))
-        return bytes(out)
+        return damaged(self._rng, data)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         register(self.tasks)

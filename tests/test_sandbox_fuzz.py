@@ -23,6 +23,7 @@ from typing import BinaryIO
 import pytest
 
 from imapscope.sandbox import SandboxServer, build_store
+from tests.hostile import damaged
 from tests.scripted import running
 
 PASSWORD = "pw-alice"
@@ -30,7 +31,6 @@ COMMANDS = 1500
 #: How long the NOOP's answer may take before the command is taken as leaving the server
 #: waiting for more (a literal, a continuation).
 WAIT = 0.5
-ALPHABET = b'()" {}\\\r\nNIL0123~+*[]<>ABCxyz\x00\xc3.:,%'
 SAMPLES = [
     b'LOGIN alice "pass word"',
     b'SELECT "Entw&APw-rfe" (CONDSTORE)',
@@ -71,19 +71,6 @@ SAMPLES = [
 ]
 
 
-def _damaged(rng: random.Random, command: bytes) -> bytes:
-    out = bytearray(command)
-    for _ in range(rng.randint(1, 3)):
-        at, what = rng.randrange(len(out)), rng.random()
-        if what < 0.4:
-            out[at : at + 1] = bytes([rng.choice(ALPHABET)])
-        elif what < 0.7:
-            del out[at : at + rng.randint(1, 4)]
-        else:
-            out[at:at] = bytes(rng.choice(ALPHABET) for _ in range(rng.randint(1, 3)))
-    return bytes(out)
-
-
 def _until(reader: BinaryIO, prefix: bytes) -> list[bytes] | None:
     """The lines up to the one starting with ``prefix``, or None when the server hangs up
     first."""
@@ -118,7 +105,7 @@ def test_damaged_commands_are_answered_and_the_session_goes_on(
         sock, reader = connect()
         for n in range(COMMANDS):
             tag = b"z%d" % n
-            sent = tag + b" " + _damaged(rng, rng.choice(SAMPLES)) + b"\r\n"
+            sent = tag + b" " + damaged(rng, rng.choice(SAMPLES)) + b"\r\n"
             try:
                 sock.sendall(sent + tag + b"n NOOP\r\n")
                 lines = _until(reader, tag + b"n ")
