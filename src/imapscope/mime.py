@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 #: The most text shown of one part; the rest is cut with a note.
 MAX_SHOWN = 1024 * 1024
 HEADERS = ("From", "To", "Cc", "Reply-To", "Date", "Subject", "Message-ID")
+NO_PARTS = "a multipart part holds no parts (its boundary never comes)"
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,23 @@ def _header(message: email.message.EmailMessage, name: str, problems: list[str])
     return None if value is None else str(value)
 
 
+def _body(
+    message: email.message.EmailMessage, kind: str, problems: list[str]
+) -> email.message.EmailMessage | None:
+    """The message's text/``kind`` body as ``get_body`` finds it. ``get_body`` takes every
+    multipart to hold parts and raises AttributeError at one whose boundary never comes (its
+    body is text, not parts: spam, a cut message): then the first text/``kind`` part that is
+    not an attachment, found by a walk of the parts there are."""
+    try:
+        found = message.get_body(preferencelist=(kind,))
+    except AttributeError:
+        if NO_PARTS not in problems:
+            problems.append(NO_PARTS)
+        found = next((p for p in message.walk() if p.get_content_type() == f"text/{kind}"
+                      and not p.is_attachment()), None)  # fmt: skip
+    return found if isinstance(found, email.message.EmailMessage) else None
+
+
 def attachments(message: email.message.EmailMessage) -> list[email.message.EmailMessage]:
     """The message's attachments, in order (their index is their place here)."""
     return [p for p in message.iter_attachments() if isinstance(p, email.message.EmailMessage)]
@@ -81,11 +99,11 @@ def readable(raw: bytes) -> Readable:
         found.all_headers = [(name, str(value)) for name, value in message.items()]
     except (ValueError, IndexError, AttributeError):  # one header the parser chokes on
         found.all_headers = [(n, _header(message, n, found.problems) or "") for n in message]
-    plain = message.get_body(preferencelist=("plain",))
-    html = message.get_body(preferencelist=("html",))
-    if isinstance(plain, email.message.EmailMessage):
+    plain = _body(message, "plain", found.problems)
+    html = _body(message, "html", found.problems)
+    if plain is not None:
         found.text = _content(plain, found.problems)
-    if isinstance(html, email.message.EmailMessage):
+    if html is not None:
         found.html = _content(html, found.problems)
     for part in attachments(message):
         data = payload(part)
@@ -99,9 +117,18 @@ def readable(raw: bytes) -> Readable:
 
 
 def payload(part: email.message.EmailMessage) -> bytes:
-    """A part's bytes, transfer encoding undone (a message/rfc822 part: its text)."""
+    """A part's bytes, transfer encoding undone (a message/rfc822 or multipart part: its
+    text)."""
     data = part.get_payload(decode=True)
-    return data if isinstance(data, bytes) else part.as_bytes()
+    if isinstance(data, bytes):
+        return data
+    try:
+        return part.as_bytes()
+    except UnicodeError:
+        # A multipart holding no parts, with 8-bit bytes in its text: the parser kept that
+        # text with replacement characters, which the bytes generator cannot write as ASCII.
+        # Its text then, in UTF-8 (the bytes the parser replaced are not to be had).
+        return part.as_string().encode("utf-8", "surrogateescape")
 
 
 #: The policy of a message's HTML frame: nothing runs, nothing loads from the network (no
