@@ -329,3 +329,30 @@ def test_two_workers_one_registers_the_other_judges(
     assert in_junk["message"]["folder"] == "Junk"
     assert all(f["state"] == "matched" for f in found), found
     assert len({f["message"]["uid"] for f in found}) == 20
+
+
+def test_a_message_with_a_broken_structure_is_judged_and_later_mail_still_matches(
+    served: Serving, sandbox: Sandbox
+) -> None:
+    """A message whose multipart never reaches its boundary (spam, a cut message) is read and
+    judged like any other (a near miss here), and the mail after it matches. Reading it raised
+    inside the standard library: the judging of its folder stopped at it at every round, so no
+    waiting expectation saw the mail that came after."""
+    broken = (
+        b"From: Acme <noreply@acme.test>\r\nTo: alice@example.test\r\n"
+        b"Subject: Welcome to Acme (broken)\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=o\r\n\r\n"
+        b'--o\r\nContent-Type: multipart/related; boundary="never"\r\n\r\nlost\r\n--o--\r\n'
+    )
+    with served.client() as api:
+        alice = registered(api, sandbox)
+        e = expect(api, alice, subject="welcome to acme", body="code 424242")
+        with smtplib.SMTP("127.0.0.1", sandbox.server.smtp_port, timeout=10) as smtp:
+            smtp.sendmail("noreply@acme.test", ["alice@example.test"], broken)
+        send(sandbox, "Welcome to Acme (good)", body="Your code 424242 is here.")
+        found = wait(api, e["id"])
+    assert found["state"] == "matched", found
+    assert found["message"]["envelope"]["subject"] == "Welcome to Acme (good)"
+    [near] = found["near_misses"]
+    assert near["subject"] == "Welcome to Acme (broken)"
+    assert [f["criterion"] for f in near["failed"]] == ["body"]
