@@ -356,3 +356,35 @@ def test_a_message_with_a_broken_structure_is_judged_and_later_mail_still_matche
     [near] = found["near_misses"]
     assert near["subject"] == "Welcome to Acme (broken)"
     assert [f["criterion"] for f in near["failed"]] == ["body"]
+
+
+def test_a_message_the_parser_chokes_on_is_a_near_miss_that_says_so(
+    served: Serving, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """Whatever else the MIME parser may raise on is a near miss ("could not be read"), logged
+    with its traceback, and the judging goes on to the mail after it."""
+    from imapscope.expect import _service  # noqa: PLC0415
+
+    parse = _service.readable
+
+    def choking(raw: bytes) -> Any:
+        if b"(choking)" in raw:
+            raise RuntimeError("a parser bug")
+        return parse(raw)
+
+    monkeypatch.setattr(_service, "readable", choking)
+    with served.client() as api:
+        alice = registered(api, sandbox)
+        e = expect(api, alice, subject="welcome to acme")
+        send(sandbox, "Welcome to Acme (choking)")
+        send(sandbox, "Welcome to Acme (good)")
+        found = wait(api, e["id"])
+    assert found["state"] == "matched", found
+    assert found["message"]["envelope"]["subject"] == "Welcome to Acme (good)"
+    [near] = found["near_misses"]
+    assert near["subject"] == "Welcome to Acme (choking)"
+    assert [(f["criterion"], f["said"]) for f in near["failed"]] == [
+        ("read", "the message could not be read (RuntimeError)")
+    ]
+    assert "could not be read" in caplog.text

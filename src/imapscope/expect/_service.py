@@ -71,9 +71,18 @@ class _Candidate:
     async def content(self) -> Readable | None:
         if self._read is None and self._problem is None:
             try:
-                self._read = readable(await self.fetch(self.meta.uid, self.meta.size))
+                raw = await self.fetch(self.meta.uid, self.meta.size)
             except LookupError as exc:  # gone meanwhile, or too big to read
                 self._problem = str(exc)
+                return None
+            try:
+                self._read = readable(raw)
+            except Exception as exc:
+                # A message the MIME parser still chokes on (a bug of ours or the standard
+                # library's): a near miss that says so. Raised, it would stop the judging of
+                # the folder at this message at every round.
+                log.exception("message %s in %r could not be read", self.meta.uid, self.meta.folder)
+                self._problem = f"the message could not be read ({type(exc).__name__})"
         return self._read
 
     @property
