@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from imapscope.expect import Criteria, PatternError, codes, compile_pattern, links, message_json
+from imapscope.expect._extract import html_text
 from imapscope.mime import readable
 from imapscope.store import MessageView
 
@@ -177,3 +178,32 @@ def test_criteria_name_what_failed_and_how() -> None:
     missing = Criteria.of({"header": {"X-None": "y"}}).judge_content(readable(raw))
     assert [m.said for m in missing] == ["no X-None header"]
     assert Criteria.of({"body": "/^hi$/"}).judge_content(readable(raw)) == []
+
+
+@pytest.mark.parametrize(
+    "shape", [b"<a ", b"<!--", b"<!-->", b"<", b"<![CDATA[", b"<div>"],
+    ids=["unclosed-tags", "unclosed-comments", "empty-comments", "bare-lt", "cdata", "nesting"],
+)  # fmt: skip
+def test_a_megabyte_of_unclosed_markup_is_read(shape: bytes) -> None:
+    """1 MiB of markup that never closes. The standard library's html.parser took quadratic time
+    on such input (64 KiB of '<a ' took 36 s; a megabyte, hours, on serve's event loop): here
+    the suite's timeout is the bound. lxml reads each in milliseconds."""
+    source = (shape * (1024 * 1024 // len(shape))).decode()
+    assert links("", source + '<a href="https://x.test/after">x</a>') in (
+        [],
+        ["https://x.test/after"],
+    )
+    html_text(source)
+
+
+def test_html_text_is_what_a_reader_sees() -> None:
+    source = (
+        '<?xml version="1.0" encoding="UTF-8"?><html><head><title>T</title>'
+        "<style>p {color: red}</style></head><body><!-- a note -->Hello<br>"
+        "<p>your code&nbsp;is <b>424242</b></p><script>var code = 111111;</script>"
+        '<a href=" https://x.test/v?a=1&amp;b=2 ">verify</a></body></html>'
+    )
+    assert html_text(source) == "Hello\n\nyour code\xa0is 424242verify"
+    assert links("", source) == ["https://x.test/v?a=1&b=2"]
+    assert html_text("<!-- nothing but a comment -->") == ""
+    assert html_text("") == ""
