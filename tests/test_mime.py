@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 
 from imapscope.expect._extract import codes, html_text, links
-from imapscope.mime import NO_PARTS, attachments, parse, payload, readable
+from imapscope.mime import NO_PARTS, TOO_DEEP, attachments, parse, payload, readable
 
 HEAD = b"From: a@example.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
 
@@ -45,6 +45,18 @@ def test_an_attachment_holding_8bit_text_in_a_partless_multipart_gives_its_bytes
     [part] = attachments(parse(raw))
     assert "\ufffd\ufffd caf".encode() in payload(part)
     assert found.attachments[0].size == len(payload(part))
+
+
+def test_a_message_nested_past_the_parser_s_recursion_is_named_not_raised() -> None:
+    """Multiparts nested 5,000 deep, or a From of 100,000 opening parentheses: the standard
+    library's parser recursed past Python's limit (RecursionError)."""
+    nested = HEAD + b"".join(
+        b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i)
+        for i in range(5000)
+    )
+    comments = b"From: " + b"(" * 100_000 + b"\r\nSubject: x\r\n\r\nbody\r\n"
+    for raw in (nested, comments):
+        assert readable(raw).problems == [TOO_DEEP]
 
 
 #: What a broken or hostile sender puts in a message's structure.

@@ -76,7 +76,8 @@ class _Candidate:
                 self._problem = str(exc)
                 return None
             try:
-                self._read = readable(raw)
+                # In a thread: the parser may take seconds on a hostile message.
+                self._read = await asyncio.to_thread(readable, raw)
             except Exception as exc:
                 # A message the MIME parser still chokes on (a bug of ours or the standard
                 # library's): a near miss that says so. Raised, it would stop the judging of

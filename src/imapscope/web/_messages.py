@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -76,7 +77,8 @@ def router() -> APIRouter:
         meta = await service.store.message(account_id, folder, uid)
         shown, problem = None, ""
         try:
-            shown = readable(await _fetched(request, service, account_id, folder, uid))
+            raw = await _fetched(request, service, account_id, folder, uid)
+            shown = await asyncio.to_thread(readable, raw)  # seconds, for a hostile message
         except SyncFailure as exc:
             problem = f"The server did not give the message: {exc.finding.summary} Fix: " + (
                 exc.finding.fix
@@ -95,7 +97,8 @@ def router() -> APIRouter:
         and nothing load from the network."""
         service = service_of(request)
         try:
-            html = readable(await _fetched(request, service, account_id, folder, uid)).html
+            raw = await _fetched(request, service, account_id, folder, uid)
+            html = (await asyncio.to_thread(readable, raw)).html
         except (SyncFailure, LookupError) as exc:
             raise NotFoundError(f"the message could not be fetched: {exc}") from exc
         return HTMLResponse(html, headers={
