@@ -60,7 +60,7 @@ def test_the_api_s_account_states_are_the_engine_s() -> None:
 
 def test_serve_s_start_imports_only_what_it_uses() -> None:
     """Alembic (a store already at its schema), SQLAlchemy's PostgreSQL dialect (a store on
-    SQLite), aiohttp (no webhook or channel message sent yet),
+    SQLite), lxml (no HTML body read yet), aiohttp (no webhook or channel message sent yet),
     httpx (no discovery asked) and dnspython (no --nameserver given) are imported when first
     needed: each cost 0.02-0.1 s of every start of serve, which a first sync of a big mailbox
     waits for."""
@@ -71,7 +71,7 @@ def test_serve_s_start_imports_only_what_it_uses() -> None:
         "import sys\n"
         "import imapscope.api, imapscope.cli_serve, imapscope.expect, imapscope.monitor\n"
         "import imapscope.store, imapscope.sync, imapscope.web, imapscope.webhooks\n"
-        "lazy = {'aiohttp', 'alembic', 'httpx', 'dns'}\n"
+        "lazy = {'aiohttp', 'alembic', 'httpx', 'dns', 'lxml'}\n"
         "found = {m.split('.')[0] for m in sys.modules} & lazy\n"
         "found |= {m for m in sys.modules if m.startswith('sqlalchemy.dialects.postgresql')}\n"
         "print(sorted(found))"

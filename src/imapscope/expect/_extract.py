@@ -14,12 +14,11 @@ html.parser (Python 3.11.7) takes quadratic time on unclosed markup, 36 s for 64
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from typing import Any
 
-import lxml.etree  # type: ignore[import-untyped]
-import lxml.html  # type: ignore[import-untyped]
 import re2  # type: ignore[import-untyped]
 
 __all__ = ["CodePattern", "PatternError", "codes", "compile_pattern", "links"]
@@ -104,7 +103,16 @@ def compile_pattern(source: str, *, ignore_case: bool = False) -> CodePattern:
 #: Elements that start a new line of the visible text; elements whose text is not shown.
 _BLOCKS = frozenset(("br", "p", "div", "tr", "li"))
 _HIDDEN = frozenset(("script", "style", "head", "title"))
-_PARSER = lxml.html.HTMLParser(encoding="utf-8", huge_tree=True)
+
+
+@functools.cache
+def _lxml() -> tuple[Any, Any]:
+    """lxml's etree and HTML modules, imported at the first HTML read (not at each start of
+    serve, which may never judge one)."""
+    import lxml.etree  # type: ignore[import-untyped]  # noqa: PLC0415
+    import lxml.html  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    return lxml.etree, lxml.html
 
 
 class _Html:
@@ -113,14 +121,16 @@ class _Html:
     def __init__(self, source: str) -> None:
         self.hrefs: list[str] = []
         text: list[str] = []
+        etree, lxml_html = _lxml()
+        parser = lxml_html.HTMLParser(encoding="utf-8", huge_tree=True)  # one per read: threads
         try:
             # As UTF-8 bytes: lxml refuses a str that declares an encoding (<?xml ...?>).
-            root = lxml.html.document_fromstring(source.encode("utf-8", "replace"), _PARSER)
-        except lxml.etree.ParserError:  # nothing but comments, or nothing at all
+            root = lxml_html.document_fromstring(source.encode("utf-8", "replace"), parser)
+        except etree.ParserError:  # nothing but comments, or nothing at all
             self.text = ""
             return
         events = ("start", "end", "comment", "pi")  # a comment's own text is not shown
-        for event, element in lxml.etree.iterwalk(root, events=events):
+        for event, element in etree.iterwalk(root, events=events):
             if event == "start":
                 tag = element.tag
                 if tag == "a" and (href := element.get("href")):
