@@ -388,3 +388,33 @@ def test_a_message_the_parser_chokes_on_is_a_near_miss_that_says_so(
         ("read", "the message could not be read (RuntimeError)")
     ]
     assert "could not be read" in caplog.text
+
+
+def test_a_message_nested_too_deep_to_read_matches_with_its_problem_and_no_attachments(
+    served: Serving, sandbox: Sandbox
+) -> None:
+    """Multiparts nested 3,000 deep: the parser recurses past Python's limit. The message still
+    matches on its envelope, with the problem said, no body and no attachments (asking for one
+    is a 404 that says how many there are, not a server error)."""
+    deep = b"".join(
+        b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i)
+        for i in range(3000)
+    )
+    raw = (
+        b"From: Acme <noreply@acme.test>\r\nTo: alice@example.test\r\n"
+        b"Subject: Welcome to Acme (deep)\r\nMIME-Version: 1.0\r\n" + deep
+    )
+    with served.client() as api:
+        alice = registered(api, sandbox)
+        e = expect(api, alice, subject="welcome to acme")
+        with smtplib.SMTP("127.0.0.1", sandbox.server.smtp_port, timeout=10) as smtp:
+            smtp.sendmail("noreply@acme.test", ["alice@example.test"], raw)
+        found = wait(api, e["id"])
+        attachment = api.get(f"/api/v1/expectations/{e['id']}/attachments/0")
+    assert found["state"] == "matched", found
+    assert found["message"]["problems"] == [
+        "the message is nested too deeply to read (its parts, or a header's comments)"
+    ]
+    assert found["message"]["attachments"] == []
+    assert attachment.status_code == 404
+    assert "has 0 attachments" in attachment.json()["error"]
