@@ -795,26 +795,13 @@ def test_a_select_without_uidvalidity_is_a_named_failure_not_a_second_copy(
     server breaking the protocol, named as such; the stored folder stays as it was. Taken as a
     new UIDVALIDITY it dropped the folder and stored it again under none, and the next answer
     with one inserted every message a second time: an internal error at every attempt."""
-    from tests.test_one_path import login_only  # noqa: PLC0415
+    selects: list[int] = []
 
-    selects: list[str] = []
+    def uidvalidity(n: int) -> int | None:
+        selects.append(n)
+        return None if n in (2, 3) else 7
 
-    def select(tag: str, _command: object) -> list[Response]:
-        selects.append(tag)
-        said = [] if len(selects) in (2, 3) else [
-            UntaggedStatus("OK", ResponseCode("UIDVALIDITY", 7), "v")
-        ]  # fmt: skip
-        return [Exists(3), *said, UntaggedStatus("OK", ResponseCode("UIDNEXT", 4), "n"), ok(tag)]
-
-    def search(tag: str, command: Any) -> list[Response]:
-        low = int(command.criteria.split()[1].split(":")[0])
-        return [SearchResponse(tuple(u for u in (1, 2, 3) if u >= low)), ok(tag)]
-
-    def fetch(tag: str, command: Any) -> list[Response]:
-        full = "ENVELOPE" in command.items
-        return [*(_message(u, full) for u in (1, 2, 3)), ok(tag)]
-
-    server = login_only(SELECT=select, EXAMINE=select, SEARCH=search, FETCH=fetch)
+    server, _ = _scripted_folder((1, 2, 3), lambda wanted: (wanted, "OK"), uidvalidity=uidvalidity)
 
     async def main() -> None:
         options = SyncOptions(timeout=5, backoff=Backoff(first=0.01, cap=0.05))
@@ -839,21 +826,28 @@ def test_a_select_without_uidvalidity_is_a_named_failure_not_a_second_copy(
 
 
 def _scripted_folder(
-    uids: tuple[int, ...], answer: Any, *, condstore: bool = False
-) -> tuple[Any, list[str]]:
+    uids: tuple[int, ...], answer: Any, *, condstore: bool = False,
+    uidvalidity: Any = lambda _n: 7,
+) -> tuple[Any, list[str]]:  # fmt: skip
     """A plaintext server with one folder holding ``uids``; ``answer(uids asked)`` says which
     messages a FETCH with ENVELOPE returns and how it ends ("OK" or "NO"). With ``condstore``
-    it offers CONDSTORE and its SELECT says a HIGHESTMODSEQ that never moves. Returns the
-    server and the message sets those FETCHes asked for."""
+    it offers CONDSTORE and its SELECT says a HIGHESTMODSEQ that never moves;
+    ``uidvalidity(n)`` is what the n-th SELECT or EXAMINE says (None: no UIDVALIDITY). Returns
+    the server and the message sets those FETCHes asked for."""
     from tests.test_one_path import login_only  # noqa: PLC0415
 
     asked: list[str] = []
+    selected = [0]
 
     def select(tag: str, _command: object) -> list[Response]:
+        selected[0] += 1
+        validity = uidvalidity(selected[0])
+        said = [] if validity is None else [
+            UntaggedStatus("OK", ResponseCode("UIDVALIDITY", validity), "v")
+        ]  # fmt: skip
         uidnext = ResponseCode("UIDNEXT", max(uids) + 1)
         modseq = [UntaggedStatus("OK", ResponseCode("HIGHESTMODSEQ", 5), "m")] if condstore else []
-        return [Exists(len(uids)), UntaggedStatus("OK", ResponseCode("UIDVALIDITY", 7), "v"),
-                UntaggedStatus("OK", uidnext, "n"), *modseq, ok(tag)]  # fmt: skip
+        return [Exists(len(uids)), *said, UntaggedStatus("OK", uidnext, "n"), *modseq, ok(tag)]
 
     def search(tag: str, command: Any) -> list[Response]:
         low, _, high = command.criteria.split()[1].partition(":")
